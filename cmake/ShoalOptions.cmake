@@ -1,0 +1,14 @@
+# One INTERFACE target carries the language level, warnings and sanitizer flags for every
+# in-tree target (plugins and fixtures included, so they share the worker's sanitizer runtime).
+option(SHOAL_WERROR "Treat warnings as errors" OFF)
+set(SHOAL_SANITIZER "" CACHE STRING "empty | address,undefined | thread")
+
+add_library(shoal_options INTERFACE)
+target_compile_features(shoal_options INTERFACE cxx_std_20)
+target_compile_options(shoal_options INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow -Wcast-align -Wnon-virtual-dtor
+  $<$<BOOL:${SHOAL_WERROR}>:-Werror>)
+if(SHOAL_SANITIZER)
+  target_compile_options(shoal_options INTERFACE -fsanitize=${SHOAL_SANITIZER} -fno-omit-frame-pointer)
+  target_link_options(shoal_options INTERFACE -fsanitize=${SHOAL_SANITIZER})
+endif()

@@ -1,0 +1,69 @@
+// File: shoal/config.hpp
+//
+// The parsed form of a shoal YAML file (see config/reference.md for every key). A
+// PoolConfig can also be built in code and handed to Pool::start directly.
+#ifndef SHOAL_CONFIG_HPP
+#define SHOAL_CONFIG_HPP
+
+#include <shoal/result.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shoal {
+
+using Duration = std::chrono::nanoseconds;
+
+/// One entry of a pool's `resources:` list (opened in the worker before init).
+struct ResourceConfig {
+  std::string name;
+  std::filesystem::path module;  ///< absolute after loading
+  int32_t priority = 0;          ///< finalizer priority, higher closes first
+  std::map<std::string, std::string> params;
+};
+
+/// One pool of workers running one task plugin.
+struct PoolConfig {
+  std::string name;
+  std::filesystem::path plugin;  ///< absolute after loading
+  uint32_t workers = 0;          ///< 0 means one per CPU
+  std::map<std::string, std::string> params;  ///< handed to shoal_init; non-strings as YAML text
+  uint64_t max_tasks_per_worker = 0;          ///< 0 = never recycle
+  uint64_t max_memory = 0;                    ///< bytes of RSS; 0 = no limit
+  Duration task_timeout{0};                   ///< 0 = none
+  uint32_t retries = 0;                       ///< extra attempts for crashed/timeout tasks
+  uint64_t queue_capacity = 4u << 20;         ///< bytes per ring (task ring and result ring)
+  Duration grace = std::chrono::seconds(5);   ///< shutdown.grace
+  Duration fini_timeout = std::chrono::seconds(2);  ///< shutdown.fini_timeout
+  int32_t fini_priority = 100;                ///< priority of shoal_fini in the chain
+  std::map<std::string, std::string> env;     ///< extra environment of the workers
+  std::vector<ResourceConfig> resources;
+};
+
+/// A whole config file: pools in file order.
+struct Config {
+  std::filesystem::path source;  ///< the file it came from ("<string>" for a string)
+  std::vector<PoolConfig> pools;
+};
+
+/// Parses a config file. Relative paths are resolved against the file's folder and
+/// `${NAME}` is expanded from the environment. Errors read "FILE:LINE:COLUMN: message".
+Result<Config> load_config_file(const std::filesystem::path& file);
+
+/// Parses YAML text; `source` names it in errors and `base_dir` anchors relative paths.
+Result<Config> load_config_string(std::string_view yaml, const std::string& source,
+                                  const std::filesystem::path& base_dir);
+
+/// "250ms", "30s", "2m", "1h", "1500us", "0" -> duration. Returns false on bad text.
+bool parse_duration(std::string_view text, Duration& out);
+/// "4MiB", "512KiB", "1GiB", "4096", "10MB" -> bytes. Returns false on bad text.
+bool parse_size(std::string_view text, uint64_t& out);
+
+}  // namespace shoal
+
+#endif  // SHOAL_CONFIG_HPP

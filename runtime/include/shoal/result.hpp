@@ -1,0 +1,68 @@
+// File: shoal/result.hpp
+//
+// Result<T>: a value or an Error, returned by every runtime call that can fail. The
+// runtime throws no exceptions of its own; a failure is a value the caller must look at.
+#ifndef SHOAL_RESULT_HPP
+#define SHOAL_RESULT_HPP
+
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace shoal {
+
+/// Which part of the runtime failed.
+enum class Errc {
+  config,    ///< the YAML or a value in it; message is "FILE:LINE:COLUMN: ..."
+  plugin,    ///< a plugin or resource module cannot be used; message names the file
+  spawn,     ///< a worker could not be started
+  ipc,       ///< shared memory, rings, descriptors
+  not_found, ///< a named pool does not exist
+  failed,    ///< a pool failed (crash loop, every worker unusable)
+  io,        ///< reading or writing a file
+};
+
+/// A failure: the component code and one line for a person.
+struct Error {
+  Errc code;
+  std::string message;
+};
+
+/// A value of type T, or an Error. Check with `if (r)` before `*r`.
+template <class T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}                 // NOLINT: implicit by design
+  Result(Error error) : v_(std::move(error)) {}             // NOLINT
+  explicit operator bool() const noexcept { return v_.index() == 0; }
+  bool ok() const noexcept { return v_.index() == 0; }
+  T& value() & { return std::get<0>(v_); }
+  T&& value() && { return std::get<0>(std::move(v_)); }
+  const T& value() const& { return std::get<0>(v_); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  const Error& error() const { return std::get<1>(v_); }
+
+ private:
+  std::variant<T, Error> v_;
+};
+
+template <>
+class [[nodiscard]] Result<void> {
+ public:
+  Result() = default;
+  Result(Error error) : error_(std::move(error)), ok_(false) {}  // NOLINT
+  explicit operator bool() const noexcept { return ok_; }
+  bool ok() const noexcept { return ok_; }
+  const Error& error() const { return error_; }
+
+ private:
+  Error error_{};
+  bool ok_ = true;
+};
+
+}  // namespace shoal
+
+#endif  // SHOAL_RESULT_HPP

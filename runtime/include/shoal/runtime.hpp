@@ -1,0 +1,128 @@
+// File: shoal/runtime.hpp
+//
+// The host API: a Runtime built from a YAML config owns named Pools; a Pool owns worker
+// processes (`shoal-worker`, started with posix_spawn, never fork) that run a task
+// plugin. Every task handed to a pool gets exactly one Outcome.
+//
+// Threads: Pool methods may be called from any thread. Each pool runs one event-loop
+// thread of its own that spawns and supervises its workers; only the callback form of
+// submit runs your code on it.
+#ifndef SHOAL_RUNTIME_HPP
+#define SHOAL_RUNTIME_HPP
+
+#include <shoal/config.hpp>
+#include <shoal/result.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shoal {
+
+/// The outcome vocabulary (DESIGN.md): the same words in the API, the CLI and Redis.
+enum class Status : uint8_t { ok, error, crashed, timeout, cancelled, rejected };
+
+/// "ok", "error", "crashed", "timeout", "cancelled", "rejected".
+std::string_view to_string(Status s) noexcept;
+
+/// What became of one task.
+struct Outcome {
+  Status status = Status::rejected;
+  std::string output;               ///< bytes the plugin emitted (status ok; partial otherwise)
+  std::string error;                ///< why, when status is not ok
+  int32_t worker = -1;              ///< worker index that ran it last; -1 if none
+  uint32_t attempts = 0;            ///< times it was started in a worker (0: never ran)
+  std::chrono::nanoseconds duration{0};  ///< time in shoal_run, last attempt
+};
+
+/// Options that do not belong in the YAML file.
+struct RuntimeOptions {
+  /// Path of the shoal-worker executable. Empty: $SHOAL_WORKER, then `shoal-worker` beside
+  /// the running executable, then the path the build wrote it to.
+  std::string worker_path;
+};
+
+/// A pool of worker processes running one plugin. Create with Pool::start.
+class Pool {
+ public:
+  /// Spawns the workers and waits until each has loaded the plugin and run its init.
+  /// Fails (Errc::plugin, one line naming the file and the cause) when no worker can
+  /// start: the plugin is missing, not a shared object, lacks a symbol, has another ABI
+  /// major, or its init failed.
+  static Result<std::unique_ptr<Pool>> start(const PoolConfig& config, const RuntimeOptions& options = {});
+
+  /// Destroying a pool that was not joined terminates it and waits (like std::jthread).
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  /// Queues one task. The future always becomes ready; after close/terminate at once with
+  /// `rejected` ("pool closed"); an input larger than a ring is `rejected` naming the key.
+  std::future<Outcome> submit(std::string_view input);
+
+  /// Queues one task; `on_done` is called exactly once with its outcome, on the pool's
+  /// loop thread (or on the calling thread when the task is rejected at once). It must
+  /// return quickly and must not call back into this pool's join.
+  void submit(std::string_view input, std::function<void(Outcome&&)> on_done);
+
+  /// Runs every input; returns their outcomes in input order. Blocks until all are done.
+  std::vector<Outcome> map(std::span<const std::string> inputs);
+
+  /// Runs every input; calls `on_done(index, outcome)` on the calling thread as each
+  /// completes (completion order). Blocks until all are done.
+  void map_unordered(std::span<const std::string> inputs,
+                     const std::function<void(size_t index, Outcome&& outcome)>& on_done);
+
+  /// No more submissions; tasks already queued still run.
+  void close();
+  /// After close: waits until every task has its outcome and every worker ran its fini
+  /// and exited. Without close first it closes, then joins.
+  void join();
+  /// Stops now: queued tasks become `cancelled` (attempts 0), running tasks get
+  /// shutdown.grace to finish, then their worker is killed. Returns at once; join waits.
+  void terminate();
+
+  const PoolConfig& config() const noexcept;
+  /// Number of live worker processes (for tests and monitoring).
+  size_t live_workers() const;
+  /// Process ids of the live workers (for tests and monitoring).
+  std::vector<int> worker_pids() const;
+
+  struct Impl;
+
+ private:
+  explicit Pool(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The pools of one config file. Pools start on first use.
+class Runtime {
+ public:
+  static Result<Runtime> from_file(const std::filesystem::path& file, RuntimeOptions options = {});
+  static Result<Runtime> from_string(std::string_view yaml, const std::filesystem::path& base_dir,
+                                     RuntimeOptions options = {});
+
+  Runtime(Runtime&&) noexcept;
+  Runtime& operator=(Runtime&&) noexcept;
+  ~Runtime();
+
+  const Config& config() const noexcept;
+  /// The pool named `name`, started (and waited for) on first use. Errc::not_found when
+  /// the config has no such pool; the start error when it cannot start.
+  Result<Pool*> pool(std::string_view name);
+
+ private:
+  Runtime(Config config, RuntimeOptions options);
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace shoal
+
+#endif  // SHOAL_RUNTIME_HPP

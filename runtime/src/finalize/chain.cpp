@@ -1,0 +1,44 @@
+#include "finalize/chain.hpp"
+
+#include <algorithm>
+
+namespace shoal::detail {
+
+void FinalizerChain::add(int32_t priority, std::string name, std::function<void()> fn) {
+  std::lock_guard lock(mu_);
+  entries_.push_back(Entry{priority, next_seq_++, std::move(name), std::move(fn)});
+}
+
+FinalizerChain::Entry* FinalizerChain::claim_next() {
+  std::lock_guard lock(mu_);
+  Entry* best = nullptr;
+  for (auto& e : entries_) {
+    if (e.claimed) continue;
+    if (best == nullptr || e.priority > best->priority || (e.priority == best->priority && e.seq > best->seq))
+      best = &e;
+  }
+  if (best != nullptr) best->claimed = true;
+  return best;
+}
+
+void FinalizerChain::run_all() {
+  while (Entry* e = claim_next()) {
+    // Copied out: an entry may add entries, which can reallocate the vector.
+    auto fn = e->fn;
+    fn();
+  }
+}
+
+std::vector<std::string> FinalizerChain::order() const {
+  std::lock_guard lock(mu_);
+  std::vector<const Entry*> v;
+  for (const auto& e : entries_) v.push_back(&e);
+  std::sort(v.begin(), v.end(), [](const Entry* a, const Entry* b) {
+    return a->priority != b->priority ? a->priority > b->priority : a->seq > b->seq;
+  });
+  std::vector<std::string> names;
+  for (const auto* e : v) names.push_back(e->name);
+  return names;
+}
+
+}  // namespace shoal::detail

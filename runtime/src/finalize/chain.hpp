@@ -1,0 +1,43 @@
+// The worker's finalizer chain: entries run highest priority first, equal priorities
+// last-registered first, each exactly once whatever path reaches the chain.
+#ifndef SHOAL_FINALIZE_CHAIN_HPP
+#define SHOAL_FINALIZE_CHAIN_HPP
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace shoal::detail {
+
+class FinalizerChain {
+ public:
+  /// Adds an entry. `name` identifies it in reports ("plugin fini", "resource db").
+  void add(int32_t priority, std::string name, std::function<void()> fn);
+  /// Runs every entry not yet run, in chain order. A second caller (another thread, or a
+  /// re-entrant call from an entry) runs nothing twice: each entry is claimed before it runs.
+  void run_all();
+  /// Names in the order run_all would run them (for tests).
+  std::vector<std::string> order() const;
+
+ private:
+  struct Entry {
+    int32_t priority;
+    uint64_t seq;
+    std::string name;
+    std::function<void()> fn;
+    bool claimed = false;
+  };
+  // Entries are claimed one at a time under the mutex and run outside it, so an entry
+  // that calls add() or run_all() does not deadlock.
+  Entry* claim_next();
+  mutable std::mutex mu_;
+  std::vector<Entry> entries_;
+  uint64_t next_seq_ = 0;
+};
+
+}  // namespace shoal::detail
+
+#endif

@@ -1,0 +1,100 @@
+// The shared-memory layout of one pool: one memfd holding a pool header page, one
+// control page per worker, and per worker a task ring (host -> worker) and a result ring
+// (worker -> host). Only offsets are stored in shared memory, never pointers.
+//
+// No lock lives here: a process that dies holding a lock in shared memory blocks every
+// other process forever (Boost.Interprocess 1.74 has no robust mutexes). Every field is
+// an atomic written by one side only; the other side reads it once, checks it, then uses
+// the checked copy, because a worker runs foreign code and may scribble anywhere.
+#ifndef SHOAL_IPC_LAYOUT_HPP
+#define SHOAL_IPC_LAYOUT_HPP
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace shoal::detail {
+
+inline constexpr uint32_t kSegmentMagic = 0x53484f4cu;  // "SHOL"
+inline constexpr uint32_t kSegmentVersion = 1;
+inline constexpr size_t kPageSize = 4096;
+inline constexpr size_t kMinRingCapacity = 4096;
+
+// Positions are byte counts since the ring was created; they never wrap in practice
+// (2^64 bytes). A record starts at `pos % capacity` and, because each ring's pages are
+// mapped twice back to back, is contiguous even when it crosses the end.
+struct RingHeader {
+  alignas(64) std::atomic<uint64_t> write_pos{0};  // written by the producer only
+  alignas(64) std::atomic<uint64_t> read_pos{0};   // written by the consumer only
+};
+
+enum class StopMode : uint32_t {
+  run = 0,
+  drain = 1,  // finish every queued task, then run the chain and exit
+  now = 2,    // finish the running task (it sees should_stop), leave the rest, exit
+};
+
+struct WorkerBlock {
+  RingHeader tasks;    // host produces, worker consumes
+  RingHeader results;  // worker produces, host consumes
+  // Futex word the worker sleeps on; the host bumps it and wakes after publishing tasks,
+  // freeing result space or requesting a stop.
+  alignas(64) std::atomic<uint32_t> worker_wake{0};
+  std::atomic<uint32_t> worker_sleeping{0};  // worker sets before sleeping; host reads
+  std::atomic<uint32_t> stop{0};             // StopMode, written by the host
+  // Id of the task inside shoal_run, 0 when none; written by the worker. The host uses it
+  // after the worker died to tell the task that ran from the ones that never started.
+  alignas(64) std::atomic<uint64_t> running_task{0};
+};
+
+struct PoolHeader {
+  uint32_t magic;
+  uint32_t version;
+  uint32_t workers;
+  uint32_t reserved;
+  uint64_t ring_capacity;
+  // Set by the host before it sleeps on its eventfd; a worker that publishes a result
+  // and finds it set clears it and writes the eventfd (one wake-up, not one per result).
+  alignas(64) std::atomic<uint32_t> host_sleeping{0};
+};
+
+static_assert(sizeof(PoolHeader) <= kPageSize);
+static_assert(sizeof(WorkerBlock) <= kPageSize);
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+
+// Every ring record starts with this header, 8-byte aligned; the payload follows.
+// Task records: payload = input. Result records: payload = output then error text.
+struct RecordHeader {
+  uint64_t task_id;
+  uint32_t size;        // payload bytes
+  uint32_t status;      // results: WireStatus
+  uint32_t error_size;  // results: trailing bytes of the payload that are the error text
+  uint32_t reserved;
+  uint64_t duration_ns;  // results: time spent in shoal_run
+};
+static_assert(sizeof(RecordHeader) == 32);
+
+enum class WireStatus : uint32_t { ok = 0, error = 1 };
+
+inline constexpr uint64_t align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
+inline constexpr uint64_t record_bytes(uint64_t payload) { return align8(sizeof(RecordHeader) + payload); }
+// Largest payload one ring of `capacity` bytes can carry in one record.
+inline constexpr uint64_t max_payload(uint64_t capacity) { return capacity - sizeof(RecordHeader); }
+
+// Byte offsets of every part of the segment.
+struct SegmentLayout {
+  uint32_t workers = 0;
+  uint64_t capacity = 0;  // power of two, multiple of the page size
+
+  static uint64_t round_capacity(uint64_t requested);
+  uint64_t block_offset(uint32_t i) const { return kPageSize * (1 + uint64_t{i}); }
+  uint64_t rings_base() const { return kPageSize * (1 + uint64_t{workers}); }
+  uint64_t task_ring_offset(uint32_t i) const { return rings_base() + 2 * capacity * i; }
+  uint64_t result_ring_offset(uint32_t i) const { return task_ring_offset(i) + capacity; }
+  uint64_t total() const { return rings_base() + 2 * capacity * workers; }
+};
+
+}  // namespace shoal::detail
+
+#endif

@@ -1,0 +1,35 @@
+// Loading a task plugin in a worker. Only workers load plugins: a plugin's static
+// constructors run at load time and must never run in the host.
+#ifndef SHOAL_PLUGIN_LOADER_HPP
+#define SHOAL_PLUGIN_LOADER_HPP
+
+#include <shoal/plugin.h>
+#include <shoal/result.hpp>
+
+#include <filesystem>
+
+namespace shoal::detail {
+
+struct PluginApi {
+  uint32_t (*abi)() = nullptr;
+  shoal_status (*init)(const shoal_host*, shoal_ctx*, void**) = nullptr;
+  shoal_status (*run)(shoal_ctx*, void*, shoal_bytes) = nullptr;
+  void (*fini)(shoal_ctx*, void*) = nullptr;
+  void (*recover)(const shoal_host*, shoal_ctx*) = nullptr;  // optional
+  uint32_t abi_version = 0;
+};
+
+/// Checks that `path` is a regular ELF shared object, loads it with RTLD_NOW|RTLD_LOCAL
+/// (lazy binding would turn a missing symbol into a crash in the middle of a task),
+/// resolves every required export and negotiates the ABI version by calling only
+/// shoal_plugin_abi. The library stays loaded until the process exits. Errors are one
+/// line: "plugin PATH: cause".
+Result<PluginApi> load_plugin(const std::filesystem::path& path);
+
+/// Checks the file before any loading: exists, regular, ELF shared object of this
+/// machine's class. Shared with `shoal check`.
+Result<void> check_shared_object(const std::filesystem::path& path, const char* what);
+
+}  // namespace shoal::detail
+
+#endif

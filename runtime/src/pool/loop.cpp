@@ -1,0 +1,538 @@
+// The pool's event loop: one thread that spawns and supervises the workers, moves tasks
+// into their rings and outcomes out of them. It sleeps in epoll on the workers' pidfds
+// and control sockets, the eventfd workers write after publishing a result, the eventfd
+// callers write after submitting, and a timerfd for shutdown deadlines.
+//
+// This thread spawns every worker and lives as long as the pool, so nothing a worker
+// relies on is tied to a caller's thread that may end earlier.
+#include "common/log.hpp"
+#include "pool/pool_impl.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+namespace shoal {
+
+using namespace detail;
+
+namespace {
+
+enum EventKind : uint32_t { kSubmit = 1, kResult = 2, kTimer = 3, kPidfd = 4, kControl = 5 };
+
+uint64_t event_key(EventKind kind, uint32_t index) { return (uint64_t{kind} << 32) | index; }
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Work queued in one worker's ring, in time: enough that the worker never waits for the
+// host's round trip, small enough that the last tasks of a batch are never stuck behind
+// one worker while another is idle (the chunksize trap).
+constexpr double kQueueTargetNs = 300'000;
+constexpr size_t kMaxDepth = 1024;
+// A host with tasks in flight spins this long for results before sleeping.
+constexpr int64_t kHostSpinNs = 20'000;
+constexpr uint32_t kMaxStartFailures = 5;
+
+std::string seconds_text(Duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%gs", std::chrono::duration<double>(d).count());
+  return buf;
+}
+
+bool send_all(int fd, const std::string& bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    // MSG_NOSIGNAL: a worker that died already must not kill the host with SIGPIPE.
+    ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+void Pool::Impl::arm_timer(Duration after) {
+  itimerspec spec{};
+  auto ns = std::max<int64_t>(after.count(), 1);
+  spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+  spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
+  ::timerfd_settime(timer.get(), 0, &spec, nullptr);
+}
+
+void Pool::Impl::update_pids() {
+  std::lock_guard lock(mu);
+  pids.clear();
+  for (auto& w : workers)
+    if (w.state != WorkerSlot::State::down) pids.push_back(w.child.pid);
+}
+
+void Pool::Impl::reset_rings(WorkerSlot& w) {
+  // Only called while no process maps this worker's rings as consumer/producer: a new
+  // worker starts from empty rings and a clean control block.
+  WorkerBlock* b = w.block;
+  b->tasks.write_pos.store(0);
+  b->tasks.read_pos.store(0);
+  b->results.write_pos.store(0);
+  b->results.read_pos.store(0);
+  b->worker_wake.store(0);
+  b->worker_sleeping.store(0);
+  b->stop.store(0);
+  b->running_task.store(0);
+  w.tasks = RingProducer(&b->tasks, w.task_map.data(), layout.capacity);
+  w.results = RingConsumer(&b->results, w.result_map.data(), layout.capacity);
+}
+
+void Pool::Impl::spawn_worker(WorkerSlot& w) {
+  reset_rings(w);
+  w.fatal_message.clear();
+  w.killed = false;
+  w.kill_reason.clear();
+  w.reader = MessageReader();
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    fail_pool(std::string("socketpair: ") + std::strerror(errno));
+    return;
+  }
+  Fd host_end(sv[0]);
+  auto worker_end = move_fd_above(Fd(sv[1]), 16);
+  if (!worker_end) {
+    fail_pool(worker_end.error().message);
+    return;
+  }
+  SpawnRequest req;
+  req.executable = worker_exe;
+  req.argv = {"shoal-worker", "--pool", config.name, "--index", std::to_string(w.index)};
+  req.env = worker_env;
+  req.fds = {{segment.get(), kWorkerSegmentFd}, {worker_end->get(), kWorkerControlFd},
+             {result_event.get(), kWorkerEventFd}};
+  // Workers never write to the host's stdout: it carries results.
+  req.stdout_to = STDERR_FILENO;
+  auto child = spawn_process(req);
+  if (!child) {
+    fail_pool(child.error().message);
+    return;
+  }
+  w.child = std::move(*child);
+  w.control = std::move(host_end);
+  KeyValues init = {{"pool", config.name},
+                    {"plugin", config.plugin.string()},
+                    {"index", std::to_string(w.index)},
+                    {"capacity", std::to_string(layout.capacity)},
+                    {"segment_size", std::to_string(layout.total())},
+                    {"grace_ns", std::to_string(config.grace.count())},
+                    {"fini_priority", std::to_string(config.fini_priority)}};
+  for (const auto& [k, v] : config.params) init.emplace_back("param." + k, v);
+  (void)send_all(w.control.get(), encode_message(MsgType::init, encode_kv(init)));  // EOF shows up as an exit
+  int flags = ::fcntl(w.control.get(), F_GETFL);
+  ::fcntl(w.control.get(), F_SETFL, flags | O_NONBLOCK);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = event_key(kPidfd, w.index);
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, w.child.pidfd.get(), &ev);
+  ev.data.u64 = event_key(kControl, w.index);
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, w.control.get(), &ev);
+  w.state = WorkerSlot::State::starting;
+  update_pids();
+}
+
+void Pool::Impl::finish_start(bool ok, const std::string& error) {
+  std::lock_guard lock(mu);
+  if (start_state != StartState::waiting) return;
+  start_state = ok ? StartState::ok : StartState::failed;
+  start_error = error;
+  start_cv.notify_all();
+}
+
+void Pool::Impl::on_control(WorkerSlot& w) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(w.control.get(), buf, sizeof buf);
+    if (n > 0) {
+      w.reader.feed(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;  // EAGAIN, or EOF: the pidfd reports the exit
+  }
+  while (auto m = w.reader.next()) {
+    if (m->type == MsgType::ready && w.state == WorkerSlot::State::starting) {
+      w.state = WorkerSlot::State::ready;
+      start_failures = 0;
+      if (stop_requested) {
+        w.block->stop.store(static_cast<uint32_t>(terminate_seen ? StopMode::now : StopMode::drain));
+        w.state = WorkerSlot::State::stopping;
+        wake_worker(w);
+      }
+    } else if (m->type == MsgType::fatal) {
+      w.fatal_message = m->body;
+    }
+  }
+  if (w.reader.bad()) kill_worker(w, "worker sent a malformed control message");
+  if (phase == Phase::starting &&
+      std::all_of(workers.begin(), workers.end(), [](const WorkerSlot& s) { return s.state == WorkerSlot::State::ready; })) {
+    phase = Phase::running;
+    finish_start(true, {});
+  }
+}
+
+void Pool::Impl::kill_worker(WorkerSlot& w, std::string reason) {
+  if (w.state == WorkerSlot::State::down || w.killed) return;
+  w.killed = true;
+  w.kill_reason = std::move(reason);
+  signal_child(w.child.pidfd.get(), SIGKILL);
+}
+
+void Pool::Impl::wake_worker(WorkerSlot& w) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (w.block->worker_sleeping.load(std::memory_order_relaxed) != 0) {
+    w.block->worker_wake.fetch_add(1, std::memory_order_release);
+    futex_wake_all(&w.block->worker_wake);
+  }
+}
+
+void Pool::Impl::complete(TaskPtr task, Outcome&& outcome) {
+  // A user callback that throws must not take the loop (and every other task) down.
+  try {
+    task->done(std::move(outcome));
+  } catch (const std::exception& e) {
+    logf(LogLevel::error, "pool %s: an outcome callback threw: %s", config.name.c_str(), e.what());
+  } catch (...) {
+    logf(LogLevel::error, "pool %s: an outcome callback threw", config.name.c_str());
+  }
+}
+
+bool Pool::Impl::drain_results(WorkerSlot& w) {
+  bool any = false;
+  while (auto rec = w.results.peek()) {
+    if (w.inflight.empty() || w.inflight.front()->id != rec->header.task_id) {
+      kill_worker(w, "worker wrote a result for a task it was not given");
+      return any;
+    }
+    TaskPtr task = std::move(w.inflight.front());
+    w.inflight.pop_front();
+    --inflight_total;
+    const auto* p = reinterpret_cast<const char*>(rec->payload);
+    uint32_t out_size = rec->header.size - rec->header.error_size;
+    Outcome o;
+    o.status = rec->header.status == static_cast<uint32_t>(WireStatus::ok) ? Status::ok : Status::error;
+    o.output.assign(p, out_size);
+    o.error.assign(p + out_size, rec->header.error_size);
+    o.worker = static_cast<int32_t>(w.index);
+    o.attempts = task->attempts + 1;
+    o.duration = std::chrono::nanoseconds(rec->header.duration_ns);
+    w.results.consume(*rec);
+    double d = static_cast<double>(rec->header.duration_ns);
+    avg_task_ns = avg_task_ns == 0 ? d : avg_task_ns * 0.9 + d * 0.1;
+    complete(std::move(task), std::move(o));
+    any = true;
+  }
+  if (w.results.corrupt()) kill_worker(w, "worker corrupted its result ring");
+  if (any) wake_worker(w);  // it may be waiting for result space
+  return any;
+}
+
+size_t Pool::Impl::dispatch_depth() const {
+  if (avg_task_ns <= 0) return 1;
+  double d = std::ceil(kQueueTargetNs / avg_task_ns);
+  return static_cast<size_t>(std::clamp(d, 1.0, static_cast<double>(kMaxDepth)));
+}
+
+void Pool::Impl::dispatch() {
+  if (pending.empty()) return;
+  size_t depth = dispatch_depth();
+  size_t free_workers = 0;
+  for (auto& w : workers)
+    if (w.state == WorkerSlot::State::ready && w.inflight.size() < depth) ++free_workers;
+  if (free_workers == 0) return;
+  // Spread what is pending evenly over the workers that have room, so a short batch is
+  // not all queued behind the first worker.
+  size_t share = (pending.size() + free_workers - 1) / free_workers;
+  for (auto& w : workers) {
+    if (pending.empty()) break;
+    if (w.state != WorkerSlot::State::ready) continue;
+    size_t room = w.inflight.size() < depth ? depth - w.inflight.size() : 0;
+    for (size_t n = std::min(room, share); n > 0 && !pending.empty(); --n) {
+      Task& t = *pending.front();
+      std::byte* at = w.tasks.reserve(record_bytes(t.input.size()));
+      if (at == nullptr) {
+        if (w.tasks.corrupt()) kill_worker(w, "worker corrupted its task ring");
+        break;
+      }
+      t.id = next_task_id++;
+      RecordHeader h{};
+      h.task_id = t.id;
+      h.size = static_cast<uint32_t>(t.input.size());
+      write_header(at, h);
+      std::memcpy(at + sizeof(RecordHeader), t.input.data(), t.input.size());
+      w.tasks.advance(record_bytes(t.input.size()));
+      w.inflight.push_back(std::move(pending.front()));
+      pending.pop_front();
+      ++inflight_total;
+      w.published = true;
+    }
+  }
+  for (auto& w : workers) {
+    if (!w.published) continue;
+    w.published = false;
+    w.tasks.publish();
+    wake_worker(w);
+  }
+}
+
+void Pool::Impl::take_incoming() {
+  if (!has_incoming.load(std::memory_order_acquire)) return;
+  std::vector<TaskPtr> batch;
+  bool term = false;
+  {
+    std::lock_guard lock(mu);
+    batch.swap(incoming);
+    has_incoming.store(false, std::memory_order_relaxed);
+    term = terminating;
+  }
+  for (auto& t : batch) {
+    if (term || phase == Phase::done) {
+      Outcome o = rejection("pool terminated before the task started");
+      o.status = Status::cancelled;
+      complete(std::move(t), std::move(o));
+    } else {
+      pending.push_back(std::move(t));
+    }
+  }
+}
+
+void Pool::Impl::request_stop(StopMode mode) {
+  if (stop_requested && !(mode == StopMode::now && !terminate_seen)) return;
+  bool first = !stop_requested;
+  stop_requested = true;
+  for (auto& w : workers) {
+    if (w.state == WorkerSlot::State::ready || w.state == WorkerSlot::State::stopping) {
+      w.state = WorkerSlot::State::stopping;
+      w.block->stop.store(static_cast<uint32_t>(mode), std::memory_order_release);
+      wake_worker(w);
+    } else if (w.state == WorkerSlot::State::starting) {
+      // A worker still in init cannot be asked politely; its init may never return.
+      kill_worker(w, "pool stopped while the worker was starting");
+    }
+  }
+  if (first || mode == StopMode::now) {
+    stop_stage = 0;
+    arm_timer(mode == StopMode::now ? config.grace : config.fini_timeout);
+    if (mode == StopMode::drain) stop_stage = 1;
+  }
+}
+
+void Pool::Impl::on_timer() {
+  uint64_t expirations;
+  (void)!::read(timer.get(), &expirations, sizeof expirations);
+  if (stop_stage == 0) {
+    // grace has passed: a worker still inside shoal_run will not return in time.
+    stop_stage = 1;
+    for (auto& w : workers)
+      if (w.state == WorkerSlot::State::stopping && w.block->running_task.load() != 0)
+        kill_worker(w, "terminated while running, grace " + seconds_text(config.grace) + " passed");
+    arm_timer(config.fini_timeout);
+  } else {
+    stop_stage = 2;
+    for (auto& w : workers)
+      if (w.state != WorkerSlot::State::down)
+        kill_worker(w, "finalizers did not finish within shutdown.fini_timeout " + seconds_text(config.fini_timeout));
+  }
+}
+
+void Pool::Impl::fail_pool(const std::string& reason) {
+  if (failed) return;
+  failed = true;
+  // A pool that fails while starting returns the reason from Pool::start; only a failure
+  // later, with nobody waiting on a result, is logged here.
+  if (phase == Phase::starting) finish_start(false, reason);
+  else logf(LogLevel::error, "pool %s failed: %s", config.name.c_str(), reason.c_str());
+  {
+    std::lock_guard lock(mu);
+    closed = true;
+    closed_reason = "pool failed: " + reason;
+  }
+  take_incoming();
+  while (!pending.empty()) {
+    TaskPtr t = std::move(pending.front());
+    pending.pop_front();
+    complete(std::move(t), rejection("pool failed: " + reason));
+  }
+  request_stop(StopMode::now);
+}
+
+void Pool::Impl::on_exit(WorkerSlot& w) {
+  ExitStatus st;
+  if (!reap(w.child.pidfd.get(), st)) return;
+  drain_results(w);  // outcomes published before it died still count
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.child.pidfd.get(), nullptr);
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.control.get(), nullptr);
+  on_control(w);  // a Fatal message may still be unread
+  w.child.pidfd.reset();
+  w.control.reset();
+  auto prev = w.state;
+  w.state = WorkerSlot::State::down;
+  update_pids();
+
+  std::string death = w.killed ? w.kill_reason : "worker " + std::to_string(w.index) + " died: " + describe(st);
+  uint64_t running = w.block->running_task.load(std::memory_order_acquire);
+  std::deque<TaskPtr> back;
+  bool first = true;
+  while (!w.inflight.empty()) {
+    TaskPtr t = std::move(w.inflight.front());
+    w.inflight.pop_front();
+    --inflight_total;
+    bool ran = first && running != 0 && t->id == running;
+    first = false;
+    if (ran) ++t->attempts;
+    if (terminate_seen) {
+      Outcome o = rejection(ran ? death : "pool terminated before the task started");
+      o.status = Status::cancelled;
+      o.attempts = t->attempts;
+      if (ran) o.worker = static_cast<int32_t>(w.index);
+      complete(std::move(t), std::move(o));
+    } else if (ran && t->attempts > config.retries) {
+      Outcome o = rejection(death);
+      o.status = Status::crashed;
+      o.attempts = t->attempts;
+      o.worker = static_cast<int32_t>(w.index);
+      complete(std::move(t), std::move(o));
+    } else {
+      back.push_back(std::move(t));  // never started, or a retry is allowed
+    }
+  }
+  while (!back.empty()) {
+    pending.push_front(std::move(back.back()));
+    back.pop_back();
+  }
+
+  if (prev == WorkerSlot::State::starting) {
+    std::string why = !w.fatal_message.empty() ? w.fatal_message
+                                               : "worker " + std::to_string(w.index) +
+                                                     " exited before it was ready: " + describe(st);
+    bool fatal = st.exited && st.code == kExitFatal && !w.fatal_message.empty();
+    if (phase == Phase::starting || fatal || ++start_failures >= kMaxStartFailures) {
+      fail_pool(why);
+      return;
+    }
+  }
+  if (!stop_requested && phase == Phase::running) {
+    logf(LogLevel::warn, "pool %s: %s; starting a replacement", config.name.c_str(), death.c_str());
+    spawn_worker(w);
+  }
+}
+
+bool Pool::Impl::any_result_waiting() {
+  for (auto& w : workers)
+    if (w.state != WorkerSlot::State::down && w.results.has_data()) return true;
+  return false;
+}
+
+void Pool::Impl::sleep_for_events(bool spin) {
+  if (spin) {
+    int64_t until = now_ns() + kHostSpinNs;
+    for (int i = 0;; ++i) {
+      if (has_incoming.load(std::memory_order_relaxed) || any_result_waiting()) return;
+      if ((i & 15) == 15 && now_ns() > until) break;
+      __builtin_ia32_pause();
+    }
+  }
+  // Announce the sleep, then look once more: a worker or caller that published just
+  // before the announcement is seen here; one that publishes after it sees the flag.
+  loop_sleeping.store(true, std::memory_order_seq_cst);
+  header->host_sleeping.store(1, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  bool skip = has_incoming.load() || any_result_waiting();
+  epoll_event events[32];
+  int n = skip ? ::epoll_wait(epoll.get(), events, 32, 0) : ::epoll_wait(epoll.get(), events, 32, -1);
+  header->host_sleeping.store(0, std::memory_order_relaxed);
+  loop_sleeping.store(false, std::memory_order_relaxed);
+  for (int i = 0; i < n; ++i) {
+    auto kind = static_cast<EventKind>(events[i].data.u64 >> 32);
+    auto index = static_cast<uint32_t>(events[i].data.u64 & 0xffffffffu);
+    switch (kind) {
+      case kSubmit: eventfd_drain(submit_event.get()); break;
+      case kResult: eventfd_drain(result_event.get()); break;
+      case kTimer: on_timer(); break;
+      case kControl:
+        if (workers[index].state != WorkerSlot::State::down) on_control(workers[index]);
+        break;
+      case kPidfd:
+        if (workers[index].state != WorkerSlot::State::down) on_exit(workers[index]);
+        break;
+    }
+  }
+}
+
+void Pool::Impl::run_loop() {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = event_key(kSubmit, 0);
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, submit_event.get(), &ev);
+  ev.data.u64 = event_key(kResult, 0);
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, result_event.get(), &ev);
+  ev.data.u64 = event_key(kTimer, 0);
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, timer.get(), &ev);
+
+  for (auto& w : workers) {
+    spawn_worker(w);
+    if (phase == Phase::done || start_state == StartState::failed) break;
+  }
+  for (;;) {
+    take_incoming();
+    bool progress = false;
+    for (auto& w : workers)
+      if (w.state == WorkerSlot::State::ready || w.state == WorkerSlot::State::stopping) progress |= drain_results(w);
+    bool term = false, is_closed = false;
+    {
+      std::lock_guard lock(mu);
+      term = terminating;
+      is_closed = closed;
+    }
+    if (term && !terminate_seen) {
+      terminate_seen = true;
+      take_incoming();
+      while (!pending.empty()) {
+        TaskPtr t = std::move(pending.front());
+        pending.pop_front();
+        Outcome o = rejection("pool terminated before the task started");
+        o.status = Status::cancelled;
+        complete(std::move(t), std::move(o));
+      }
+      if (phase == Phase::starting) finish_start(false, "pool terminated while starting");
+      request_stop(StopMode::now);
+    }
+    if (!stop_requested) dispatch();
+    if (is_closed && !stop_requested && pending.empty() && inflight_total == 0 && !has_incoming.load() &&
+        phase == Phase::running)
+      request_stop(StopMode::drain);
+    if (stop_requested &&
+        std::all_of(workers.begin(), workers.end(), [](const WorkerSlot& s) { return s.state == WorkerSlot::State::down; })) {
+      take_incoming();  // a submit racing with close already holds a task: it gets its outcome
+      break;
+    }
+    sleep_for_events(!progress && inflight_total > 0);
+  }
+  phase = Phase::done;
+  {
+    std::lock_guard lock(mu);
+    closed = true;
+  }
+  take_incoming();
+  finish_start(false, "pool stopped while starting");
+}
+
+}  // namespace shoal

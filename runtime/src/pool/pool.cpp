@@ -1,0 +1,266 @@
+// Pool's public face: starting, submitting from any thread, closing. The work itself
+// happens on the loop thread (loop.cpp).
+#include "common/log.hpp"
+#include "pool/pool_impl.hpp"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+namespace shoal {
+
+using namespace detail;
+
+std::string_view to_string(Status s) noexcept {
+  switch (s) {
+    case Status::ok: return "ok";
+    case Status::error: return "error";
+    case Status::crashed: return "crashed";
+    case Status::timeout: return "timeout";
+    case Status::cancelled: return "cancelled";
+    case Status::rejected: return "rejected";
+  }
+  return "rejected";
+}
+
+namespace {
+
+std::string find_worker(const RuntimeOptions& options) {
+  if (!options.worker_path.empty()) return options.worker_path;
+  if (const char* env = std::getenv("SHOAL_WORKER"); env != nullptr && *env != '\0') return env;
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto beside = self.parent_path() / "shoal-worker";
+    if (::access(beside.c_str(), X_OK) == 0) return beside.string();
+  }
+  return SHOAL_WORKER_BUILD_PATH;
+}
+
+Error ipc_error(const char* what) { return Error{Errc::ipc, std::string(what) + ": " + std::strerror(errno)}; }
+
+}  // namespace
+
+Outcome Pool::Impl::rejection(const std::string& why) const {
+  Outcome o;
+  o.status = Status::rejected;
+  o.error = why;
+  return o;
+}
+
+Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const RuntimeOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  if (impl->config.workers == 0) impl->config.workers = std::max(1u, std::thread::hardware_concurrency());
+  impl->worker_exe = find_worker(options);
+  if (::access(impl->worker_exe.c_str(), X_OK) != 0)
+    return Error{Errc::spawn, "worker executable " + impl->worker_exe + ": " + std::strerror(errno) +
+                                  " (set SHOAL_WORKER to its path)"};
+  impl->layout.workers = impl->config.workers;
+  impl->layout.capacity = SegmentLayout::round_capacity(impl->config.queue_capacity);
+
+  auto seg = create_segment(impl->layout);
+  if (!seg) return seg.error();
+  // Above the numbers a worker's descriptors take (3..5), so the spawn's dup2 never maps
+  // a descriptor onto itself (which would leave it close-on-exec).
+  auto moved = move_fd_above(std::move(*seg), 16);
+  if (!moved) return moved.error();
+  impl->segment = std::move(*moved);
+  auto header = map_shared(impl->segment.get(), 0, kPageSize);
+  if (!header) return header.error();
+  impl->header_map = std::move(*header);
+  impl->header = reinterpret_cast<PoolHeader*>(impl->header_map.data());
+
+  impl->workers.resize(impl->config.workers);
+  for (uint32_t i = 0; i < impl->config.workers; ++i) {
+    auto& w = impl->workers[i];
+    w.index = i;
+    auto block = map_shared(impl->segment.get(), impl->layout.block_offset(i), kPageSize);
+    if (!block) return block.error();
+    auto tasks = map_ring(impl->segment.get(), impl->layout.task_ring_offset(i), impl->layout.capacity);
+    if (!tasks) return tasks.error();
+    auto results = map_ring(impl->segment.get(), impl->layout.result_ring_offset(i), impl->layout.capacity);
+    if (!results) return results.error();
+    w.block_map = std::move(*block);
+    w.task_map = std::move(*tasks);
+    w.result_map = std::move(*results);
+    w.block = reinterpret_cast<WorkerBlock*>(w.block_map.data());
+  }
+
+  impl->epoll = Fd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!impl->epoll) return ipc_error("epoll_create1");
+  auto result_event = move_fd_above(Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), 16);
+  if (!result_event) return result_event.error();
+  impl->result_event = std::move(*result_event);
+  impl->submit_event = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  impl->timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!impl->submit_event || !impl->timer) return ipc_error("eventfd/timerfd");
+
+  std::vector<std::pair<std::string, std::string>> env(impl->config.env.begin(), impl->config.env.end());
+  impl->worker_env = environment_with(env);
+
+  Impl* raw = impl.get();
+  impl->loop = std::thread([raw] { raw->run_loop(); });
+  {
+    std::unique_lock lock(impl->mu);
+    impl->start_cv.wait(lock, [&] { return impl->start_state != Impl::StartState::waiting; });
+    if (impl->start_state == Impl::StartState::failed) {
+      std::string why = impl->start_error;
+      lock.unlock();
+      impl->loop.join();
+      return Error{Errc::plugin, "pool " + impl->config.name + ": " + why};
+    }
+  }
+  return std::unique_ptr<Pool>(new Pool(std::move(impl)));
+}
+
+Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Pool::~Pool() {
+  if (impl_ && impl_->loop.joinable()) {
+    terminate();
+    impl_->loop.join();
+  }
+}
+
+void Pool::Impl::enqueue(std::vector<TaskPtr> tasks) {
+  uint64_t limit = max_payload(layout.capacity);
+  std::vector<TaskPtr> refused;
+  std::string closed_why;
+  {
+    std::lock_guard lock(mu);
+    for (auto& t : tasks) {
+      if (closed || t->input.size() > limit) {
+        refused.push_back(std::move(t));
+        continue;
+      }
+      incoming.push_back(std::move(t));
+    }
+    closed_why = closed_reason;
+    if (!incoming.empty()) has_incoming.store(true, std::memory_order_seq_cst);
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (loop_sleeping.load(std::memory_order_relaxed)) eventfd_signal(submit_event.get());
+  for (auto& t : refused) {
+    std::string why = t->input.size() > limit
+                          ? "input of " + std::to_string(t->input.size()) + " bytes exceeds the task ring limit of " +
+                                std::to_string(limit) + " bytes (raise pools." + config.name + ".queue.capacity)"
+                          : closed_why;
+    t->done(rejection(why));
+  }
+}
+
+void Pool::submit(std::string_view input, std::function<void(Outcome&&)> on_done) {
+  std::vector<TaskPtr> one;
+  one.push_back(std::make_unique<Task>(Task{std::string(input), std::move(on_done)}));
+  impl_->enqueue(std::move(one));
+}
+
+std::future<Outcome> Pool::submit(std::string_view input) {
+  auto promise = std::make_shared<std::promise<Outcome>>();
+  auto future = promise->get_future();
+  submit(input, [promise](Outcome&& o) { promise->set_value(std::move(o)); });
+  return future;
+}
+
+namespace {
+
+// Collects the outcomes of one batch; the last one wakes the caller.
+struct Batch {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<size_t, Outcome>> done;  // unordered form: handed to the caller
+  std::vector<Outcome> ordered;                  // map: by index
+  size_t remaining = 0;
+  bool keep_order = false;
+
+  void put(size_t index, Outcome&& o) {
+    std::lock_guard lock(mu);
+    if (keep_order) ordered[index] = std::move(o);
+    else done.emplace_back(index, std::move(o));
+    --remaining;
+    cv.notify_one();
+  }
+};
+
+void submit_batch(Pool::Impl& impl, std::span<const std::string> inputs, const std::shared_ptr<Batch>& batch) {
+  std::vector<TaskPtr> tasks;
+  tasks.reserve(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i)
+    tasks.push_back(std::make_unique<Task>(Task{inputs[i], [batch, i](Outcome&& o) { batch->put(i, std::move(o)); }}));
+  impl.enqueue(std::move(tasks));
+}
+
+}  // namespace
+
+std::vector<Outcome> Pool::map(std::span<const std::string> inputs) {
+  auto batch = std::make_shared<Batch>();
+  batch->keep_order = true;
+  batch->ordered.resize(inputs.size());
+  batch->remaining = inputs.size();
+  submit_batch(*impl_, inputs, batch);
+  std::unique_lock lock(batch->mu);
+  batch->cv.wait(lock, [&] { return batch->remaining == 0; });
+  return std::move(batch->ordered);
+}
+
+void Pool::map_unordered(std::span<const std::string> inputs,
+                         const std::function<void(size_t index, Outcome&& outcome)>& on_done) {
+  auto batch = std::make_shared<Batch>();
+  batch->remaining = inputs.size();
+  submit_batch(*impl_, inputs, batch);
+  size_t delivered = 0;
+  std::vector<std::pair<size_t, Outcome>> ready;
+  while (delivered < inputs.size()) {
+    {
+      std::unique_lock lock(batch->mu);
+      batch->cv.wait(lock, [&] { return !batch->done.empty(); });
+      ready.swap(batch->done);
+    }
+    // The callback runs without the batch lock, so a slow consumer never blocks the loop.
+    for (auto& [i, o] : ready) on_done(i, std::move(o));
+    delivered += ready.size();
+    ready.clear();
+  }
+}
+
+void Pool::close() {
+  std::lock_guard lock(impl_->mu);
+  impl_->closed = true;
+  impl_->has_incoming.store(true);  // wakes the loop so it notices the close
+  eventfd_signal(impl_->submit_event.get());
+}
+
+void Pool::join() {
+  close();
+  if (impl_->loop.joinable()) impl_->loop.join();
+}
+
+void Pool::terminate() {
+  std::lock_guard lock(impl_->mu);
+  impl_->closed = true;
+  impl_->closed_reason = "pool closed";
+  impl_->terminating = true;
+  impl_->has_incoming.store(true);
+  eventfd_signal(impl_->submit_event.get());
+}
+
+const PoolConfig& Pool::config() const noexcept { return impl_->config; }
+
+size_t Pool::live_workers() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->pids.size();
+}
+
+std::vector<int> Pool::worker_pids() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->pids;
+}
+
+}  // namespace shoal

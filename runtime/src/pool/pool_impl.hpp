@@ -1,0 +1,125 @@
+// Internals of a Pool. Two kinds of thread touch it: callers (submit, close, terminate,
+// join; they only touch the fields under `mu`) and the pool's loop thread, which owns
+// everything else: the pending queue, the workers, the rings' host sides.
+#ifndef SHOAL_POOL_POOL_IMPL_HPP
+#define SHOAL_POOL_POOL_IMPL_HPP
+
+#include "ipc/control.hpp"
+#include "ipc/ring.hpp"
+#include "ipc/segment.hpp"
+#include "process/spawn.hpp"
+
+#include <shoal/runtime.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace shoal {
+
+namespace detail {
+
+struct Task {
+  std::string input;
+  std::function<void(Outcome&&)> done;  // called exactly once, then the task is destroyed
+  uint64_t id = 0;                      // id of its current dispatch (changes on retry)
+  uint32_t attempts = 0;                // attempts that started in a worker
+};
+using TaskPtr = std::unique_ptr<Task>;
+
+struct WorkerSlot {
+  enum class State { down, starting, ready, stopping };
+  uint32_t index = 0;
+  State state = State::down;
+  Child child;
+  Fd control;
+  MessageReader reader;
+  std::string fatal_message;  // from a Fatal message, before Ready
+  Mapping block_map, task_map, result_map;
+  WorkerBlock* block = nullptr;
+  RingProducer tasks;
+  RingConsumer results;
+  std::deque<TaskPtr> inflight;  // in ring order; the front is running or next
+  bool published = false;        // tasks advanced but not yet published this round
+  bool killed = false;           // the host killed it (grace passed, protocol violation)
+  std::string kill_reason;
+};
+
+enum class Phase { starting, running, stopping, done };
+
+}  // namespace detail
+
+struct Pool::Impl {
+  PoolConfig config;
+  std::string worker_exe;
+  detail::SegmentLayout layout;
+  detail::Fd segment;
+  detail::Mapping header_map;
+  detail::PoolHeader* header = nullptr;
+  detail::Fd epoll, result_event, submit_event, timer;
+  std::vector<detail::WorkerSlot> workers;
+  std::vector<std::string> worker_env;
+
+  // ---- shared with callers, under mu ----
+  std::mutex mu;
+  std::vector<detail::TaskPtr> incoming;
+  bool closed = false;       // no more submissions
+  bool terminating = false;  // terminate() was called
+  std::string closed_reason = "pool closed";
+  std::atomic<bool> loop_sleeping{false};
+  std::atomic<bool> has_incoming{false};
+  // start handshake and status for monitoring
+  std::condition_variable start_cv;
+  enum class StartState { waiting, ok, failed } start_state = StartState::waiting;
+  std::string start_error;
+  std::vector<int> pids;  // live worker pids
+
+  // ---- loop thread only ----
+  std::thread loop;
+  detail::Phase phase = detail::Phase::starting;
+  std::deque<detail::TaskPtr> pending;
+  uint64_t next_task_id = 1;
+  size_t inflight_total = 0;
+  double avg_task_ns = 0;  // moving average of shoal_run time, drives dispatch depth
+  uint32_t start_failures = 0;
+  bool stop_requested = false;  // workers were told to stop
+  bool terminate_seen = false;
+  bool failed = false;
+  int stop_stage = 0;  // 1: grace passed (kill stuck tasks), 2: fini_timeout passed (kill all)
+
+  // loop.cpp
+  void run_loop();
+  void spawn_worker(detail::WorkerSlot& w);
+  void on_control(detail::WorkerSlot& w);
+  void on_exit(detail::WorkerSlot& w);
+  bool drain_results(detail::WorkerSlot& w);
+  void dispatch();
+  void take_incoming();
+  void request_stop(detail::StopMode mode);
+  void on_timer();
+  void kill_worker(detail::WorkerSlot& w, std::string reason);
+  void fail_pool(const std::string& reason);
+  void finish_start(bool ok, const std::string& error);
+  void wake_worker(detail::WorkerSlot& w);
+  void reset_rings(detail::WorkerSlot& w);
+  void update_pids();
+  bool any_result_waiting();
+  size_t dispatch_depth() const;
+  void sleep_for_events(bool spin);
+  void complete(detail::TaskPtr task, Outcome&& outcome);
+  void arm_timer(Duration after);
+
+  // pool.cpp
+  void enqueue(std::vector<detail::TaskPtr> tasks);
+  Outcome rejection(const std::string& why) const;
+};
+
+}  // namespace shoal
+
+#endif

@@ -1,0 +1,55 @@
+#include <shoal/runtime.hpp>
+
+#include <map>
+#include <mutex>
+
+namespace shoal {
+
+struct Runtime::State {
+  Config config;
+  RuntimeOptions options;
+  std::mutex mu;
+  std::map<std::string, std::unique_ptr<Pool>, std::less<>> pools;
+};
+
+Runtime::Runtime(Config config, RuntimeOptions options) : state_(std::make_unique<State>()) {
+  state_->config = std::move(config);
+  state_->options = std::move(options);
+}
+Runtime::Runtime(Runtime&&) noexcept = default;
+Runtime& Runtime::operator=(Runtime&&) noexcept = default;
+// Pools are destroyed in reverse start order; each one that was not joined terminates.
+Runtime::~Runtime() = default;
+
+Result<Runtime> Runtime::from_file(const std::filesystem::path& file, RuntimeOptions options) {
+  auto config = load_config_file(file);
+  if (!config) return config.error();
+  return Runtime(std::move(*config), std::move(options));
+}
+
+Result<Runtime> Runtime::from_string(std::string_view yaml, const std::filesystem::path& base_dir,
+                                     RuntimeOptions options) {
+  auto config = load_config_string(yaml, "<string>", base_dir);
+  if (!config) return config.error();
+  return Runtime(std::move(*config), std::move(options));
+}
+
+const Config& Runtime::config() const noexcept { return state_->config; }
+
+Result<Pool*> Runtime::pool(std::string_view name) {
+  std::lock_guard lock(state_->mu);
+  if (auto it = state_->pools.find(name); it != state_->pools.end()) return it->second.get();
+  for (const auto& pc : state_->config.pools) {
+    if (pc.name != name) continue;
+    auto pool = Pool::start(pc, state_->options);
+    if (!pool) return pool.error();
+    Pool* raw = pool->get();
+    state_->pools.emplace(pc.name, std::move(*pool));
+    return raw;
+  }
+  std::string names;
+  for (const auto& pc : state_->config.pools) names += (names.empty() ? "" : ", ") + pc.name;
+  return Error{Errc::not_found, "no pool named '" + std::string(name) + "' (pools: " + names + ")"};
+}
+
+}  // namespace shoal

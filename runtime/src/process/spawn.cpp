@@ -1,0 +1,117 @@
+#include "process/spawn.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+extern char** environ;
+
+namespace shoal::detail {
+
+namespace {
+
+struct FileActions {
+  posix_spawn_file_actions_t fa;
+  FileActions() { posix_spawn_file_actions_init(&fa); }
+  ~FileActions() { posix_spawn_file_actions_destroy(&fa); }
+};
+struct Attr {
+  posix_spawnattr_t a;
+  Attr() { posix_spawnattr_init(&a); }
+  ~Attr() { posix_spawnattr_destroy(&a); }
+};
+
+}  // namespace
+
+Result<Child> spawn_process(const SpawnRequest& request) {
+  FileActions actions;
+  int max_target = 2;
+  for (auto [from, to] : request.fds) {
+    // dup2 onto itself would keep close-on-exec set; callers pass fds above the targets.
+    if (from == to) return Error{Errc::spawn, "spawn: descriptor " + std::to_string(from) + " maps onto itself"};
+    posix_spawn_file_actions_adddup2(&actions.fa, from, to);
+    if (to > max_target) max_target = to;
+  }
+  if (request.stdout_to >= 0) posix_spawn_file_actions_adddup2(&actions.fa, request.stdout_to, STDOUT_FILENO);
+  // Descriptors the host application opened without O_CLOEXEC must not leak into workers.
+  posix_spawn_file_actions_addclosefrom_np(&actions.fa, max_target + 1);
+
+  Attr attr;
+  sigset_t none;
+  sigemptyset(&none);
+  sigset_t all_defaults;
+  sigfillset(&all_defaults);
+  sigdelset(&all_defaults, SIGKILL);
+  sigdelset(&all_defaults, SIGSTOP);
+  // posix_spawn inherits the blocked mask and ignored signals; a worker must start clean.
+  posix_spawnattr_setsigmask(&attr.a, &none);
+  posix_spawnattr_setsigdefault(&attr.a, &all_defaults);
+  // Its own process group: a terminal's Ctrl-C reaches the host, which stops the workers
+  // in order, instead of killing every worker mid-task at once.
+  posix_spawnattr_setpgroup(&attr.a, 0);
+  posix_spawnattr_setflags(&attr.a, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+
+  std::vector<char*> argv;
+  for (const auto& a : request.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const auto& e : request.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, request.executable.c_str(), &actions.fa, &attr.a, argv.data(), envp.data());
+  if (rc != 0) return Error{Errc::spawn, "cannot start " + request.executable + ": " + std::strerror(rc)};
+  Child child;
+  child.pid = pid;
+  // A zombie still has a pidfd: opening it after the spawn cannot miss an early exit.
+  child.pidfd = Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!child.pidfd) {
+    int err = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return Error{Errc::spawn, std::string("pidfd_open: ") + std::strerror(err)};
+  }
+  ::fcntl(child.pidfd.get(), F_SETFD, FD_CLOEXEC);
+  return child;
+}
+
+bool reap(int pidfd, ExitStatus& status) {
+  siginfo_t info{};
+  if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG) != 0) return false;
+  if (info.si_pid == 0) return false;
+  status.exited = info.si_code == CLD_EXITED;
+  status.code = status.exited ? info.si_status : 0;
+  status.signal = status.exited ? 0 : info.si_status;
+  return true;
+}
+
+void signal_child(int pidfd, int sig) noexcept { ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0); }
+
+std::string describe(const ExitStatus& status) {
+  if (status.exited) return "exit code " + std::to_string(status.code);
+  const char* abbrev = sigabbrev_np(status.signal);
+  return "signal " + std::to_string(status.signal) + (abbrev ? std::string(" (SIG") + abbrev + ")" : std::string());
+}
+
+std::vector<std::string> environment_with(const std::vector<std::pair<std::string, std::string>>& overrides) {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    const char* eq = std::strchr(*e, '=');
+    if (eq == nullptr) continue;
+    env[std::string(*e, static_cast<size_t>(eq - *e))] = eq + 1;
+  }
+  for (const auto& [k, v] : overrides) env[k] = v;
+  std::vector<std::string> out;
+  out.reserve(env.size());
+  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  return out;
+}
+
+}  // namespace shoal::detail

@@ -1,0 +1,53 @@
+// Starting and supervising worker processes without fork(): a forked copy of a threaded
+// host inherits locks held by threads that do not exist in the child.
+#ifndef SHOAL_PROCESS_SPAWN_HPP
+#define SHOAL_PROCESS_SPAWN_HPP
+
+#include "ipc/segment.hpp"
+
+#include <shoal/result.hpp>
+
+#include <sys/types.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace shoal::detail {
+
+struct SpawnRequest {
+  std::string executable;              // absolute path
+  std::vector<std::string> argv;       // argv[0] included
+  std::vector<std::string> env;        // "NAME=value", the whole environment
+  std::vector<std::pair<int, int>> fds;  // (descriptor in the host, number in the child)
+  int stdout_to = -1;                  // child's stdout goes to this host fd (-1: inherit)
+};
+
+struct Child {
+  pid_t pid = -1;
+  Fd pidfd;  // readable when the child exits; signals go through it (no pid reuse race)
+};
+
+/// posix_spawn with an empty signal mask, default dispositions, its own process group,
+/// and every descriptor above the mapped ones closed.
+Result<Child> spawn_process(const SpawnRequest& request);
+
+/// How a process ended, from waitid on its pidfd.
+struct ExitStatus {
+  bool exited = false;  // true: code is the exit code; false: signal killed it
+  int code = 0;
+  int signal = 0;
+};
+/// Reaps the child behind `pidfd` (which must be readable). False if it is not dead yet.
+bool reap(int pidfd, ExitStatus& status);
+/// Sends `sig` through the pidfd (never to a recycled pid).
+void signal_child(int pidfd, int sig) noexcept;
+/// "exit code 3" / "signal 11 (SIGSEGV)".
+std::string describe(const ExitStatus& status);
+
+/// The environment of this process as "NAME=value" strings, with `overrides` applied.
+std::vector<std::string> environment_with(const std::vector<std::pair<std::string, std::string>>& overrides);
+
+}  // namespace shoal::detail
+
+#endif

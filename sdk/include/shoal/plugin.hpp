@@ -1,0 +1,169 @@
+// File: shoal/plugin.hpp
+//
+// Header-only C++ layer over shoal/plugin.h. A plugin is a class:
+//
+//   class Upper {
+//    public:
+//     explicit Upper(shoal::Init& init);                 // shoal_init; throw to fail the start
+//     void run(shoal::Input in, shoal::Output& out);     // shoal_run; throw for an `error`
+//   };                                                   // ~Upper() runs as shoal_fini
+//   SHOAL_PLUGIN(Upper)
+//
+// SHOAL_PLUGIN writes the extern "C" exports. Every exception is caught at the C
+// boundary: std::exception becomes an `error` outcome carrying what(), anything else
+// "unknown exception". The object lives from init to fini, in the worker process.
+#ifndef SHOAL_PLUGIN_HPP
+#define SHOAL_PLUGIN_HPP
+
+#include <shoal/plugin.h>
+
+#include <cstring>
+#include <exception>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace shoal {
+
+/// Thrown by Output when the result ring cannot hold the output; its message names the
+/// limit. Let it propagate: the task becomes `error`.
+class OutputTooLarge : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Runtime services shared by Init, Output and the task: a thin view of the host table.
+class Host {
+ public:
+  Host(const shoal_host* host, shoal_ctx* ctx) noexcept : host_(host), ctx_(ctx) {}
+  /// Pool parameter `key`, or nullopt. The view is valid until fini.
+  std::optional<std::string_view> param(const char* key) const {
+    const char* v = host_->param(ctx_, key);
+    if (v == nullptr) return std::nullopt;
+    return std::string_view(v);
+  }
+  /// Pool parameter `key`, or `fallback` when absent.
+  std::string param_or(const char* key, std::string_view fallback) const {
+    auto v = param(key);
+    return std::string(v ? *v : fallback);
+  }
+  /// Index of this worker within its pool.
+  uint32_t worker_index() const noexcept { return host_->worker_index(ctx_); }
+  /// True once the current task should end early (terminate, timeout).
+  bool should_stop() const noexcept { return host_->should_stop(ctx_) != 0; }
+  /// A line in the host's log.
+  void log(int32_t level, const char* msg) const noexcept { host_->log(ctx_, level, msg); }
+  /// Resource handle configured under `resources:`, or nullptr.
+  void* resource(const char* name) const noexcept { return host_->resource(ctx_, name); }
+  /// Adds `fn(arg)` to the worker's finalizer chain at `priority` (higher runs first).
+  void add_finalizer(int32_t priority, shoal_finalizer_fn fn, void* arg) const {
+    if (host_->add_finalizer(ctx_, priority, fn, arg) != SHOAL_OK)
+      throw std::runtime_error("add_finalizer failed");
+  }
+  const shoal_host* raw() const noexcept { return host_; }
+  shoal_ctx* ctx() const noexcept { return ctx_; }
+
+ protected:
+  const shoal_host* host_;
+  shoal_ctx* ctx_;
+};
+
+/// What a plugin constructor receives.
+class Init : public Host {
+ public:
+  using Host::Host;
+};
+
+/// Task input: bytes in shared memory, valid until run returns (copy what you keep).
+class Input {
+ public:
+  explicit Input(shoal_bytes b) noexcept : data_(static_cast<const char*>(b.data)), size_(b.size) {}
+  const char* data() const noexcept { return data_; }
+  size_t size() const noexcept { return size_; }
+  std::string_view view() const noexcept { return {data_, size_}; }
+
+ private:
+  const char* data_;
+  size_t size_;
+};
+
+/// Task output: appended in place into the result ring.
+class Output : public Host {
+ public:
+  using Host::Host;
+  /// Appends a copy of `bytes`.
+  void write(std::string_view bytes) {
+    if (host_->emit(ctx_, bytes.data(), bytes.size()) != SHOAL_OK)
+      throw OutputTooLarge("output does not fit the result ring (raise queue.capacity)");
+  }
+  /// Appends `n` bytes and returns where to write them (valid until the next write/reserve).
+  char* reserve(size_t n) {
+    void* p = host_->reserve(ctx_, n);
+    if (p == nullptr) throw OutputTooLarge("output does not fit the result ring (raise queue.capacity)");
+    return static_cast<char*>(p);
+  }
+};
+
+namespace detail {
+
+inline void report(const shoal_host* host, shoal_ctx* ctx, const char* msg) noexcept {
+  host->report_error(ctx, SHOAL_E_FAILED, msg);
+}
+
+// Runs `f` and turns any exception into a reported error, so none crosses the C boundary.
+template <class F>
+shoal_status guarded(const shoal_host* host, shoal_ctx* ctx, F&& f) noexcept {
+  try {
+    f();
+    return SHOAL_OK;
+  } catch (const std::bad_alloc&) {
+    report(host, ctx, "out of memory (std::bad_alloc)");
+  } catch (const std::exception& e) {
+    report(host, ctx, e.what());
+  } catch (...) {
+    report(host, ctx, "unknown exception");
+  }
+  return SHOAL_E_FAILED;
+}
+
+template <class Plugin>
+struct Exports {
+  static inline const shoal_host* host = nullptr;
+
+  static shoal_status init(const shoal_host* h, shoal_ctx* ctx, void** user) noexcept {
+    host = h;
+    return guarded(h, ctx, [&] {
+      Init init(h, ctx);
+      *user = new Plugin(init);
+    });
+  }
+  static shoal_status run(shoal_ctx* ctx, void* user, shoal_bytes input) noexcept {
+    return guarded(host, ctx, [&] {
+      Output out(host, ctx);
+      static_cast<Plugin*>(user)->run(Input(input), out);
+    });
+  }
+  static void fini(shoal_ctx* ctx, void* user) noexcept {
+    (void)guarded(host, ctx, [&] { delete static_cast<Plugin*>(user); });
+  }
+};
+
+}  // namespace detail
+}  // namespace shoal
+
+/// Exports `Class` as this shared object's task plugin. Use once per plugin.
+#define SHOAL_PLUGIN(Class)                                                                 \
+  extern "C" {                                                                              \
+  SHOAL_EXPORT uint32_t shoal_plugin_abi(void) { return SHOAL_ABI_VERSION; }                \
+  SHOAL_EXPORT shoal_status shoal_init(const shoal_host* h, shoal_ctx* c, void** u) {       \
+    return ::shoal::detail::Exports<Class>::init(h, c, u);                                  \
+  }                                                                                         \
+  SHOAL_EXPORT shoal_status shoal_run(shoal_ctx* c, void* u, shoal_bytes in) {              \
+    return ::shoal::detail::Exports<Class>::run(c, u, in);                                  \
+  }                                                                                         \
+  SHOAL_EXPORT void shoal_fini(shoal_ctx* c, void* u) { ::shoal::detail::Exports<Class>::fini(c, u); } \
+  }
+
+#endif  // SHOAL_PLUGIN_HPP

@@ -1,0 +1,49 @@
+// Helpers shared by the tests: temporary folders, fixture paths, pool configs, and the
+// checks that a test left no process behind.
+#ifndef SHOAL_TESTS_TEST_ENV_HPP
+#define SHOAL_TESTS_TEST_ENV_HPP
+
+#include "fixture_paths.hpp"
+
+#include <shoal/config.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace shoal::test {
+
+/// A fresh folder under the system temp dir, removed with everything in it.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  /// Writes `text` to `name` inside the folder and returns its path.
+  std::filesystem::path write(const std::string& name, const std::string& text) const;
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// build/tests/fixtures/<name>.so
+std::string fixture(const std::string& name);
+
+/// A pool config over `plugin` with `workers` workers and short shutdown timings.
+PoolConfig pool_config(const std::string& plugin, uint32_t workers);
+
+/// True once every pid in `pids` is gone (reaped or never existed), waiting up to `limit`.
+bool all_gone(const std::vector<int>& pids, std::chrono::milliseconds limit = std::chrono::milliseconds(5000));
+
+/// True once `path` exists, waiting up to `limit`.
+bool wait_for_file(const std::filesystem::path& path, std::chrono::milliseconds limit);
+
+/// Reads a whole file ("" if missing).
+std::string read_file(const std::filesystem::path& path);
+
+}  // namespace shoal::test
+
+#endif
