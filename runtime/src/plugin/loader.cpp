@@ -8,7 +8,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace shoal::detail {
 
@@ -54,9 +56,7 @@ Result<void> check_shared_object(const std::filesystem::path& path, const char* 
 Result<PluginApi> load_plugin(const std::filesystem::path& path) {
   if (auto check = check_shared_object(path, "plugin"); !check) return check.error();
   namespace dll = boost::dll;
-  // Deliberately leaked: a plugin is never unloaded in a live worker (its code may still
-  // be referenced by threads, atexit handlers or finalizers); process exit unloads it.
-  auto* lib = new dll::shared_library();
+  auto lib = std::make_unique<dll::shared_library>();
   try {
     lib->load(path, dll::load_mode::rtld_now | dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
@@ -81,6 +81,10 @@ Result<PluginApi> load_plugin(const std::filesystem::path& path) {
     return fail("plugin", path,
                 "built for ABI " + version_text(api.abi_version) + " while this runtime speaks " +
                     version_text(SHOAL_ABI_VERSION));
+  // Kept for the life of the process: a plugin is never unloaded in a live worker (its
+  // code may still be referenced by threads, atexit handlers or finalizers).
+  static std::vector<std::unique_ptr<dll::shared_library>> keep_loaded;
+  keep_loaded.push_back(std::move(lib));
   return api;
 }
 

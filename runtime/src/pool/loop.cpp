@@ -173,7 +173,7 @@ void Pool::Impl::on_control(WorkerSlot& w) {
       w.state = WorkerSlot::State::ready;
       start_failures = 0;
       if (stop_requested) {
-        w.block->stop.store(static_cast<uint32_t>(terminate_seen ? StopMode::now : StopMode::drain));
+        w.block->stop.store(static_cast<uint32_t>(stop_mode));
         w.state = WorkerSlot::State::stopping;
         wake_worker(w);
       }
@@ -315,9 +315,10 @@ void Pool::Impl::take_incoming() {
 }
 
 void Pool::Impl::request_stop(StopMode mode) {
-  if (stop_requested && !(mode == StopMode::now && !terminate_seen)) return;
-  bool first = !stop_requested;
+  // Escalation only: drain may become now (terminate during join), never the reverse.
+  if (stop_requested && static_cast<uint32_t>(mode) <= static_cast<uint32_t>(stop_mode)) return;
   stop_requested = true;
+  stop_mode = mode;
   for (auto& w : workers) {
     if (w.state == WorkerSlot::State::ready || w.state == WorkerSlot::State::stopping) {
       w.state = WorkerSlot::State::stopping;
@@ -328,11 +329,10 @@ void Pool::Impl::request_stop(StopMode mode) {
       kill_worker(w, "pool stopped while the worker was starting");
     }
   }
-  if (first || mode == StopMode::now) {
-    stop_stage = 0;
-    arm_timer(mode == StopMode::now ? config.grace : config.fini_timeout);
-    if (mode == StopMode::drain) stop_stage = 1;
-  }
+  // drain: nothing is running, only the chain is left, bounded by fini_timeout.
+  // now: the running task gets grace, then the chain gets fini_timeout.
+  stop_stage = mode == StopMode::now ? 0 : 1;
+  arm_timer(mode == StopMode::now ? config.grace : config.fini_timeout);
 }
 
 void Pool::Impl::on_timer() {

@@ -89,6 +89,7 @@ struct Pool::Impl {
   double avg_task_ns = 0;  // moving average of shoal_run time, drives dispatch depth
   uint32_t start_failures = 0;
   bool stop_requested = false;  // workers were told to stop
+  detail::StopMode stop_mode = detail::StopMode::run;
   bool terminate_seen = false;
   bool failed = false;
   int stop_stage = 0;  // 1: grace passed (kill stuck tasks), 2: fini_timeout passed (kill all)

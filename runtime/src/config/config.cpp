@@ -1,0 +1,537 @@
+// Loads a shoal YAML config (every key: config/reference.md) with yaml-cpp 0.7.
+//
+// yaml-cpp throws; nothing thrown leaves this file. Every failure is returned as
+// Error{Errc::config, "FILE:LINE:COLUMN: message"} (Errc::io when the file cannot be
+// read). Three yaml-cpp 0.7 traps are handled here:
+//  - duplicate keys are kept by yaml-cpp (lookup returns the first): each mapping is
+//    walked pair by pair and a repeated key is an error naming the first one;
+//  - aliases are shared nodes, so a small file can expand to ~10^8 nodes when walked
+//    (and `&a [*a]` is a cycle): every node visited is counted against kMaxNodes and
+//    rendering is depth-bounded;
+//  - past 499 levels the parser throws DeepRecursion saying "bad file": reworded.
+#include <shoal/config.hpp>
+
+#include "config/values.hpp"
+
+#include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/yaml.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <exception>
+#include <iterator>
+#include <limits>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+namespace shoal {
+namespace {
+
+namespace fs = std::filesystem;
+using Status = Result<void>;
+
+constexpr std::size_t kMaxNodes = 100000;
+constexpr int kMaxDepth = 499;         // yaml-cpp 0.7 refuses a 500th level (DepthGuard<500>)
+constexpr std::size_t kMaxShown = 60;  // characters of a value quoted in a message
+constexpr std::string_view kNameRule = "a name of letters, digits, '_', '.' or '-'";
+
+struct Ctx {
+  std::string source;     // FILE in messages
+  fs::path base_dir;      // absolute; relative paths resolve against it
+  std::size_t nodes = 0;  // nodes visited so far
+};
+
+// A node being read, where errors about it point, and how messages name it.
+struct Located {
+  YAML::Node node;
+  YAML::Mark mark;     // the node's own, or its key's when it has none worth showing
+  std::string label;   // "task_timeout", "queue.capacity", "pool 'digest'"
+  std::string prefix;  // what the labels of its children start with
+};
+
+// ---------------------------------------------------------------- messages
+
+std::string position(const YAML::Mark& m) {
+  if (m.is_null()) return "1:1";
+  return std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+}
+
+Error error_at(const Ctx& ctx, const YAML::Mark& mark, const std::string& message) {
+  return Error{Errc::config, ctx.source + ":" + position(mark) + ": " + message};
+}
+
+std::string with_label(const std::string& label, const std::string& message) {
+  return label.empty() ? message : label + ": " + message;
+}
+
+// Text made safe for a one-line message: control characters escaped, long text cut.
+std::string printable(std::string_view text, std::size_t max = kMaxShown) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size() && i < max; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c != 0x7f) {
+      out += static_cast<char>(c);
+      continue;
+    }
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "\\x%02x", c);
+    out += c == '\n' ? "\\n" : c == '\t' ? "\\t" : buf;
+  }
+  return text.size() > max ? out + "..." : out;
+}
+
+std::string in_quotes(std::string_view text) { return "'" + printable(text) + "'"; }
+
+std::string describe(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Scalar:
+      return in_quotes(n.Scalar());
+    case YAML::NodeType::Sequence:
+      return n.size() == 0 ? "an empty sequence" : "a sequence";
+    case YAML::NodeType::Map:
+      return n.size() == 0 ? "an empty mapping" : "a mapping";
+    case YAML::NodeType::Null:
+      return "null";
+    case YAML::NodeType::Undefined:
+      break;
+  }
+  return "nothing";
+}
+
+Error expected(const Ctx& ctx, const Located& at, std::string_view what) {
+  return error_at(
+      ctx, at.mark,
+      with_label(at.label, "expected " + std::string(what) + ", found " + describe(at.node)));
+}
+
+std::string too_deep() { return "nesting deeper than " + std::to_string(kMaxDepth) + " levels"; }
+
+// ---------------------------------------------------------------- walking
+
+// yaml-cpp marks an empty value (`plugin:` then a new line) at the next token, so a
+// null node is reported at its key instead.
+YAML::Mark mark_of(const YAML::Node& node, const YAML::Mark& fallback) {
+  return node.IsNull() || node.Mark().is_null() ? fallback : node.Mark();
+}
+
+Located member(const Located& map, const YAML::Node& key, const YAML::Node& value) {
+  const std::string name = printable(key.Scalar());
+  std::string label = map.prefix.empty() ? name : map.prefix + "." + name;
+  return Located{value, mark_of(value, key.Mark()), label, label};
+}
+
+Located element(const Located& seq, const YAML::Node& item, std::size_t index) {
+  std::string label = seq.label + "[" + std::to_string(index) + "]";
+  return Located{item, mark_of(item, seq.mark), label, label};
+}
+
+// Counts one visited node; aliases make a node count each time it is reached.
+Status visit(Ctx& ctx, const YAML::Node& node, const YAML::Mark& fallback) {
+  if (++ctx.nodes <= kMaxNodes) return {};
+  return error_at(ctx, mark_of(node, fallback),
+                  "config too large: more than " + std::to_string(kMaxNodes) +
+                      " nodes after expanding aliases");
+}
+
+// Calls f(key, value) for each pair of a mapping in file order, after counting both
+// nodes and checking that the key is a scalar not seen before in this mapping.
+template <class F>
+Status for_each_pair(Ctx& ctx, const Located& map, F&& f) {
+  std::map<std::string, YAML::Mark, std::less<>> seen;
+  for (auto it = map.node.begin(); it != map.node.end(); ++it) {
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
+    if (auto s = visit(ctx, key, map.mark); !s) return s;
+    if (auto s = visit(ctx, value, map.mark); !s) return s;
+    const YAML::Mark key_mark = mark_of(key, map.mark);
+    if (!key.IsScalar())
+      return error_at(ctx, key_mark,
+                      with_label(map.label, "expected a key name, found " + describe(key)));
+    const auto [first, fresh] = seen.emplace(key.Scalar(), key_mark);
+    if (!fresh)
+      return error_at(ctx, key_mark,
+                      "duplicate key " + in_quotes(key.Scalar()) + " (first at " +
+                          position(first->second) + ")");
+    if (auto s = f(key, member(map, key, value)); !s) return s;
+  }
+  return {};
+}
+
+// Calls f(item) for each item of a sequence, after counting it.
+template <class F>
+Status for_each_item(Ctx& ctx, const Located& seq, F&& f) {
+  std::size_t index = 0;
+  for (auto it = seq.node.begin(); it != seq.node.end(); ++it, ++index) {
+    const YAML::Node item = *it;
+    if (auto s = visit(ctx, item, seq.mark); !s) return s;
+    if (auto s = f(element(seq, item, index)); !s) return s;
+  }
+  return {};
+}
+
+// One known key of a mapping and how its value is read into T.
+template <class T>
+struct Field {
+  std::string_view key;
+  bool required;
+  Status (*read)(Ctx&, const Located&, T&);
+};
+
+template <class T, std::size_t N>
+Error unknown_key(const Ctx& ctx, const Located& map, const YAML::Node& key,
+                  const Field<T> (&fields)[N]) {
+  std::array<std::string_view, N> names;
+  std::transform(std::begin(fields), std::end(fields), names.begin(),
+                 [](const Field<T>& f) { return f.key; });
+  std::string message = "unknown key " + in_quotes(key.Scalar());
+  if (!map.label.empty()) message += " in " + map.label;
+  const std::string_view near = detail::closest_match(key.Scalar(), names);
+  if (!near.empty()) message += " (did you mean '" + std::string(near) + "'?)";
+  return error_at(ctx, key.Mark(), message);
+}
+
+// The one walker for mappings with a fixed set of keys: unknown keys and missing
+// required keys are errors; each known key's value goes to its reader.
+template <class T, std::size_t N>
+Status read_fields(Ctx& ctx, const Located& map, const Field<T> (&fields)[N], T& out) {
+  if (!map.node.IsMap()) return expected(ctx, map, "a mapping");
+  std::array<bool, N> seen{};
+  auto status = for_each_pair(ctx, map, [&](const YAML::Node& key, const Located& value) {
+    const auto* f = std::find_if(std::begin(fields), std::end(fields),
+                                 [&](const Field<T>& x) { return x.key == key.Scalar(); });
+    if (f == std::end(fields)) return Status(unknown_key(ctx, map, key, fields));
+    seen[static_cast<std::size_t>(f - fields)] = true;
+    return f->read(ctx, value, out);
+  });
+  if (!status) return status;
+  for (std::size_t i = 0; i < N; ++i) {
+    if (fields[i].required && !seen[i])
+      return error_at(
+          ctx, map.mark,
+          with_label(map.label, "missing required key '" + std::string(fields[i].key) + "'"));
+  }
+  return {};
+}
+
+// ---------------------------------------------------------------- values
+
+// Accepts a scalar for which parse(text) is true; anything else is "expected <what>".
+template <class Parse>
+Status read_scalar(const Ctx& ctx, const Located& at, std::string_view what, Parse&& parse) {
+  if (at.node.IsScalar() && parse(at.node.Scalar())) return {};
+  return expected(ctx, at, what);
+}
+
+// A scalar's text with ${NAME} expanded from the environment.
+Result<std::string> expanded(const Ctx& ctx, const Located& at, std::string_view what) {
+  if (!at.node.IsScalar()) return expected(ctx, at, what);
+  detail::EnvExpansion e = detail::expand_env(at.node.Scalar());
+  switch (e.status) {
+    case detail::EnvExpansion::Status::ok:
+      return std::move(e.text);
+    case detail::EnvExpansion::Status::unset:
+      return error_at(
+          ctx, at.mark,
+          with_label(at.label, "environment variable '" + printable(e.detail) + "' is not set"));
+    case detail::EnvExpansion::Status::malformed:
+      break;
+  }
+  return error_at(ctx, at.mark,
+                  with_label(at.label, printable(e.detail) + " in " + in_quotes(at.node.Scalar()) +
+                                           " (write ${NAME}, or $$ for a literal $)"));
+}
+
+template <class I>
+Status read_int(const Ctx& ctx, const Located& at, I min, I max, I& out) {
+  const std::string what =
+      min == 0 && max == std::numeric_limits<I>::max()
+          ? std::string("a non-negative integer")
+          : "an integer from " + std::to_string(min) + " to " + std::to_string(max);
+  return read_scalar(ctx, at, what, [&](const std::string& text) {
+    return detail::parse_int_in(text, min, max, out);
+  });
+}
+
+Status read_duration(const Ctx& ctx, const Located& at, Duration& out) {
+  return read_scalar(ctx, at, "a duration such as 250ms or 30s",
+                     [&](const std::string& text) { return parse_duration(text, out); });
+}
+
+Status read_size(const Ctx& ctx, const Located& at, uint64_t min, uint64_t max,
+                 std::string_view what, uint64_t& out) {
+  return read_scalar(ctx, at, what, [&](const std::string& text) {
+    uint64_t bytes = 0;
+    if (!parse_size(text, bytes) || bytes < min || bytes > max) return false;
+    out = bytes;
+    return true;
+  });
+}
+
+Status read_name(Ctx& ctx, const Located& at, std::string& out) {
+  return read_scalar(ctx, at, kNameRule, [&](const std::string& text) {
+    out = text;
+    return detail::is_name(text);
+  });
+}
+
+// A path with ${NAME} expanded, made absolute against the base folder and normalized.
+Status read_path(Ctx& ctx, const Located& at, fs::path& out) {
+  constexpr std::string_view what = "a file path";
+  Result<std::string> text = expanded(ctx, at, what);
+  if (!text) return text.error();
+  if (text->empty()) return expected(ctx, at, what);
+  const fs::path p(*text);
+  out = (p.is_absolute() ? p : ctx.base_dir / p).lexically_normal();
+  return {};
+}
+
+// Writes a sequence or mapping (or anything inside one) to a flow-style emitter.
+Status render(Ctx& ctx, const Located& at, YAML::Emitter& out, int depth) {
+  if (depth > kMaxDepth) return error_at(ctx, at.mark, too_deep());
+  if (at.node.IsMap()) {
+    out << YAML::BeginMap;
+    auto s = for_each_pair(ctx, at, [&](const YAML::Node& key, const Located& value) {
+      out << YAML::Key << key.Scalar() << YAML::Value;
+      return render(ctx, value, out, depth + 1);
+    });
+    out << YAML::EndMap;
+    return s;
+  }
+  if (at.node.IsSequence()) {
+    out << YAML::BeginSeq;
+    auto s = for_each_item(ctx, at,
+                           [&](const Located& item) { return render(ctx, item, out, depth + 1); });
+    out << YAML::EndSeq;
+    return s;
+  }
+  if (!at.node.IsScalar()) {
+    out << YAML::Null;
+    return {};
+  }
+  Result<std::string> text = expanded(ctx, at, "a value");
+  if (!text) return text.error();
+  if (at.node.Tag() == "!") out << YAML::DoubleQuoted;  // it was quoted: keep it a string
+  out << *text;
+  return {};
+}
+
+// A param's value: a scalar as its (expanded) text, null as "", anything else as YAML
+// flow text such as "[a, b]" or "{k: v}".
+Result<std::string> param_text(Ctx& ctx, const Located& at) {
+  if (at.node.IsNull()) return std::string();
+  if (at.node.IsScalar()) return expanded(ctx, at, "a value");
+  YAML::Emitter out;
+  out.SetMapFormat(YAML::Flow);
+  out.SetSeqFormat(YAML::Flow);
+  if (auto s = render(ctx, at, out, 1); !s) return s.error();
+  if (!out.good())
+    return error_at(ctx, at.mark,
+                    with_label(at.label, "cannot write as YAML: " +
+                                             printable(out.GetLastError(), std::string::npos)));
+  return std::string(out.c_str(), out.size());
+}
+
+Status read_params(Ctx& ctx, const Located& at, std::map<std::string, std::string>& out) {
+  if (!at.node.IsMap()) return expected(ctx, at, "a mapping");
+  return for_each_pair(ctx, at, [&](const YAML::Node& key, const Located& value) {
+    Result<std::string> text = param_text(ctx, value);
+    if (!text) return Status(text.error());
+    out[key.Scalar()] = std::move(*text);
+    return Status();
+  });
+}
+
+Status read_env(Ctx& ctx, const Located& at, std::map<std::string, std::string>& out) {
+  if (!at.node.IsMap()) return expected(ctx, at, "a mapping of variable names to strings");
+  return for_each_pair(ctx, at, [&](const YAML::Node& key, const Located& value) {
+    const Located name{key, key.Mark(), at.label, at.prefix};
+    if (auto s =
+            read_scalar(ctx, name, "a variable name such as OMP_NUM_THREADS", detail::is_env_name);
+        !s)
+      return s;
+    Result<std::string> text = expanded(ctx, value, "a string");
+    if (!text) return Status(text.error());
+    out[key.Scalar()] = std::move(*text);
+    return Status();
+  });
+}
+
+// ---------------------------------------------------------------- key tables
+
+constexpr Field<ResourceConfig> kResourceFields[] = {
+    {"name", true,
+     [](Ctx& c, const Located& v, ResourceConfig& r) { return read_name(c, v, r.name); }},
+    {"module", true,
+     [](Ctx& c, const Located& v, ResourceConfig& r) { return read_path(c, v, r.module); }},
+    {"priority", false,
+     [](Ctx& c, const Located& v, ResourceConfig& r) {
+       return read_int<int32_t>(c, v, std::numeric_limits<int32_t>::min(),
+                                std::numeric_limits<int32_t>::max(), r.priority);
+     }},
+    {"params", false,
+     [](Ctx& c, const Located& v, ResourceConfig& r) { return read_params(c, v, r.params); }},
+};
+
+Status read_resources(Ctx& ctx, const Located& at, std::vector<ResourceConfig>& out) {
+  if (!at.node.IsSequence()) return expected(ctx, at, "a sequence of resources");
+  std::map<std::string, YAML::Mark> names;
+  return for_each_item(ctx, at, [&](const Located& item) {
+    ResourceConfig r;
+    if (auto s = read_fields(ctx, item, kResourceFields, r); !s) return s;
+    const YAML::Mark mark = item.node["name"].Mark();  // present: required, not repeated
+    const auto [first, fresh] = names.emplace(r.name, mark);
+    if (!fresh)
+      return Status(error_at(ctx, mark,
+                             item.label + ".name: duplicate resource name " + in_quotes(r.name) +
+                                 " (first at " + position(first->second) + ")"));
+    out.push_back(std::move(r));
+    return Status();
+  });
+}
+
+constexpr Field<PoolConfig> kQueueFields[] = {
+    {"capacity", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) {
+       return read_size(c, v, uint64_t{4} << 10, uint64_t{1} << 30,
+                        "a size from 4KiB to 1GiB such as 4MiB", p.queue_capacity);
+     }},
+};
+
+constexpr Field<PoolConfig> kShutdownFields[] = {
+    {"grace", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) { return read_duration(c, v, p.grace); }},
+    {"fini_timeout", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) { return read_duration(c, v, p.fini_timeout); }},
+};
+
+constexpr Field<PoolConfig> kPoolFields[] = {
+    {"plugin", true,
+     [](Ctx& c, const Located& v, PoolConfig& p) { return read_path(c, v, p.plugin); }},
+    {"workers", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) {
+       return read_int<uint32_t>(c, v, 1, 1024, p.workers);
+     }},
+    {"params", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) { return read_params(c, v, p.params); }},
+    {"max_tasks_per_worker", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) {
+       return read_int<uint64_t>(c, v, 0, std::numeric_limits<uint64_t>::max(),
+                                 p.max_tasks_per_worker);
+     }},
+    {"max_memory", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) {
+       return read_size(c, v, 0, std::numeric_limits<uint64_t>::max(),
+                        "a size such as 512MiB or 4096", p.max_memory);
+     }},
+    {"task_timeout", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) { return read_duration(c, v, p.task_timeout); }},
+    {"retries", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) {
+       return read_int<uint32_t>(c, v, 0, 100, p.retries);
+     }},
+    {"fini_priority", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) {
+       return read_int<int32_t>(c, v, std::numeric_limits<int32_t>::min(),
+                                std::numeric_limits<int32_t>::max(), p.fini_priority);
+     }},
+    {"queue", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) { return read_fields(c, v, kQueueFields, p); }},
+    {"shutdown", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) { return read_fields(c, v, kShutdownFields, p); }},
+    {"env", false, [](Ctx& c, const Located& v, PoolConfig& p) { return read_env(c, v, p.env); }},
+    {"resources", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) { return read_resources(c, v, p.resources); }},
+};
+
+uint32_t default_workers() { return std::clamp(std::thread::hardware_concurrency(), 1u, 1024u); }
+
+Status read_pools(Ctx& ctx, const Located& at, Config& cfg) {
+  if (!at.node.IsMap() || at.node.size() == 0)
+    return expected(ctx, at, "a non-empty mapping of pool names to pools");
+  return for_each_pair(ctx, at, [&](const YAML::Node& key, const Located& value) {
+    PoolConfig pool;
+    if (auto s = read_name(ctx, Located{key, key.Mark(), "pool name", ""}, pool.name); !s) return s;
+    pool.workers = default_workers();
+    const Located body{value.node, value.mark, "pool " + in_quotes(pool.name), ""};
+    if (auto s = read_fields(ctx, body, kPoolFields, pool); !s) return s;
+    cfg.pools.push_back(std::move(pool));
+    return Status();
+  });
+}
+
+constexpr Field<Config> kTopFields[] = {{"pools", true, read_pools}};
+
+Status read_documents(Ctx& ctx, const std::vector<YAML::Node>& docs, Config& cfg) {
+  const YAML::Mark start;  // 1:1
+  if (docs.empty())
+    return error_at(ctx, start, "expected a mapping with 'pools', found an empty document");
+  if (docs.size() > 1)
+    return error_at(ctx, mark_of(docs[1], start),
+                    "expected one YAML document, found " + std::to_string(docs.size()));
+  const Located root{docs[0], mark_of(docs[0], start), "", ""};
+  if (auto s = visit(ctx, root.node, start); !s) return s;
+  if (!root.node.IsMap()) return expected(ctx, root, "a mapping with 'pools'");
+  return read_fields(ctx, root, kTopFields, cfg);
+}
+
+fs::path absolute_dir(const fs::path& dir) {
+  std::error_code ec;
+  const fs::path abs = fs::absolute(dir.empty() ? fs::path(".") : dir, ec);
+  return ec ? dir : abs.lexically_normal();
+}
+
+Error io_error(const fs::path& file, int err) {
+  return Error{Errc::io, file.string() + ": cannot read: " + std::generic_category().message(err)};
+}
+
+Result<std::string> read_file(const fs::path& file) {
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error(file, errno);
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      text.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      const int err = n < 0 ? errno : 0;
+      ::close(fd);
+      if (err != 0) return io_error(file, err);
+      return text;
+    }
+  }
+}
+
+}  // namespace
+
+Result<Config> load_config_string(std::string_view yaml, const std::string& source,
+                                  const std::filesystem::path& base_dir) {
+  Ctx ctx{source, absolute_dir(base_dir), 0};
+  try {
+    const std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml));
+    Config cfg;
+    cfg.source = source;
+    if (auto s = read_documents(ctx, docs, cfg); !s) return s.error();
+    return cfg;
+  } catch (const YAML::DeepRecursion& e) {  // its own message says "bad file"
+    return error_at(ctx, e.mark, too_deep());
+  } catch (const YAML::Exception& e) {  // ParserException and the rest: mark + msg
+    return error_at(ctx, e.mark, printable(e.msg, std::string::npos));
+  } catch (const std::exception& e) {  // bad_alloc and the like
+    return Error{Errc::config, source + ": " + printable(e.what(), std::string::npos)};
+  }
+}
+
+Result<Config> load_config_file(const std::filesystem::path& file) {
+  Result<std::string> text = read_file(file);
+  if (!text) return text.error();
+  return load_config_string(*text, file.string(), file.parent_path());
+}
+
+}  // namespace shoal

@@ -1,0 +1,83 @@
+// Text-level helpers of the config loader: numbers with units, names, ${ENV} expansion
+// and the edit distance behind "did you mean". No YAML here; config.cpp walks the
+// document and turns a false return into a "FILE:LINE:COLUMN: ..." error.
+#ifndef SHOAL_CONFIG_VALUES_HPP
+#define SHOAL_CONFIG_VALUES_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+namespace shoal::detail {
+
+/// A unit suffix and how many base units (bytes, nanoseconds) one of it is.
+struct Unit {
+  std::string_view suffix;
+  uint64_t factor;
+};
+
+/// Parses "<digits>[.<digits>]<suffix>" where the suffix is one of `units` (an empty
+/// suffix only if `units` lists one). The result is rounded down; a fraction needs a
+/// unit whose factor is above 1 ("1.5KiB" yes, "1.5B" no). Fails above `max`.
+bool parse_scaled(std::string_view text, std::span<const Unit> units, uint64_t max, uint64_t& out);
+
+/// A decimal integer as written: optional sign, then digits (no 0x, no '_', no '.').
+struct IntText {
+  bool negative = false;
+  uint64_t magnitude = 0;
+};
+/// False for anything that is not such an integer or does not fit 64 bits.
+bool parse_integer(std::string_view text, IntText& out);
+
+/// Parses a decimal integer and checks that it lies in [min, max].
+template <class I>
+bool parse_int_in(std::string_view text, I min, I max, I& out) {
+  static_assert(std::is_integral_v<I>);
+  IntText t;
+  if (!parse_integer(text, t)) return false;
+  if (t.negative && t.magnitude != 0) {
+    constexpr uint64_t kMostNegative = uint64_t{1} << 63;
+    if (t.magnitude > kMostNegative) return false;
+    const auto value = static_cast<int64_t>(uint64_t{0} - t.magnitude);  // modular, C++20
+    if (std::cmp_less(value, min) || std::cmp_greater(value, max)) return false;
+    out = static_cast<I>(value);
+    return true;
+  }
+  if (std::cmp_less(t.magnitude, min) || std::cmp_greater(t.magnitude, max)) return false;
+  out = static_cast<I>(t.magnitude);
+  return true;
+}
+
+/// Pool and resource names: one or more of [A-Za-z0-9_.-].
+bool is_name(std::string_view text) noexcept;
+/// Environment variable names: [A-Za-z_][A-Za-z0-9_]*.
+bool is_env_name(std::string_view text) noexcept;
+
+/// The result of expanding `${NAME}` references from the environment.
+struct EnvExpansion {
+  enum class Status { ok, unset, malformed };
+  Status status = Status::ok;
+  std::string text;    ///< the expanded text (status ok)
+  std::string detail;  ///< the unset variable's name, or what is malformed
+};
+/// `${NAME}` is replaced by the variable's value, `$$` by one `$`; any other `$` is kept.
+/// An unset variable, an unterminated `${` or a bad name is reported, not guessed at.
+EnvExpansion expand_env(std::string_view text);
+
+/// Optimal string alignment distance: insertions, deletions, substitutions and swaps
+/// of two neighbouring characters each cost 1 ("wrokers" -> "workers" is 1).
+std::size_t edit_distance(std::string_view a, std::string_view b);
+
+/// The candidate nearest to `word` within `max_distance` (the first on a tie), or an
+/// empty view when none is that close.
+std::string_view closest_match(std::string_view word, std::span<const std::string_view> candidates,
+                               std::size_t max_distance = 2);
+
+}  // namespace shoal::detail
+
+#endif  // SHOAL_CONFIG_VALUES_HPP
