@@ -8,7 +8,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${SHOAL_BUILD_DIR:-$root/build}"
 
 list="$build/demo-files.txt"
-find /usr/include -type f -size -2M 2>/dev/null | sort | head -n 200 > "$list"
+# awk reads to the end (head would close the pipe and fail the pipeline under pipefail).
+find /usr/include -type f -size -2M 2>/dev/null | sort | awk "NR <= 200" > "$list"
 out="$build/demo-digests.jsonl"
 "$build/bin/shoal" run "$root/config/examples/digest.yaml" --input "$list" | tee "$out"
 

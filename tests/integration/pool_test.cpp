@@ -66,7 +66,7 @@ TEST_CASE("submit returns the plugin's output with worker, attempts and duration
   CHECK(no_child_left());
 }
 
-TEST_CASE("map returns outcomes in input order; unordered yields each exactly once", "[integration][pool]") {
+TEST_CASE("map returns outcomes in input order, unordered yields each exactly once", "[integration][pool]") {
   auto pool = start_pool(pool_config(SHOAL_PLUGIN_ECHO, 2));
   std::vector<std::string> inputs;
   for (int i = 0; i < 5000; ++i) inputs.push_back("task-" + std::to_string(i) + std::string(static_cast<size_t>(i % 97), 'x'));

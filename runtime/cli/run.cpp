@@ -1,0 +1,764 @@
+#include "run.hpp"
+
+#include "common/json.hpp"
+
+#include <shoal/runtime.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace shoal::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kRunUsage =
+    "Usage: shoal run CONFIG [--pool NAME] [--input FILE|-] [--output FILE|-] [--unordered]\n"
+    "\n"
+    "Runs one task per line of input through a pool of CONFIG and writes one JSON object\n"
+    "per task to the output:\n"
+    "  {\"seq\":0,\"status\":\"ok\",\"output\":\"...\",\"error\":null,\"worker\":1,\"attempts\":1,\"ms\":0.412}\n"
+    "seq is the 0-based input line; status is ok, error, crashed, timeout, cancelled or\n"
+    "rejected. A trailing \\r is stripped from each line; an empty line is a task with an\n"
+    "empty input. Bytes that are not UTF-8 are written as \\ufffd.\n"
+    "\n"
+    "Options:\n"
+    "  --pool NAME     the pool to use (required when CONFIG has several)\n"
+    "  --input FILE    read tasks from FILE (default -, standard input)\n"
+    "  --output FILE   write outcomes to FILE (default -, standard output)\n"
+    "  --unordered     write each outcome as soon as it is done (default: input order,\n"
+    "                  each line written as soon as every earlier one is)\n"
+    "  -h, --help      show this help\n"
+    "\n"
+    "Standard error shows a progress bar when it is a terminal, and always a summary.\n"
+    "Ctrl-C (SIGINT) or SIGTERM stops the pool: queued tasks are reported as cancelled,\n"
+    "a second Ctrl-C kills the run at once.\n"
+    "\n"
+    "Exit status: 0 every task ok; 1 some task not ok; 2 usage, config, pool start or\n"
+    "I/O error (no rows written when the pool cannot start); 128+N stopped by signal N.\n";
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+// One write(2) per message, so the line is not split by workers that share our stderr.
+void print_error(std::string_view message) {
+  std::string line = "shoal: ";
+  line.reserve(line.size() + message.size() + 1);
+  // Messages from lower layers may carry a newline (a yaml-cpp excerpt, say); the CLI
+  // promises one line per error, so scripts can read stderr line by line.
+  for (char c : message) line.push_back(c == '\n' || c == '\r' ? ' ' : c);
+  line.push_back('\n');
+  ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
+  (void)n;
+}
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+// Writes everything or returns the errno that stopped it. Standard output may have been
+// left non-blocking by whoever handed it to us; poll instead of spinning on EAGAIN.
+int write_all(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n >= 0) {
+      data += n;
+      size -= static_cast<size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      ::poll(&p, 1, -1);
+      continue;
+    }
+    return errno;
+  }
+  return 0;
+}
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  void reset() {
+    if (fd_ > STDERR_FILENO) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// ---------------------------------------------------------------------------------------
+// Arguments
+
+struct RunOptions {
+  std::string config;
+  std::string pool;
+  std::string input = "-";
+  std::string output = "-";
+  bool unordered = false;
+};
+
+// Returns an exit code when the arguments settle the run (help, or a usage error).
+std::optional<int> parse_args(int argc, char** argv, RunOptions& opts) {
+  bool have_pool = false, have_input = false, have_output = false, options_done = false;
+  std::vector<std::string> positional;
+  for (int i = 0; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (options_done || arg.size() < 2 || arg[0] != '-') {
+      positional.emplace_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      options_done = true;
+      continue;
+    }
+    if (arg == "-h" || arg == "--help") {
+      ::fwrite(kRunUsage.data(), 1, kRunUsage.size(), stdout);
+      std::fflush(stdout);
+      return kExitOk;
+    }
+    if (arg == "--unordered") {
+      opts.unordered = true;
+      continue;
+    }
+    std::string_view name = arg;
+    std::optional<std::string_view> value;
+    if (auto eq = arg.find('='); eq != std::string_view::npos && arg.starts_with("--")) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    }
+    std::string* target = nullptr;
+    bool* seen = nullptr;
+    if (name == "--pool") {
+      target = &opts.pool;
+      seen = &have_pool;
+    } else if (name == "--input") {
+      target = &opts.input;
+      seen = &have_input;
+    } else if (name == "--output") {
+      target = &opts.output;
+      seen = &have_output;
+    } else {
+      print_error("run: unknown option '" + std::string(name) + "' (see 'shoal run --help')");
+      return kExitUsage;
+    }
+    if (!value) {
+      if (i + 1 >= argc) {
+        print_error("run: option '" + std::string(name) + "' needs a value");
+        return kExitUsage;
+      }
+      value = argv[++i];
+    }
+    if (*seen) {
+      print_error("run: option '" + std::string(name) + "' given twice");
+      return kExitUsage;
+    }
+    if (value->empty()) {
+      print_error("run: option '" + std::string(name) + "' needs a non-empty value");
+      return kExitUsage;
+    }
+    *seen = true;
+    *target = std::string(*value);
+  }
+  if (positional.empty()) {
+    print_error("run: missing CONFIG (usage: shoal run CONFIG [--pool NAME] [--input FILE|-] [--output FILE|-] [--unordered])");
+    return kExitUsage;
+  }
+  if (positional.size() > 1) {
+    print_error("run: unexpected argument '" + positional[1] + "' (only one CONFIG is taken)");
+    return kExitUsage;
+  }
+  opts.config = positional[0];
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------------------
+// Input
+
+// Reads lines from a descriptor with read(2), and can be woken out of a blocking read by
+// an eventfd: a terminal or a pipe may never deliver another byte, and the run must still
+// be able to stop (Ctrl-C, a broken output) and join this thread.
+class LineReader {
+ public:
+  enum class Read { line, eof, stopped, error };
+
+  LineReader(int fd, int wake_fd) : fd_(fd), wake_fd_(wake_fd), buf_(kChunk) {}
+
+  Read next(std::string& line) {
+    for (;;) {
+      const char* base = buf_.data();
+      if (const void* nl = std::memchr(base + begin_, '\n', end_ - begin_)) {
+        const size_t stop = static_cast<size_t>(static_cast<const char*>(nl) - base);
+        take(line, stop);
+        begin_ = stop + 1;
+        consumed_ += line_bytes_ + 1;
+        return Read::line;
+      }
+      if (eof_) {
+        if (begin_ == end_) return Read::eof;
+        // The last line had no newline: it is still a line.
+        take(line, end_);
+        begin_ = end_;
+        consumed_ += line_bytes_;
+        return Read::line;
+      }
+      if (Read r = fill(); r != Read::line) return r;
+    }
+  }
+
+  int error() const { return error_; }
+  uint64_t consumed() const { return consumed_; }
+
+ private:
+  static constexpr size_t kChunk = 64 * 1024;
+
+  void take(std::string& line, size_t stop) {
+    line_bytes_ = stop - begin_;
+    size_t len = line_bytes_;
+    if (len > 0 && buf_[begin_ + len - 1] == '\r') --len;
+    line.assign(buf_.data() + begin_, len);
+  }
+
+  // Read::line here means "more bytes, or end of input: look for a line again".
+  Read fill() {
+    if (begin_ > 0) {
+      std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+      end_ -= begin_;
+      begin_ = 0;
+    }
+    if (buf_.size() - end_ < kChunk / 2) buf_.resize(buf_.size() * 2);
+    for (;;) {
+      pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+      int n = ::poll(fds, 2, -1);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        error_ = errno;
+        return Read::error;
+      }
+      if (fds[1].revents != 0) return Read::stopped;
+      ssize_t got = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
+      if (got > 0) {
+        end_ += static_cast<size_t>(got);
+        return Read::line;
+      }
+      if (got == 0) {
+        eof_ = true;
+        return Read::line;
+      }
+      if (errno == EINTR || errno == EAGAIN) continue;
+      error_ = errno;
+      return Read::error;
+    }
+  }
+
+  int fd_;
+  int wake_fd_;
+  std::vector<char> buf_;
+  size_t begin_ = 0, end_ = 0, line_bytes_ = 0;
+  uint64_t consumed_ = 0;
+  bool eof_ = false;
+  int error_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+// State shared by the reader thread, the pool's loop thread (callbacks) and the writer
+
+struct Shared {
+  explicit Shared(uint64_t window_size, bool ordered_output)
+      : window(window_size), ordered(ordered_output), slots(ordered_output ? window_size : 0) {}
+
+  const uint64_t window;  // tasks submitted but not yet written, at most
+  const bool ordered;
+
+  std::mutex m;
+  std::condition_variable ready_cv;  // writer: an outcome it can write, or the input ended
+  std::condition_variable space_cv;  // reader: the window has room, or stop
+  uint64_t submitted = 0;
+  uint64_t completed = 0;
+  uint64_t written = 0;
+  bool input_done = false;
+  bool stop = false;
+  int input_error = 0;
+  // Ordered: seq % window -> outcome. A seq is only submitted once seq - window has been
+  // written, so a slot never holds two outcomes.
+  std::vector<std::optional<Outcome>> slots;
+  // Unordered: completion order.
+  std::deque<std::pair<uint64_t, Outcome>> done;
+  std::atomic<uint64_t> input_bytes{0};
+
+  bool writable() const {
+    return ordered ? slots[written % window].has_value() : !done.empty();
+  }
+  bool finished() const { return input_done && written == submitted; }
+
+  // Runs on the pool's loop thread (or the reader's, for an immediate rejection): it only
+  // hands the outcome over; formatting and I/O stay on the writer so the loop is never
+  // held up by a slow output.
+  void deliver(uint64_t seq, Outcome&& outcome) {
+    std::lock_guard lock(m);
+    ++completed;
+    if (ordered) {
+      slots[seq % window] = std::move(outcome);
+      if (seq == written) ready_cv.notify_one();
+    } else {
+      const bool was_empty = done.empty();
+      done.emplace_back(seq, std::move(outcome));
+      if (was_empty) ready_cv.notify_one();
+    }
+  }
+};
+
+void reader_main(Shared& shared, LineReader& reader, Pool& pool) {
+  std::string line;
+  LineReader::Read r;
+  while ((r = reader.next(line)) == LineReader::Read::line) {
+    uint64_t seq = 0;
+    {
+      std::unique_lock lock(shared.m);
+      shared.space_cv.wait(lock, [&] { return shared.stop || shared.submitted - shared.written < shared.window; });
+      if (shared.stop) break;
+      seq = shared.submitted++;
+    }
+    shared.input_bytes.store(reader.consumed(), std::memory_order_relaxed);
+    // Not under the mutex: a task rejected at once runs its callback on this thread.
+    pool.submit(line, [&shared, seq](Outcome&& outcome) { shared.deliver(seq, std::move(outcome)); });
+  }
+  std::lock_guard lock(shared.m);
+  if (r == LineReader::Read::error) shared.input_error = reader.error();
+  shared.input_done = true;
+  shared.ready_cv.notify_all();
+}
+
+// ---------------------------------------------------------------------------------------
+// Progress and summary
+
+struct Counts {
+  std::array<uint64_t, 6> by_status{};
+  uint64_t total() const {
+    uint64_t t = 0;
+    for (uint64_t c : by_status) t += c;
+    return t;
+  }
+  uint64_t ok() const { return by_status[static_cast<size_t>(Status::ok)]; }
+};
+
+class Progress {
+ public:
+  Progress(bool enabled, uint64_t input_size) : enabled_(enabled), input_size_(input_size) {}
+
+  bool enabled() const { return enabled_; }
+
+  // Redraws at most ten times a second.
+  void maybe_draw(Clock::time_point now, Clock::time_point start, const Counts& counts, uint64_t submitted,
+                  uint64_t completed, uint64_t input_bytes, bool input_done) {
+    if (!enabled_ || now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double secs = std::chrono::duration<double>(now - start).count();
+    const uint64_t written = counts.total();
+    const uint64_t failed = written - counts.ok();
+    const uint64_t rate = secs > 0 ? static_cast<uint64_t>(static_cast<double>(written) / secs) : 0;
+    char text[160];
+    int n = 0;
+    if (input_size_ > 0 || input_done) {
+      // Without the line count up front, the share of input bytes read scales the share
+      // of submitted tasks written; once the input has ended the fraction is exact.
+      double frac = submitted > 0 ? static_cast<double>(written) / static_cast<double>(submitted) : 0.0;
+      if (!input_done) frac *= std::min(1.0, static_cast<double>(input_bytes) / static_cast<double>(input_size_));
+      constexpr int kWidth = 24;
+      const int filled = std::clamp(static_cast<int>(frac * kWidth), 0, kWidth);
+      std::string bar(static_cast<size_t>(filled), '#');
+      bar.append(static_cast<size_t>(kWidth - filled), '-');
+      n = std::snprintf(text, sizeof text, "[%s] %3d%%  %llu done, %llu failed, %llu pending, %llu tasks/s",
+                        bar.c_str(), static_cast<int>(frac * 100), static_cast<unsigned long long>(written),
+                        static_cast<unsigned long long>(failed),
+                        static_cast<unsigned long long>(submitted - completed),
+                        static_cast<unsigned long long>(rate));
+    } else {
+      n = std::snprintf(text, sizeof text, "%llu done, %llu failed, %llu pending, %llu tasks/s, %.1f s",
+                        static_cast<unsigned long long>(written), static_cast<unsigned long long>(failed),
+                        static_cast<unsigned long long>(submitted - completed),
+                        static_cast<unsigned long long>(rate), secs);
+    }
+    size_t len = std::min(static_cast<size_t>(std::max(n, 0)), sizeof text - 1);
+    // A line wider than the terminal wraps, and \r then returns only to the last row:
+    // every redraw would leave a stale row behind.
+    winsize ws{};
+    if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1) len = std::min<size_t>(len, ws.ws_col - 1);
+    std::string frame = "\r";
+    frame.append(text, len);
+    frame.append("\x1b[K");
+    ssize_t w = ::write(STDERR_FILENO, frame.data(), frame.size());
+    (void)w;
+    visible_ = true;
+  }
+
+  void clear() {
+    if (!visible_) return;
+    static constexpr char kClear[] = "\r\x1b[K";
+    ssize_t w = ::write(STDERR_FILENO, kClear, sizeof kClear - 1);
+    (void)w;
+    visible_ = false;
+    // The next frame may come at once: the caller just erased the bar, not redrawn it.
+    last_ = Clock::time_point{};
+  }
+
+ private:
+  bool enabled_;
+  uint64_t input_size_;
+  bool visible_ = false;
+  Clock::time_point last_{};
+};
+
+void print_summary(const Counts& counts, double secs) {
+  const uint64_t total = counts.total();
+  const uint64_t ok = counts.ok();
+  std::string line = std::to_string(total) + (total == 1 ? " task, " : " tasks, ") + std::to_string(ok) + " ok, " +
+                     std::to_string(total - ok) + " failed";
+  std::string detail;
+  for (size_t s = 1; s < counts.by_status.size(); ++s) {
+    if (counts.by_status[s] == 0) continue;
+    if (!detail.empty()) detail += ", ";
+    detail += std::to_string(counts.by_status[s]) + " " + std::string(to_string(static_cast<Status>(s)));
+  }
+  if (!detail.empty()) line += " (" + detail + ")";
+  const uint64_t rate = secs > 0 ? static_cast<uint64_t>(static_cast<double>(total) / secs + 0.5) : 0;
+  char tail[64];
+  std::snprintf(tail, sizeof tail, ", %.2f s, %llu tasks/s", secs, static_cast<unsigned long long>(rate));
+  line += tail;
+  print_error(line);
+}
+
+// ---------------------------------------------------------------------------------------
+// Signals
+
+// SIGINT, SIGTERM and SIGHUP are blocked in every thread (the pool's threads inherit the
+// mask from this one) and read from a signalfd by the writer, so a stop request arrives
+// as data at a point where the run can act on it: terminate the pool, drain, summarize.
+// Spawned workers get an empty mask and their own process group (process/spawn.cpp).
+class StopSignals {
+ public:
+  StopSignals() {
+    sigemptyset(&set_);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+      // An ignored signal stays ignored (nohup, a shell's background job): a blocked
+      // signal is queued even when ignored, and the signalfd would report it.
+      struct sigaction current {};
+      if (::sigaction(sig, nullptr, &current) == 0 && current.sa_handler == SIG_IGN) continue;
+      sigaddset(&set_, sig);
+    }
+    ::pthread_sigmask(SIG_BLOCK, &set_, &old_);
+    fd_ = Fd(::signalfd(-1, &set_, SFD_NONBLOCK | SFD_CLOEXEC));
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  ~StopSignals() { release(); }
+
+  // The signal number received since the last call, or 0.
+  int poll() {
+    if (fd_.get() < 0) return 0;
+    signalfd_siginfo info{};
+    ssize_t n = ::read(fd_.get(), &info, sizeof info);
+    return n == static_cast<ssize_t>(sizeof info) ? static_cast<int>(info.ssi_signo) : 0;
+  }
+
+  // Unblocks the signals on this thread only: the pool's threads keep them blocked, so a
+  // further Ctrl-C takes its default action here and ends the host at once.
+  void release() {
+    if (released_) return;
+    released_ = true;
+    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t set_{};
+  sigset_t old_{};
+  Fd fd_;
+  bool released_ = false;
+};
+
+std::string signal_name(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+}
+
+// ---------------------------------------------------------------------------------------
+
+std::string join_names(const Config& config) {
+  std::string names;
+  for (const auto& p : config.pools) {
+    if (!names.empty()) names += ", ";
+    names += p.name;
+  }
+  return names;
+}
+
+int run(const RunOptions& opts) {
+  // Before any thread exists, so every thread the runtime starts inherits the mask.
+  StopSignals signals;
+  // A reader that went away (`shoal run … | head`) must surface as EPIPE from write, so
+  // the run can stop its pool cleanly instead of dying in the middle of it.
+  ::signal(SIGPIPE, SIG_IGN);
+
+  Fd input_owner;
+  int input_fd = STDIN_FILENO;
+  if (opts.input != "-") {
+    input_owner = Fd(::open(opts.input.c_str(), O_RDONLY | O_CLOEXEC));
+    if (input_owner.get() < 0) {
+      print_error("cannot open input " + opts.input + ": " + errno_text(errno));
+      return kExitUsage;
+    }
+    input_fd = input_owner.get();
+  }
+  struct stat input_stat {};
+  const bool input_stat_ok = ::fstat(input_fd, &input_stat) == 0;
+  const uint64_t input_size =
+      input_stat_ok && S_ISREG(input_stat.st_mode) ? static_cast<uint64_t>(input_stat.st_size) : 0;
+
+  if (opts.output != "-" && input_stat_ok && S_ISREG(input_stat.st_mode)) {
+    struct stat out_stat {};
+    if (::stat(opts.output.c_str(), &out_stat) == 0 && out_stat.st_dev == input_stat.st_dev &&
+        out_stat.st_ino == input_stat.st_ino) {
+      print_error("run: --output " + opts.output + " is the input file; it would be truncated before it is read");
+      return kExitUsage;
+    }
+  }
+
+  auto runtime_result = Runtime::from_file(opts.config);
+  if (!runtime_result) {
+    print_error(runtime_result.error().message);
+    return kExitUsage;
+  }
+  Runtime& runtime = *runtime_result;
+  const Config& config = runtime.config();
+
+  std::string pool_name = opts.pool;
+  if (pool_name.empty()) {
+    if (config.pools.empty()) {
+      print_error(opts.config + ": no pools defined");
+      return kExitUsage;
+    }
+    if (config.pools.size() > 1) {
+      print_error(opts.config + " has " + std::to_string(config.pools.size()) + " pools (" + join_names(config) +
+                  "); choose one with --pool NAME");
+      return kExitUsage;
+    }
+    pool_name = config.pools.front().name;
+  } else if (std::none_of(config.pools.begin(), config.pools.end(),
+                          [&](const PoolConfig& p) { return p.name == pool_name; })) {
+    print_error("no pool named '" + pool_name + "' in " + opts.config + " (pools: " + join_names(config) + ")");
+    return kExitUsage;
+  }
+
+  // Decision 4: a pool that never became ready is a start error, not a run with failed
+  // rows; nothing has been written yet, and nothing will be.
+  auto pool_result = runtime.pool(pool_name);
+  if (!pool_result) {
+    print_error(pool_result.error().message);
+    return kExitUsage;
+  }
+  Pool& pool = **pool_result;
+
+  // Opened after the pool started, so a config or plugin error leaves an existing output
+  // file as it was.
+  Fd output_owner;
+  int output_fd = STDOUT_FILENO;
+  if (opts.output != "-") {
+    output_owner = Fd(::open(opts.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
+    if (output_owner.get() < 0) {
+      print_error("cannot open output " + opts.output + ": " + errno_text(errno));
+      return kExitUsage;
+    }
+    output_fd = output_owner.get();
+  }
+
+  // Bounds memory whatever the input length: at most `window` tasks are queued, running
+  // or waiting for an earlier line to be written. Wide enough that a slow task at the
+  // head of the order does not idle the other workers for long.
+  uint64_t workers = pool.config().workers;
+  if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
+  const uint64_t window = std::clamp<uint64_t>(workers * 256, 4096, 65536);
+
+  Fd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (wake.get() < 0) {
+    print_error("eventfd: " + errno_text(errno));
+    return kExitUsage;
+  }
+  const auto stop_reader = [&wake] {
+    const uint64_t one = 1;
+    ssize_t n = ::write(wake.get(), &one, sizeof one);
+    (void)n;
+  };
+
+  Shared shared(window, !opts.unordered);
+  LineReader reader(input_fd, wake.get());
+  Progress progress(::isatty(STDERR_FILENO) == 1, input_size);
+  // When stdout and stderr share a terminal, output lines would land in the middle of the
+  // bar; erase it before each flush and let the next tick redraw it.
+  const bool output_on_terminal = output_fd == STDOUT_FILENO && ::isatty(STDOUT_FILENO) == 1;
+
+  const Clock::time_point start = Clock::now();
+  std::thread reader_thread(reader_main, std::ref(shared), std::ref(reader), std::ref(pool));
+
+  Counts counts;
+  std::string out;
+  out.reserve(1 << 17);
+  int output_error = 0;
+  int stopped_by = 0;
+  bool terminated = false;
+
+  const auto flush = [&] {
+    if (out.empty()) return;
+    if (output_error == 0) {
+      if (output_on_terminal) progress.clear();
+      output_error = write_all(output_fd, out.data(), out.size());
+    }
+    out.clear();
+  };
+  // Stops taking input and ends the pool's work: queued tasks come back `cancelled`, so
+  // every task already submitted still gets its row.
+  const auto stop_run = [&](std::unique_lock<std::mutex>& lock) {
+    shared.stop = true;
+    shared.space_cv.notify_all();
+    lock.unlock();
+    stop_reader();
+    if (!terminated) {
+      terminated = true;
+      pool.terminate();
+    }
+    lock.lock();
+  };
+
+  constexpr auto kTick = std::chrono::milliseconds(100);
+  Clock::time_point last_tick = start;
+  std::vector<std::pair<uint64_t, Outcome>> batch;
+  std::unique_lock lock(shared.m);
+  for (;;) {
+    if (shared.ordered) {
+      while (shared.slots[shared.written % window].has_value()) {
+        auto& slot = shared.slots[shared.written % window];
+        batch.emplace_back(shared.written, std::move(*slot));
+        slot.reset();
+        ++shared.written;
+      }
+    } else {
+      shared.written += shared.done.size();
+      batch.insert(batch.end(), std::make_move_iterator(shared.done.begin()),
+                   std::make_move_iterator(shared.done.end()));
+      shared.done.clear();
+    }
+    if (!batch.empty()) {
+      shared.space_cv.notify_one();
+      lock.unlock();
+      for (auto& [seq, outcome] : batch) {
+        ++counts.by_status[static_cast<size_t>(outcome.status)];
+        if (output_error != 0) continue;
+        detail::append_outcome_json(out, seq, outcome);
+        out.push_back('\n');
+        if (out.size() >= (1u << 16)) flush();
+      }
+      batch.clear();
+      lock.lock();
+      // Stay on the fast path while outcomes keep coming (flushing once the queue is
+      // empty), but still look at signals and the progress bar every tick.
+      if (output_error == 0 && shared.writable() && Clock::now() - last_tick < kTick) continue;
+    }
+    last_tick = Clock::now();
+    if (output_error != 0 && !shared.stop) stop_run(lock);
+    if (shared.finished()) break;
+
+    const uint64_t submitted = shared.submitted, completed = shared.completed;
+    const bool input_done = shared.input_done;
+    lock.unlock();
+    flush();
+    if (!stopped_by) {
+      if (int sig = signals.poll(); sig != 0) {
+        stopped_by = sig;
+        signals.release();
+        progress.clear();
+        print_error("stopping on " + signal_name(sig) + ": queued tasks are cancelled (again to kill at once)");
+      }
+    }
+    progress.maybe_draw(Clock::now(), start, counts, submitted, completed,
+                        shared.input_bytes.load(std::memory_order_relaxed), input_done);
+    lock.lock();
+    if (stopped_by && !shared.stop) stop_run(lock);
+    // A timed wait: the signalfd and the progress bar are looked at on each tick.
+    shared.ready_cv.wait_for(lock, kTick, [&] { return shared.writable() || shared.finished(); });
+  }
+  const int input_error = shared.input_error;
+  lock.unlock();
+  flush();
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  reader_thread.join();
+
+  // A slow finalizer must not make Ctrl-C ineffective: from here on it ends the host, and
+  // the workers stop on their own through their parent-death watch.
+  signals.release();
+  pool.close();
+  pool.join();
+  progress.clear();
+
+  if (input_error != 0) {
+    print_error("cannot read input " + (opts.input == "-" ? std::string("(standard input)") : opts.input) + ": " +
+                errno_text(input_error));
+  }
+  // A closed pipe is the reader's choice (`| head`), not a fault worth a message.
+  if (output_error != 0 && output_error != EPIPE) {
+    print_error("cannot write output " + (opts.output == "-" ? std::string("(standard output)") : opts.output) +
+                ": " + errno_text(output_error));
+  }
+  print_summary(counts, secs);
+
+  if (input_error != 0 || output_error != 0) return kExitUsage;
+  if (stopped_by != 0) return 128 + stopped_by;
+  return counts.ok() == counts.total() ? kExitOk : kExitFailed;
+}
+
+}  // namespace
+
+std::string_view run_usage() noexcept { return kRunUsage; }
+
+int run_command(int argc, char** argv) {
+  RunOptions opts;
+  if (auto code = parse_args(argc, argv, opts)) return *code;
+  return run(opts);
+}
+
+}  // namespace shoal::cli
