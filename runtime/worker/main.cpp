@@ -11,10 +11,12 @@ int main(int argc, char** argv) {
     std::fputs("shoal-worker: a worker process of a shoal pool; started by the shoal host, not by hand\n", stderr);
     return 0;
   }
-  static shoal::detail::Worker worker;  // static: outlives every finalizer run from exit paths
-  if (!worker.start()) return shoal::detail::kExitFatal;
-  int code = worker.serve();
-  // The plugin stays loaded (never dlclose'd); skip static destructors of foreign code.
+  // Never destroyed: its threads and the exit path (a plugin's exit()) use it until the
+  // process is gone.
+  auto* worker = new shoal::detail::Worker();
+  int code = worker->start() ? worker->serve() : shoal::detail::kExitFatal;
+  // _exit: the chain has run; static destructors of foreign code must not run after
+  // their fini, and the worker's own threads are still alive.
   std::fflush(nullptr);
   _exit(code);
 }

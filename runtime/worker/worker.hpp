@@ -1,5 +1,11 @@
-// shoal-worker: one process of a pool. Loads one task plugin, runs tasks from its task
-// ring, writes outcomes into its result ring, and runs its finalizer chain on the way out.
+// shoal-worker: one process of a pool. Opens its resources, loads one task plugin, runs
+// tasks from its task ring, writes outcomes into its result ring, and runs its finalizer
+// chain on every way out that can run code.
+//
+// Threads: the main thread runs tasks and, on an orderly stop, the chain. The control
+// thread watches the host (control-socket EOF, the parent-death signal) and the stop
+// signals (SIGTERM, SIGINT, SIGHUP), and enforces shutdown.grace. The watchdog thread
+// bounds each finalizer by shutdown.fini_timeout, whichever thread runs the chain.
 #ifndef SHOAL_WORKER_WORKER_HPP
 #define SHOAL_WORKER_WORKER_HPP
 
@@ -12,53 +18,95 @@
 #include <shoal/plugin.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
+#include <mutex>
 #include <string>
+#include <vector>
 
-struct shoal_ctx;
+namespace shoal::detail {
+class Worker;
+}
+
+/// The opaque context handed to plugins and resource modules: which component is
+/// calling, so that param() answers with that component's own params.
+struct shoal_ctx {
+  shoal::detail::Worker* worker;
+  const std::map<std::string, std::string>* params;
+  std::string component;  // "plugin", "resource db"
+};
 
 namespace shoal::detail {
 
+// Exit codes beyond kExitFatal that the host interprets (ipc/control.hpp has the rest).
+struct ResourceSpec {
+  std::string name, module;
+  int32_t priority = 0;
+  std::map<std::string, std::string> params;
+};
+
+enum class LocalStop : uint32_t { none = 0, signal = 1, host_gone = 2, recycle = 3 };
+enum class Phase : uint32_t { starting = 0, idle = 1, in_task = 2, in_chain = 3 };
+
 class Worker {
  public:
-  /// Reads the Init message, maps the segment, loads the plugin and runs its init. On
-  /// failure sends Fatal with the one-line cause and returns false.
+  /// Reads the Init message, maps the segment, opens the resources, loads the plugin and
+  /// runs its init. On failure closes what was opened, sends Fatal with the one-line
+  /// cause and returns false.
   bool start();
   /// Serves tasks until told to stop, then runs the chain. Returns the exit code.
   int serve();
+  /// Runs the chain from the process's exit path (a plugin that calls exit()).
+  void run_chain_at_exit();
 
   // Host-table implementations (called through shoal_ctx).
   void* reserve(size_t size);
   shoal_status emit(const void* data, size_t size);
   void report_error(shoal_status code, const char* msg);
   bool should_stop() const noexcept;
-  const char* param(const char* key) const;
-  void log(int32_t level, const char* msg) const;
+  void* resource(const char* name) const;
+  void log(const shoal_ctx* ctx, int32_t level, const char* msg) const;
   uint32_t index() const noexcept { return index_; }
   void add_finalizer(int32_t priority, shoal_finalizer_fn fn, void* arg);
 
  private:
+  // start.cpp
   bool fatal(const std::string& message);
   bool apply_init(const KeyValues& kv);
   bool map_segment();
-  void watch_host();
-  // Sleeps until `ready()` holds, after a short spin. The host bumps worker_wake after
-  // every change the worker may wait for (tasks, result space, stop).
+  bool open_resources();
+  bool load_plugin_and_init();
+  // control.cpp
+  void start_threads();
+  void control_loop();
+  void watchdog_loop();
+  void begin_stop(LocalStop why);
+  void run_chain();
+  void note(const std::string& text);
+  // worker.cpp
   template <class Pred>
   void wait_until(Pred ready);
+  void wake_self() noexcept;
   void wake_host() noexcept;
   std::byte* result_space(uint64_t bytes);
   bool next_task(RecordView& out);
   void run_task(const RecordView& task);
+  bool over_memory_limit();
 
+  // from the Init message
   std::string pool_;
   std::string plugin_path_;
   uint32_t index_ = 0;
   uint64_t capacity_ = 0;
-  uint64_t segment_size_ = 0;
   int64_t grace_ns_ = 5'000'000'000;
+  int64_t fini_timeout_ns_ = 2'000'000'000;
   int32_t fini_priority_ = 100;
+  uint64_t max_memory_ = 0;
+  int host_pid_ = 0;
+  std::string recover_cause_;  // non-empty: the previous worker died without its chain
   std::map<std::string, std::string> params_;
+  std::vector<ResourceSpec> resource_specs_;
 
   Mapping header_map_, block_map_, task_map_, result_map_;
   PoolHeader* pool_header_ = nullptr;
@@ -69,8 +117,23 @@ class Worker {
   PluginApi api_;
   void* user_ = nullptr;
   shoal_host host_{};
+  shoal_ctx plugin_ctx_{};
+  std::deque<shoal_ctx> resource_ctx_;  // deque: stable addresses for the modules
+  std::map<std::string, void*, std::less<>> handles_;
   FinalizerChain chain_;
-  std::atomic<bool> host_gone_{false};
+
+  int signal_fd_ = -1;
+  int statm_fd_ = -1;
+  int64_t next_memory_check_ns_ = 0;
+  std::atomic<uint32_t> local_stop_{0};  // LocalStop
+  std::atomic<uint32_t> phase_{0};       // Phase
+  std::atomic<bool> abandoned_{false};   // the control thread took over after grace
+
+  // watchdog state: the finalizer running now and when it must have returned
+  std::mutex wd_mu_;
+  std::condition_variable wd_cv_;
+  std::string wd_entry_;
+  int64_t wd_deadline_ns_ = 0;
 
   // The output of the task being run: written in place after a record header at the
   // result ring's write cursor, published when run returns.
@@ -80,6 +143,10 @@ class Worker {
   std::string error_;
 };
 
+int64_t now_ns() noexcept;
+
 }  // namespace shoal::detail
+
+extern "C" void shoal_worker_atexit();
 
 #endif

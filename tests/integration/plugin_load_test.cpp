@@ -52,7 +52,7 @@ TEST_CASE("a directory is not a plugin", "[integration][plugin]") {
 
 TEST_CASE("a plugin without shoal_run names the missing symbol", "[integration][plugin]") {
   std::string path = fixture("fx_no_run");
-  CHECK(start_error(path) == "pool test: plugin " + path + ": missing symbol shoal_run (not a shoal task plugin?)");
+  CHECK(start_error(path) == "pool test: plugin " + path + ": missing symbol shoal_run (not a shoal plugin?)");
 }
 
 TEST_CASE("a plugin built for another ABI major names both versions", "[integration][plugin]") {

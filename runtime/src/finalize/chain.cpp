@@ -1,5 +1,7 @@
 #include "finalize/chain.hpp"
 
+#include "common/log.hpp"
+
 #include <algorithm>
 
 namespace shoal::detail {
@@ -21,11 +23,22 @@ FinalizerChain::Entry* FinalizerChain::claim_next() {
   return best;
 }
 
-void FinalizerChain::run_all() {
+void FinalizerChain::run_all() { run_all(Observer{}); }
+
+void FinalizerChain::run_all(const Observer& observer) {
   while (Entry* e = claim_next()) {
     // Copied out: an entry may add entries, which can reallocate the vector.
     auto fn = e->fn;
-    fn();
+    std::string name = e->name;
+    if (observer) observer(&name);
+    try {
+      fn();
+    } catch (const std::exception& ex) {
+      logf(LogLevel::error, "finalizer '%s' threw: %s", name.c_str(), ex.what());
+    } catch (...) {
+      logf(LogLevel::error, "finalizer '%s' threw", name.c_str());
+    }
+    if (observer) observer(nullptr);
   }
 }
 

@@ -19,6 +19,11 @@ class FinalizerChain {
   /// Runs every entry not yet run, in chain order. A second caller (another thread, or a
   /// re-entrant call from an entry) runs nothing twice: each entry is claimed before it runs.
   void run_all();
+  /// As run_all, telling `observer` the name of each entry before it runs and nullptr
+  /// after it returned (the worker's watchdog bounds each entry by fini_timeout). An
+  /// entry that throws is reported through `observer`'s caller and the chain goes on.
+  using Observer = std::function<void(const std::string* entry)>;
+  void run_all(const Observer& observer);
   /// Names in the order run_all would run them (for tests).
   std::vector<std::string> order() const;
 

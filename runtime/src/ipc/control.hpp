@@ -14,7 +14,10 @@
 
 namespace shoal::detail {
 
-enum class MsgType : uint8_t { init = 1, ready = 2, fatal = 3 };
+// init: host -> worker, once. ready/fatal: worker -> host at the end of its start.
+// note: worker -> host, a line the host adds to the worker's exit cause (which finalizer
+// hung, why a task was abandoned, why it recycled itself).
+enum class MsgType : uint8_t { init = 1, ready = 2, fatal = 3, note = 4 };
 
 inline constexpr uint32_t kMaxControlMessage = 16u << 20;
 
@@ -26,7 +29,8 @@ inline constexpr int kWorkerEventFd = 5;    // eventfd that wakes the host's loo
 // Worker exit codes the host interprets. kExitFatal before Ready means "do not respawn":
 // the plugin cannot be used, and the Fatal message says why.
 inline constexpr int kExitFatal = 2;
-inline constexpr int kExitHostGone = 3;
+inline constexpr int kExitFiniTimeout = 4;  // a finalizer passed fini_timeout (a note names it)
+inline constexpr int kExitAbandoned = 5;    // a task passed grace during a stop; the chain ran
 
 struct Message {
   MsgType type{};

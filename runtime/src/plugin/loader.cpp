@@ -53,38 +53,81 @@ Result<void> check_shared_object(const std::filesystem::path& path, const char* 
   return {};
 }
 
-Result<PluginApi> load_plugin(const std::filesystem::path& path) {
-  if (auto check = check_shared_object(path, "plugin"); !check) return check.error();
-  namespace dll = boost::dll;
-  auto lib = std::make_unique<dll::shared_library>();
-  try {
-    lib->load(path, dll::load_mode::rtld_now | dll::load_mode::rtld_local);
-  } catch (const std::exception& e) {
-    // Boost.DLL wraps dlerror's text: "... (dlerror system message: TEXT): strerror".
-    std::string why = e.what();
-    const std::string tag = "dlerror system message: ";
-    auto at = why.find(tag);
-    auto end = why.rfind("): ");
-    if (at != std::string::npos && end != std::string::npos && end > at) why = why.substr(at + tag.size(), end - at - tag.size());
-    return fail("plugin", path, "cannot load: " + why);
+namespace {
+
+namespace dll = boost::dll;
+
+// A loaded library whose exports are looked up by name. Kept for the life of the
+// process: a plugin is never unloaded in a live worker (its code may still be referenced
+// by threads, atexit handlers or finalizers).
+class Library {
+ public:
+  template <class F>
+  F* fn(const char* name) const {
+    return lib_->has(name) ? &lib_->get<F>(name) : nullptr;
   }
-  for (const char* sym : {"shoal_plugin_abi", "shoal_init", "shoal_run", "shoal_fini"})
-    if (!lib->has(sym)) return fail("plugin", path, std::string("missing symbol ") + sym + " (not a shoal task plugin?)");
+  static Result<Library> open(const std::filesystem::path& path, const char* what,
+                              std::initializer_list<const char*> required) {
+    if (auto check = check_shared_object(path, what); !check) return check.error();
+    auto lib = std::make_unique<dll::shared_library>();
+    try {
+      lib->load(path, dll::load_mode::rtld_now | dll::load_mode::rtld_local);
+    } catch (const std::exception& e) {
+      // Boost.DLL wraps dlerror's text: "... (dlerror system message: TEXT): strerror".
+      std::string why = e.what();
+      const std::string tag = "dlerror system message: ";
+      auto at = why.find(tag);
+      auto end = why.rfind("): ");
+      if (at != std::string::npos && end != std::string::npos && end > at)
+        why = why.substr(at + tag.size(), end - at - tag.size());
+      return fail(what, path, "cannot load: " + why);
+    }
+    for (const char* sym : required)
+      if (!lib->has(sym)) return fail(what, path, std::string("missing symbol ") + sym + " (not a shoal " + what + "?)");
+    static std::vector<std::unique_ptr<dll::shared_library>> keep_loaded;
+    keep_loaded.push_back(std::move(lib));
+    return Library(keep_loaded.back().get());
+  }
+
+ private:
+  explicit Library(dll::shared_library* lib) : lib_(lib) {}
+  dll::shared_library* lib_;
+};
+
+Result<void> check_abi(uint32_t version, const std::filesystem::path& path, const char* what) {
+  if ((version >> 16) == SHOAL_ABI_MAJOR) return {};
+  return fail(what, path,
+              "built for ABI " + version_text(version) + " while this runtime speaks " + version_text(SHOAL_ABI_VERSION));
+}
+
+}  // namespace
+
+Result<PluginApi> load_plugin(const std::filesystem::path& path) {
+  auto lib = Library::open(path, "plugin", {"shoal_plugin_abi", "shoal_init", "shoal_run", "shoal_fini"});
+  if (!lib) return lib.error();
   PluginApi api;
-  api.abi = &lib->get<uint32_t()>("shoal_plugin_abi");
-  api.init = &lib->get<shoal_status(const shoal_host*, shoal_ctx*, void**)>("shoal_init");
-  api.run = &lib->get<shoal_status(shoal_ctx*, void*, shoal_bytes)>("shoal_run");
-  api.fini = &lib->get<void(shoal_ctx*, void*)>("shoal_fini");
-  if (lib->has("shoal_recover")) api.recover = &lib->get<void(const shoal_host*, shoal_ctx*)>("shoal_recover");
+  api.abi = lib->fn<uint32_t()>("shoal_plugin_abi");
+  api.init = lib->fn<shoal_status(const shoal_host*, shoal_ctx*, void**)>("shoal_init");
+  api.run = lib->fn<shoal_status(shoal_ctx*, void*, shoal_bytes)>("shoal_run");
+  api.fini = lib->fn<void(shoal_ctx*, void*)>("shoal_fini");
+  api.recover = lib->fn<void(const shoal_host*, shoal_ctx*, uint32_t, const char*)>("shoal_recover");
   api.abi_version = api.abi();
-  if ((api.abi_version >> 16) != SHOAL_ABI_MAJOR)
-    return fail("plugin", path,
-                "built for ABI " + version_text(api.abi_version) + " while this runtime speaks " +
-                    version_text(SHOAL_ABI_VERSION));
-  // Kept for the life of the process: a plugin is never unloaded in a live worker (its
-  // code may still be referenced by threads, atexit handlers or finalizers).
-  static std::vector<std::unique_ptr<dll::shared_library>> keep_loaded;
-  keep_loaded.push_back(std::move(lib));
+  if (auto abi = check_abi(api.abi_version, path, "plugin"); !abi) return abi.error();
+  return api;
+}
+
+Result<ResourceApi> load_resource_module(const std::filesystem::path& path) {
+  auto lib = Library::open(path, "resource module",
+                           {"shoal_resource_abi", "shoal_resource_open", "shoal_resource_close"});
+  if (!lib) return lib.error();
+  ResourceApi api;
+  api.abi = lib->fn<uint32_t()>("shoal_resource_abi");
+  api.open = lib->fn<shoal_status(const shoal_host*, shoal_ctx*, const char*, void**)>("shoal_resource_open");
+  api.close = lib->fn<void(shoal_ctx*, void*)>("shoal_resource_close");
+  api.recover =
+      lib->fn<void(const shoal_host*, shoal_ctx*, const char*, uint32_t, const char*)>("shoal_resource_recover");
+  api.abi_version = api.abi();
+  if (auto abi = check_abi(api.abi_version, path, "resource module"); !abi) return abi.error();
   return api;
 }
 

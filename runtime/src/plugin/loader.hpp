@@ -1,9 +1,10 @@
-// Loading a task plugin in a worker. Only workers load plugins: a plugin's static
-// constructors run at load time and must never run in the host.
+// Loading task plugins and resource modules in a worker. Only workers load them: their
+// static constructors run at load time and must never run in the host.
 #ifndef SHOAL_PLUGIN_LOADER_HPP
 #define SHOAL_PLUGIN_LOADER_HPP
 
 #include <shoal/plugin.h>
+#include <shoal/resource.h>
 #include <shoal/result.hpp>
 
 #include <filesystem>
@@ -15,7 +16,15 @@ struct PluginApi {
   shoal_status (*init)(const shoal_host*, shoal_ctx*, void**) = nullptr;
   shoal_status (*run)(shoal_ctx*, void*, shoal_bytes) = nullptr;
   void (*fini)(shoal_ctx*, void*) = nullptr;
-  void (*recover)(const shoal_host*, shoal_ctx*) = nullptr;  // optional
+  void (*recover)(const shoal_host*, shoal_ctx*, uint32_t, const char*) = nullptr;  // optional
+  uint32_t abi_version = 0;
+};
+
+struct ResourceApi {
+  uint32_t (*abi)() = nullptr;
+  shoal_status (*open)(const shoal_host*, shoal_ctx*, const char*, void**) = nullptr;
+  void (*close)(shoal_ctx*, void*) = nullptr;
+  void (*recover)(const shoal_host*, shoal_ctx*, const char*, uint32_t, const char*) = nullptr;  // optional
   uint32_t abi_version = 0;
 };
 
@@ -26,8 +35,11 @@ struct PluginApi {
 /// line: "plugin PATH: cause".
 Result<PluginApi> load_plugin(const std::filesystem::path& path);
 
+/// The same for a resource module ("resource module PATH: cause").
+Result<ResourceApi> load_resource_module(const std::filesystem::path& path);
+
 /// Checks the file before any loading: exists, regular, ELF shared object of this
-/// machine's class. Shared with `shoal check`.
+/// machine's class, not an executable. Shared with `shoal check`.
 Result<void> check_shared_object(const std::filesystem::path& path, const char* what);
 
 }  // namespace shoal::detail

@@ -101,6 +101,9 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
   w.fatal_message.clear();
   w.killed = false;
   w.kill_reason.clear();
+  w.notes.clear();
+  w.dispatched = 0;
+  w.recycling = false;
   w.reader = MessageReader();
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -134,8 +137,21 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
                     {"capacity", std::to_string(layout.capacity)},
                     {"segment_size", std::to_string(layout.total())},
                     {"grace_ns", std::to_string(config.grace.count())},
-                    {"fini_priority", std::to_string(config.fini_priority)}};
+                    {"fini_timeout_ns", std::to_string(config.fini_timeout.count())},
+                    {"fini_priority", std::to_string(config.fini_priority)},
+                    {"max_memory", std::to_string(config.max_memory)},
+                    {"host_pid", std::to_string(::getpid())}};
+  if (!w.recover_cause.empty()) init.emplace_back("recover", w.recover_cause);
+  w.recover_cause.clear();
   for (const auto& [k, v] : config.params) init.emplace_back("param." + k, v);
+  for (size_t i = 0; i < config.resources.size(); ++i) {
+    const auto& r = config.resources[i];
+    std::string pre = "resource." + std::to_string(i) + ".";
+    init.emplace_back(pre + "name", r.name);
+    init.emplace_back(pre + "module", r.module.string());
+    init.emplace_back(pre + "priority", std::to_string(r.priority));
+    for (const auto& [k, v] : r.params) init.emplace_back(pre + "param." + k, v);
+  }
   (void)send_all(w.control.get(), encode_message(MsgType::init, encode_kv(init)));  // EOF shows up as an exit
   int flags = ::fcntl(w.control.get(), F_GETFL);
   ::fcntl(w.control.get(), F_SETFL, flags | O_NONBLOCK);
@@ -179,6 +195,8 @@ void Pool::Impl::on_control(WorkerSlot& w) {
       }
     } else if (m->type == MsgType::fatal) {
       w.fatal_message = m->body;
+    } else if (m->type == MsgType::note) {
+      w.notes += (w.notes.empty() ? "" : "; ") + m->body;
     }
   }
   if (w.reader.bad()) kill_worker(w, "worker sent a malformed control message");
@@ -191,7 +209,7 @@ void Pool::Impl::on_control(WorkerSlot& w) {
 
 void Pool::Impl::kill_worker(WorkerSlot& w, std::string reason) {
   if (w.state == WorkerSlot::State::down || w.killed) return;
-  w.killed = true;
+  w.killed = true;  // its death is reported with this reason, not as a crash
   w.kill_reason = std::move(reason);
   signal_child(w.child.pidfd.get(), SIGKILL);
 }
@@ -242,6 +260,13 @@ bool Pool::Impl::drain_results(WorkerSlot& w) {
   }
   if (w.results.corrupt()) kill_worker(w, "worker corrupted its result ring");
   if (any) wake_worker(w);  // it may be waiting for result space
+  // max_tasks_per_worker: the host gives a process no more than that, so when the last
+  // result is in, the worker is empty and can run its chain and be replaced.
+  if (config.max_tasks_per_worker != 0 && w.state == WorkerSlot::State::ready &&
+      w.dispatched >= config.max_tasks_per_worker && w.inflight.empty()) {
+    w.recycling = true;
+    stop_worker(w, StopMode::drain);
+  }
   return any;
 }
 
@@ -265,6 +290,7 @@ void Pool::Impl::dispatch() {
     if (pending.empty()) break;
     if (w.state != WorkerSlot::State::ready) continue;
     size_t room = w.inflight.size() < depth ? depth - w.inflight.size() : 0;
+    if (config.max_tasks_per_worker != 0) room = std::min<size_t>(room, config.max_tasks_per_worker - w.dispatched);
     for (size_t n = std::min(room, share); n > 0 && !pending.empty(); --n) {
       Task& t = *pending.front();
       std::byte* at = w.tasks.reserve(record_bytes(t.input.size()));
@@ -282,6 +308,7 @@ void Pool::Impl::dispatch() {
       w.inflight.push_back(std::move(pending.front()));
       pending.pop_front();
       ++inflight_total;
+      ++w.dispatched;
       w.published = true;
     }
   }
@@ -314,6 +341,23 @@ void Pool::Impl::take_incoming() {
   }
 }
 
+void Pool::Impl::stop_worker(WorkerSlot& w, StopMode mode) {
+  w.state = WorkerSlot::State::stopping;
+  w.block->stop.store(static_cast<uint32_t>(mode), std::memory_order_release);
+  wake_worker(w);
+  // The signal reaches the worker's control thread, which enforces shutdown.grace on a
+  // task that ignores should_stop; the shared flag alone would wait for the task.
+  if (mode == StopMode::now) signal_child(w.child.pidfd.get(), SIGTERM);
+}
+
+Duration Pool::Impl::stop_deadline(StopMode mode) const {
+  // The worker bounds itself (grace for the task, fini_timeout per finalizer); this is
+  // the host's last line for a worker that cannot (stopped, or stuck in the kernel).
+  auto entries = static_cast<int64_t>(config.resources.size()) + 2;
+  Duration d = config.fini_timeout * entries + std::chrono::seconds(1);
+  return mode == StopMode::now ? d + config.grace : d;
+}
+
 void Pool::Impl::request_stop(StopMode mode) {
   // Escalation only: drain may become now (terminate during join), never the reverse.
   if (stop_requested && static_cast<uint32_t>(mode) <= static_cast<uint32_t>(stop_mode)) return;
@@ -321,36 +365,21 @@ void Pool::Impl::request_stop(StopMode mode) {
   stop_mode = mode;
   for (auto& w : workers) {
     if (w.state == WorkerSlot::State::ready || w.state == WorkerSlot::State::stopping) {
-      w.state = WorkerSlot::State::stopping;
-      w.block->stop.store(static_cast<uint32_t>(mode), std::memory_order_release);
-      wake_worker(w);
+      stop_worker(w, mode);
     } else if (w.state == WorkerSlot::State::starting) {
       // A worker still in init cannot be asked politely; its init may never return.
       kill_worker(w, "pool stopped while the worker was starting");
     }
   }
-  // drain: nothing is running, only the chain is left, bounded by fini_timeout.
-  // now: the running task gets grace, then the chain gets fini_timeout.
-  stop_stage = mode == StopMode::now ? 0 : 1;
-  arm_timer(mode == StopMode::now ? config.grace : config.fini_timeout);
+  arm_timer(stop_deadline(mode));
 }
 
 void Pool::Impl::on_timer() {
   uint64_t expirations;
   (void)!::read(timer.get(), &expirations, sizeof expirations);
-  if (stop_stage == 0) {
-    // grace has passed: a worker still inside shoal_run will not return in time.
-    stop_stage = 1;
-    for (auto& w : workers)
-      if (w.state == WorkerSlot::State::stopping && w.block->running_task.load() != 0)
-        kill_worker(w, "terminated while running, grace " + seconds_text(config.grace) + " passed");
-    arm_timer(config.fini_timeout);
-  } else {
-    stop_stage = 2;
-    for (auto& w : workers)
-      if (w.state != WorkerSlot::State::down)
-        kill_worker(w, "finalizers did not finish within shutdown.fini_timeout " + seconds_text(config.fini_timeout));
-  }
+  for (auto& w : workers)
+    if (w.state != WorkerSlot::State::down)
+      kill_worker(w, "worker " + std::to_string(w.index) + " did not stop within its grace and fini timeouts");
 }
 
 void Pool::Impl::fail_pool(const std::string& reason) {
@@ -380,14 +409,25 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
   drain_results(w);  // outcomes published before it died still count
   ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.child.pidfd.get(), nullptr);
   ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.control.get(), nullptr);
-  on_control(w);  // a Fatal message may still be unread
+  on_control(w);  // a Fatal or Note message may still be unread
   w.child.pidfd.reset();
   w.control.reset();
   auto prev = w.state;
   w.state = WorkerSlot::State::down;
   update_pids();
 
-  std::string death = w.killed ? w.kill_reason : "worker " + std::to_string(w.index) + " died: " + describe(st);
+  std::string who = "worker " + std::to_string(w.index);
+  std::string death = w.killed ? w.kill_reason : who + " died: " + describe(st);
+  if (!w.notes.empty()) death += " (" + w.notes + ")";
+  bool abandoned = st.exited && st.code == kExitAbandoned;
+  // Nothing ran in the process (a signal) or the chain stopped at a hung entry: the
+  // replacement runs the recover hooks first.
+  if (!st.exited || st.code == kExitFiniTimeout) w.recover_cause = w.killed ? w.kill_reason + ": " + describe(st) : describe(st);
+  if (w.killed || !st.exited || (st.exited && st.code != 0 && prev != WorkerSlot::State::starting))
+    logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), death.c_str());
+  else if (!w.notes.empty())
+    logf(LogLevel::info, "pool %s: %s stopped: %s", config.name.c_str(), who.c_str(), w.notes.c_str());
+
   uint64_t running = w.block->running_task.load(std::memory_order_acquire);
   std::deque<TaskPtr> back;
   bool first = true;
@@ -398,17 +438,16 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
     bool ran = first && running != 0 && t->id == running;
     first = false;
     if (ran) ++t->attempts;
+    Outcome o = rejection(death);
+    o.attempts = t->attempts;
+    if (ran) o.worker = static_cast<int32_t>(w.index);
     if (terminate_seen) {
-      Outcome o = rejection(ran ? death : "pool terminated before the task started");
       o.status = Status::cancelled;
-      o.attempts = t->attempts;
-      if (ran) o.worker = static_cast<int32_t>(w.index);
+      if (!ran) o.error = "pool terminated before the task started";
+      else if (abandoned) o.error = "terminated while running, grace " + seconds_text(config.grace) + " passed";
       complete(std::move(t), std::move(o));
     } else if (ran && t->attempts > config.retries) {
-      Outcome o = rejection(death);
       o.status = Status::crashed;
-      o.attempts = t->attempts;
-      o.worker = static_cast<int32_t>(w.index);
       complete(std::move(t), std::move(o));
     } else {
       back.push_back(std::move(t));  // never started, or a retry is allowed
@@ -420,19 +459,14 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
   }
 
   if (prev == WorkerSlot::State::starting) {
-    std::string why = !w.fatal_message.empty() ? w.fatal_message
-                                               : "worker " + std::to_string(w.index) +
-                                                     " exited before it was ready: " + describe(st);
+    std::string why = !w.fatal_message.empty() ? w.fatal_message : who + " exited before it was ready: " + describe(st);
     bool fatal = st.exited && st.code == kExitFatal && !w.fatal_message.empty();
     if (phase == Phase::starting || fatal || ++start_failures >= kMaxStartFailures) {
       fail_pool(why);
       return;
     }
   }
-  if (!stop_requested && phase == Phase::running) {
-    logf(LogLevel::warn, "pool %s: %s; starting a replacement", config.name.c_str(), death.c_str());
-    spawn_worker(w);
-  }
+  if (!stop_requested && phase == Phase::running) spawn_worker(w);
 }
 
 bool Pool::Impl::any_result_waiting() {

@@ -47,8 +47,12 @@ struct WorkerSlot {
   RingConsumer results;
   std::deque<TaskPtr> inflight;  // in ring order; the front is running or next
   bool published = false;        // tasks advanced but not yet published this round
-  bool killed = false;           // the host killed it (grace passed, protocol violation)
+  bool killed = false;           // the host killed it (deadline passed, protocol violation)
   std::string kill_reason;
+  std::string notes;             // Note messages: why it stopped or what hung
+  std::string recover_cause;     // set when it died without its chain: the next one recovers
+  uint64_t dispatched = 0;       // tasks given to this process (max_tasks_per_worker)
+  bool recycling = false;        // asked to stop so that a fresh process replaces it
 };
 
 enum class Phase { starting, running, stopping, done };
@@ -92,7 +96,6 @@ struct Pool::Impl {
   detail::StopMode stop_mode = detail::StopMode::run;
   bool terminate_seen = false;
   bool failed = false;
-  int stop_stage = 0;  // 1: grace passed (kill stuck tasks), 2: fini_timeout passed (kill all)
 
   // loop.cpp
   void run_loop();
@@ -103,6 +106,8 @@ struct Pool::Impl {
   void dispatch();
   void take_incoming();
   void request_stop(detail::StopMode mode);
+  void stop_worker(detail::WorkerSlot& w, detail::StopMode mode);
+  Duration stop_deadline(detail::StopMode mode) const;
   void on_timer();
   void kill_worker(detail::WorkerSlot& w, std::string reason);
   void fail_pool(const std::string& reason);

@@ -114,9 +114,11 @@ SHOAL_EXPORT shoal_status shoal_init(const shoal_host *host, shoal_ctx *ctx, voi
 SHOAL_EXPORT shoal_status shoal_run(shoal_ctx *ctx, void *user, shoal_bytes input);
 /** Once, when the worker stops (as a finalizer-chain entry). */
 SHOAL_EXPORT void shoal_fini(shoal_ctx *ctx, void *user);
-/** Optional: runs in the replacement worker, before its init, after a worker died without
- *  running its chain (SIGKILL, OOM kill, crash). */
-SHOAL_EXPORT void shoal_recover(const shoal_host *host, shoal_ctx *ctx);
+/** Optional: runs in the replacement worker, before its init, after the worker with the
+ *  same index died without running its finalizer chain (SIGKILL, OOM kill, crash signal,
+ *  a hung finalizer). `cause` says how it died ("signal 9 (SIGKILL)"). Remove stale
+ *  lock files, temp files or leases here. `ctx` is valid only during the call. */
+SHOAL_EXPORT void shoal_recover(const shoal_host *host, shoal_ctx *ctx, uint32_t dead_worker, const char *cause);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,150 @@
+// The worker's control and watchdog threads: how a worker learns that it must stop, and
+// how the finalizer chain stays bounded whoever runs it.
+#include "worker.hpp"
+
+#include "common/log.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+namespace shoal::detail {
+
+namespace {
+
+Worker* g_worker = nullptr;
+
+std::string seconds_text(int64_t ns) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%gs", static_cast<double>(ns) / 1e9);
+  return buf;
+}
+
+}  // namespace
+
+int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void Worker::start_threads() {
+  // Blocked before any thread exists, so every thread (the plugin's too) inherits the
+  // mask and the stop signals arrive only through the signalfd: no code runs in an
+  // async signal handler, and a signal during the chain cannot re-enter it.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal_fd_ = ::signalfd(-1, &stop_signals, SFD_CLOEXEC);
+
+  // First line against an orphaned worker: SIGTERM when the host's spawning thread dies
+  // (the pool's loop thread, which lives as long as the pool). It races with a host
+  // that died before this call, hence the getppid() check; the control socket's EOF is
+  // the second line, for whatever the signal misses.
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (host_pid_ != 0 && ::getppid() != host_pid_) begin_stop(LocalStop::host_gone);
+
+  g_worker = this;
+  std::thread([this] { control_loop(); }).detach();
+  std::thread([this] { watchdog_loop(); }).detach();
+}
+
+void Worker::begin_stop(LocalStop why) {
+  uint32_t none = 0;
+  local_stop_.compare_exchange_strong(none, static_cast<uint32_t>(why));
+  wake_self();
+}
+
+void Worker::note(const std::string& text) {
+  (void)write_all(kWorkerControlFd, encode_message(MsgType::note, text));
+}
+
+void Worker::control_loop() {
+  pollfd fds[2] = {{kWorkerControlFd, POLLIN, 0}, {signal_fd_, POLLIN, 0}};
+  int64_t stop_deadline = 0;
+  for (;;) {
+    int timeout = -1;
+    if (stop_deadline != 0) timeout = static_cast<int>(std::max<int64_t>(0, (stop_deadline - now_ns()) / 1000000 + 1));
+    int n = ::poll(fds, 2, timeout);
+    if (n < 0 && errno != EINTR) break;
+    if (n > 0 && fds[0].revents != 0) {
+      char buf[256];
+      ssize_t r = ::read(kWorkerControlFd, buf, sizeof buf);
+      if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) {
+        fds[0].fd = -1;  // host gone: the kernel closed its end, however it died
+        begin_stop(LocalStop::host_gone);
+      }
+    }
+    if (n > 0 && (fds[1].revents & POLLIN) != 0) {
+      signalfd_siginfo si{};
+      if (::read(signal_fd_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) begin_stop(LocalStop::signal);
+    }
+    if (local_stop_.load() != 0 && stop_deadline == 0) stop_deadline = now_ns() + grace_ns_;
+    if (stop_deadline != 0 && now_ns() >= stop_deadline) {
+      if (phase_.load() == static_cast<uint32_t>(Phase::in_task)) {
+        // The task ignored should_stop for the whole grace period. The main thread is
+        // inside foreign code and cannot be interrupted, so the chain runs here while
+        // it is still there: entries must not assume they run on the task's thread.
+        abandoned_.store(true);
+        note("task abandoned: still running when shutdown.grace " + seconds_text(grace_ns_) + " passed");
+        run_chain();
+        _exit(kExitAbandoned);
+      }
+      stop_deadline = INT64_MAX;  // the main thread is past its task and stops by itself
+    }
+  }
+}
+
+void Worker::watchdog_loop() {
+  std::unique_lock lock(wd_mu_);
+  for (;;) {
+    if (wd_deadline_ns_ == 0) {
+      wd_cv_.wait(lock);
+      continue;
+    }
+    int64_t now = now_ns();
+    if (now >= wd_deadline_ns_) {
+      std::string entry = wd_entry_;
+      lock.unlock();
+      note("finalizer '" + entry + "' did not return within shutdown.fini_timeout " + seconds_text(fini_timeout_ns_));
+      // The rest of the chain cannot run after a hung entry: it may hold what they need.
+      _exit(kExitFiniTimeout);
+    }
+    wd_cv_.wait_for(lock, std::chrono::nanoseconds(wd_deadline_ns_ - now));
+  }
+}
+
+void Worker::run_chain() {
+  phase_.store(static_cast<uint32_t>(Phase::in_chain));
+  chain_.run_all([this](const std::string* entry) {
+    std::lock_guard lock(wd_mu_);
+    if (entry != nullptr) {
+      wd_entry_ = *entry;
+      wd_deadline_ns_ = now_ns() + fini_timeout_ns_;
+    } else {
+      wd_deadline_ns_ = 0;
+    }
+    wd_cv_.notify_all();
+  });
+}
+
+void Worker::run_chain_at_exit() { run_chain(); }
+
+}  // namespace shoal::detail
+
+// A plugin that calls exit() still gets its chain: the exit path runs this handler. It is
+// registered after the plugin loaded, so it runs before the plugin's own static
+// destructors and fini still sees its globals alive.
+extern "C" void shoal_worker_atexit() {
+  if (shoal::detail::g_worker != nullptr) shoal::detail::g_worker->run_chain_at_exit();
+}

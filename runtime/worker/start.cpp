@@ -1,0 +1,180 @@
+// Worker start: the Init message, the segment, resources in their listed order, then the
+// plugin. Anything opened before a failure is closed again through the chain.
+#include "worker.hpp"
+
+#include "common/log.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+namespace shoal::detail {
+
+namespace {
+
+void* host_reserve(shoal_ctx* c, size_t n) { return c->worker->reserve(n); }
+shoal_status host_emit(shoal_ctx* c, const void* d, size_t n) { return c->worker->emit(d, n); }
+void host_report_error(shoal_ctx* c, shoal_status code, const char* msg) { c->worker->report_error(code, msg); }
+int32_t host_should_stop(shoal_ctx* c) { return c->worker->should_stop() ? 1 : 0; }
+shoal_status host_add_finalizer(shoal_ctx* c, int32_t prio, shoal_finalizer_fn fn, void* arg) {
+  if (fn == nullptr) return SHOAL_E_INVALID;
+  c->worker->add_finalizer(prio, fn, arg);
+  return SHOAL_OK;
+}
+void* host_resource(shoal_ctx* c, const char* name) { return name ? c->worker->resource(name) : nullptr; }
+const char* host_param(shoal_ctx* c, const char* key) {
+  if (key == nullptr) return nullptr;
+  auto it = c->params->find(key);
+  return it == c->params->end() ? nullptr : it->second.c_str();
+}
+void host_log(shoal_ctx* c, int32_t level, const char* msg) { c->worker->log(c, level, msg ? msg : ""); }
+uint32_t host_worker_index(shoal_ctx* c) { return c->worker->index(); }
+
+uint64_t to_u64(const std::string& v) { return std::strtoull(v.c_str(), nullptr, 10); }
+
+}  // namespace
+
+bool Worker::fatal(const std::string& message) {
+  (void)write_all(kWorkerControlFd, encode_message(MsgType::fatal, message));
+  return false;
+}
+
+bool Worker::apply_init(const KeyValues& kv) {
+  for (const auto& [k, v] : kv) {
+    if (k == "pool") pool_ = v;
+    else if (k == "plugin") plugin_path_ = v;
+    else if (k == "index") index_ = static_cast<uint32_t>(to_u64(v));
+    else if (k == "capacity") capacity_ = to_u64(v);
+    else if (k == "grace_ns") grace_ns_ = static_cast<int64_t>(to_u64(v));
+    else if (k == "fini_timeout_ns") fini_timeout_ns_ = static_cast<int64_t>(to_u64(v));
+    else if (k == "fini_priority") fini_priority_ = static_cast<int32_t>(std::strtol(v.c_str(), nullptr, 10));
+    else if (k == "max_memory") max_memory_ = to_u64(v);
+    else if (k == "host_pid") host_pid_ = static_cast<int>(to_u64(v));
+    else if (k == "recover") recover_cause_ = v;
+    else if (k.rfind("param.", 0) == 0) params_[k.substr(6)] = v;
+    else if (k.rfind("resource.", 0) == 0) {
+      // resource.<i>.<field> with fields name, module, priority, param.<key>
+      auto dot = k.find('.', 9);
+      if (dot == std::string::npos) return false;
+      size_t i = to_u64(k.substr(9, dot - 9));
+      if (i >= 4096) return false;
+      if (resource_specs_.size() <= i) resource_specs_.resize(i + 1);
+      std::string field = k.substr(dot + 1);
+      auto& r = resource_specs_[i];
+      if (field == "name") r.name = v;
+      else if (field == "module") r.module = v;
+      else if (field == "priority") r.priority = static_cast<int32_t>(std::strtol(v.c_str(), nullptr, 10));
+      else if (field.rfind("param.", 0) == 0) r.params[field.substr(6)] = v;
+    }
+  }
+  return capacity_ != 0 && !plugin_path_.empty();
+}
+
+bool Worker::map_segment() {
+  // The descriptor and the layout come from the host; check that they agree before
+  // mapping anything, so a mismatch is a clear error instead of a SIGBUS later.
+  struct stat st{};
+  if (::fstat(kWorkerSegmentFd, &st) != 0) return fatal("segment descriptor missing");
+  auto header = map_shared(kWorkerSegmentFd, 0, kPageSize);
+  if (!header) return fatal(header.error().message);
+  header_map_ = std::move(*header);
+  pool_header_ = reinterpret_cast<PoolHeader*>(header_map_.data());
+  SegmentLayout layout{pool_header_->workers, pool_header_->ring_capacity};
+  if (pool_header_->magic != kSegmentMagic || pool_header_->version != kSegmentVersion ||
+      layout.capacity != capacity_ || index_ >= layout.workers ||
+      static_cast<uint64_t>(st.st_size) < layout.total())
+    return fatal("shared-memory segment does not match this worker (version or layout)");
+  auto block = map_shared(kWorkerSegmentFd, layout.block_offset(index_), kPageSize);
+  auto tasks = map_ring(kWorkerSegmentFd, layout.task_ring_offset(index_), capacity_);
+  auto results = map_ring(kWorkerSegmentFd, layout.result_ring_offset(index_), capacity_);
+  if (!block) return fatal(block.error().message);
+  if (!tasks) return fatal(tasks.error().message);
+  if (!results) return fatal(results.error().message);
+  block_map_ = std::move(*block);
+  task_map_ = std::move(*tasks);
+  result_map_ = std::move(*results);
+  block_ = reinterpret_cast<WorkerBlock*>(block_map_.data());
+  tasks_ = RingConsumer(&block_->tasks, task_map_.data(), capacity_);
+  results_ = RingProducer(&block_->results, result_map_.data(), capacity_);
+  return true;
+}
+
+bool Worker::open_resources() {
+  for (const auto& spec : resource_specs_) {
+    auto api = load_resource_module(spec.module);
+    if (!api) return fatal("resource " + spec.name + ": " + api.error().message);
+    shoal_ctx& ctx = resource_ctx_.emplace_back(shoal_ctx{this, &spec.params, "resource " + spec.name});
+    if (!recover_cause_.empty() && api->recover != nullptr) {
+      log(&ctx, SHOAL_LOG_INFO, ("recovering after: " + recover_cause_).c_str());
+      api->recover(&host_, &ctx, spec.name.c_str(), index_, recover_cause_.c_str());
+    }
+    void* handle = nullptr;
+    failed_ = false;
+    error_.clear();
+    shoal_status rc = api->open(&host_, &ctx, spec.name.c_str(), &handle);
+    if (rc != SHOAL_OK || failed_) {
+      std::string why = error_.empty() ? "open returned " + std::to_string(rc) : error_;
+      return fatal("resource " + spec.name + " (" + spec.module + "): open failed: " + why);
+    }
+    handles_[spec.name] = handle;
+    auto close = api->close;
+    shoal_ctx* cp = &ctx;
+    chain_.add(spec.priority, "close resource " + spec.name, [close, cp, handle] { close(cp, handle); });
+  }
+  return true;
+}
+
+bool Worker::load_plugin_and_init() {
+  auto api = load_plugin(plugin_path_);
+  if (!api) return fatal(api.error().message);
+  api_ = *api;
+  if (!recover_cause_.empty() && api_.recover != nullptr) {
+    log(&plugin_ctx_, SHOAL_LOG_INFO, ("recovering after: " + recover_cause_).c_str());
+    api_.recover(&host_, &plugin_ctx_, index_, recover_cause_.c_str());
+  }
+  failed_ = false;
+  error_.clear();
+  shoal_status rc = api_.init(&host_, &plugin_ctx_, &user_);
+  if (rc != SHOAL_OK || failed_) {
+    std::string why = error_.empty() ? "returned " + std::to_string(rc) : error_;
+    return fatal("plugin " + plugin_path_ + ": init failed: " + why);
+  }
+  chain_.add(fini_priority_, "plugin fini", [this] { api_.fini(&plugin_ctx_, user_); });
+  std::atexit(shoal_worker_atexit);
+  return true;
+}
+
+bool Worker::start() {
+  Message init;
+  if (!read_message(kWorkerControlFd, init) || init.type != MsgType::init) return false;
+  auto kv = decode_kv(init.body);
+  if (!kv || !apply_init(*kv)) return fatal("malformed init message from the host");
+  if (!map_segment()) return false;
+
+  host_.struct_size = sizeof(shoal_host);
+  host_.abi_version = SHOAL_ABI_VERSION;
+  host_.reserve = host_reserve;
+  host_.emit = host_emit;
+  host_.report_error = host_report_error;
+  host_.should_stop = host_should_stop;
+  host_.add_finalizer = host_add_finalizer;
+  host_.resource = host_resource;
+  host_.param = host_param;
+  host_.log = host_log;
+  host_.worker_index = host_worker_index;
+  plugin_ctx_ = shoal_ctx{this, &params_, "plugin"};
+  statm_fd_ = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+
+  start_threads();
+  // A failure after some resources opened still closes them, in chain order.
+  if (!open_resources() || !load_plugin_and_init()) {
+    run_chain();
+    return false;
+  }
+  phase_.store(static_cast<uint32_t>(Phase::idle));
+  return write_all(kWorkerControlFd, encode_message(MsgType::ready, {}));
+}
+
+}  // namespace shoal::detail
