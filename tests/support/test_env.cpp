@@ -1,5 +1,11 @@
 #include "support/test_env.hpp"
 
+#include "process/spawn.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -68,6 +74,51 @@ std::string read_file(const std::filesystem::path& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+Background::Background(const std::vector<std::string>& argv, const std::filesystem::path& stdin_file,
+                       const std::filesystem::path& stdout_file, const std::filesystem::path& stderr_file) {
+  using shoal::detail::Fd;
+  // Opened above 2 and close-on-exec; the spawn maps them onto 0, 1 and 2.
+  Fd in(::fcntl(::open(stdin_file.c_str(), O_RDONLY | O_CLOEXEC), F_DUPFD_CLOEXEC, 10));
+  Fd out(::fcntl(::open(stdout_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), F_DUPFD_CLOEXEC, 10));
+  Fd err(::fcntl(::open(stderr_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), F_DUPFD_CLOEXEC, 10));
+  if (!in || !out || !err) return;
+  shoal::detail::SpawnRequest req;
+  req.executable = argv.at(0);
+  req.argv = argv;
+  req.env = shoal::detail::environment_with({});
+  req.fds = {{in.get(), 0}, {out.get(), 1}, {err.get(), 2}};
+  auto child = shoal::detail::spawn_process(req);
+  if (!child) return;
+  pid_ = child->pid;
+  pidfd_ = child->pidfd.release();
+}
+
+Background::~Background() {
+  if (pidfd_ < 0) return;
+  int code = 0;
+  if (!wait(std::chrono::milliseconds(0), code)) {
+    signal(SIGKILL);
+    wait(std::chrono::milliseconds(10000), code);
+  }
+  ::close(pidfd_);
+}
+
+void Background::signal(int sig) const {
+  if (pidfd_ >= 0) ::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0);
+}
+
+bool Background::wait(std::chrono::milliseconds limit, int& code) {
+  if (pidfd_ < 0) return false;
+  pollfd p{pidfd_, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(limit.count())) != 1) return false;
+  shoal::detail::ExitStatus st;
+  if (!shoal::detail::reap(pidfd_, st)) return false;
+  code = st.exited ? st.code : 128 + st.signal;
+  ::close(pidfd_);
+  pidfd_ = -1;
+  return true;
 }
 
 }  // namespace shoal::test

@@ -41,6 +41,26 @@ bool all_gone(const std::vector<int>& pids, std::chrono::milliseconds limit = st
 /// True once `path` exists, waiting up to `limit`.
 bool wait_for_file(const std::filesystem::path& path, std::chrono::milliseconds limit);
 
+/// A program left running while the test acts on it (signals it, kills it). stdin,
+/// stdout and stderr are files; the destructor kills and reaps it if still running.
+class Background {
+ public:
+  Background(const std::vector<std::string>& argv, const std::filesystem::path& stdin_file,
+             const std::filesystem::path& stdout_file, const std::filesystem::path& stderr_file);
+  ~Background();
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+  bool started() const { return pid_ > 0; }
+  int pid() const { return pid_; }
+  void signal(int sig) const;
+  /// Waits for the exit; false on timeout. `code` is the exit code, or 128+signal.
+  bool wait(std::chrono::milliseconds limit, int& code);
+
+ private:
+  int pid_ = -1;
+  int pidfd_ = -1;
+};
+
 /// Reads a whole file ("" if missing).
 std::string read_file(const std::filesystem::path& path);
 

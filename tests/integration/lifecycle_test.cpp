@@ -1,0 +1,369 @@
+// The termination matrix of DESIGN.md, row by row: the lifecycle fixtures log every
+// event of each worker's life (pid-tagged), and each test asserts the exact order and
+// count of those events for one way a worker ends.
+#include "support/subprocess.hpp"
+#include "support/test_env.hpp"
+
+#include <shoal/runtime.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+using namespace shoal;
+using namespace shoal::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+using Events = std::map<int, std::vector<std::string>>;  // pid -> events in order
+
+Events read_events(const std::filesystem::path& log) {
+  Events ev;
+  std::istringstream in(read_file(log));
+  std::string line;
+  while (std::getline(in, line)) {
+    auto at = line.rfind(" pid=");
+    REQUIRE(at != std::string::npos);
+    ev[std::stoi(line.substr(at + 5))].push_back(line.substr(0, at));
+  }
+  return ev;
+}
+
+// Waits until `pred(events)` holds or the deadline passes; returns the last events read.
+template <class Pred>
+Events wait_events(const std::filesystem::path& log, std::chrono::milliseconds limit, Pred pred) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    Events ev = read_events(log);
+    if (pred(ev) || std::chrono::steady_clock::now() > deadline) return ev;
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+const std::vector<std::string> kStart = {"open db", "open cache", "init"};
+// fini at 100; db closes at 10; the finalizers at 5 run last-registered first; cache at 0.
+const std::vector<std::string> kChain = {"finalizer p=200 #3", "fini-start", "fini", "close db",
+                                         "finalizer p=5 #2",   "finalizer p=5 #1", "close cache"};
+
+std::vector<std::string> full_life() {
+  std::vector<std::string> v = kStart;
+  v.insert(v.end(), kChain.begin(), kChain.end());
+  return v;
+}
+
+PoolConfig lifecycle_config(const std::filesystem::path& log, uint32_t workers) {
+  PoolConfig c = pool_config(fixture("fx_lifecycle"), workers);
+  c.params = {{"log", log.string()}, {"finalizers", "5,5,200"}};
+  ResourceConfig db{"db", fixture("fx_resource"), 10, {{"log", log.string()}}};
+  ResourceConfig cache{"cache", fixture("fx_resource"), 0, {{"log", log.string()}}};
+  c.resources = {db, cache};
+  c.grace = 300ms;
+  c.fini_timeout = 1s;
+  return c;
+}
+
+std::unique_ptr<Pool> start(const PoolConfig& c) {
+  auto pool = Pool::start(c);
+  INFO((pool ? std::string() : pool.error().message));
+  REQUIRE(pool.ok());
+  return std::move(*pool);
+}
+
+Outcome get(std::future<Outcome> f) {
+  REQUIRE(f.wait_for(30s) == std::future_status::ready);
+  return f.get();
+}
+
+std::string yaml_for(const PoolConfig& c) {
+  std::ostringstream y;
+  y << "pools:\n  life:\n    plugin: " << c.plugin.string() << "\n    workers: " << c.workers
+    << "\n    params: {";
+  const char* sep = "";
+  for (const auto& [k, v] : c.params) {
+    y << sep << k << ": \"" << v << "\"";
+    sep = ", ";
+  }
+  y << "}\n    shutdown: {grace: " << std::chrono::duration_cast<std::chrono::milliseconds>(c.grace).count()
+    << "ms, fini_timeout: " << std::chrono::duration_cast<std::chrono::milliseconds>(c.fini_timeout).count()
+    << "ms}\n    resources:\n";
+  for (const auto& r : c.resources)
+    y << "      - {name: " << r.name << ", module: " << r.module.string() << ", priority: " << r.priority
+      << ", params: {log: " << r.params.at("log") << "}}\n";
+  return y.str();
+}
+
+}  // namespace
+
+TEST_CASE("close and join: every worker opens, inits, then runs the whole chain in priority order once",
+          "[integration][lifecycle]") {
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  auto pool = start(lifecycle_config(log, 2));
+  CHECK(get(pool->submit("resource db")).output == "found");
+  CHECK(get(pool->submit("resource nope")).output == "missing");
+  auto pids = pool->worker_pids();
+  pool->close();
+  pool->join();
+  Events ev = read_events(log);
+  REQUIRE(ev.size() == 2);
+  for (int pid : pids) CHECK(ev[pid] == full_life());
+}
+
+TEST_CASE("terminate: queued tasks are cancelled, a stop-aware task finishes, every chain runs once",
+          "[integration][lifecycle]") {
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  auto pool = start(lifecycle_config(log, 1));
+  auto running = pool->submit("wait-stop");
+  auto queued = pool->submit("echo never");
+  auto pids = pool->worker_pids();
+  pool->terminate();
+  Outcome r = get(std::move(running));
+  Outcome q = get(std::move(queued));
+  pool->join();
+  CHECK(r.status == Status::ok);
+  CHECK(r.output == "stopped");
+  CHECK(q.status == Status::cancelled);
+  CHECK(q.attempts == 0);
+  CHECK(read_events(log)[pids.at(0)] == full_life());
+}
+
+TEST_CASE("a task stuck past grace during a stop: the chain runs on the control thread, then the worker exits",
+          "[integration][lifecycle]") {
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  auto pool = start(lifecycle_config(log, 1));
+  auto stuck = pool->submit("hang");
+  auto pid = pool->worker_pids().at(0);
+  // "hang" logs once it runs, then never returns.
+  REQUIRE(wait_events(log, 5s, [&](const Events& e) { return e.count(pid) && e.at(pid).size() == 4; }).size() == 1);
+  auto t0 = std::chrono::steady_clock::now();
+  pool->terminate();
+  Outcome o = get(std::move(stuck));
+  pool->join();
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  CHECK(o.status == Status::cancelled);
+  CHECK(o.attempts == 1);
+  CHECK(o.error == "terminated while running, grace 0.3s passed");
+  std::vector<std::string> expect = kStart;
+  expect.push_back("hang");
+  expect.insert(expect.end(), kChain.begin(), kChain.end());
+  CHECK(read_events(log)[pid] == expect);
+  CHECK(all_gone({pid}, 0ms));
+}
+
+TEST_CASE("a finalizer stuck past fini_timeout: the worker exits, the rest of the chain does not run",
+          "[integration][lifecycle]") {
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  PoolConfig c = lifecycle_config(log, 1);
+  c.params["fini_hang"] = "1";
+  c.fini_timeout = 300ms;
+  auto input = dir.write("in.txt", "echo a\n");
+  auto cfg = dir.write("pools.yaml", yaml_for(c));
+  auto t0 = std::chrono::steady_clock::now();
+  ProcessResult r = run_process({SHOAL_BIN, "run", cfg.string(), "--input", input.string()}, {}, 20s);
+  CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.err.find("finalizer 'plugin fini' did not return within shutdown.fini_timeout 0.3s") != std::string::npos);
+  Events ev = read_events(log);
+  REQUIRE(ev.size() == 1);
+  CHECK(ev.begin()->second ==
+        std::vector<std::string>{"open db", "open cache", "init", "finalizer p=200 #3", "fini-start"});
+}
+
+TEST_CASE("max_tasks_per_worker: N tasks on one worker make ceil(N/k) lives, none lost or repeated",
+          "[integration][lifecycle]") {
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  PoolConfig c = lifecycle_config(log, 1);
+  c.max_tasks_per_worker = 3;
+  auto pool = start(c);
+  std::vector<std::string> inputs;
+  for (int i = 0; i < 10; ++i) inputs.push_back("echo " + std::to_string(i));
+  auto outcomes = pool->map(inputs);
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    CHECK(outcomes[i].status == Status::ok);
+    CHECK(outcomes[i].output == std::to_string(i));
+    CHECK(outcomes[i].attempts == 1);
+  }
+  pool->close();
+  pool->join();
+  Events ev = read_events(log);
+  CHECK(ev.size() == 4);
+  for (const auto& [pid, events] : ev) CHECK(events == full_life());
+}
+
+TEST_CASE("max_memory: a worker past its RSS limit runs its chain and is replaced between tasks",
+          "[integration][lifecycle]") {
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  PoolConfig c = lifecycle_config(log, 1);
+  c.max_memory = 96u << 20;
+  auto pool = start(c);
+  std::vector<std::string> inputs(6, "alloc 40");
+  auto outcomes = pool->map(inputs);
+  for (const auto& o : outcomes) CHECK(o.status == Status::ok);
+  pool->close();
+  pool->join();
+  Events ev = read_events(log);
+  // 40 MiB kept per task: the third task passes 96 MiB, so each life serves 3 tasks at most.
+  CHECK(ev.size() >= 2);
+  for (const auto& [pid, events] : ev) CHECK(events == full_life());
+}
+
+TEST_CASE("exit() inside run: the chain runs from the exit path, the task is crashed, a replacement starts",
+          "[integration][lifecycle]") {
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  auto pool = start(lifecycle_config(log, 1));
+  int first = pool->worker_pids().at(0);
+  Outcome o = get(pool->submit("exit 3"));
+  CHECK(o.status == Status::crashed);
+  CHECK(o.error == "worker 0 died: exit code 3");
+  CHECK(get(pool->submit("echo after")).output == "after");
+  pool->close();
+  pool->join();
+  Events ev = read_events(log);
+  REQUIRE(ev.size() == 2);
+  CHECK(ev[first] == full_life());
+  for (const auto& [pid, events] : ev) CHECK(events == full_life());
+}
+
+TEST_CASE("SIGKILL of a worker: no chain in it, recover hooks in its replacement before open and init",
+          "[integration][lifecycle]") {
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  auto pool = start(lifecycle_config(log, 1));
+  int first = pool->worker_pids().at(0);
+  Outcome o = get(pool->submit("kill9"));
+  CHECK(o.status == Status::crashed);
+  CHECK(o.error == "worker 0 died: signal 9 (SIGKILL)");
+  CHECK(get(pool->submit("echo next")).output == "next");
+  int second = pool->worker_pids().at(0);
+  pool->close();
+  pool->join();
+  Events ev = read_events(log);
+  CHECK(ev[first] == kStart);  // nothing ran after the kill
+  std::vector<std::string> expect = {"recover db worker=0 cause=signal 9 (SIGKILL)", "open db",
+                                     "recover cache worker=0 cause=signal 9 (SIGKILL)", "open cache",
+                                     "recover plugin worker=0 cause=signal 9 (SIGKILL)", "init"};
+  expect.insert(expect.end(), kChain.begin(), kChain.end());
+  CHECK(ev[second] == expect);
+}
+
+TEST_CASE("a resource that fails to open fails the start with its message, and what opened is closed",
+          "[integration][lifecycle]") {
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  PoolConfig c = lifecycle_config(log, 1);
+  c.resources[1].params["fail_open"] = "1";
+  auto pool = Pool::start(c);
+  REQUIRE_FALSE(pool.ok());
+  CHECK(pool.error().message == "pool test: resource cache (" + fixture("fx_resource") +
+                                    "): open failed: cannot connect to cache: refused");
+  CHECK((::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD));
+  Events ev = read_events(log);
+  REQUIRE(ev.size() == 1);
+  CHECK(ev.begin()->second == std::vector<std::string>{"open db", "close db"});
+}
+
+TEST_CASE("SIGTERM to one worker from outside is a stop request, not a crash", "[integration][lifecycle]") {
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  auto pool = start(lifecycle_config(log, 1));
+  int first = pool->worker_pids().at(0);
+  auto running = pool->submit("sleep 200");
+  std::vector<std::future<Outcome>> queued;
+  for (int i = 0; i < 5; ++i) queued.push_back(pool->submit("echo " + std::to_string(i)));
+  ::kill(first, SIGTERM);
+  Outcome r = get(std::move(running));
+  CHECK(r.status == Status::ok);
+  for (int i = 0; i < 5; ++i) {
+    Outcome o = get(std::move(queued[static_cast<size_t>(i)]));
+    CHECK(o.status == Status::ok);
+    CHECK(o.output == std::to_string(i));
+  }
+  pool->close();
+  pool->join();
+  Events ev = read_events(log);
+  CHECK(ev.size() == 2);
+  CHECK(ev[first] == full_life());
+  for (const auto& [pid, events] : ev) CHECK(events == full_life());
+}
+
+TEST_CASE("host SIGTERM: shoal run finishes in-flight tasks, cancels the rest, every chain runs",
+          "[integration][lifecycle][host]") {
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  PoolConfig c = lifecycle_config(log, 2);
+  auto cfg = dir.write("pools.yaml", yaml_for(c));
+  std::string lines;
+  for (int i = 0; i < 200; ++i) lines += "sleep 20\n";
+  auto input = dir.write("in.txt", lines);
+  auto out = dir.path() / "out.jsonl";
+  Background host({SHOAL_BIN, "run", cfg.string(), "--input", input.string()}, input, out, dir.path() / "err.txt");
+  REQUIRE(host.started());
+  REQUIRE(wait_for_file(out, 5s));
+  // Wait for a few rows so that tasks are in flight.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::count(read_file(out).begin(), read_file(out).end(), '\n') < 4 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  host.signal(SIGTERM);
+  int code = -1;
+  REQUIRE(host.wait(10s, code));
+  CHECK(code == 128 + SIGTERM);
+  std::string rows = read_file(out);
+  size_t n = static_cast<size_t>(std::count(rows.begin(), rows.end(), '\n'));
+  CHECK(n == 200);  // every task has its row: ok or cancelled
+  CHECK(rows.find("\"status\":\"cancelled\"") != std::string::npos);
+  CHECK(rows.back() == '\n');
+  Events ev = read_events(log);
+  CHECK(ev.size() == 2);
+  for (const auto& [pid, events] : ev) CHECK(events == full_life());
+}
+
+TEST_CASE("host kill -9: every worker runs its chain and exits within 2 s, nothing is left",
+          "[integration][lifecycle][host]") {
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  PoolConfig c = lifecycle_config(log, 2);
+  auto cfg = dir.write("pools.yaml", yaml_for(c));
+  std::string lines;
+  for (int i = 0; i < 500; ++i) lines += "sleep 20\n";
+  auto input = dir.write("in.txt", lines);
+  Background host({SHOAL_BIN, "run", cfg.string(), "--input", input.string()}, input, dir.path() / "out.jsonl",
+                  dir.path() / "err.txt");
+  REQUIRE(host.started());
+  Events started = wait_events(log, 10s, [](const Events& e) {
+    int inits = 0;
+    for (const auto& [pid, events] : e) inits += events.size() >= 3 ? 1 : 0;
+    return inits == 2;
+  });
+  REQUIRE(started.size() == 2);
+  host.signal(SIGKILL);
+  int code = 0;
+  REQUIRE(host.wait(5s, code));
+  CHECK(code == 128 + SIGKILL);
+  auto t0 = std::chrono::steady_clock::now();
+  Events ev = wait_events(log, 2s, [](const Events& e) {
+    for (const auto& [pid, events] : e)
+      if (events.empty() || events.back() != "close cache") return false;
+    return true;
+  });
+  CHECK(std::chrono::steady_clock::now() - t0 <= 2100ms);
+  std::vector<int> pids;
+  for (const auto& [pid, events] : ev) {
+    CHECK(events == full_life());
+    pids.push_back(pid);
+  }
+  CHECK(all_gone(pids, 2000ms));
+}
