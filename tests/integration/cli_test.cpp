@@ -567,3 +567,35 @@ TEST_CASE("cli: help and version", "[integration][cli]") {
   CHECK(v.exit_code == 0);
   CHECK(std::regex_search(v.out, std::regex("^shoal [0-9]+\\.[0-9]+\\.[0-9]+")));
 }
+
+TEST_CASE("cli: the shipped lookup example answers from SQLite through a resource per worker",
+          "[integration][cli][examples]") {
+  // words.txt is the source of build/data/words.db; the answers must be its definitions.
+  std::map<std::string, std::string> words;
+  for (const auto& line : lines_of(read_file(std::string(SHOAL_SOURCE_DIR) + "/config/examples/words.txt"))) {
+    auto tab = line.find('\t');
+    if (!line.empty() && line[0] != '#' && tab != std::string::npos) words[line.substr(0, tab)] = line.substr(tab + 1);
+  }
+  REQUIRE(words.size() >= 20);
+  const std::string input = std::string(SHOAL_SOURCE_DIR) + "/config/examples/lookup-input.txt";
+  auto asked = lines_of(read_file(input));
+  auto r = shoal_cli({"run", std::string(SHOAL_SOURCE_DIR) + "/config/examples/lookup.yaml", "--input", input});
+  CHECK(r.exit_code == 1);  // one word of the input is not in the database
+  auto rows = rows_of(r);
+  REQUIRE(rows.size() == asked.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    check_row_shape(rows[i], 2);
+    INFO("word " << asked[i]);
+    auto it = words.find(asked[i]);
+    if (it == words.end()) {
+      CHECK(rows[i].at("status").text == "error");
+      CHECK(rows[i].at("error").text == "no entry for '" + asked[i] + "'");
+    } else {
+      CHECK(rows[i].at("status").text == "ok");
+      CHECK(rows[i].at("output").text == it->second);
+    }
+  }
+  Summary s = summary_of(r);
+  CHECK(s.tasks == asked.size());
+  CHECK(s.failed == 1);
+}

@@ -598,6 +598,12 @@ TEST_CASE("expand_env", "[unit][config]") {
   CHECK(e.status == Status::malformed);
   CHECK(e.detail == "bad variable name ''");
   ::unsetenv("SHOAL_TEST_V");
+  // The config's folder, whatever the environment holds under that name.
+  REQUIRE(::setenv("SHOAL_CONFIG_DIR", "/elsewhere", 1) == 0);
+  e = expand_env("${SHOAL_CONFIG_DIR}/words.db", "/etc/shoal");
+  CHECK(e.status == Status::ok);
+  CHECK(e.text == "/etc/shoal/words.db");
+  ::unsetenv("SHOAL_CONFIG_DIR");
 }
 
 TEST_CASE("edit distance and suggestions", "[unit][config]") {

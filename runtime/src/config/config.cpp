@@ -231,7 +231,7 @@ Status read_scalar(const Ctx& ctx, const Located& at, std::string_view what, Par
 // A scalar's text with ${NAME} expanded from the environment.
 Result<std::string> expanded(const Ctx& ctx, const Located& at, std::string_view what) {
   if (!at.node.IsScalar()) return expected(ctx, at, what);
-  detail::EnvExpansion e = detail::expand_env(at.node.Scalar());
+  detail::EnvExpansion e = detail::expand_env(at.node.Scalar(), ctx.base_dir.string());
   switch (e.status) {
     case detail::EnvExpansion::Status::ok:
       return std::move(e.text);

@@ -114,7 +114,7 @@ bool is_env_name(std::string_view text) noexcept {
   });
 }
 
-EnvExpansion expand_env(std::string_view text) {
+EnvExpansion expand_env(std::string_view text, std::string_view config_dir) {
   using Status = EnvExpansion::Status;
   EnvExpansion r;
   for (std::size_t i = 0; i < text.size(); ++i) {
@@ -127,6 +127,11 @@ EnvExpansion expand_env(std::string_view text) {
       if (close == std::string_view::npos) return {Status::malformed, {}, "unterminated '${'"};
       const std::string name(text.substr(i + 2, close - i - 2));
       if (!is_env_name(name)) return {Status::malformed, {}, "bad variable name '" + name + "'"};
+      if (name == "SHOAL_CONFIG_DIR" && !config_dir.empty()) {
+        r.text += config_dir;
+        i = close;
+        continue;
+      }
       const char* value = std::getenv(name.c_str());
       if (value == nullptr) return {Status::unset, {}, name};
       r.text += value;

@@ -66,8 +66,10 @@ struct EnvExpansion {
   std::string detail;  ///< the unset variable's name, or what is malformed
 };
 /// `${NAME}` is replaced by the variable's value, `$$` by one `$`; any other `$` is kept.
+/// `${SHOAL_CONFIG_DIR}` is always `config_dir` (the config file's folder), so params that
+/// name files (a database path) can be relative to the config like `plugin:` is.
 /// An unset variable, an unterminated `${` or a bad name is reported, not guessed at.
-EnvExpansion expand_env(std::string_view text);
+EnvExpansion expand_env(std::string_view text, std::string_view config_dir = {});
 
 /// Optimal string alignment distance: insertions, deletions, substitutions and swaps
 /// of two neighbouring characters each cost 1 ("wrokers" -> "workers" is 1).
