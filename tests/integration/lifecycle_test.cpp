@@ -372,3 +372,46 @@ TEST_CASE("host kill -9: every worker runs its chain and exits within 2 s, nothi
   }
   CHECK(all_gone(pids, 2000ms));
 }
+
+TEST_CASE("workers that keep failing to start back off, then the pool fails and its tasks are rejected",
+          "[integration][lifecycle][crashloop]") {
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  auto flag = dir.path() / "broken";
+  PoolConfig c = lifecycle_config(log, 1);
+  c.resources.clear();
+  c.params["fail_init_if"] = flag.string();
+  auto pool = start(c);
+  dir.write("broken", "");  // from now on every new worker's init fails
+  auto t0 = std::chrono::steady_clock::now();
+  Outcome crashed = get(pool->submit("segv"));
+  CHECK(crashed.status == Status::crashed);
+  std::vector<std::future<Outcome>> waiting;
+  for (int i = 0; i < 3; ++i) waiting.push_back(pool->submit("echo " + std::to_string(i)));
+  const std::string cause = "pool failed: 5 workers in a row failed to start; last: plugin " + fixture("fx_lifecycle") +
+                            ": init failed: init refused: " + flag.string() + " exists";
+  for (auto& f : waiting) {
+    Outcome o = get(std::move(f));
+    CHECK(o.status == Status::rejected);
+    CHECK(o.error == cause);
+    CHECK(o.attempts == 0);
+  }
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Back-off between the five failed starts: 0 + 0.25 + 0.5 + 1 + 2 s.
+  CHECK(took >= 3.7);
+  CHECK(took < 8.0);
+  Outcome late = get(pool->submit("echo late"));
+  CHECK(late.status == Status::rejected);
+  CHECK(late.error == cause);
+  pool->join();
+  // The first replacement recovers after the SIGSEGV, then is refused like the others.
+  size_t refused = 0, recovered = 0;
+  for (const auto& [pid, events] : read_events(log)) {
+    if (events.empty() || events.back() != "init-refused") continue;
+    ++refused;
+    recovered += events.front() == "recover plugin worker=0 cause=signal 11 (SIGSEGV)";
+  }
+  CHECK(refused == 5);
+  CHECK(recovered == 1);
+  CHECK((::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD));
+}

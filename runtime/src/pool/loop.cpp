@@ -27,7 +27,7 @@ using namespace detail;
 
 namespace {
 
-enum EventKind : uint32_t { kSubmit = 1, kResult = 2, kTimer = 3, kPidfd = 4, kControl = 5 };
+enum EventKind : uint32_t { kSubmit = 1, kResult = 2, kTimer = 3, kPidfd = 4, kControl = 5, kRespawn = 6 };
 
 uint64_t event_key(EventKind kind, uint32_t index) { return (uint64_t{kind} << 32) | index; }
 
@@ -44,6 +44,10 @@ constexpr size_t kMaxDepth = 1024;
 // A host with tasks in flight spins this long for results before sleeping.
 constexpr int64_t kHostSpinNs = 20'000;
 constexpr uint32_t kMaxStartFailures = 5;
+// Crash-loop back-off: a process that died having served no task is replaced after
+// 250 ms, doubling up to 30 s; the first death after a healthy run is replaced at once.
+constexpr auto kBackoffFirst = std::chrono::milliseconds(250);
+constexpr auto kBackoffMax = std::chrono::seconds(30);
 
 std::string seconds_text(Duration d) {
   char buf[32];
@@ -65,19 +69,64 @@ bool send_all(int fd, const std::string& bytes) {
 
 }  // namespace
 
-void Pool::Impl::arm_timer(Duration after) {
+void Pool::Impl::arm_timer(Duration after) { arm(timer.get(), after); }
+
+void Pool::Impl::arm(int fd, Duration after) {
   itimerspec spec{};
   auto ns = std::max<int64_t>(after.count(), 1);
   spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
   spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
-  ::timerfd_settime(timer.get(), 0, &spec, nullptr);
+  ::timerfd_settime(fd, 0, &spec, nullptr);
+}
+
+void Pool::Impl::schedule_respawn(WorkerSlot& w) {
+  if (w.served > 0) w.crash_streak = 0;
+  Duration delay{0};
+  if (w.crash_streak > 0) {
+    auto d = kBackoffFirst * (int64_t{1} << std::min<uint32_t>(w.crash_streak - 1, 16));
+    delay = std::min<Duration>(d, kBackoffMax);
+  }
+  ++w.crash_streak;
+  if (delay.count() == 0) {
+    spawn_worker(w);
+    return;
+  }
+  logf(LogLevel::warn, "pool %s: worker %u keeps failing; next start in %s", config.name.c_str(), w.index,
+       seconds_text(delay).c_str());
+  w.respawn_at = std::chrono::steady_clock::now() + delay;
+  w.state = WorkerSlot::State::waiting;
+  arm_respawn_timer();
+}
+
+void Pool::Impl::arm_respawn_timer() {
+  auto earliest = std::chrono::steady_clock::time_point::max();
+  for (auto& w : workers)
+    if (w.state == WorkerSlot::State::waiting) earliest = std::min(earliest, w.respawn_at);
+  if (earliest == std::chrono::steady_clock::time_point::max()) {
+    itimerspec off{};
+    ::timerfd_settime(respawn_timer.get(), 0, &off, nullptr);
+    return;
+  }
+  arm(respawn_timer.get(), std::max<Duration>(earliest - std::chrono::steady_clock::now(), Duration(1)));
+}
+
+void Pool::Impl::on_respawn_timer() {
+  uint64_t expirations;
+  (void)!::read(respawn_timer.get(), &expirations, sizeof expirations);
+  auto now = std::chrono::steady_clock::now();
+  for (auto& w : workers) {
+    if (w.state != WorkerSlot::State::waiting) continue;
+    if (stop_requested) w.state = WorkerSlot::State::down;
+    else if (w.respawn_at <= now) spawn_worker(w);
+  }
+  arm_respawn_timer();
 }
 
 void Pool::Impl::update_pids() {
   std::lock_guard lock(mu);
   pids.clear();
   for (auto& w : workers)
-    if (w.state != WorkerSlot::State::down) pids.push_back(w.child.pid);
+    if (w.state != WorkerSlot::State::down && w.state != WorkerSlot::State::waiting) pids.push_back(w.child.pid);
 }
 
 void Pool::Impl::reset_rings(WorkerSlot& w) {
@@ -103,6 +152,7 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
   w.kill_reason.clear();
   w.notes.clear();
   w.dispatched = 0;
+  w.served = 0;
   w.recycling = false;
   w.reader = MessageReader();
   int sv[2];
@@ -208,7 +258,7 @@ void Pool::Impl::on_control(WorkerSlot& w) {
 }
 
 void Pool::Impl::kill_worker(WorkerSlot& w, std::string reason) {
-  if (w.state == WorkerSlot::State::down || w.killed) return;
+  if (w.state == WorkerSlot::State::down || w.state == WorkerSlot::State::waiting || w.killed) return;
   w.killed = true;  // its death is reported with this reason, not as a crash
   w.kill_reason = std::move(reason);
   signal_child(w.child.pidfd.get(), SIGKILL);
@@ -253,6 +303,7 @@ bool Pool::Impl::drain_results(WorkerSlot& w) {
     o.attempts = task->attempts + 1;
     o.duration = std::chrono::nanoseconds(rec->header.duration_ns);
     w.results.consume(*rec);
+    ++w.served;
     double d = static_cast<double>(rec->header.duration_ns);
     avg_task_ns = avg_task_ns == 0 ? d : avg_task_ns * 0.9 + d * 0.1;
     complete(std::move(task), std::move(o));
@@ -369,6 +420,8 @@ void Pool::Impl::request_stop(StopMode mode) {
     } else if (w.state == WorkerSlot::State::starting) {
       // A worker still in init cannot be asked politely; its init may never return.
       kill_worker(w, "pool stopped while the worker was starting");
+    } else if (w.state == WorkerSlot::State::waiting) {
+      w.state = WorkerSlot::State::down;  // its back-off ends with the pool
     }
   }
   arm_timer(stop_deadline(mode));
@@ -378,8 +431,7 @@ void Pool::Impl::on_timer() {
   uint64_t expirations;
   (void)!::read(timer.get(), &expirations, sizeof expirations);
   for (auto& w : workers)
-    if (w.state != WorkerSlot::State::down)
-      kill_worker(w, "worker " + std::to_string(w.index) + " did not stop within its grace and fini timeouts");
+    kill_worker(w, "worker " + std::to_string(w.index) + " did not stop within its grace and fini timeouts");
 }
 
 void Pool::Impl::fail_pool(const std::string& reason) {
@@ -460,13 +512,18 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
 
   if (prev == WorkerSlot::State::starting) {
     std::string why = !w.fatal_message.empty() ? w.fatal_message : who + " exited before it was ready: " + describe(st);
-    bool fatal = st.exited && st.code == kExitFatal && !w.fatal_message.empty();
-    if (phase == Phase::starting || fatal || ++start_failures >= kMaxStartFailures) {
-      fail_pool(why);
+    // While the pool starts, one unusable worker means the plugin is unusable: fail at
+    // once with its cause. Later (a respawn), the cause may pass (a database that was
+    // down): retry with back-off, and give up after a few failed starts in a row.
+    if (phase == Phase::starting || ++start_failures >= kMaxStartFailures) {
+      fail_pool(start_failures >= kMaxStartFailures
+                    ? std::to_string(kMaxStartFailures) + " workers in a row failed to start; last: " + why
+                    : why);
       return;
     }
+    logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), why.c_str());
   }
-  if (!stop_requested && phase == Phase::running) spawn_worker(w);
+  if (!stop_requested && phase == Phase::running) schedule_respawn(w);
 }
 
 bool Pool::Impl::any_result_waiting() {
@@ -501,6 +558,7 @@ void Pool::Impl::sleep_for_events(bool spin) {
       case kSubmit: eventfd_drain(submit_event.get()); break;
       case kResult: eventfd_drain(result_event.get()); break;
       case kTimer: on_timer(); break;
+      case kRespawn: on_respawn_timer(); break;
       case kControl:
         if (workers[index].state != WorkerSlot::State::down) on_control(workers[index]);
         break;
@@ -520,6 +578,8 @@ void Pool::Impl::run_loop() {
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, result_event.get(), &ev);
   ev.data.u64 = event_key(kTimer, 0);
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, timer.get(), &ev);
+  ev.data.u64 = event_key(kRespawn, 0);
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, respawn_timer.get(), &ev);
 
   for (auto& w : workers) {
     spawn_worker(w);

@@ -100,7 +100,8 @@ Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const Runtim
   impl->result_event = std::move(*result_event);
   impl->submit_event = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   impl->timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-  if (!impl->submit_event || !impl->timer) return ipc_error("eventfd/timerfd");
+  impl->respawn_timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!impl->submit_event || !impl->timer || !impl->respawn_timer) return ipc_error("eventfd/timerfd");
 
   std::vector<std::pair<std::string, std::string>> env(impl->config.env.begin(), impl->config.env.end());
   impl->worker_env = environment_with(env);

@@ -34,7 +34,7 @@ struct Task {
 using TaskPtr = std::unique_ptr<Task>;
 
 struct WorkerSlot {
-  enum class State { down, starting, ready, stopping };
+  enum class State { down, waiting, starting, ready, stopping };  // waiting: back-off before a respawn
   uint32_t index = 0;
   State state = State::down;
   Child child;
@@ -53,6 +53,9 @@ struct WorkerSlot {
   std::string recover_cause;     // set when it died without its chain: the next one recovers
   uint64_t dispatched = 0;       // tasks given to this process (max_tasks_per_worker)
   bool recycling = false;        // asked to stop so that a fresh process replaces it
+  uint64_t served = 0;           // results this process delivered
+  uint32_t crash_streak = 0;     // deaths in a row of processes that served nothing
+  std::chrono::steady_clock::time_point respawn_at;
 };
 
 enum class Phase { starting, running, stopping, done };
@@ -66,7 +69,7 @@ struct Pool::Impl {
   detail::Fd segment;
   detail::Mapping header_map;
   detail::PoolHeader* header = nullptr;
-  detail::Fd epoll, result_event, submit_event, timer;
+  detail::Fd epoll, result_event, submit_event, timer, respawn_timer;
   std::vector<detail::WorkerSlot> workers;
   std::vector<std::string> worker_env;
 
@@ -120,6 +123,10 @@ struct Pool::Impl {
   void sleep_for_events(bool spin);
   void complete(detail::TaskPtr task, Outcome&& outcome);
   void arm_timer(Duration after);
+  void arm(int timerfd, Duration after);
+  void schedule_respawn(detail::WorkerSlot& w);
+  void arm_respawn_timer();
+  void on_respawn_timer();
 
   // pool.cpp
   void enqueue(std::vector<detail::TaskPtr> tasks);
