@@ -5,10 +5,14 @@
 #include "common/log.hpp"
 
 #include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 namespace shoal::detail {
 
@@ -53,6 +57,11 @@ bool Worker::apply_init(const KeyValues& kv) {
     else if (k == "max_memory") max_memory_ = to_u64(v);
     else if (k == "host_pid") host_pid_ = static_cast<int>(to_u64(v));
     else if (k == "recover") recover_cause_ = v;
+    else if (k == "limit.address_space") limit_as_ = to_u64(v);
+    else if (k == "limit.cpu_seconds") limit_cpu_ = to_u64(v);
+    else if (k == "limit.open_files") limit_nofile_ = to_u64(v);
+    else if (k == "limit.core_dumps") core_dumps_ = v == "1";
+    else if (k == "limit.no_new_privs") no_new_privs_ = v == "1";
     else if (k.rfind("param.", 0) == 0) params_[k.substr(6)] = v;
     else if (k.rfind("resource.", 0) == 0) {
       // resource.<i>.<field> with fields name, module, priority, param.<key>
@@ -98,6 +107,24 @@ bool Worker::map_segment() {
   block_ = reinterpret_cast<WorkerBlock*>(block_map_.data());
   tasks_ = RingConsumer(&block_->tasks, task_map_.data(), capacity_);
   results_ = RingProducer(&block_->results, result_map_.data(), capacity_);
+  return true;
+}
+
+bool Worker::apply_limits() {
+  // Set by the worker on itself, before any foreign code is loaded: posix_spawn has no
+  // rlimit attribute, and the host's own limits must stay untouched.
+  auto set = [&](int resource, uint64_t soft, uint64_t hard, const char* key) {
+    rlimit rl{static_cast<rlim_t>(soft), static_cast<rlim_t>(hard)};
+    if (::setrlimit(resource, &rl) == 0) return true;
+    return fatal(std::string("limits.") + key + ": setrlimit: " + std::strerror(errno));
+  };
+  if (limit_as_ != 0 && !set(RLIMIT_AS, limit_as_, limit_as_, "address_space")) return false;
+  // One second between the soft and the hard limit: SIGXCPU first, then SIGKILL.
+  if (limit_cpu_ != 0 && !set(RLIMIT_CPU, limit_cpu_, limit_cpu_ + 1, "cpu_seconds")) return false;
+  if (limit_nofile_ != 0 && !set(RLIMIT_NOFILE, limit_nofile_, limit_nofile_, "open_files")) return false;
+  if (!core_dumps_ && !set(RLIMIT_CORE, 0, 0, "core_dumps")) return false;
+  if (no_new_privs_ && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return fatal(std::string("limits.no_new_privs: prctl: ") + std::strerror(errno));
   return true;
 }
 
@@ -151,7 +178,7 @@ bool Worker::start() {
   if (!read_message(kWorkerControlFd, init) || init.type != MsgType::init) return false;
   auto kv = decode_kv(init.body);
   if (!kv || !apply_init(*kv)) return fatal("malformed init message from the host");
-  if (!map_segment()) return false;
+  if (!map_segment() || !apply_limits()) return false;
 
   host_.struct_size = sizeof(shoal_host);
   host_.abi_version = SHOAL_ABI_VERSION;

@@ -56,8 +56,10 @@ void Worker::wake_host() noexcept {
 }
 
 bool Worker::should_stop() const noexcept {
+  uint64_t cancel = block_->cancel_task.load(std::memory_order_relaxed);
   return local_stop_.load(std::memory_order_relaxed) != 0 ||
-         block_->stop.load(std::memory_order_relaxed) == static_cast<uint32_t>(StopMode::now);
+         block_->stop.load(std::memory_order_relaxed) == static_cast<uint32_t>(StopMode::now) ||
+         (cancel != 0 && cancel == block_->running_task.load(std::memory_order_relaxed));
 }
 
 std::byte* Worker::result_space(uint64_t bytes) {

@@ -75,6 +75,7 @@ class Worker {
   bool fatal(const std::string& message);
   bool apply_init(const KeyValues& kv);
   bool map_segment();
+  bool apply_limits();
   bool open_resources();
   bool load_plugin_and_init();
   // control.cpp
@@ -107,6 +108,8 @@ class Worker {
   std::string recover_cause_;  // non-empty: the previous worker died without its chain
   std::map<std::string, std::string> params_;
   std::vector<ResourceSpec> resource_specs_;
+  uint64_t limit_as_ = 0, limit_cpu_ = 0, limit_nofile_ = 0;
+  bool core_dumps_ = false, no_new_privs_ = false;
 
   Mapping header_map_, block_map_, task_map_, result_map_;
   PoolHeader* pool_header_ = nullptr;

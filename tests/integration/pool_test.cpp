@@ -109,7 +109,7 @@ TEST_CASE("submit with a callback calls it exactly once per task", "[integration
 }
 
 TEST_CASE("no chunksize trap: 16 tasks of 200 ms on 4 workers take about 0.8 s", "[integration][pool][chunksize]") {
-  auto pool = start_pool(pool_config(fixture("fx_normal"), 4));
+  auto pool = start_pool(pool_config(fixture("fx_fault"), 4));
   std::vector<std::string> inputs(16, "sleep 200");
   auto t0 = std::chrono::steady_clock::now();
   auto outcomes = pool->map(inputs);
@@ -130,7 +130,7 @@ TEST_CASE("no chunksize trap: 16 tasks of 200 ms on 4 workers take about 0.8 s",
 }
 
 TEST_CASE("plugin failures become error outcomes and the pool goes on", "[integration][pool]") {
-  auto pool = start_pool(pool_config(fixture("fx_normal"), 1));
+  auto pool = start_pool(pool_config(fixture("fx_fault"), 1));
   Outcome reported = get(pool->submit("error the input was malformed"));
   CHECK(reported.status == Status::error);
   CHECK(reported.error == "the input was malformed");
@@ -166,7 +166,7 @@ TEST_CASE("an input larger than the task ring is rejected naming the size, limit
 }
 
 TEST_CASE("an output larger than the result ring is an error naming queue.capacity", "[integration][pool]") {
-  auto cfg = pool_config(fixture("fx_normal"), 1);
+  auto cfg = pool_config(fixture("fx_fault"), 1);
   cfg.queue_capacity = 8192;
   auto pool = start_pool(cfg);
   Outcome big = get(pool->submit("big 9000"));
@@ -194,7 +194,7 @@ TEST_CASE("submit after close or terminate is rejected at once", "[integration][
 TEST_CASE("close and join run every worker's fini, then no worker is left", "[integration][pool]") {
   TempDir dir;
   auto marker = dir.path() / "fini.txt";
-  auto cfg = pool_config(fixture("fx_normal"), 3);
+  auto cfg = pool_config(fixture("fx_fault"), 3);
   cfg.params["fini_marker"] = marker.string();
   auto pool = start_pool(cfg);
   std::vector<std::string> inputs(30, "sleep 5");
@@ -215,7 +215,7 @@ TEST_CASE("close and join run every worker's fini, then no worker is left", "[in
 }
 
 TEST_CASE("terminate cancels queued tasks and stops running ones within grace", "[integration][pool]") {
-  auto cfg = pool_config(fixture("fx_normal"), 2);
+  auto cfg = pool_config(fixture("fx_fault"), 2);
   cfg.grace = 300ms;
   auto pool = start_pool(cfg);
   TempDir dir;
@@ -255,7 +255,7 @@ TEST_CASE("terminate cancels queued tasks and stops running ones within grace", 
 }
 
 TEST_CASE("a worker that dies mid-task gives crashed, is replaced, and the pool goes on", "[integration][pool]") {
-  auto pool = start_pool(pool_config(fixture("fx_normal"), 1));
+  auto pool = start_pool(pool_config(fixture("fx_fault"), 1));
   std::string pid_before = get(pool->submit("pid")).output;
   Outcome segv = get(pool->submit("segv"));
   CHECK(segv.status == Status::crashed);
@@ -273,7 +273,7 @@ TEST_CASE("a worker that dies mid-task gives crashed, is replaced, and the pool 
 }
 
 TEST_CASE("retries re-run a crashed task and attempts counts the starts", "[integration][pool]") {
-  auto cfg = pool_config(fixture("fx_normal"), 2);
+  auto cfg = pool_config(fixture("fx_fault"), 2);
   cfg.retries = 2;
   auto pool = start_pool(cfg);
   // Tasks queued behind the crashing one in the same ring go back to the pool untouched.
@@ -293,7 +293,7 @@ TEST_CASE("retries re-run a crashed task and attempts counts the starts", "[inte
 }
 
 TEST_CASE("params reach the plugin and the worker index is stable", "[integration][pool]") {
-  auto cfg = pool_config(fixture("fx_normal"), 1);
+  auto cfg = pool_config(fixture("fx_fault"), 1);
   cfg.params["algorithm"] = "sha256";
   cfg.params["nested"] = "{a: 1}";
   auto pool = start_pool(cfg);
@@ -309,7 +309,7 @@ TEST_CASE("a pool destroyed without join stops its workers and leaves nothing be
   std::vector<int> pids;
   std::future<Outcome> pending;
   {
-    auto pool = start_pool(pool_config(fixture("fx_normal"), 2));
+    auto pool = start_pool(pool_config(fixture("fx_fault"), 2));
     pids = pool->worker_pids();
     CHECK(pids.size() == 2);
     CHECK(shm_entries() == shm_before);  // memfd: nothing named in /dev/shm

@@ -27,6 +27,15 @@ struct ResourceConfig {
   std::map<std::string, std::string> params;
 };
 
+/// Limits applied in each worker process before it loads anything (setrlimit, prctl).
+struct Limits {
+  uint64_t address_space = 0;  ///< RLIMIT_AS bytes; 0 = none. A plugin's allocations past it fail.
+  uint64_t cpu_seconds = 0;    ///< RLIMIT_CPU per worker process; 0 = none (SIGXCPU, then SIGKILL)
+  uint64_t open_files = 0;     ///< RLIMIT_NOFILE; 0 = inherited
+  bool core_dumps = false;     ///< false: RLIMIT_CORE 0, a crashing plugin leaves no core file
+  bool no_new_privs = false;   ///< PR_SET_NO_NEW_PRIVS: no setuid gains through exec
+};
+
 /// One pool of workers running one task plugin.
 struct PoolConfig {
   std::string name;
@@ -43,6 +52,7 @@ struct PoolConfig {
   int32_t fini_priority = 100;                ///< priority of shoal_fini in the chain
   std::map<std::string, std::string> env;     ///< extra environment of the workers
   std::vector<ResourceConfig> resources;
+  Limits limits;
 };
 
 /// A whole config file: pools in file order.

@@ -273,6 +273,15 @@ Status read_size(const Ctx& ctx, const Located& at, uint64_t min, uint64_t max,
   });
 }
 
+Status read_bool(const Ctx& ctx, const Located& at, bool& out) {
+  return read_scalar(ctx, at, "true or false", [&](const std::string& t) {
+    if (t == "true") out = true;
+    else if (t == "false") out = false;
+    else return false;
+    return true;
+  });
+}
+
 Status read_name(Ctx& ctx, const Located& at, std::string& out) {
   return read_scalar(ctx, at, kNameRule, [&](const std::string& text) {
     out = text;
@@ -410,6 +419,26 @@ constexpr Field<PoolConfig> kShutdownFields[] = {
      [](Ctx& c, const Located& v, PoolConfig& p) { return read_duration(c, v, p.fini_timeout); }},
 };
 
+constexpr Field<PoolConfig> kLimitsFields[] = {
+    {"address_space", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) {
+       return read_size(c, v, 0, std::numeric_limits<uint64_t>::max(), "a size such as 2GiB (0: no limit)",
+                        p.limits.address_space);
+     }},
+    {"cpu_seconds", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) {
+       return read_int<uint64_t>(c, v, 0, uint64_t{1} << 40, p.limits.cpu_seconds);
+     }},
+    {"open_files", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) {
+       return read_int<uint64_t>(c, v, 0, uint64_t{1} << 30, p.limits.open_files);
+     }},
+    {"core_dumps", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) { return read_bool(c, v, p.limits.core_dumps); }},
+    {"no_new_privs", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) { return read_bool(c, v, p.limits.no_new_privs); }},
+};
+
 constexpr Field<PoolConfig> kPoolFields[] = {
     {"plugin", true,
      [](Ctx& c, const Located& v, PoolConfig& p) { return read_path(c, v, p.plugin); }},
@@ -444,6 +473,8 @@ constexpr Field<PoolConfig> kPoolFields[] = {
      [](Ctx& c, const Located& v, PoolConfig& p) { return read_fields(c, v, kQueueFields, p); }},
     {"shutdown", false,
      [](Ctx& c, const Located& v, PoolConfig& p) { return read_fields(c, v, kShutdownFields, p); }},
+    {"limits", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) { return read_fields(c, v, kLimitsFields, p); }},
     {"env", false, [](Ctx& c, const Located& v, PoolConfig& p) { return read_env(c, v, p.env); }},
     {"resources", false,
      [](Ctx& c, const Located& v, PoolConfig& p) { return read_resources(c, v, p.resources); }},

@@ -45,6 +45,9 @@ struct WorkerBlock {
   // Id of the task inside shoal_run, 0 when none; written by the worker. The host uses it
   // after the worker died to tell the task that ran from the ones that never started.
   alignas(64) std::atomic<uint64_t> running_task{0};
+  // Id of a task the host wants stopped (its task_timeout passed); the worker's
+  // should_stop turns true while that task runs. Written by the host.
+  std::atomic<uint64_t> cancel_task{0};
 };
 
 struct PoolHeader {

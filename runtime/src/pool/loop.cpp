@@ -27,7 +27,7 @@ using namespace detail;
 
 namespace {
 
-enum EventKind : uint32_t { kSubmit = 1, kResult = 2, kTimer = 3, kPidfd = 4, kControl = 5, kRespawn = 6 };
+enum EventKind : uint32_t { kSubmit = 1, kResult = 2, kTimer = 3, kPidfd = 4, kControl = 5, kRespawn = 6, kTaskTimer = 7 };
 
 uint64_t event_key(EventKind kind, uint32_t index) { return (uint64_t{kind} << 32) | index; }
 
@@ -141,6 +141,7 @@ void Pool::Impl::reset_rings(WorkerSlot& w) {
   b->worker_sleeping.store(0);
   b->stop.store(0);
   b->running_task.store(0);
+  b->cancel_task.store(0);
   w.tasks = RingProducer(&b->tasks, w.task_map.data(), layout.capacity);
   w.results = RingConsumer(&b->results, w.result_map.data(), layout.capacity);
 }
@@ -154,6 +155,8 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
   w.dispatched = 0;
   w.served = 0;
   w.recycling = false;
+  w.timed_out_id = 0;
+  w.timeout_kill = false;
   w.reader = MessageReader();
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -190,7 +193,12 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
                     {"fini_timeout_ns", std::to_string(config.fini_timeout.count())},
                     {"fini_priority", std::to_string(config.fini_priority)},
                     {"max_memory", std::to_string(config.max_memory)},
-                    {"host_pid", std::to_string(::getpid())}};
+                    {"host_pid", std::to_string(::getpid())},
+                    {"limit.address_space", std::to_string(config.limits.address_space)},
+                    {"limit.cpu_seconds", std::to_string(config.limits.cpu_seconds)},
+                    {"limit.open_files", std::to_string(config.limits.open_files)},
+                    {"limit.core_dumps", config.limits.core_dumps ? "1" : "0"},
+                    {"limit.no_new_privs", config.limits.no_new_privs ? "1" : "0"}};
   if (!w.recover_cause.empty()) init.emplace_back("recover", w.recover_cause);
   w.recover_cause.clear();
   for (const auto& [k, v] : config.params) init.emplace_back("param." + k, v);
@@ -300,13 +308,24 @@ bool Pool::Impl::drain_results(WorkerSlot& w) {
     o.output.assign(p, out_size);
     o.error.assign(p + out_size, rec->header.error_size);
     o.worker = static_cast<int32_t>(w.index);
-    o.attempts = task->attempts + 1;
     o.duration = std::chrono::nanoseconds(rec->header.duration_ns);
+    bool timed_out = task->id == w.timed_out_id;
     w.results.consume(*rec);
     ++w.served;
     double d = static_cast<double>(rec->header.duration_ns);
     avg_task_ns = avg_task_ns == 0 ? d : avg_task_ns * 0.9 + d * 0.1;
-    complete(std::move(task), std::move(o));
+    if (!w.inflight.empty()) w.front_started = std::chrono::steady_clock::now();
+    ++task->attempts;
+    if (timed_out) {
+      // It honoured should_stop after its timeout: the outcome is timeout, the worker lives on.
+      w.timed_out_id = 0;
+      o.status = Status::timeout;
+      o.error = "task_timeout " + seconds_text(config.task_timeout) + " passed; the task stopped when asked";
+      retry_or_complete(task, std::move(o));
+    } else {
+      o.attempts = task->attempts;
+      complete(std::move(task), std::move(o));
+    }
     any = true;
   }
   if (w.results.corrupt()) kill_worker(w, "worker corrupted its result ring");
@@ -356,6 +375,7 @@ void Pool::Impl::dispatch() {
       write_header(at, h);
       std::memcpy(at + sizeof(RecordHeader), t.input.data(), t.input.size());
       w.tasks.advance(record_bytes(t.input.size()));
+      if (w.inflight.empty()) w.front_started = std::chrono::steady_clock::now();
       w.inflight.push_back(std::move(pending.front()));
       pending.pop_front();
       ++inflight_total;
@@ -455,9 +475,61 @@ void Pool::Impl::fail_pool(const std::string& reason) {
   request_stop(StopMode::now);
 }
 
+bool Pool::Impl::retry_or_complete(TaskPtr& task, Outcome&& outcome) {
+  if (task->attempts <= config.retries && !terminate_seen && !failed) {
+    pending.push_front(std::move(task));
+    return true;
+  }
+  outcome.attempts = task->attempts;
+  complete(std::move(task), std::move(outcome));
+  return false;
+}
+
+void Pool::Impl::arm_task_timer() {
+  if (config.task_timeout.count() == 0) return;
+  auto earliest = std::chrono::steady_clock::time_point::max();
+  for (auto& w : workers) {
+    if (w.inflight.empty() || (w.state != WorkerSlot::State::ready && w.state != WorkerSlot::State::stopping) ||
+        w.killed)
+      continue;
+    auto due = w.front_started + config.task_timeout;
+    if (w.timed_out_id == w.inflight.front()->id) due += config.grace;
+    earliest = std::min(earliest, due);
+  }
+  if (earliest == std::chrono::steady_clock::time_point::max()) return;  // a stale expiry is harmless
+  arm(task_timer.get(), std::max<Duration>(earliest - std::chrono::steady_clock::now(), Duration(1)));
+}
+
+void Pool::Impl::on_task_timer() {
+  uint64_t expirations;
+  (void)!::read(task_timer.get(), &expirations, sizeof expirations);
+  auto now = std::chrono::steady_clock::now();
+  for (auto& w : workers) {
+    if (w.inflight.empty() || (w.state != WorkerSlot::State::ready && w.state != WorkerSlot::State::stopping)) continue;
+    uint64_t id = w.inflight.front()->id;
+    if (w.timed_out_id != id && now >= w.front_started + config.task_timeout) {
+      // First should_stop for this task only; the worker and its other tasks go on.
+      w.timed_out_id = id;
+      w.block->cancel_task.store(id, std::memory_order_release);
+      wake_worker(w);
+    } else if (w.timed_out_id == id && now >= w.front_started + config.task_timeout + config.grace) {
+      // A SIGSTOPped worker ends here too: it cannot answer, SIGKILL still works.
+      w.timeout_kill = true;
+      kill_worker(w, "task_timeout " + seconds_text(config.task_timeout) + " passed and the task did not stop within " +
+                         "shutdown.grace " + seconds_text(config.grace) + "; worker " + std::to_string(w.index) +
+                         " killed");
+    }
+  }
+  arm_task_timer();
+}
+
 void Pool::Impl::on_exit(WorkerSlot& w) {
   ExitStatus st;
   if (!reap(w.child.pidfd.get(), st)) return;
+  // Whatever the plugin forked is in the worker's process group (the worker leads it):
+  // it must not outlive the worker. The group id cannot name another process while a
+  // member still uses it. A child that left the group (setsid) escapes this.
+  ::kill(-w.child.pid, SIGKILL);
   drain_results(w);  // outcomes published before it died still count
   ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.child.pidfd.get(), nullptr);
   ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.control.get(), nullptr);
@@ -499,7 +571,7 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
       else if (abandoned) o.error = "terminated while running, grace " + seconds_text(config.grace) + " passed";
       complete(std::move(t), std::move(o));
     } else if (ran && t->attempts > config.retries) {
-      o.status = Status::crashed;
+      o.status = w.timeout_kill ? Status::timeout : Status::crashed;
       complete(std::move(t), std::move(o));
     } else {
       back.push_back(std::move(t));  // never started, or a retry is allowed
@@ -559,6 +631,7 @@ void Pool::Impl::sleep_for_events(bool spin) {
       case kResult: eventfd_drain(result_event.get()); break;
       case kTimer: on_timer(); break;
       case kRespawn: on_respawn_timer(); break;
+      case kTaskTimer: on_task_timer(); break;
       case kControl:
         if (workers[index].state != WorkerSlot::State::down) on_control(workers[index]);
         break;
@@ -580,6 +653,8 @@ void Pool::Impl::run_loop() {
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, timer.get(), &ev);
   ev.data.u64 = event_key(kRespawn, 0);
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, respawn_timer.get(), &ev);
+  ev.data.u64 = event_key(kTaskTimer, 0);
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, task_timer.get(), &ev);
 
   for (auto& w : workers) {
     spawn_worker(w);
@@ -618,6 +693,7 @@ void Pool::Impl::run_loop() {
       take_incoming();  // a submit racing with close already holds a task: it gets its outcome
       break;
     }
+    arm_task_timer();
     sleep_for_events(!progress && inflight_total > 0);
   }
   phase = Phase::done;

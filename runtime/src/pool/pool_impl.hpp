@@ -55,6 +55,11 @@ struct WorkerSlot {
   bool recycling = false;        // asked to stop so that a fresh process replaces it
   uint64_t served = 0;           // results this process delivered
   uint32_t crash_streak = 0;     // deaths in a row of processes that served nothing
+  // task_timeout: when the front task started (as the host saw it: its dispatch to an
+  // idle worker, or the result before it), and the id of a task already told to stop.
+  std::chrono::steady_clock::time_point front_started;
+  uint64_t timed_out_id = 0;
+  bool timeout_kill = false;     // killed because a task ignored its timeout
   std::chrono::steady_clock::time_point respawn_at;
 };
 
@@ -69,7 +74,7 @@ struct Pool::Impl {
   detail::Fd segment;
   detail::Mapping header_map;
   detail::PoolHeader* header = nullptr;
-  detail::Fd epoll, result_event, submit_event, timer, respawn_timer;
+  detail::Fd epoll, result_event, submit_event, timer, respawn_timer, task_timer;
   std::vector<detail::WorkerSlot> workers;
   std::vector<std::string> worker_env;
 
@@ -127,6 +132,9 @@ struct Pool::Impl {
   void schedule_respawn(detail::WorkerSlot& w);
   void arm_respawn_timer();
   void on_respawn_timer();
+  void arm_task_timer();
+  void on_task_timer();
+  bool retry_or_complete(detail::TaskPtr& task, Outcome&& outcome);
 
   // pool.cpp
   void enqueue(std::vector<detail::TaskPtr> tasks);
