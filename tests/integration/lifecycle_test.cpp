@@ -320,8 +320,11 @@ TEST_CASE("host SIGTERM: shoal run finishes in-flight tasks, cancels the rest, e
   REQUIRE(wait_for_file(out, 5s));
   // Wait for a few rows so that tasks are in flight.
   auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (std::count(read_file(out).begin(), read_file(out).end(), '\n') < 4 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(5ms);
+  auto rows_written = [&] {
+    std::string text = read_file(out);
+    return std::count(text.begin(), text.end(), '\n');
+  };
+  while (rows_written() < 4 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
   host.signal(SIGTERM);
   int code = -1;
   REQUIRE(host.wait(10s, code));
