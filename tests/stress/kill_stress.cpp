@@ -1,0 +1,164 @@
+// Randomized kill test: a steady load on a pool while a killer SIGKILLs a random worker at
+// random moments. Every submitted task must get exactly one outcome, the pool must come
+// back to full size, and the host's memory must stay flat.
+//
+//   shoal_kill_stress [--kills N] [--workers W] [--seed S] [--plugin PATH]
+// prints "kills survived: K/N, tasks: submitted S, outcomes O, duplicates D, lost L, ..."
+// and exits 0 only when K == N, D == 0, L == 0 and the pool is back to W workers.
+#include "fixture_paths.hpp"
+
+#include <shoal/runtime.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+long rss_kib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+struct Tally {
+  std::mutex mu;
+  std::vector<uint32_t> outcomes;  // per task id
+  uint64_t bad = 0;                // outcomes that are neither ok with the right output nor crashed
+  std::atomic<uint64_t> done{0};
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int kills_wanted = 1000, workers = 4;
+  unsigned seed = static_cast<unsigned>(std::random_device{}());
+  std::string plugin = std::string(SHOAL_FX_DIR) + "/fx_fault.so";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--kills") == 0) kills_wanted = std::atoi(argv[i + 1]);
+    else if (std::strcmp(argv[i], "--workers") == 0) workers = std::atoi(argv[i + 1]);
+    else if (std::strcmp(argv[i], "--seed") == 0) seed = static_cast<unsigned>(std::strtoul(argv[i + 1], nullptr, 10));
+    else if (std::strcmp(argv[i], "--plugin") == 0) plugin = argv[i + 1];
+  }
+  shoal::PoolConfig cfg;
+  cfg.name = "stress";
+  cfg.plugin = plugin;
+  cfg.workers = static_cast<uint32_t>(workers);
+  cfg.retries = 3;
+  cfg.queue_capacity = 64 * 1024;
+  cfg.grace = 2s;
+  auto started = shoal::Pool::start(cfg);
+  if (!started) {
+    std::fprintf(stderr, "kill_stress: %s\n", started.error().message.c_str());
+    return 2;
+  }
+  shoal::Pool& pool = **started;
+  Tally tally;
+  std::atomic<bool> killing_done{false};
+  std::atomic<uint64_t> submitted{0};
+
+  // A watchdog: a hang is a failure, reported as one, not a stuck test.
+  std::thread([&] {
+    auto deadline = Clock::now() + 10min;
+    while (Clock::now() < deadline) {
+      std::this_thread::sleep_for(100ms);
+    }
+    std::fprintf(stderr, "kill_stress: no end after 10 minutes (hang?)\n");
+    _exit(3);
+  }).detach();
+
+  auto submit_one = [&] {
+    uint64_t id = submitted.fetch_add(1);
+    {
+      std::lock_guard lock(tally.mu);
+      tally.outcomes.push_back(0);
+    }
+    // Mostly tiny tasks, some that take a millisecond, so kills land mid-task too.
+    std::string payload = id % 8 == 0 ? "sleep 1" : "echo " + std::to_string(id);
+    std::string expect = id % 8 == 0 ? "slept" : std::to_string(id);
+    pool.submit(payload, [&tally, id, expect](shoal::Outcome&& o) {
+      std::lock_guard lock(tally.mu);
+      ++tally.outcomes[id];
+      bool good = (o.status == shoal::Status::ok && o.output == expect) ||
+                  (o.status == shoal::Status::crashed && o.attempts == 4);
+      if (!good) ++tally.bad;
+      tally.done.fetch_add(1);
+    });
+  };
+
+  // Warm up, then measure the host's memory before the kills.
+  for (int i = 0; i < 20000; ++i) submit_one();
+  while (tally.done.load() < submitted.load()) std::this_thread::sleep_for(1ms);
+  long rss_before = rss_kib();
+
+  std::thread loader([&] {
+    while (!killing_done.load()) {
+      // Keep a bounded number in flight.
+      while (submitted.load() - tally.done.load() < 2000) submit_one();
+      std::this_thread::sleep_for(200us);
+    }
+  });
+
+  std::mt19937 rng(seed);
+  std::map<int, Clock::time_point> first_seen;
+  int kills = 0;
+  while (kills < kills_wanted) {
+    std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(1000, 8000)(rng)));
+    auto pids = pool.worker_pids();
+    auto now = Clock::now();
+    std::vector<int> ripe;
+    for (int pid : pids) {
+      auto [it, fresh] = first_seen.emplace(pid, now);
+      // Only a worker that has been serving for a while: a process killed before it served
+      // anything counts as a crash loop and is restarted with back-off, on purpose.
+      if (!fresh && now - it->second > 30ms) ripe.push_back(pid);
+    }
+    if (ripe.empty()) continue;
+    int victim = ripe[std::uniform_int_distribution<size_t>(0, ripe.size() - 1)(rng)];
+    if (::kill(victim, SIGKILL) == 0) ++kills;
+    first_seen.erase(victim);
+  }
+  killing_done.store(true);
+  loader.join();
+
+  // Back to full size, then drain.
+  auto deadline = Clock::now() + 20s;
+  while (pool.live_workers() != static_cast<size_t>(workers) && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  size_t size_after = pool.live_workers();
+  pool.close();
+  pool.join();
+  long rss_after = rss_kib();
+
+  uint64_t dup = 0, lost = 0, outcomes = 0;
+  for (uint32_t n : tally.outcomes) {
+    outcomes += n;
+    dup += n > 1 ? 1 : 0;
+    lost += n == 0 ? 1 : 0;
+  }
+  bool ok = dup == 0 && lost == 0 && tally.bad == 0 && size_after == static_cast<size_t>(workers);
+  std::printf(
+      "kills survived: %d/%d, tasks: submitted %llu, outcomes %llu, duplicates %llu, lost %llu, unexpected %llu, "
+      "pool size %zu/%d, host RSS %ld -> %ld KiB, seed %u\n",
+      ok ? kills : 0, kills_wanted, static_cast<unsigned long long>(submitted.load()),
+      static_cast<unsigned long long>(outcomes), static_cast<unsigned long long>(dup),
+      static_cast<unsigned long long>(lost), static_cast<unsigned long long>(tally.bad), size_after, workers,
+      rss_before, rss_after, seed);
+  return ok ? 0 : 1;
+}
