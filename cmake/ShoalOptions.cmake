@@ -8,6 +8,10 @@ target_compile_features(shoal_options INTERFACE cxx_std_20)
 target_compile_options(shoal_options INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wcast-align $<$<COMPILE_LANGUAGE:CXX>:-Wnon-virtual-dtor>
   $<$<BOOL:${SHOAL_WERROR}>:-Werror>)
+if(SHOAL_FUZZ)
+  # Coverage feedback for the fuzzers from the code under test, not only the targets.
+  target_compile_options(shoal_options INTERFACE -fsanitize=fuzzer-no-link)
+endif()
 if(SHOAL_SANITIZER)
   target_compile_options(shoal_options INTERFACE -fsanitize=${SHOAL_SANITIZER} -fno-omit-frame-pointer)
   target_link_options(shoal_options INTERFACE -fsanitize=${SHOAL_SANITIZER})

@@ -169,8 +169,10 @@ TEST_CASE("malformed configs name line, column and what was expected", "[unit][c
       {"comments only", "# nothing here\n", 1, 1,
        "expected a mapping with 'pools', found an empty document"},
       {"scalar document", "\nhello\n", 2, 1, "expected a mapping with 'pools', found 'hello'"},
-      {"two documents", "pools: {a: {plugin: x}}\n---\npools: {b: {plugin: y}}\n", 3, 1,
-       "expected one YAML document, found 2"},
+      {"two documents", "pools: {a: {plugin: x}}\n---\npools: {b: {plugin: y}}\n", 2, 1,
+       "expected one YAML document, found more"},
+      // yaml-cpp 0.7 LoadAll loops forever here (issue #1040); found by the config fuzzer.
+      {"leading comma", ",: &a\n", 1, 1, "expected one YAML document, found more"},
       {"bad pool name", "pools:\n  \"a b\": {plugin: x}\n", 2, 3,
        "pool name: expected a name of letters, digits, '_', '.' or '-', found 'a b'"},
       {"bad resource name", pool("    resources:\n      - {name: a/b, module: m.so}\n"), 5, 16,

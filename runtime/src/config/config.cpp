@@ -14,6 +14,7 @@
 #include "config/values.hpp"
 
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <fcntl.h>
@@ -26,6 +27,7 @@
 #include <exception>
 #include <iterator>
 #include <limits>
+#include <sstream>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -45,6 +47,7 @@ struct Ctx {
   std::string source;     // FILE in messages
   fs::path base_dir;      // absolute; relative paths resolve against it
   std::size_t nodes = 0;  // nodes visited so far
+  YAML::Mark second_document;  // where a second document starts, if any
 };
 
 // A node being read, where errors about it point, and how messages name it.
@@ -498,13 +501,46 @@ Status read_pools(Ctx& ctx, const Located& at, Config& cfg) {
 
 constexpr Field<Config> kTopFields[] = {{"pools", true, read_pools}};
 
+// Counts the documents of a stream without building them. yaml-cpp 0.7's LoadAll loops
+// forever on some malformed streams (a leading ',' yields an endless run of null
+// documents, each one allocated: yaml-cpp issue #1040), so documents are counted here
+// with a bound instead, and only the first is built, with Load.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  int documents = 0;
+  YAML::Mark second;
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents == 2) second = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+std::vector<YAML::Node> load_documents(const std::string& text, YAML::Mark& second) {
+  std::vector<YAML::Node> docs;
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentCounter counter;
+  for (int calls = 0; calls < 2 && parser.HandleNextDocument(counter); ++calls) {
+  }
+  if (counter.documents == 0) return docs;
+  docs.push_back(YAML::Load(text));
+  if (counter.documents > 1) docs.push_back(YAML::Node());  // only its position is reported
+  second = counter.second;
+  return docs;
+}
+
 Status read_documents(Ctx& ctx, const std::vector<YAML::Node>& docs, Config& cfg) {
   const YAML::Mark start;  // 1:1
   if (docs.empty())
     return error_at(ctx, start, "expected a mapping with 'pools', found an empty document");
-  if (docs.size() > 1)
-    return error_at(ctx, mark_of(docs[1], start),
-                    "expected one YAML document, found " + std::to_string(docs.size()));
+  if (docs.size() > 1) return error_at(ctx, ctx.second_document, "expected one YAML document, found more");
   const Located root{docs[0], mark_of(docs[0], start), "", ""};
   if (auto s = visit(ctx, root.node, start); !s) return s;
   if (!root.node.IsMap()) return expected(ctx, root, "a mapping with 'pools'");
@@ -543,9 +579,9 @@ Result<std::string> read_file(const fs::path& file) {
 
 Result<Config> load_config_string(std::string_view yaml, const std::string& source,
                                   const std::filesystem::path& base_dir) {
-  Ctx ctx{source, absolute_dir(base_dir), 0};
+  Ctx ctx{source, absolute_dir(base_dir), 0, {}};
   try {
-    const std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml));
+    const std::vector<YAML::Node> docs = load_documents(std::string(yaml), ctx.second_document);
     Config cfg;
     cfg.source = source;
     if (auto s = read_documents(ctx, docs, cfg); !s) return s.error();
