@@ -6,6 +6,16 @@
 #include <cstring>
 #include <unistd.h>
 
+// In a sanitizer build the sanitizer would catch a plugin's SIGSEGV or SIGABRT and exit
+// with its own code, and the host would report "exit code 66" instead of the signal.
+// The worker leaves those signals to the kernel so that a crash is reported as one.
+#if defined(__SANITIZE_ADDRESS__)
+extern "C" const char* __asan_default_options() { return "handle_segv=0:handle_abort=0:handle_sigbus=0"; }
+#endif
+#if defined(__SANITIZE_THREAD__)
+extern "C" const char* __tsan_default_options() { return "handle_segv=0:handle_abort=0:handle_sigbus=0"; }
+#endif
+
 int main(int argc, char** argv) {
   if (argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "--version") == 0)) {
     std::fputs("shoal-worker: a worker process of a shoal pool; started by the shoal host, not by hand\n", stderr);

@@ -171,12 +171,8 @@ TEST_CASE("a SIGSTOPped worker is caught by the task timeout like a hung task", 
 }
 
 // Sanitizer runtimes reserve terabytes of address space: a worker built with one cannot
-// run under an address-space limit, and "oom" would exhaust the machine instead.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
+// run under an address-space limit, and "oom" would exhaust the machine instead
+// (kSanitized, support/test_env.hpp).
 
 TEST_CASE("limits: address space, open files, core dumps and no_new_privs reach the worker",
           "[integration][fault][limits]") {

@@ -14,6 +14,16 @@
 
 namespace shoal::test {
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+/// Sanitizer builds start and stop processes several times slower: time bounds that test
+/// "promptly" are multiplied by this, never the ones that test "not before".
+inline constexpr int kSlow = 5;
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr int kSlow = 1;
+inline constexpr bool kSanitized = false;
+#endif
+
 /// A fresh folder under the system temp dir, removed with everything in it.
 class TempDir {
  public:

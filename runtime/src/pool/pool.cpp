@@ -184,11 +184,21 @@ struct Batch {
   bool keep_order = false;
 
   void put(size_t index, Outcome&& o) {
-    std::lock_guard lock(mu);
-    if (keep_order) ordered[index] = std::move(o);
-    else done.emplace_back(index, std::move(o));
-    --remaining;
-    cv.notify_one();
+    bool wake = false;
+    {
+      std::lock_guard lock(mu);
+      if (keep_order) {
+        ordered[index] = std::move(o);
+      } else {
+        // The caller only waits for the queue to become non-empty: one wake-up per batch
+        // of completions, not one futex call per task.
+        wake = done.empty();
+        done.emplace_back(index, std::move(o));
+      }
+      --remaining;
+      wake = wake || remaining == 0;
+    }
+    if (wake) cv.notify_one();
   }
 };
 
