@@ -18,18 +18,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::unique_ptr<Pool> start(const PoolConfig& c) {
-  auto pool = Pool::start(c);
-  INFO((pool ? std::string() : pool.error().message));
-  REQUIRE(pool.ok());
-  return std::move(*pool);
-}
-
-Outcome get(std::future<Outcome> f, std::chrono::seconds limit = 30s) {
-  REQUIRE(f.wait_for(limit) == std::future_status::ready);
-  return f.get();
-}
-
 // The pool still answers after a fault: a fresh task runs to ok.
 void still_serving(Pool& pool) {
   Outcome o = get(pool.submit("echo alive"));
@@ -50,7 +38,7 @@ std::string proc_field(int pid, const std::string& file, const std::string& pref
 TEST_CASE("fault modes: each gives its outcome and text, and the pool goes on", "[integration][fault]") {
   auto cfg = pool_config(fixture("fx_fault"), 2);
   cfg.queue_capacity = 64 * 1024;
-  auto pool = start(cfg);
+  auto pool = start_pool(cfg);
   struct Case {
     std::string payload;
     Status status;
@@ -72,7 +60,7 @@ TEST_CASE("fault modes: each gives its outcome and text, and the pool goes on", 
   for (const auto& c : cases) {
     INFO("payload: " << c.payload);
     // One worker at a time sees the crashes, so the name in the error is predictable.
-    auto pool1 = c.status == Status::crashed ? start(pool_config(fixture("fx_fault"), 1)) : nullptr;
+    auto pool1 = c.status == Status::crashed ? start_pool(pool_config(fixture("fx_fault"), 1)) : nullptr;
     Pool& p = pool1 ? *pool1 : *pool;
     Outcome o = get(p.submit(c.payload));
     CHECK(o.status == c.status);
@@ -86,7 +74,7 @@ TEST_CASE("fault modes: each gives its outcome and text, and the pool goes on", 
 }
 
 TEST_CASE("fork-child: a grandchild does not outlive its worker", "[integration][fault]") {
-  auto pool = start(pool_config(fixture("fx_fault"), 1));
+  auto pool = start_pool(pool_config(fixture("fx_fault"), 1));
   Outcome o = get(pool->submit("fork-child"));
   REQUIRE(o.status == Status::ok);
   int grandchild = std::stoi(o.output);
@@ -100,7 +88,7 @@ TEST_CASE("task_timeout: a task that honours should_stop gets timeout and its wo
   auto cfg = pool_config(fixture("fx_fault"), 1);
   cfg.task_timeout = 200ms;
   cfg.grace = 2s;
-  auto pool = start(cfg);
+  auto pool = start_pool(cfg);
   int pid = pool->worker_pids().at(0);
   auto t0 = std::chrono::steady_clock::now();
   Outcome o = get(pool->submit("wait-stop"));
@@ -121,7 +109,7 @@ TEST_CASE("task_timeout: a task that ignores should_stop is killed after grace a
   auto cfg = pool_config(fixture("fx_fault"), 1);
   cfg.task_timeout = 200ms;
   cfg.grace = 200ms;
-  auto pool = start(cfg);
+  auto pool = start_pool(cfg);
   int pid = pool->worker_pids().at(0);
   for (const char* payload : {"hang", "spin"}) {
     INFO(payload);
@@ -144,7 +132,7 @@ TEST_CASE("task_timeout with retries: the task is tried again, then reported", "
   cfg.task_timeout = 100ms;
   cfg.grace = 100ms;
   cfg.retries = 1;
-  auto pool = start(cfg);
+  auto pool = start_pool(cfg);
   Outcome o = get(pool->submit("hang"));
   CHECK(o.status == Status::timeout);
   CHECK(o.attempts == 2);
@@ -155,7 +143,7 @@ TEST_CASE("a SIGSTOPped worker is caught by the task timeout like a hung task", 
   auto cfg = pool_config(fixture("fx_fault"), 1);
   cfg.task_timeout = 300ms;
   cfg.grace = 200ms;
-  auto pool = start(cfg);
+  auto pool = start_pool(cfg);
   TempDir dir;
   auto started = dir.path() / "started";
   int pid = pool->worker_pids().at(0);
@@ -180,7 +168,7 @@ TEST_CASE("limits: address space, open files, core dumps and no_new_privs reach 
   if (!kSanitized) cfg.limits.address_space = 1ull << 30;
   cfg.limits.open_files = 64;
   cfg.limits.no_new_privs = true;
-  auto pool = start(cfg);
+  auto pool = start_pool(cfg);
   int pid = pool->worker_pids().at(0);
   CHECK(proc_field(pid, "limits", "Max open files").find(" 64 ") != std::string::npos);
   CHECK(proc_field(pid, "limits", "Max core file size").find(" 0 ") != std::string::npos);
@@ -199,7 +187,7 @@ TEST_CASE("limits: address space, open files, core dumps and no_new_privs reach 
 TEST_CASE("limits: cpu_seconds ends a spinning worker with SIGXCPU", "[integration][fault][limits]") {
   auto cfg = pool_config(fixture("fx_fault"), 1);
   cfg.limits.cpu_seconds = 1;
-  auto pool = start(cfg);
+  auto pool = start_pool(cfg);
   Outcome o = get(pool->submit("spin"), 20s);
   CHECK(o.status == Status::crashed);
   CHECK((o.error == "worker 0 died: signal 24 (SIGXCPU)" || o.error == "worker 0 died: signal 9 (SIGKILL)"));

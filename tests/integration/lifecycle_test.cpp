@@ -69,18 +69,6 @@ PoolConfig lifecycle_config(const std::filesystem::path& log, uint32_t workers) 
   return c;
 }
 
-std::unique_ptr<Pool> start(const PoolConfig& c) {
-  auto pool = Pool::start(c);
-  INFO((pool ? std::string() : pool.error().message));
-  REQUIRE(pool.ok());
-  return std::move(*pool);
-}
-
-Outcome get(std::future<Outcome> f) {
-  REQUIRE(f.wait_for(30s) == std::future_status::ready);
-  return f.get();
-}
-
 std::string yaml_for(const PoolConfig& c) {
   std::ostringstream y;
   y << "pools:\n  life:\n    plugin: " << c.plugin.string() << "\n    workers: " << c.workers
@@ -105,7 +93,7 @@ TEST_CASE("close and join: every worker opens, inits, then runs the whole chain 
           "[integration][lifecycle]") {
   TempDir dir;
   auto log = dir.path() / "events.log";
-  auto pool = start(lifecycle_config(log, 2));
+  auto pool = start_pool(lifecycle_config(log, 2));
   CHECK(get(pool->submit("resource db")).output == "found");
   CHECK(get(pool->submit("resource nope")).output == "missing");
   auto pids = pool->worker_pids();
@@ -120,7 +108,7 @@ TEST_CASE("terminate: queued tasks are cancelled, a stop-aware task finishes, ev
           "[integration][lifecycle]") {
   TempDir dir;
   auto log = dir.path() / "events.log";
-  auto pool = start(lifecycle_config(log, 1));
+  auto pool = start_pool(lifecycle_config(log, 1));
   auto running = pool->submit("wait-stop");
   auto queued = pool->submit("echo never");
   auto pids = pool->worker_pids();
@@ -144,7 +132,7 @@ TEST_CASE("a task stuck past grace during a stop: the chain runs on the control 
           "[integration][lifecycle]") {
   TempDir dir;
   auto log = dir.path() / "events.log";
-  auto pool = start(lifecycle_config(log, 1));
+  auto pool = start_pool(lifecycle_config(log, 1));
   auto stuck = pool->submit("hang");
   auto pid = pool->worker_pids().at(0);
   // "hang" logs once it runs, then never returns.
@@ -191,7 +179,7 @@ TEST_CASE("max_tasks_per_worker: N tasks on one worker make ceil(N/k) lives, non
   auto log = dir.path() / "events.log";
   PoolConfig c = lifecycle_config(log, 1);
   c.max_tasks_per_worker = 3;
-  auto pool = start(c);
+  auto pool = start_pool(c);
   std::vector<std::string> inputs;
   for (int i = 0; i < 10; ++i) inputs.push_back("echo " + std::to_string(i));
   auto outcomes = pool->map(inputs);
@@ -213,7 +201,7 @@ TEST_CASE("max_memory: a worker past its RSS limit runs its chain and is replace
   auto log = dir.path() / "events.log";
   PoolConfig c = lifecycle_config(log, 1);
   c.max_memory = 96u << 20;
-  auto pool = start(c);
+  auto pool = start_pool(c);
   std::vector<std::string> inputs(6, "alloc 40");
   auto outcomes = pool->map(inputs);
   for (const auto& o : outcomes) CHECK(o.status == Status::ok);
@@ -229,7 +217,7 @@ TEST_CASE("exit() inside run: the chain runs from the exit path, the task is cra
           "[integration][lifecycle]") {
   TempDir dir;
   auto log = dir.path() / "events.log";
-  auto pool = start(lifecycle_config(log, 1));
+  auto pool = start_pool(lifecycle_config(log, 1));
   int first = pool->worker_pids().at(0);
   Outcome o = get(pool->submit("exit 3"));
   CHECK(o.status == Status::crashed);
@@ -247,7 +235,7 @@ TEST_CASE("SIGKILL of a worker: no chain in it, recover hooks in its replacement
           "[integration][lifecycle]") {
   TempDir dir;
   auto log = dir.path() / "events.log";
-  auto pool = start(lifecycle_config(log, 1));
+  auto pool = start_pool(lifecycle_config(log, 1));
   int first = pool->worker_pids().at(0);
   Outcome o = get(pool->submit("kill9"));
   CHECK(o.status == Status::crashed);
@@ -284,7 +272,7 @@ TEST_CASE("a resource that fails to open fails the start with its message, and w
 TEST_CASE("SIGTERM to one worker from outside is a stop request, not a crash", "[integration][lifecycle]") {
   TempDir dir;
   auto log = dir.path() / "events.log";
-  auto pool = start(lifecycle_config(log, 1));
+  auto pool = start_pool(lifecycle_config(log, 1));
   int first = pool->worker_pids().at(0);
   auto running = pool->submit("sleep 200");
   std::vector<std::future<Outcome>> queued;
@@ -384,7 +372,7 @@ TEST_CASE("workers that keep failing to start back off, then the pool fails and 
   PoolConfig c = lifecycle_config(log, 1);
   c.resources.clear();
   c.params["fail_init_if"] = flag.string();
-  auto pool = start(c);
+  auto pool = start_pool(c);
   dir.write("broken", "");  // from now on every new worker's init fails
   auto t0 = std::chrono::steady_clock::now();
   Outcome crashed = get(pool->submit("segv"));

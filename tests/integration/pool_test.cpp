@@ -21,18 +21,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::unique_ptr<Pool> start_pool(const PoolConfig& config) {
-  auto pool = Pool::start(config);
-  INFO((pool ? std::string() : pool.error().message));
-  REQUIRE(pool.ok());
-  return std::move(*pool);
-}
-
-Outcome get(std::future<Outcome> f, std::chrono::seconds limit = 30s) {
-  REQUIRE(f.wait_for(limit) == std::future_status::ready);
-  return f.get();
-}
-
 bool no_child_left() {
   // Every worker has been reaped by its pool: this process has no child at all.
   return ::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD;

@@ -2,6 +2,8 @@
 
 #include "process/spawn.hpp"
 
+#include <catch2/catch.hpp>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/syscall.h>
@@ -46,6 +48,18 @@ PoolConfig pool_config(const std::string& plugin, uint32_t workers) {
   c.fini_timeout = std::chrono::seconds(2);
   c.queue_capacity = 64 * 1024;
   return c;
+}
+
+std::unique_ptr<Pool> start_pool(const PoolConfig& config) {
+  auto pool = Pool::start(config);
+  INFO((pool ? std::string() : pool.error().message));
+  REQUIRE(pool.ok());
+  return std::move(*pool);
+}
+
+Outcome get(std::future<Outcome> f, std::chrono::seconds limit) {
+  REQUIRE(f.wait_for(limit) == std::future_status::ready);
+  return f.get();
 }
 
 bool all_gone(const std::vector<int>& pids, std::chrono::milliseconds limit) {

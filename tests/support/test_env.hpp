@@ -6,6 +6,7 @@
 #include "fixture_paths.hpp"
 
 #include <shoal/config.hpp>
+#include <shoal/runtime.hpp>
 
 #include <chrono>
 #include <filesystem>
@@ -44,6 +45,12 @@ std::string fixture(const std::string& name);
 
 /// A pool config over `plugin` with `workers` workers and short shutdown timings.
 PoolConfig pool_config(const std::string& plugin, uint32_t workers);
+
+/// Starts a pool; fails the test (naming the cause) when it cannot start.
+std::unique_ptr<Pool> start_pool(const PoolConfig& config);
+
+/// The outcome behind `f`; fails the test if it is not ready within `limit`.
+Outcome get(std::future<Outcome> f, std::chrono::seconds limit = std::chrono::seconds(30));
 
 /// True once every pid in `pids` is gone (reaped or never existed), waiting up to `limit`.
 bool all_gone(const std::vector<int>& pids, std::chrono::milliseconds limit = std::chrono::milliseconds(5000));

@@ -71,6 +71,12 @@ bool send_all(int fd, const std::string& bytes) {
 
 void Pool::Impl::arm_timer(Duration after) { arm(timer.get(), after); }
 
+// A timerfd stays readable until its expiration count is read.
+static void consume_expirations(int timerfd) {
+  uint64_t expirations;
+  (void)!::read(timerfd, &expirations, sizeof expirations);
+}
+
 void Pool::Impl::arm(int fd, Duration after) {
   itimerspec spec{};
   auto ns = std::max<int64_t>(after.count(), 1);
@@ -111,8 +117,7 @@ void Pool::Impl::arm_respawn_timer() {
 }
 
 void Pool::Impl::on_respawn_timer() {
-  uint64_t expirations;
-  (void)!::read(respawn_timer.get(), &expirations, sizeof expirations);
+  consume_expirations(respawn_timer.get());
   auto now = std::chrono::steady_clock::now();
   for (auto& w : workers) {
     if (w.state != WorkerSlot::State::waiting) continue;
@@ -448,8 +453,7 @@ void Pool::Impl::request_stop(StopMode mode) {
 }
 
 void Pool::Impl::on_timer() {
-  uint64_t expirations;
-  (void)!::read(timer.get(), &expirations, sizeof expirations);
+  consume_expirations(timer.get());
   for (auto& w : workers)
     kill_worker(w, "worker " + std::to_string(w.index) + " did not stop within its grace and fini timeouts");
 }
@@ -501,8 +505,7 @@ void Pool::Impl::arm_task_timer() {
 }
 
 void Pool::Impl::on_task_timer() {
-  uint64_t expirations;
-  (void)!::read(task_timer.get(), &expirations, sizeof expirations);
+  consume_expirations(task_timer.get());
   auto now = std::chrono::steady_clock::now();
   for (auto& w : workers) {
     if (w.inflight.empty() || (w.state != WorkerSlot::State::ready && w.state != WorkerSlot::State::stopping)) continue;
