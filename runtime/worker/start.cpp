@@ -123,6 +123,12 @@ bool Worker::apply_limits() {
   if (limit_cpu_ != 0 && !set(RLIMIT_CPU, limit_cpu_, limit_cpu_ + 1, "cpu_seconds")) return false;
   if (limit_nofile_ != 0 && !set(RLIMIT_NOFILE, limit_nofile_, limit_nofile_, "open_files")) return false;
   if (!core_dumps_ && !set(RLIMIT_CORE, 0, 0, "core_dumps")) return false;
+  // When memory runs out, the kernel's OOM killer should pick a worker (replaceable, its
+  // task gets an outcome) rather than the host. Raising one's own score needs no privilege.
+  if (int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC); fd >= 0) {
+    (void)!::write(fd, "1000", 4);
+    ::close(fd);
+  }
   if (no_new_privs_ && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     return fatal(std::string("limits.no_new_privs: prctl: ") + std::strerror(errno));
   return true;

@@ -173,6 +173,11 @@ TEST_CASE("limits: address space, open files, core dumps and no_new_privs reach 
   CHECK(proc_field(pid, "limits", "Max open files").find(" 64 ") != std::string::npos);
   CHECK(proc_field(pid, "limits", "Max core file size").find(" 0 ") != std::string::npos);
   CHECK(proc_field(pid, "status", "NoNewPrivs:").find('1') != std::string::npos);
+  // The OOM killer's first choice is a worker, never the host.
+  std::ifstream score("/proc/" + std::to_string(pid) + "/oom_score_adj");
+  int adj = 0;
+  score >> adj;
+  CHECK(adj == 1000);
   if (!kSanitized) {
     CHECK(proc_field(pid, "limits", "Max address space").find(" 1073741824 ") != std::string::npos);
     // A plugin that allocates without bound sees its allocation fail: an error, not an OOM kill.
