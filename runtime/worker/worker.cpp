@@ -65,6 +65,7 @@ bool Worker::should_stop() const noexcept {
 std::byte* Worker::result_space(uint64_t bytes) {
   std::byte* p = results_.reserve(bytes);
   if (p != nullptr) return p;
+  wake_host();  // results it has not been told about fill the ring: it must drain them
   wait_until([&] {
     return (p = results_.reserve(bytes)) != nullptr || results_.corrupt() ||
            local_stop_.load() == static_cast<uint32_t>(LocalStop::host_gone);
@@ -191,7 +192,11 @@ void Worker::run_task(const RecordView& task) {
   results_.advance(record_bytes(h.size));
   results_.publish();
   block_->running_task.store(0, std::memory_order_release);
-  wake_host();
+  // One wake-up of the host per few results: while more than one task is still queued
+  // here, the host has nothing urgent to do, and waking it would take a CPU from the
+  // workers. It is woken when this worker is about to run dry (so it refills in time),
+  // when the result ring fills (result_space), and for every result of a lone task.
+  if (tasks_.at_most_one_left()) wake_host();
 }
 
 int Worker::serve() {

@@ -52,6 +52,13 @@ bool RingConsumer::has_data() noexcept {
   return header_->write_pos.load(std::memory_order_acquire) != read_;
 }
 
+bool RingConsumer::at_most_one_left() noexcept {
+  uint64_t w = header_->write_pos.load(std::memory_order_acquire);
+  if (w <= read_ || w - read_ > capacity_) return true;
+  auto rec = decode_record(data_ + (read_ & (capacity_ - 1)), w - read_);
+  return !rec || rec->total >= w - read_;
+}
+
 std::optional<RecordView> RingConsumer::peek() noexcept {
   if (corrupt_) return std::nullopt;
   if (read_ == write_cache_) {

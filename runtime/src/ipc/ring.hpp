@@ -59,6 +59,8 @@ class RingConsumer {
   std::optional<RecordView> peek() noexcept;
   /// True when a record is waiting (no validation beyond the cursor).
   bool has_data() noexcept;
+  /// True when at most one record is left to read (the one peek would return).
+  bool at_most_one_left() noexcept;
   /// Frees the record returned by peek and publishes the read cursor.
   void consume(const RecordView& record) noexcept;
   bool corrupt() const noexcept { return corrupt_; }

@@ -697,7 +697,9 @@ void Pool::Impl::run_loop() {
       break;
     }
     arm_task_timer();
-    sleep_for_events(!progress && inflight_total > 0);
+    // Spin only when results come faster than a sleep and wake-up would take: with
+    // longer tasks the spinning host would take CPU from the workers it waits for.
+    sleep_for_events(!progress && inflight_total > 0 && avg_task_ns < kHostSpinNs);
   }
   phase = Phase::done;
   {

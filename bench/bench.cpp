@@ -1,0 +1,266 @@
+// shoal_bench: the shoal side of bench/run. Prints one "name value unit" line per figure;
+// bench/report.py sets them beside bench/peers.py's Python figures from the same run.
+//
+//   shoal_bench [--quick]
+// Workloads (2 workers unless said): a) 1,000,000 tiny echo tasks through map; b) the
+// same through submit (one future each) and map_unordered; c) 20,000 CPU tasks of
+// ~100 µs against 2 x the in-process rate; d) sequential round trips on one worker, busy
+// and with 1 ms pauses; e) 64 KiB and 1 MiB echo bandwidth against memcpy; f) start and
+// close+join of 2 and 16 workers; g) host and worker RSS around 10,000,000 tiny tasks.
+// The floor is the same plugin called in-process through its shoal_run symbol.
+#include <shoal/plugin.h>
+#include <shoal/runtime.hpp>
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+bool g_quick = false;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+void figure(const char* name, double value, const char* unit) {
+  std::printf("%s %.6g %s\n", name, value, unit);
+  std::fflush(stdout);
+}
+
+long rss_kib(int pid) {
+  std::ifstream in("/proc/" + (pid == 0 ? std::string("self") : std::to_string(pid)) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+std::unique_ptr<shoal::Pool> pool(const char* plugin, uint32_t workers, uint64_t capacity = 4u << 20) {
+  shoal::PoolConfig c;
+  c.name = "bench";
+  c.plugin = plugin;
+  c.workers = workers;
+  c.queue_capacity = capacity;
+  auto p = shoal::Pool::start(c);
+  if (!p) {
+    std::fprintf(stderr, "shoal_bench: %s\n", p.error().message.c_str());
+    std::exit(2);
+  }
+  return std::move(*p);
+}
+
+// ---- the floor: the plugin's shoal_run called in this process through a stub host.
+
+struct InProcess {
+  shoal_status (*init)(const shoal_host*, shoal_ctx*, void**);
+  shoal_status (*run)(shoal_ctx*, void*, shoal_bytes);
+  void* user = nullptr;
+  shoal_host host{};
+  static inline std::vector<char> out = std::vector<char>(2u << 20);
+  static inline size_t used = 0;
+
+  explicit InProcess(const char* path) {
+    void* lib = ::dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) std::exit(2);
+    init = reinterpret_cast<decltype(init)>(::dlsym(lib, "shoal_init"));
+    run = reinterpret_cast<decltype(run)>(::dlsym(lib, "shoal_run"));
+    host.struct_size = sizeof host;
+    host.abi_version = SHOAL_ABI_VERSION;
+    host.reserve = [](shoal_ctx*, size_t n) -> void* {
+      void* p = out.data() + used;
+      used += n;
+      return p;
+    };
+    host.emit = [](shoal_ctx*, const void* d, size_t n) -> shoal_status {
+      std::memcpy(out.data() + used, d, n);
+      used += n;
+      return SHOAL_OK;
+    };
+    host.report_error = [](shoal_ctx*, shoal_status, const char*) {};
+    host.should_stop = [](shoal_ctx*) -> int32_t { return 0; };
+    host.add_finalizer = [](shoal_ctx*, int32_t, shoal_finalizer_fn, void*) -> shoal_status { return SHOAL_OK; };
+    host.resource = [](shoal_ctx*, const char*) -> void* { return nullptr; };
+    host.param = [](shoal_ctx*, const char*) -> const char* { return nullptr; };
+    host.log = [](shoal_ctx*, int32_t, const char*) {};
+    host.worker_index = [](shoal_ctx*) -> uint32_t { return 0; };
+    init(&host, nullptr, &user);
+  }
+  void call(const std::string& input) {
+    used = 0;
+    run(nullptr, user, shoal_bytes{input.data(), input.size()});
+  }
+};
+
+// ---- workloads
+
+void tiny_tasks() {
+  const size_t n = g_quick ? 200'000 : 1'000'000;
+  std::vector<std::string> inputs(n, "12345678");
+  auto p = pool(SHOAL_BENCH_ECHO, 2);
+  (void)p->map(std::vector<std::string>(10'000, "12345678"));  // warm-up: dispatch depth settles
+  auto t0 = Clock::now();
+  auto outs = p->map(inputs);
+  figure("a_map_tiny", static_cast<double>(n) / seconds_since(t0), "tasks/s");
+
+  const size_t m = n / 5;
+  t0 = Clock::now();
+  std::vector<std::future<shoal::Outcome>> futures;
+  futures.reserve(m);
+  for (size_t i = 0; i < m; ++i) futures.push_back(p->submit(inputs[i]));
+  for (auto& f : futures) f.get();
+  figure("b_submit_tiny", static_cast<double>(m) / seconds_since(t0), "tasks/s");
+
+  t0 = Clock::now();
+  size_t seen = 0;
+  p->map_unordered(inputs, [&](size_t, shoal::Outcome&&) { ++seen; });
+  figure("b_unordered_tiny", static_cast<double>(seen) / seconds_since(t0), "tasks/s");
+  p->join();
+
+  InProcess floor(SHOAL_BENCH_ECHO);
+  t0 = Clock::now();
+  for (size_t i = 0; i < n; ++i) floor.call(inputs[i]);
+  figure("floor_tiny", static_cast<double>(n) / seconds_since(t0), "tasks/s");
+}
+
+void cpu_tasks() {
+  // Calibrate the iteration count to ~100 µs in-process, then run 20,000 such tasks.
+  InProcess floor(SHOAL_BENCH_CPU);
+  auto t_cal = Clock::now();
+  for (int i = 0; i < 200; ++i) floor.call("10000");
+  auto iters = static_cast<uint64_t>(10000 * 100e-6 / (seconds_since(t_cal) / 200));
+  const std::string task = std::to_string(iters);
+  const size_t n = g_quick ? 4'000 : 20'000;
+  auto t0 = Clock::now();
+  for (size_t i = 0; i < 2000; ++i) floor.call(task);
+  double inproc_rate = 2000 / seconds_since(t0);
+  figure("c_cpu_task_us", 1e6 / inproc_rate, "us");
+  figure("c_cpu_iterations", static_cast<double>(iters), "iterations");
+
+  auto p = pool(SHOAL_BENCH_CPU, 2);
+  std::vector<std::string> inputs(n, task);
+  t0 = Clock::now();
+  auto outs = p->map(inputs);
+  double rate = static_cast<double>(n) / seconds_since(t0);
+  figure("c_cpu_map", rate, "tasks/s");
+  figure("c_cpu_ideal", 2 * inproc_rate, "tasks/s");
+  figure("c_cpu_efficiency", rate / (2 * inproc_rate), "ratio");
+  p->join();
+}
+
+void percentiles(const char* prefix, std::vector<double>& us) {
+  std::sort(us.begin(), us.end());
+  auto at = [&](double q) { return us[static_cast<size_t>(q * static_cast<double>(us.size() - 1))]; };
+  std::string name(prefix);
+  figure((name + "_p50").c_str(), at(0.50), "us");
+  figure((name + "_p99").c_str(), at(0.99), "us");
+  figure((name + "_p999").c_str(), at(0.999), "us");
+}
+
+void round_trips() {
+  auto p = pool(SHOAL_BENCH_ECHO, 1);
+  const size_t busy = g_quick ? 20'000 : 100'000, idle = g_quick ? 500 : 2'000;
+  std::vector<double> us;
+  us.reserve(busy);
+  for (size_t i = 0; i < 1000; ++i) p->submit("x").get();
+  for (size_t i = 0; i < busy; ++i) {
+    auto t0 = Clock::now();
+    p->submit("x").get();
+    us.push_back(seconds_since(t0) * 1e6);
+  }
+  percentiles("d_rtt_busy", us);
+  us.clear();
+  for (size_t i = 0; i < idle; ++i) {
+    std::this_thread::sleep_for(1ms);
+    auto t0 = Clock::now();
+    p->submit("x").get();
+    us.push_back(seconds_since(t0) * 1e6);
+  }
+  percentiles("d_rtt_idle", us);
+  p->join();
+}
+
+void bandwidth() {
+  auto p = pool(SHOAL_BENCH_ECHO, 2, 8u << 20);
+  for (size_t size : {size_t{64} << 10, size_t{1} << 20}) {
+    const size_t n = (g_quick ? 256u : 2048u) * (1u << 20) / size;
+    std::vector<std::string> inputs(n, std::string(size, 'b'));
+    auto t0 = Clock::now();
+    auto outs = p->map(inputs);
+    double gbs = static_cast<double>(n * size) / seconds_since(t0) / 1e9;
+    std::vector<char> dst(size);
+    t0 = Clock::now();
+    for (size_t i = 0; i < n; ++i) {
+      std::memcpy(dst.data(), inputs[i].data(), size);
+      __asm__ volatile("" : : "r"(dst.data()) : "memory");
+    }
+    double memcpy_gbs = static_cast<double>(n * size) / seconds_since(t0) / 1e9;
+    std::string tag = size == (64u << 10) ? "64k" : "1m";
+    figure(("e_echo_" + tag).c_str(), gbs, "GB/s");
+    figure(("e_memcpy_" + tag).c_str(), memcpy_gbs, "GB/s");
+    figure(("e_ratio_" + tag).c_str(), gbs / memcpy_gbs, "ratio");
+  }
+  p->join();
+}
+
+void start_stop() {
+  for (uint32_t workers : {2u, 16u}) {
+    std::vector<double> start, stop;
+    for (int rep = 0; rep < 5; ++rep) {
+      auto t0 = Clock::now();
+      auto p = pool(SHOAL_BENCH_ECHO, workers, 64u << 10);
+      start.push_back(seconds_since(t0) * 1e3);
+      t0 = Clock::now();
+      p->close();
+      p->join();
+      stop.push_back(seconds_since(t0) * 1e3);
+    }
+    std::sort(start.begin(), start.end());
+    std::sort(stop.begin(), stop.end());
+    std::string w = std::to_string(workers);
+    figure(("f_start_" + w).c_str(), start[2], "ms");
+    figure(("f_stop_" + w).c_str(), stop[2], "ms");
+  }
+}
+
+void memory() {
+  auto p = pool(SHOAL_BENCH_ECHO, 2);
+  const size_t batch = 1'000'000, batches = g_quick ? 2 : 10;
+  std::vector<std::string> inputs(batch, "12345678");
+  // Two batches first: the allocator's arenas reach their working size.
+  (void)p->map(inputs);
+  (void)p->map(inputs);
+  long host0 = rss_kib(0);
+  long worker0 = 0;
+  for (int pid : p->worker_pids()) worker0 += rss_kib(pid);
+  for (size_t b = 2; b < batches + 2; ++b) (void)p->map(inputs);
+  long host1 = rss_kib(0);
+  long worker1 = 0;
+  for (int pid : p->worker_pids()) worker1 += rss_kib(pid);
+  figure("g_host_rss_growth", static_cast<double>(host1 - host0), "KiB");
+  figure("g_worker_rss_growth", static_cast<double>(worker1 - worker0), "KiB");
+  figure("g_tasks", static_cast<double>(batch * batches), "tasks");
+  p->join();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--quick") == 0) g_quick = true;
+  tiny_tasks();
+  cpu_tasks();
+  round_trips();
+  bandwidth();
+  start_stop();
+  memory();
+  return 0;
+}

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""The Python side of bench/run: the same workloads through multiprocessing.Pool and
+concurrent.futures.ProcessPoolExecutor, 2 workers. Prints "name value unit" lines.
+
+  peers.py [--quick] [--cpu-iterations N]
+
+Tiny tasks echo an 8-byte payload. The CPU task runs the same arithmetic loop as
+bench/cpu_plugin.cpp, with its iteration count calibrated here to ~100 us in-process.
+Slow methods run fewer tasks (their rate is what is compared, not the total time).
+"""
+import concurrent.futures as cf
+import multiprocessing as mp
+import statistics
+import sys
+import time
+
+QUICK = "--quick" in sys.argv
+MASK = (1 << 64) - 1
+
+
+def echo(x):
+    return x
+
+
+def cpu_task(n):
+    x = 1
+    for _ in range(n):
+        x = ((x * 6364136223846793005 + 1442695040888963407) & MASK) ^ (x >> 29)
+    return x & 0xFFFF
+
+
+def ready(_=None):
+    return None
+
+
+def figure(name, value, unit):
+    print(f"{name} {value:.6g} {unit}", flush=True)
+
+
+def rate(n, fn):
+    t0 = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - t0)
+
+
+def calibrate():
+    n = 1000
+    t0 = time.perf_counter()
+    for _ in range(50):
+        cpu_task(n)
+    per_task = (time.perf_counter() - t0) / 50
+    return max(1, int(n * 100e-6 / per_task))
+
+
+def tiny(ctx):
+    big = 200_000 if QUICK else 1_000_000
+    small = 20_000 if QUICK else 100_000
+    # Distinct payloads: a list of one repeated object would pickle as memo references.
+    data = [i.to_bytes(8, "little") for i in range(big)]
+    with ctx.Pool(2) as pool:
+        pool.map(echo, data[:10_000])
+        figure("py_pool_map_default", rate(big, lambda: pool.map(echo, data)), "tasks/s")
+        figure("py_pool_map_chunksize1", rate(small, lambda: pool.map(echo, data[:small], chunksize=1)), "tasks/s")
+        figure("py_pool_imap_unordered", rate(small, lambda: list(pool.imap_unordered(echo, data[:small]))), "tasks/s")
+
+        def one_by_one():
+            rs = [pool.apply_async(echo, (d,)) for d in data[:small]]
+            for r in rs:
+                r.get()
+
+        figure("py_pool_apply_async", rate(small, one_by_one), "tasks/s")
+        lat = []
+        for _ in range(2_000 if QUICK else 10_000):
+            t0 = time.perf_counter()
+            pool.apply(echo, (b"x",))
+            lat.append((time.perf_counter() - t0) * 1e6)
+        lat.sort()
+        figure("py_pool_apply_rtt_p50", lat[len(lat) // 2], "us")
+        figure("py_pool_apply_rtt_p99", lat[int(len(lat) * 0.99)], "us")
+    with cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        list(ex.map(echo, data[:1000]))
+
+        def submit_each():
+            fs = [ex.submit(echo, d) for d in data[: small // 2]]
+            for f in fs:
+                f.result()
+
+        figure("py_ppe_submit", rate(small // 2, submit_each), "tasks/s")
+        figure("py_ppe_map_chunksize", rate(big, lambda: list(ex.map(echo, data, chunksize=1000))), "tasks/s")
+
+
+def cpu(ctx, iterations):
+    n = 4_000 if QUICK else 20_000
+    t0 = time.perf_counter()
+    for _ in range(500):
+        cpu_task(iterations)
+    inproc = 500 / (time.perf_counter() - t0)
+    figure("py_cpu_task_us", 1e6 / inproc, "us")
+    tasks = [iterations] * n
+    with ctx.Pool(2) as pool:
+        r = rate(n, lambda: pool.map(cpu_task, tasks))
+    figure("py_cpu_pool_map", r, "tasks/s")
+    figure("py_cpu_efficiency", r / (2 * inproc), "ratio")
+
+
+def start_stop(method, workers):
+    ctx = mp.get_context(method)
+    starts, stops = [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        pool = ctx.Pool(workers)
+        # Until every worker has started and answered once.
+        pool.map(ready, range(workers), chunksize=1)
+        starts.append((time.perf_counter() - t0) * 1e3)
+        t0 = time.perf_counter()
+        pool.close()
+        pool.join()
+        stops.append((time.perf_counter() - t0) * 1e3)
+    figure(f"py_start_{method}_{workers}", statistics.median(starts), "ms")
+    figure(f"py_stop_{method}_{workers}", statistics.median(stops), "ms")
+
+
+def main():
+    iterations = None
+    if "--cpu-iterations" in sys.argv:
+        iterations = int(sys.argv[sys.argv.index("--cpu-iterations") + 1])
+    ctx = mp.get_context("fork")
+    tiny(ctx)
+    cpu(ctx, iterations or calibrate())
+    for method in ("fork", "forkserver", "spawn"):
+        for workers in (2, 16):
+            start_stop(method, workers)
+
+
+if __name__ == "__main__":
+    main()
