@@ -155,13 +155,28 @@ void Pool::Impl::enqueue(std::vector<TaskPtr> tasks) {
                           ? "input of " + std::to_string(t->input.size()) + " bytes exceeds the task ring limit of " +
                                 std::to_string(limit) + " bytes (raise pools." + config.name + ".queue.capacity)"
                           : closed_why;
-    t->done(rejection(why));
+    finish(std::move(t), rejection(why));
   }
 }
 
+void detail::finish(TaskPtr task, Outcome&& outcome) {
+  Task* t = task.release();
+  if (t->batch != nullptr) {
+    t->batch->put(t->index, std::move(outcome));  // batch tasks are not on the heap
+    return;
+  }
+  auto done = std::move(t->done);
+  delete t;
+  done(std::move(outcome));
+}
+
 void Pool::submit(std::string_view input, std::function<void(Outcome&&)> on_done) {
+  TaskPtr t(new Task);
+  t->owned.assign(input);
+  t->input = t->owned;
+  t->done = std::move(on_done);
   std::vector<TaskPtr> one;
-  one.push_back(std::make_unique<Task>(Task{std::string(input), std::move(on_done)}));
+  one.push_back(std::move(t));
   impl_->enqueue(std::move(one));
 }
 
@@ -174,71 +189,92 @@ std::future<Outcome> Pool::submit(std::string_view input) {
 
 namespace {
 
-// Collects the outcomes of one batch; the last one wakes the caller.
-struct Batch {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::pair<size_t, Outcome>> done;  // unordered form: handed to the caller
-  std::vector<Outcome> ordered;                  // map: by index
-  size_t remaining = 0;
-  bool keep_order = false;
-
-  void put(size_t index, Outcome&& o) {
-    bool wake = false;
-    {
-      std::lock_guard lock(mu);
-      if (keep_order) {
-        ordered[index] = std::move(o);
-      } else {
-        // The caller only waits for the queue to become non-empty: one wake-up per batch
-        // of completions, not one futex call per task.
-        wake = done.empty();
-        done.emplace_back(index, std::move(o));
-      }
-      --remaining;
-      wake = wake || remaining == 0;
+// The tasks of one map or map_unordered call and where their outcomes go. It is freed by
+// the caller once every outcome is in; the thread delivering the last one signals under
+// the mutex, so it is done with the batch before the caller can see the end.
+class Batch final : public BatchSink {
+ public:
+  Batch(std::span<const std::string> inputs, bool keep_order) : keep_order_(keep_order), remaining_(inputs.size()) {
+    tasks_.resize(inputs.size());
+    if (keep_order_) ordered_.resize(inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      tasks_[i].input = inputs[i];
+      tasks_[i].batch = this;
+      tasks_[i].index = i;
+      tasks_[i].heap = false;
     }
-    if (wake) cv.notify_one();
   }
-};
 
-void submit_batch(Pool::Impl& impl, std::span<const std::string> inputs, const std::shared_ptr<Batch>& batch) {
-  std::vector<TaskPtr> tasks;
-  tasks.reserve(inputs.size());
-  for (size_t i = 0; i < inputs.size(); ++i)
-    tasks.push_back(std::make_unique<Task>(Task{inputs[i], [batch, i](Outcome&& o) { batch->put(i, std::move(o)); }}));
-  impl.enqueue(std::move(tasks));
-}
+  void submit(Pool::Impl& impl) {
+    std::vector<TaskPtr> ptrs;
+    ptrs.reserve(tasks_.size());
+    for (auto& t : tasks_) ptrs.emplace_back(&t);
+    impl.enqueue(std::move(ptrs));
+  }
+
+  void put(size_t index, Outcome&& o) override {
+    if (keep_order_) {
+      // Each slot is written by one delivery only; the mutex below publishes them all.
+      ordered_[index] = std::move(o);
+      if (remaining_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+      std::lock_guard lock(mu_);
+      finished_ = true;
+      cv_.notify_one();
+      return;
+    }
+    std::lock_guard lock(mu_);
+    // The caller waits for the queue to become non-empty: one wake-up per burst.
+    bool wake = done_.empty();
+    done_.emplace_back(index, std::move(o));
+    if (wake) cv_.notify_one();
+  }
+
+  std::vector<Outcome> wait_ordered() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return finished_; });
+    return std::move(ordered_);
+  }
+
+  // Hands out what has completed, as it completes; false once all were handed out.
+  bool next(std::vector<std::pair<size_t, Outcome>>& out) {
+    if (handed_ == tasks_.size()) return false;
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !done_.empty(); });
+    out.swap(done_);
+    handed_ += out.size();
+    return true;
+  }
+
+ private:
+  const bool keep_order_;
+  std::vector<Task> tasks_;
+  std::vector<Outcome> ordered_;
+  std::atomic<size_t> remaining_;
+  size_t handed_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool finished_ = false;
+  std::vector<std::pair<size_t, Outcome>> done_;
+};
 
 }  // namespace
 
 std::vector<Outcome> Pool::map(std::span<const std::string> inputs) {
-  auto batch = std::make_shared<Batch>();
-  batch->keep_order = true;
-  batch->ordered.resize(inputs.size());
-  batch->remaining = inputs.size();
-  submit_batch(*impl_, inputs, batch);
-  std::unique_lock lock(batch->mu);
-  batch->cv.wait(lock, [&] { return batch->remaining == 0; });
-  return std::move(batch->ordered);
+  if (inputs.empty()) return {};
+  Batch batch(inputs, true);
+  batch.submit(*impl_);
+  return batch.wait_ordered();
 }
 
 void Pool::map_unordered(std::span<const std::string> inputs,
                          const std::function<void(size_t index, Outcome&& outcome)>& on_done) {
-  auto batch = std::make_shared<Batch>();
-  batch->remaining = inputs.size();
-  submit_batch(*impl_, inputs, batch);
-  size_t delivered = 0;
+  if (inputs.empty()) return;
+  Batch batch(inputs, false);
+  batch.submit(*impl_);
   std::vector<std::pair<size_t, Outcome>> ready;
-  while (delivered < inputs.size()) {
-    {
-      std::unique_lock lock(batch->mu);
-      batch->cv.wait(lock, [&] { return !batch->done.empty(); });
-      ready.swap(batch->done);
-    }
-    // The callback runs without the batch lock, so a slow consumer never blocks the loop.
+  // The callback runs without the batch lock, so a slow consumer never blocks the loop.
+  while (batch.next(ready)) {
     for (auto& [i, o] : ready) on_done(i, std::move(o));
-    delivered += ready.size();
     ready.clear();
   }
 }

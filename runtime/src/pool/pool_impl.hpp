@@ -25,13 +25,40 @@ namespace shoal {
 
 namespace detail {
 
+/// Where the outcomes of one map or map_unordered call go: one object for the whole batch
+/// instead of a heap callback per task. It lives until its last outcome is delivered.
+class BatchSink {
+ public:
+  virtual void put(size_t index, Outcome&& outcome) = 0;
+
+ protected:
+  ~BatchSink() = default;
+};
+
+// One submitted task. A submit() task is a heap object owning a copy of its input; a
+// batch task lives in its batch's array and views the caller's input, which the blocking
+// map call keeps alive: no allocation and no copy per task on that path. A Task is never
+// moved once `input` is set (it may point into `owned`).
 struct Task {
-  std::string input;
-  std::function<void(Outcome&&)> done;  // called exactly once, then the task is destroyed
+  std::string_view input;
+  std::string owned;
+  std::function<void(Outcome&&)> done;  // submit(); empty for batch tasks
+  BatchSink* batch = nullptr;           // batch tasks: where the outcome goes, at `index`
+  size_t index = 0;
   uint64_t id = 0;                      // id of its current dispatch (changes on retry)
   uint32_t attempts = 0;                // attempts that started in a worker
+  bool heap = true;                     // false: storage owned by the batch
 };
-using TaskPtr = std::unique_ptr<Task>;
+struct TaskDeleter {
+  void operator()(Task* t) const noexcept {
+    if (t->heap) delete t;
+  }
+};
+using TaskPtr = std::unique_ptr<Task, TaskDeleter>;
+
+/// Delivers the outcome and ends the task, exactly once. A batch may be freed by its
+/// caller as soon as its last outcome is in, so nothing touches the task afterwards.
+void finish(TaskPtr task, Outcome&& outcome);
 
 struct WorkerSlot {
   enum class State { down, waiting, starting, ready, stopping };  // waiting: back-off before a respawn

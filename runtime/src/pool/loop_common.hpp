@@ -1,0 +1,47 @@
+// Shared by the two halves of the pool's loop thread: loop.cpp (dispatch, results, the
+// loop itself) and supervise.cpp (worker life cycle, timers, stopping).
+#ifndef SHOAL_POOL_LOOP_COMMON_HPP
+#define SHOAL_POOL_LOOP_COMMON_HPP
+
+#include "pool/pool_impl.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+namespace shoal::detail {
+
+enum EventKind : uint32_t { kSubmit = 1, kResult = 2, kTimer = 3, kPidfd = 4, kControl = 5, kRespawn = 6, kTaskTimer = 7 };
+
+inline uint64_t event_key(EventKind kind, uint32_t index) { return (uint64_t{kind} << 32) | index; }
+
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Work queued in one worker's ring, in time: enough that the worker never waits for the
+// host's round trip, small enough that the last tasks of a batch are never stuck behind
+// one worker while another is idle (the chunksize trap).
+inline constexpr double kQueueTargetNs = 300'000;
+inline constexpr size_t kMaxDepth = 1024;
+// A host with tasks in flight spins this long for results before sleeping.
+inline constexpr int64_t kHostSpinNs = 20'000;
+inline constexpr uint32_t kMaxStartFailures = 5;
+// Crash-loop back-off: a process that died having served no task is replaced after
+// 250 ms, doubling up to 30 s; the first death after a healthy run is replaced at once.
+inline constexpr auto kBackoffFirst = std::chrono::milliseconds(250);
+inline constexpr auto kBackoffMax = std::chrono::seconds(30);
+
+inline std::string seconds_text(Duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%gs", std::chrono::duration<double>(d).count());
+  return buf;
+}
+
+}  // namespace shoal::detail
+
+#endif

@@ -1,0 +1,418 @@
+// The pool's workers from spawn to reaping: starting them, reading what they report,
+// stopping them within their deadlines, recycling, crash-loop back-off, task timeouts,
+// and the outcome of every task a dead worker held. Runs on the pool's loop thread.
+#include "common/log.hpp"
+#include "pool/loop_common.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace shoal {
+
+using namespace detail;
+
+namespace {
+
+bool send_all(int fd, const std::string& bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    // MSG_NOSIGNAL: a worker that died already must not kill the host with SIGPIPE.
+    ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+void Pool::Impl::arm_timer(Duration after) { arm(timer.get(), after); }
+
+// A timerfd stays readable until its expiration count is read.
+static void consume_expirations(int timerfd) {
+  uint64_t expirations;
+  (void)!::read(timerfd, &expirations, sizeof expirations);
+}
+
+void Pool::Impl::arm(int fd, Duration after) {
+  itimerspec spec{};
+  auto ns = std::max<int64_t>(after.count(), 1);
+  spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+  spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
+  ::timerfd_settime(fd, 0, &spec, nullptr);
+}
+
+void Pool::Impl::schedule_respawn(WorkerSlot& w) {
+  if (w.served > 0) w.crash_streak = 0;
+  Duration delay{0};
+  if (w.crash_streak > 0) {
+    auto d = kBackoffFirst * (int64_t{1} << std::min<uint32_t>(w.crash_streak - 1, 16));
+    delay = std::min<Duration>(d, kBackoffMax);
+  }
+  ++w.crash_streak;
+  if (delay.count() == 0) {
+    spawn_worker(w);
+    return;
+  }
+  logf(LogLevel::warn, "pool %s: worker %u keeps failing; next start in %s", config.name.c_str(), w.index,
+       seconds_text(delay).c_str());
+  w.respawn_at = std::chrono::steady_clock::now() + delay;
+  w.state = WorkerSlot::State::waiting;
+  arm_respawn_timer();
+}
+
+void Pool::Impl::arm_respawn_timer() {
+  auto earliest = std::chrono::steady_clock::time_point::max();
+  for (auto& w : workers)
+    if (w.state == WorkerSlot::State::waiting) earliest = std::min(earliest, w.respawn_at);
+  if (earliest == std::chrono::steady_clock::time_point::max()) {
+    itimerspec off{};
+    ::timerfd_settime(respawn_timer.get(), 0, &off, nullptr);
+    return;
+  }
+  arm(respawn_timer.get(), std::max<Duration>(earliest - std::chrono::steady_clock::now(), Duration(1)));
+}
+
+void Pool::Impl::on_respawn_timer() {
+  consume_expirations(respawn_timer.get());
+  auto now = std::chrono::steady_clock::now();
+  for (auto& w : workers) {
+    if (w.state != WorkerSlot::State::waiting) continue;
+    if (stop_requested) w.state = WorkerSlot::State::down;
+    else if (w.respawn_at <= now) spawn_worker(w);
+  }
+  arm_respawn_timer();
+}
+
+void Pool::Impl::update_pids() {
+  std::lock_guard lock(mu);
+  pids.clear();
+  for (auto& w : workers)
+    if (w.state != WorkerSlot::State::down && w.state != WorkerSlot::State::waiting) pids.push_back(w.child.pid);
+}
+
+void Pool::Impl::reset_rings(WorkerSlot& w) {
+  // Only called while no process maps this worker's rings as consumer/producer: a new
+  // worker starts from empty rings and a clean control block.
+  WorkerBlock* b = w.block;
+  b->tasks.write_pos.store(0);
+  b->tasks.read_pos.store(0);
+  b->results.write_pos.store(0);
+  b->results.read_pos.store(0);
+  b->worker_wake.store(0);
+  b->worker_sleeping.store(0);
+  b->stop.store(0);
+  b->running_task.store(0);
+  b->cancel_task.store(0);
+  w.tasks = RingProducer(&b->tasks, w.task_map.data(), layout.capacity);
+  w.results = RingConsumer(&b->results, w.result_map.data(), layout.capacity);
+}
+
+void Pool::Impl::spawn_worker(WorkerSlot& w) {
+  reset_rings(w);
+  w.fatal_message.clear();
+  w.killed = false;
+  w.kill_reason.clear();
+  w.notes.clear();
+  w.dispatched = 0;
+  w.served = 0;
+  w.recycling = false;
+  w.timed_out_id = 0;
+  w.timeout_kill = false;
+  w.reader = MessageReader();
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    fail_pool(std::string("socketpair: ") + std::strerror(errno));
+    return;
+  }
+  Fd host_end(sv[0]);
+  auto worker_end = move_fd_above(Fd(sv[1]), 16);
+  if (!worker_end) {
+    fail_pool(worker_end.error().message);
+    return;
+  }
+  SpawnRequest req;
+  req.executable = worker_exe;
+  req.argv = {"shoal-worker", "--pool", config.name, "--index", std::to_string(w.index)};
+  req.env = worker_env;
+  req.fds = {{segment.get(), kWorkerSegmentFd}, {worker_end->get(), kWorkerControlFd},
+             {result_event.get(), kWorkerEventFd}};
+  // Workers never write to the host's stdout: it carries results.
+  req.stdout_to = STDERR_FILENO;
+  auto child = spawn_process(req);
+  if (!child) {
+    fail_pool(child.error().message);
+    return;
+  }
+  w.child = std::move(*child);
+  w.control = std::move(host_end);
+  KeyValues init = {{"pool", config.name},
+                    {"plugin", config.plugin.string()},
+                    {"index", std::to_string(w.index)},
+                    {"capacity", std::to_string(layout.capacity)},
+                    {"segment_size", std::to_string(layout.total())},
+                    {"grace_ns", std::to_string(config.grace.count())},
+                    {"fini_timeout_ns", std::to_string(config.fini_timeout.count())},
+                    {"fini_priority", std::to_string(config.fini_priority)},
+                    {"max_memory", std::to_string(config.max_memory)},
+                    {"host_pid", std::to_string(::getpid())},
+                    {"limit.address_space", std::to_string(config.limits.address_space)},
+                    {"limit.cpu_seconds", std::to_string(config.limits.cpu_seconds)},
+                    {"limit.open_files", std::to_string(config.limits.open_files)},
+                    {"limit.core_dumps", config.limits.core_dumps ? "1" : "0"},
+                    {"limit.no_new_privs", config.limits.no_new_privs ? "1" : "0"}};
+  if (!w.recover_cause.empty()) init.emplace_back("recover", w.recover_cause);
+  w.recover_cause.clear();
+  for (const auto& [k, v] : config.params) init.emplace_back("param." + k, v);
+  for (size_t i = 0; i < config.resources.size(); ++i) {
+    const auto& r = config.resources[i];
+    std::string pre = "resource." + std::to_string(i) + ".";
+    init.emplace_back(pre + "name", r.name);
+    init.emplace_back(pre + "module", r.module.string());
+    init.emplace_back(pre + "priority", std::to_string(r.priority));
+    for (const auto& [k, v] : r.params) init.emplace_back(pre + "param." + k, v);
+  }
+  (void)send_all(w.control.get(), encode_message(MsgType::init, encode_kv(init)));  // EOF shows up as an exit
+  int flags = ::fcntl(w.control.get(), F_GETFL);
+  ::fcntl(w.control.get(), F_SETFL, flags | O_NONBLOCK);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = event_key(kPidfd, w.index);
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, w.child.pidfd.get(), &ev);
+  ev.data.u64 = event_key(kControl, w.index);
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, w.control.get(), &ev);
+  w.state = WorkerSlot::State::starting;
+  update_pids();
+}
+
+void Pool::Impl::finish_start(bool ok, const std::string& error) {
+  std::lock_guard lock(mu);
+  if (start_state != StartState::waiting) return;
+  start_state = ok ? StartState::ok : StartState::failed;
+  start_error = error;
+  start_cv.notify_all();
+}
+
+void Pool::Impl::on_control(WorkerSlot& w) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(w.control.get(), buf, sizeof buf);
+    if (n > 0) {
+      w.reader.feed(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;  // EAGAIN, or EOF: the pidfd reports the exit
+  }
+  while (auto m = w.reader.next()) {
+    if (m->type == MsgType::ready && w.state == WorkerSlot::State::starting) {
+      w.state = WorkerSlot::State::ready;
+      start_failures = 0;
+      if (stop_requested) {
+        w.block->stop.store(static_cast<uint32_t>(stop_mode));
+        w.state = WorkerSlot::State::stopping;
+        wake_worker(w);
+      }
+    } else if (m->type == MsgType::fatal) {
+      w.fatal_message = m->body;
+    } else if (m->type == MsgType::note) {
+      w.notes += (w.notes.empty() ? "" : "; ") + m->body;
+    }
+  }
+  if (w.reader.bad()) kill_worker(w, "worker sent a malformed control message");
+  if (phase == Phase::starting &&
+      std::all_of(workers.begin(), workers.end(), [](const WorkerSlot& s) { return s.state == WorkerSlot::State::ready; })) {
+    phase = Phase::running;
+    finish_start(true, {});
+  }
+}
+
+void Pool::Impl::kill_worker(WorkerSlot& w, std::string reason) {
+  if (w.state == WorkerSlot::State::down || w.state == WorkerSlot::State::waiting || w.killed) return;
+  w.killed = true;  // its death is reported with this reason, not as a crash
+  w.kill_reason = std::move(reason);
+  signal_child(w.child.pidfd.get(), SIGKILL);
+}
+
+void Pool::Impl::stop_worker(WorkerSlot& w, StopMode mode) {
+  w.state = WorkerSlot::State::stopping;
+  w.block->stop.store(static_cast<uint32_t>(mode), std::memory_order_release);
+  wake_worker(w);
+  // The signal reaches the worker's control thread, which enforces shutdown.grace on a
+  // task that ignores should_stop; the shared flag alone would wait for the task.
+  if (mode == StopMode::now) signal_child(w.child.pidfd.get(), SIGTERM);
+}
+
+Duration Pool::Impl::stop_deadline(StopMode mode) const {
+  // The worker bounds itself (grace for the task, fini_timeout per finalizer); this is
+  // the host's last line for a worker that cannot (stopped, or stuck in the kernel).
+  auto entries = static_cast<int64_t>(config.resources.size()) + 2;
+  Duration d = config.fini_timeout * entries + std::chrono::seconds(1);
+  return mode == StopMode::now ? d + config.grace : d;
+}
+
+void Pool::Impl::request_stop(StopMode mode) {
+  // Escalation only: drain may become now (terminate during join), never the reverse.
+  if (stop_requested && static_cast<uint32_t>(mode) <= static_cast<uint32_t>(stop_mode)) return;
+  stop_requested = true;
+  stop_mode = mode;
+  for (auto& w : workers) {
+    if (w.state == WorkerSlot::State::ready || w.state == WorkerSlot::State::stopping) {
+      stop_worker(w, mode);
+    } else if (w.state == WorkerSlot::State::starting) {
+      // A worker still in init cannot be asked politely; its init may never return.
+      kill_worker(w, "pool stopped while the worker was starting");
+    } else if (w.state == WorkerSlot::State::waiting) {
+      w.state = WorkerSlot::State::down;  // its back-off ends with the pool
+    }
+  }
+  arm_timer(stop_deadline(mode));
+}
+
+void Pool::Impl::on_timer() {
+  consume_expirations(timer.get());
+  for (auto& w : workers)
+    kill_worker(w, "worker " + std::to_string(w.index) + " did not stop within its grace and fini timeouts");
+}
+
+void Pool::Impl::fail_pool(const std::string& reason) {
+  if (failed) return;
+  failed = true;
+  // A pool that fails while starting returns the reason from Pool::start; only a failure
+  // later, with nobody waiting on a result, is logged here.
+  if (phase == Phase::starting) finish_start(false, reason);
+  else logf(LogLevel::error, "pool %s failed: %s", config.name.c_str(), reason.c_str());
+  {
+    std::lock_guard lock(mu);
+    closed = true;
+    closed_reason = "pool failed: " + reason;
+  }
+  take_incoming();
+  while (!pending.empty()) {
+    TaskPtr t = std::move(pending.front());
+    pending.pop_front();
+    complete(std::move(t), rejection("pool failed: " + reason));
+  }
+  request_stop(StopMode::now);
+}
+
+void Pool::Impl::arm_task_timer() {
+  if (config.task_timeout.count() == 0) return;
+  auto earliest = std::chrono::steady_clock::time_point::max();
+  for (auto& w : workers) {
+    if (w.inflight.empty() || (w.state != WorkerSlot::State::ready && w.state != WorkerSlot::State::stopping) ||
+        w.killed)
+      continue;
+    auto due = w.front_started + config.task_timeout;
+    if (w.timed_out_id == w.inflight.front()->id) due += config.grace;
+    earliest = std::min(earliest, due);
+  }
+  if (earliest == std::chrono::steady_clock::time_point::max()) return;  // a stale expiry is harmless
+  arm(task_timer.get(), std::max<Duration>(earliest - std::chrono::steady_clock::now(), Duration(1)));
+}
+
+void Pool::Impl::on_task_timer() {
+  consume_expirations(task_timer.get());
+  auto now = std::chrono::steady_clock::now();
+  for (auto& w : workers) {
+    if (w.inflight.empty() || (w.state != WorkerSlot::State::ready && w.state != WorkerSlot::State::stopping)) continue;
+    uint64_t id = w.inflight.front()->id;
+    if (w.timed_out_id != id && now >= w.front_started + config.task_timeout) {
+      // First should_stop for this task only; the worker and its other tasks go on.
+      w.timed_out_id = id;
+      w.block->cancel_task.store(id, std::memory_order_release);
+      wake_worker(w);
+    } else if (w.timed_out_id == id && now >= w.front_started + config.task_timeout + config.grace) {
+      // A SIGSTOPped worker ends here too: it cannot answer, SIGKILL still works.
+      w.timeout_kill = true;
+      kill_worker(w, "task_timeout " + seconds_text(config.task_timeout) + " passed and the task did not stop within " +
+                         "shutdown.grace " + seconds_text(config.grace) + "; worker " + std::to_string(w.index) +
+                         " killed");
+    }
+  }
+  arm_task_timer();
+}
+
+void Pool::Impl::on_exit(WorkerSlot& w) {
+  ExitStatus st;
+  if (!reap(w.child.pidfd.get(), st)) return;
+  // Whatever the plugin forked is in the worker's process group (the worker leads it):
+  // it must not outlive the worker. The group id cannot name another process while a
+  // member still uses it. A child that left the group (setsid) escapes this.
+  ::kill(-w.child.pid, SIGKILL);
+  drain_results(w);  // outcomes published before it died still count
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.child.pidfd.get(), nullptr);
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.control.get(), nullptr);
+  on_control(w);  // a Fatal or Note message may still be unread
+  w.child.pidfd.reset();
+  w.control.reset();
+  auto prev = w.state;
+  w.state = WorkerSlot::State::down;
+  update_pids();
+
+  std::string who = "worker " + std::to_string(w.index);
+  std::string death = w.killed ? w.kill_reason : who + " died: " + describe(st);
+  if (!w.notes.empty()) death += " (" + w.notes + ")";
+  bool abandoned = st.exited && st.code == kExitAbandoned;
+  // Nothing ran in the process (a signal) or the chain stopped at a hung entry: the
+  // replacement runs the recover hooks first.
+  if (!st.exited || st.code == kExitFiniTimeout) w.recover_cause = w.killed ? w.kill_reason + ": " + describe(st) : describe(st);
+  if (w.killed || !st.exited || (st.exited && st.code != 0 && prev != WorkerSlot::State::starting))
+    logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), death.c_str());
+  else if (!w.notes.empty())
+    logf(LogLevel::info, "pool %s: %s stopped: %s", config.name.c_str(), who.c_str(), w.notes.c_str());
+
+  uint64_t running = w.block->running_task.load(std::memory_order_acquire);
+  std::deque<TaskPtr> back;
+  bool first = true;
+  while (!w.inflight.empty()) {
+    TaskPtr t = std::move(w.inflight.front());
+    w.inflight.pop_front();
+    --inflight_total;
+    bool ran = first && running != 0 && t->id == running;
+    first = false;
+    if (ran) ++t->attempts;
+    Outcome o = rejection(death);
+    o.attempts = t->attempts;
+    if (ran) o.worker = static_cast<int32_t>(w.index);
+    if (terminate_seen) {
+      o.status = Status::cancelled;
+      if (!ran) o.error = "pool terminated before the task started";
+      else if (abandoned) o.error = "terminated while running, grace " + seconds_text(config.grace) + " passed";
+      complete(std::move(t), std::move(o));
+    } else if (ran && t->attempts > config.retries) {
+      o.status = w.timeout_kill ? Status::timeout : Status::crashed;
+      complete(std::move(t), std::move(o));
+    } else {
+      back.push_back(std::move(t));  // never started, or a retry is allowed
+    }
+  }
+  while (!back.empty()) {
+    pending.push_front(std::move(back.back()));
+    back.pop_back();
+  }
+
+  if (prev == WorkerSlot::State::starting) {
+    std::string why = !w.fatal_message.empty() ? w.fatal_message : who + " exited before it was ready: " + describe(st);
+    // While the pool starts, one unusable worker means the plugin is unusable: fail at
+    // once with its cause. Later (a respawn), the cause may pass (a database that was
+    // down): retry with back-off, and give up after a few failed starts in a row.
+    if (phase == Phase::starting || ++start_failures >= kMaxStartFailures) {
+      fail_pool(start_failures >= kMaxStartFailures
+                    ? std::to_string(kMaxStartFailures) + " workers in a row failed to start; last: " + why
+                    : why);
+      return;
+    }
+    logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), why.c_str());
+  }
+  if (!stop_requested && phase == Phase::running) schedule_respawn(w);
+}
+
+}  // namespace shoal
