@@ -1,6 +1,8 @@
 #include "run.hpp"
 
+#include "terminal.hpp"
 #include "common/json.hpp"
+#include "ipc/segment.hpp"
 
 #include <shoal/runtime.hpp>
 
@@ -33,8 +35,6 @@ namespace shoal::cli {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 constexpr std::string_view kRunUsage =
     "Usage: shoal run CONFIG [--pool NAME] [--input FILE|-] [--output FILE|-] [--unordered]\n"
     "\n"
@@ -64,65 +64,7 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 
-// One write(2) per message, so the line is not split by workers that share our stderr.
-void print_error(std::string_view message) {
-  std::string line = "shoal: ";
-  line.reserve(line.size() + message.size() + 1);
-  // Messages from lower layers may carry a newline (a yaml-cpp excerpt, say); the CLI
-  // promises one line per error, so scripts can read stderr line by line.
-  for (char c : message) line.push_back(c == '\n' || c == '\r' ? ' ' : c);
-  line.push_back('\n');
-  ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
-  (void)n;
-}
-
-std::string errno_text(int err) { return std::strerror(err); }
-
-// Writes everything or returns the errno that stopped it. Standard output may have been
-// left non-blocking by whoever handed it to us; poll instead of spinning on EAGAIN.
-int write_all(int fd, const char* data, size_t size) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
-    if (n >= 0) {
-      data += n;
-      size -= static_cast<size_t>(n);
-      continue;
-    }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) {
-      pollfd p{fd, POLLOUT, 0};
-      ::poll(&p, 1, -1);
-      continue;
-    }
-    return errno;
-  }
-  return 0;
-}
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ > STDERR_FILENO) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
+using detail::Fd;
 
 // ---------------------------------------------------------------------------------------
 // Arguments
@@ -365,160 +307,6 @@ void reader_main(Shared& shared, LineReader& reader, Pool& pool) {
   shared.input_done = true;
   shared.ready_cv.notify_all();
 }
-
-// ---------------------------------------------------------------------------------------
-// Progress and summary
-
-struct Counts {
-  std::array<uint64_t, 6> by_status{};
-  uint64_t total() const {
-    uint64_t t = 0;
-    for (uint64_t c : by_status) t += c;
-    return t;
-  }
-  uint64_t ok() const { return by_status[static_cast<size_t>(Status::ok)]; }
-};
-
-class Progress {
- public:
-  Progress(bool enabled, uint64_t input_size) : enabled_(enabled), input_size_(input_size) {}
-
-  bool enabled() const { return enabled_; }
-
-  // Redraws at most ten times a second.
-  void maybe_draw(Clock::time_point now, Clock::time_point start, const Counts& counts, uint64_t submitted,
-                  uint64_t completed, uint64_t input_bytes, bool input_done) {
-    if (!enabled_ || now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    const double secs = std::chrono::duration<double>(now - start).count();
-    const uint64_t written = counts.total();
-    const uint64_t failed = written - counts.ok();
-    const uint64_t rate = secs > 0 ? static_cast<uint64_t>(static_cast<double>(written) / secs) : 0;
-    char text[160];
-    int n = 0;
-    if (input_size_ > 0 || input_done) {
-      // Without the line count up front, the share of input bytes read scales the share
-      // of submitted tasks written; once the input has ended the fraction is exact.
-      double frac = submitted > 0 ? static_cast<double>(written) / static_cast<double>(submitted) : 0.0;
-      if (!input_done) frac *= std::min(1.0, static_cast<double>(input_bytes) / static_cast<double>(input_size_));
-      constexpr int kWidth = 24;
-      const int filled = std::clamp(static_cast<int>(frac * kWidth), 0, kWidth);
-      std::string bar(static_cast<size_t>(filled), '#');
-      bar.append(static_cast<size_t>(kWidth - filled), '-');
-      n = std::snprintf(text, sizeof text, "[%s] %3d%%  %llu done, %llu failed, %llu pending, %llu tasks/s",
-                        bar.c_str(), static_cast<int>(frac * 100), static_cast<unsigned long long>(written),
-                        static_cast<unsigned long long>(failed),
-                        static_cast<unsigned long long>(submitted - completed),
-                        static_cast<unsigned long long>(rate));
-    } else {
-      n = std::snprintf(text, sizeof text, "%llu done, %llu failed, %llu pending, %llu tasks/s, %.1f s",
-                        static_cast<unsigned long long>(written), static_cast<unsigned long long>(failed),
-                        static_cast<unsigned long long>(submitted - completed),
-                        static_cast<unsigned long long>(rate), secs);
-    }
-    size_t len = std::min(static_cast<size_t>(std::max(n, 0)), sizeof text - 1);
-    // A line wider than the terminal wraps, and \r then returns only to the last row:
-    // every redraw would leave a stale row behind.
-    winsize ws{};
-    if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1) len = std::min<size_t>(len, ws.ws_col - 1);
-    std::string frame = "\r";
-    frame.append(text, len);
-    frame.append("\x1b[K");
-    ssize_t w = ::write(STDERR_FILENO, frame.data(), frame.size());
-    (void)w;
-    visible_ = true;
-  }
-
-  void clear() {
-    if (!visible_) return;
-    static constexpr char kClear[] = "\r\x1b[K";
-    ssize_t w = ::write(STDERR_FILENO, kClear, sizeof kClear - 1);
-    (void)w;
-    visible_ = false;
-    // The next frame may come at once: the caller just erased the bar, not redrawn it.
-    last_ = Clock::time_point{};
-  }
-
- private:
-  bool enabled_;
-  uint64_t input_size_;
-  bool visible_ = false;
-  Clock::time_point last_{};
-};
-
-void print_summary(const Counts& counts, double secs) {
-  const uint64_t total = counts.total();
-  const uint64_t ok = counts.ok();
-  std::string line = std::to_string(total) + (total == 1 ? " task, " : " tasks, ") + std::to_string(ok) + " ok, " +
-                     std::to_string(total - ok) + " failed";
-  std::string detail;
-  for (size_t s = 1; s < counts.by_status.size(); ++s) {
-    if (counts.by_status[s] == 0) continue;
-    if (!detail.empty()) detail += ", ";
-    detail += std::to_string(counts.by_status[s]) + " " + std::string(to_string(static_cast<Status>(s)));
-  }
-  if (!detail.empty()) line += " (" + detail + ")";
-  const uint64_t rate = secs > 0 ? static_cast<uint64_t>(static_cast<double>(total) / secs + 0.5) : 0;
-  char tail[64];
-  std::snprintf(tail, sizeof tail, ", %.2f s, %llu tasks/s", secs, static_cast<unsigned long long>(rate));
-  line += tail;
-  print_error(line);
-}
-
-// ---------------------------------------------------------------------------------------
-// Signals
-
-// SIGINT, SIGTERM and SIGHUP are blocked in every thread (the pool's threads inherit the
-// mask from this one) and read from a signalfd by the writer, so a stop request arrives
-// as data at a point where the run can act on it: terminate the pool, drain, summarize.
-// Spawned workers get an empty mask and their own process group (process/spawn.cpp).
-class StopSignals {
- public:
-  StopSignals() {
-    sigemptyset(&set_);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
-      // An ignored signal stays ignored (nohup, a shell's background job): a blocked
-      // signal is queued even when ignored, and the signalfd would report it.
-      struct sigaction current {};
-      if (::sigaction(sig, nullptr, &current) == 0 && current.sa_handler == SIG_IGN) continue;
-      sigaddset(&set_, sig);
-    }
-    ::pthread_sigmask(SIG_BLOCK, &set_, &old_);
-    fd_ = Fd(::signalfd(-1, &set_, SFD_NONBLOCK | SFD_CLOEXEC));
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-  ~StopSignals() { release(); }
-
-  // The signal number received since the last call, or 0.
-  int poll() {
-    if (fd_.get() < 0) return 0;
-    signalfd_siginfo info{};
-    ssize_t n = ::read(fd_.get(), &info, sizeof info);
-    return n == static_cast<ssize_t>(sizeof info) ? static_cast<int>(info.ssi_signo) : 0;
-  }
-
-  // Unblocks the signals on this thread only: the pool's threads keep them blocked, so a
-  // further Ctrl-C takes its default action here and ends the host at once.
-  void release() {
-    if (released_) return;
-    released_ = true;
-    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-
- private:
-  sigset_t set_{};
-  sigset_t old_{};
-  Fd fd_;
-  bool released_ = false;
-};
-
-std::string signal_name(int sig) {
-  const char* abbrev = sigabbrev_np(sig);
-  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
-}
-
-// ---------------------------------------------------------------------------------------
 
 std::string join_names(const Config& config) {
   std::string names;
