@@ -46,6 +46,7 @@ void Pool::Impl::complete(TaskPtr task, Outcome&& outcome) {
 }
 
 bool Pool::Impl::drain_results(WorkerSlot& w) {
+  const bool timeouts = config.task_timeout.count() != 0;
   bool any = false;
   while (auto rec = w.results.peek()) {
     if (w.inflight.empty() || w.inflight.front()->id != rec->header.task_id) {
@@ -68,7 +69,8 @@ bool Pool::Impl::drain_results(WorkerSlot& w) {
     ++w.served;
     double d = static_cast<double>(rec->header.duration_ns);
     avg_task_ns = avg_task_ns == 0 ? d : avg_task_ns * 0.9 + d * 0.1;
-    if (!w.inflight.empty()) w.front_started = std::chrono::steady_clock::now();
+    // The clock is read only when a timeout needs it: it is per task on the hot path.
+    if (timeouts && !w.inflight.empty()) w.front_started = std::chrono::steady_clock::now();
     ++task->attempts;
     if (timed_out) {
       // It honoured should_stop after its timeout: the outcome is timeout, the worker lives on.
@@ -110,6 +112,7 @@ void Pool::Impl::dispatch() {
   // Spread what is pending evenly over the workers that have room, so a short batch is
   // not all queued behind the first worker.
   size_t share = (pending.size() + free_workers - 1) / free_workers;
+  const bool timeouts = config.task_timeout.count() != 0;
   for (auto& w : workers) {
     if (pending.empty()) break;
     if (w.state != WorkerSlot::State::ready) continue;
@@ -129,7 +132,7 @@ void Pool::Impl::dispatch() {
       write_header(at, h);
       std::memcpy(at + sizeof(RecordHeader), t.input.data(), t.input.size());
       w.tasks.advance(record_bytes(t.input.size()));
-      if (w.inflight.empty()) w.front_started = std::chrono::steady_clock::now();
+      if (timeouts && w.inflight.empty()) w.front_started = std::chrono::steady_clock::now();
       w.inflight.push_back(std::move(pending.front()));
       pending.pop_front();
       ++inflight_total;

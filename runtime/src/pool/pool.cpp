@@ -165,16 +165,18 @@ void detail::finish(TaskPtr task, Outcome&& outcome) {
     t->batch->put(t->index, std::move(outcome));  // batch tasks are not on the heap
     return;
   }
-  auto done = std::move(t->done);
-  delete t;
+  auto done = std::move(t->submitted->done);
+  delete static_cast<HeapTask*>(t);
   done(std::move(outcome));
 }
 
 void Pool::submit(std::string_view input, std::function<void(Outcome&&)> on_done) {
-  TaskPtr t(new Task);
-  t->owned.assign(input);
-  t->input = t->owned;
-  t->done = std::move(on_done);
+  auto* heap = new HeapTask;
+  heap->part.input.assign(input);
+  heap->part.done = std::move(on_done);
+  heap->submitted = &heap->part;
+  heap->input = heap->part.input;
+  TaskPtr t(heap);
   std::vector<TaskPtr> one;
   one.push_back(std::move(t));
   impl_->enqueue(std::move(one));

@@ -37,21 +37,28 @@ class BatchSink {
 
 // One submitted task. A submit() task is a heap object owning a copy of its input; a
 // batch task lives in its batch's array and views the caller's input, which the blocking
-// map call keeps alive: no allocation and no copy per task on that path. A Task is never
-// moved once `input` is set (it may point into `owned`).
+// map call keeps alive: no allocation and no copy per task on that path, and a small
+// array entry.
+struct SubmitPart {
+  std::string input;                    // the copy `Task::input` views
+  std::function<void(Outcome&&)> done;
+};
 struct Task {
   std::string_view input;
-  std::string owned;
-  std::function<void(Outcome&&)> done;  // submit(); empty for batch tasks
+  SubmitPart* submitted = nullptr;      // submit() only (a HeapTask): kept out of the batch array
   BatchSink* batch = nullptr;           // batch tasks: where the outcome goes, at `index`
   size_t index = 0;
   uint64_t id = 0;                      // id of its current dispatch (changes on retry)
   uint32_t attempts = 0;                // attempts that started in a worker
   bool heap = true;                     // false: storage owned by the batch
 };
+// A submit() task and its extra part in one allocation.
+struct HeapTask : Task {
+  SubmitPart part;
+};
 struct TaskDeleter {
   void operator()(Task* t) const noexcept {
-    if (t->heap) delete t;
+    if (t->heap) delete static_cast<HeapTask*>(t);
   }
 };
 using TaskPtr = std::unique_ptr<Task, TaskDeleter>;
