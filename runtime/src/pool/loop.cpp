@@ -90,7 +90,6 @@ bool Pool::Impl::drain_results(WorkerSlot& w) {
   // result is in, the worker is empty and can run its chain and be replaced.
   if (config.max_tasks_per_worker != 0 && w.state == WorkerSlot::State::ready &&
       w.dispatched >= config.max_tasks_per_worker && w.inflight.empty()) {
-    w.recycling = true;
     stop_worker(w, StopMode::drain);
   }
   return any;

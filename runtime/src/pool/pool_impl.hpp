@@ -86,7 +86,6 @@ struct WorkerSlot {
   std::string notes;             // Note messages: why it stopped or what hung
   std::string recover_cause;     // set when it died without its chain: the next one recovers
   uint64_t dispatched = 0;       // tasks given to this process (max_tasks_per_worker)
-  bool recycling = false;        // asked to stop so that a fresh process replaces it
   uint64_t served = 0;           // results this process delivered
   uint32_t crash_streak = 0;     // deaths in a row of processes that served nothing
   // task_timeout: when the front task started (as the host saw it: its dispatch to an

@@ -123,7 +123,6 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
   w.notes.clear();
   w.dispatched = 0;
   w.served = 0;
-  w.recycling = false;
   w.timed_out_id = 0;
   w.timeout_kill = false;
   w.reader = MessageReader();
