@@ -599,3 +599,20 @@ TEST_CASE("cli: the shipped lookup example answers from SQLite through a resourc
   CHECK(s.tasks == asked.size());
   CHECK(s.failed == 1);
 }
+
+TEST_CASE("cli: a plugin's stdout and stderr reach the host's log prefixed, never the rows",
+          "[integration][cli]") {
+  TempDir dir;
+  const std::string config =
+      dir.write("fault.yaml", "pools:\n" + pool_yaml("noisy", std::string(SHOAL_FX_DIR) + "/fx_fault.so", 1)).string();
+  const auto input = dir.write("input.txt", "print hello from stdout\neprint partial line on stderr\n");
+  auto r = shoal_cli({"run", config, "--input", input.string()});
+  INFO(describe(r));
+  CHECK(r.exit_code == 0);
+  auto rows = rows_of(r);  // every stdout line is a row: the plugin's print did not land there
+  REQUIRE(rows.size() == 2);
+  for (const auto& row : rows) CHECK(row.at("output").text == "printed");
+  auto lines = lines_of(r.err);
+  CHECK(std::count(lines.begin(), lines.end(), "shoal: noisy[0]: hello from stdout") == 1);
+  CHECK(std::count(lines.begin(), lines.end(), "shoal: noisy[0]: partial line on stderr") == 1);
+}

@@ -32,4 +32,9 @@ void log_line(LogLevel level, const std::string& msg) noexcept {
   (void)n;
 }
 
+void log_raw(const std::string& text) noexcept {
+  ssize_t n = ::write(STDERR_FILENO, text.data(), text.size());
+  (void)n;
+}
+
 }  // namespace shoal::detail

@@ -17,6 +17,9 @@ LogLevel log_threshold() noexcept;
 /// processes sharing stderr do not interleave within a line.
 void log_line(LogLevel level, const std::string& msg) noexcept;
 
+/// Writes `text` (one or more whole lines) to stderr as it is, with one write(2).
+void log_raw(const std::string& text) noexcept;
+
 template <class... Args>
 void logf(LogLevel level, const char* fmt, Args&&... args) noexcept {
   if (level < log_threshold()) return;

@@ -218,6 +218,9 @@ void Pool::Impl::sleep_for_events(bool spin) {
       case kPidfd:
         if (workers[index].state != WorkerSlot::State::down) on_exit(workers[index]);
         break;
+      case kOutput:
+        on_output(workers[index], false);
+        break;
     }
   }
 }

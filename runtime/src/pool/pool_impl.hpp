@@ -74,6 +74,8 @@ struct WorkerSlot {
   Child child;
   Fd control;
   MessageReader reader;
+  Fd output;            // read end of the worker's stdout and stderr
+  std::string partial;  // an output line not yet ended by '\n'
   std::string fatal_message;  // from a Fatal message, before Ready
   Mapping block_map, task_map, result_map;
   WorkerBlock* block = nullptr;
@@ -142,6 +144,7 @@ struct Pool::Impl {
   void run_loop();
   void spawn_worker(detail::WorkerSlot& w);
   void on_control(detail::WorkerSlot& w);
+  void on_output(detail::WorkerSlot& w, bool final);
   void on_exit(detail::WorkerSlot& w);
   bool drain_results(detail::WorkerSlot& w);
   void dispatch();

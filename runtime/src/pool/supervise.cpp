@@ -137,14 +137,28 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
     fail_pool(worker_end.error().message);
     return;
   }
+  // The worker's stdout and stderr: one pipe the loop reads, so that every line reaches
+  // the host's log prefixed with the pool and worker index, and nothing a plugin prints
+  // can end up on the host's stdout (it carries results).
+  int out_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
+    fail_pool(std::string("pipe2: ") + std::strerror(errno));
+    return;
+  }
+  Fd out_read(out_pipe[0]);
+  auto out_write = move_fd_above(Fd(out_pipe[1]), 16);
+  if (!out_write) {
+    fail_pool(out_write.error().message);
+    return;
+  }
+  ::fcntl(out_read.get(), F_SETFL, ::fcntl(out_read.get(), F_GETFL) | O_NONBLOCK);
   SpawnRequest req;
   req.executable = worker_exe;
   req.argv = {"shoal-worker", "--pool", config.name, "--index", std::to_string(w.index)};
   req.env = worker_env;
   req.fds = {{segment.get(), kWorkerSegmentFd}, {worker_end->get(), kWorkerControlFd},
-             {result_event.get(), kWorkerEventFd}};
-  // Workers never write to the host's stdout: it carries results.
-  req.stdout_to = STDERR_FILENO;
+             {result_event.get(), kWorkerEventFd}, {out_write->get(), STDERR_FILENO}};
+  req.stdout_to = out_write->get();
   auto child = spawn_process(req);
   if (!child) {
     fail_pool(child.error().message);
@@ -152,6 +166,8 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
   }
   w.child = std::move(*child);
   w.control = std::move(host_end);
+  w.output = std::move(out_read);
+  w.partial.clear();
   KeyValues init = {{"pool", config.name},
                     {"plugin", config.plugin.string()},
                     {"index", std::to_string(w.index)},
@@ -187,8 +203,49 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, w.child.pidfd.get(), &ev);
   ev.data.u64 = event_key(kControl, w.index);
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, w.control.get(), &ev);
+  ev.data.u64 = event_key(kOutput, w.index);
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, w.output.get(), &ev);
   w.state = WorkerSlot::State::starting;
   update_pids();
+}
+
+void Pool::Impl::on_output(WorkerSlot& w, bool final) {
+  if (!w.output) return;
+  const std::string prefix = "shoal: " + config.name + "[" + std::to_string(w.index) + "]: ";
+  auto emit = [&](std::string_view line) {
+    // The worker's own log lines already carry "shoal: "; a plugin's output gets the prefix.
+    std::string text = line.rfind("shoal: ", 0) == 0 ? std::string(line) : prefix + std::string(line);
+    text += '\n';
+    log_raw(text);
+  };
+  char buf[16384];
+  // Bounded per wake-up: a plugin that prints without end must not starve the tasks.
+  for (int rounds = 0; rounds < 4 || final; ++rounds) {
+    ssize_t n = ::read(w.output.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) {  // every writer is gone: the last line ends here
+        ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.output.get(), nullptr);
+        w.output.reset();
+        final = true;
+      }
+      break;
+    }
+    w.partial.append(buf, static_cast<size_t>(n));
+    size_t start = 0;
+    for (size_t nl; (nl = w.partial.find('\n', start)) != std::string::npos; start = nl + 1)
+      emit(std::string_view(w.partial).substr(start, nl - start));
+    w.partial.erase(0, start);
+    // A line without an end in sight is cut rather than held without bound.
+    if (w.partial.size() > 4096) {
+      emit(w.partial);
+      w.partial.clear();
+    }
+  }
+  if (final && !w.partial.empty()) {
+    emit(w.partial);
+    w.partial.clear();
+  }
 }
 
 void Pool::Impl::finish_start(bool ok, const std::string& error) {
@@ -350,6 +407,9 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
   ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.child.pidfd.get(), nullptr);
   ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.control.get(), nullptr);
   on_control(w);  // a Fatal or Note message may still be unread
+  on_output(w, true);
+  if (w.output) ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.output.get(), nullptr);
+  w.output.reset();
   w.child.pidfd.reset();
   w.control.reset();
   auto prev = w.state;
