@@ -10,6 +10,8 @@
 #include <string.h>
 
 SHOAL_EXPORT uint32_t shoal_resource_abi(void) { return SHOAL_ABI_VERSION; }
+/* The same version as data: `shoal check` reads it without loading this file. */
+SHOAL_EXPORT const uint32_t shoal_resource_abi_version = SHOAL_ABI_VERSION;
 
 SHOAL_EXPORT shoal_status shoal_resource_open(const shoal_host *host, shoal_ctx *ctx, const char *name,
                                               void **handle) {

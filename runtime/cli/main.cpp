@@ -1,6 +1,8 @@
 // The `shoal` command: dispatches to its subcommands. Errors are one line on stderr
 // starting with "shoal: "; exit 2 is a usage error everywhere.
+#include "check.hpp"
 #include "run.hpp"
+#include "scale_out.hpp"
 
 #include <shoal/plugin.h>
 
@@ -26,16 +28,22 @@ constexpr std::string_view kUsage =
     "Commands:\n"
     "  run CONFIG [--pool NAME] [--input FILE|-] [--output FILE|-] [--unordered]\n"
     "                     one task per input line, one JSON outcome per output line\n"
-    "  check CONFIG       validate a config and its plugins (not implemented yet)\n"
-    "  inspect PLUGIN.so  show a plugin's exports and ABI version (not implemented yet)\n"
+    "  check CONFIG       validate a config and every plugin and resource module it\n"
+    "                     names, reading the files without loading them\n"
+    "  inspect FILE.so... show a shared object's shoal exports, declared ABI version\n"
+    "                     and needed libraries, without loading it\n"
     "  serve CONFIG --redis URL\n"
-    "                     take tasks from a Redis stream (not implemented yet)\n"
+    "                     run tasks from a Redis stream; several hosts share one\n"
+    "  submit --redis URL [--input FILE|-]\n"
+    "                     queue one task per input line on a Redis stream\n"
+    "  collect --redis URL [--expect N] [--follow]\n"
+    "                     print the results of a Redis stream, once per task id\n"
     "  help [COMMAND]     show this help, or a command's\n"
     "\n"
     "Run 'shoal COMMAND --help' for a command's options.\n"
     "\n"
-    "Exit status: 0 every task ok; 1 some task not ok; 2 usage, config or start error,\n"
-    "or a command that is not implemented yet.\n";
+    "Exit status: 0 every task ok; 1 some task not ok; 2 usage, config or start error\n"
+    "(check and inspect: 0 nothing wrong, 2 a problem found).\n";
 
 void write_out(std::string_view text) {
   std::fwrite(text.data(), 1, text.size(), stdout);
@@ -45,10 +53,6 @@ void write_out(std::string_view text) {
 void write_err(const std::string& message) {
   std::string line = "shoal: " + message + "\n";
   std::fwrite(line.data(), 1, line.size(), stderr);
-}
-
-bool is_unimplemented(std::string_view command) {
-  return command == "check" || command == "inspect" || command == "serve";
 }
 
 int dispatch(int argc, char** argv) {
@@ -78,18 +82,25 @@ int dispatch(int argc, char** argv) {
       write_out(shoal::cli::run_usage());
       return 0;
     }
-    if (is_unimplemented(topic)) {
-      write_err(std::string(topic) + ": not implemented yet");
-      return kExitUsage;
+    if (topic == "serve" || topic == "submit" || topic == "collect") {
+      write_out(topic == "serve"    ? shoal::cli::serve_usage()
+                : topic == "submit" ? shoal::cli::submit_usage()
+                                    : shoal::cli::collect_usage());
+      return 0;
+    }
+    if (topic == "check" || topic == "inspect") {
+      write_out(topic == "check" ? shoal::cli::check_usage() : shoal::cli::inspect_usage());
+      return 0;
     }
     write_err("unknown command '" + std::string(topic) + "' (see 'shoal --help')");
     return kExitUsage;
   }
   if (command == "run") return shoal::cli::run_command(argc - 2, argv + 2);
-  if (is_unimplemented(command)) {
-    write_err(std::string(command) + ": not implemented yet");
-    return kExitUsage;
-  }
+  if (command == "serve") return shoal::cli::serve_command(argc - 2, argv + 2);
+  if (command == "submit") return shoal::cli::submit_command(argc - 2, argv + 2);
+  if (command == "collect") return shoal::cli::collect_command(argc - 2, argv + 2);
+  if (command == "check") return shoal::cli::check_command(argc - 2, argv + 2);
+  if (command == "inspect") return shoal::cli::inspect_command(argc - 2, argv + 2);
   if (command.starts_with("-")) {
     write_err("unknown option '" + std::string(command) + "' (see 'shoal --help')");
     return kExitUsage;

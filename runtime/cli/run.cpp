@@ -1,5 +1,7 @@
 #include "run.hpp"
 
+#include "line_reader.hpp"
+#include "options.hpp"
 #include "terminal.hpp"
 #include "common/json.hpp"
 #include "ipc/segment.hpp"
@@ -79,165 +81,15 @@ struct RunOptions {
 
 // Returns an exit code when the arguments settle the run (help, or a usage error).
 std::optional<int> parse_args(int argc, char** argv, RunOptions& opts) {
-  bool have_pool = false, have_input = false, have_output = false, options_done = false;
+  const OptionSpec specs[] = {{"--pool", &opts.pool},
+                              {"--input", &opts.input},
+                              {"--output", &opts.output},
+                              {"--unordered", nullptr, &opts.unordered}};
   std::vector<std::string> positional;
-  for (int i = 0; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (options_done || arg.size() < 2 || arg[0] != '-') {
-      positional.emplace_back(arg);
-      continue;
-    }
-    if (arg == "--") {
-      options_done = true;
-      continue;
-    }
-    if (arg == "-h" || arg == "--help") {
-      ::fwrite(kRunUsage.data(), 1, kRunUsage.size(), stdout);
-      std::fflush(stdout);
-      return kExitOk;
-    }
-    if (arg == "--unordered") {
-      opts.unordered = true;
-      continue;
-    }
-    std::string_view name = arg;
-    std::optional<std::string_view> value;
-    if (auto eq = arg.find('='); eq != std::string_view::npos && arg.starts_with("--")) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    }
-    std::string* target = nullptr;
-    bool* seen = nullptr;
-    if (name == "--pool") {
-      target = &opts.pool;
-      seen = &have_pool;
-    } else if (name == "--input") {
-      target = &opts.input;
-      seen = &have_input;
-    } else if (name == "--output") {
-      target = &opts.output;
-      seen = &have_output;
-    } else {
-      print_error("run: unknown option '" + std::string(name) + "' (see 'shoal run --help')");
-      return kExitUsage;
-    }
-    if (!value) {
-      if (i + 1 >= argc) {
-        print_error("run: option '" + std::string(name) + "' needs a value");
-        return kExitUsage;
-      }
-      value = argv[++i];
-    }
-    if (*seen) {
-      print_error("run: option '" + std::string(name) + "' given twice");
-      return kExitUsage;
-    }
-    if (value->empty()) {
-      print_error("run: option '" + std::string(name) + "' needs a non-empty value");
-      return kExitUsage;
-    }
-    *seen = true;
-    *target = std::string(*value);
-  }
-  if (positional.empty()) {
-    print_error("run: missing CONFIG (usage: shoal run CONFIG [--pool NAME] [--input FILE|-] [--output FILE|-] [--unordered])");
-    return kExitUsage;
-  }
-  if (positional.size() > 1) {
-    print_error("run: unexpected argument '" + positional[1] + "' (only one CONFIG is taken)");
-    return kExitUsage;
-  }
+  if (auto code = parse_options({"run", kRunUsage, "CONFIG", 1, 1}, argc, argv, specs, positional)) return code;
   opts.config = positional[0];
   return std::nullopt;
 }
-
-// ---------------------------------------------------------------------------------------
-// Input
-
-// Reads lines from a descriptor with read(2), and can be woken out of a blocking read by
-// an eventfd: a terminal or a pipe may never deliver another byte, and the run must still
-// be able to stop (Ctrl-C, a broken output) and join this thread.
-class LineReader {
- public:
-  enum class Read { line, eof, stopped, error };
-
-  LineReader(int fd, int wake_fd) : fd_(fd), wake_fd_(wake_fd), buf_(kChunk) {}
-
-  Read next(std::string& line) {
-    for (;;) {
-      const char* base = buf_.data();
-      if (const void* nl = std::memchr(base + begin_, '\n', end_ - begin_)) {
-        const size_t stop = static_cast<size_t>(static_cast<const char*>(nl) - base);
-        take(line, stop);
-        begin_ = stop + 1;
-        consumed_ += line_bytes_ + 1;
-        return Read::line;
-      }
-      if (eof_) {
-        if (begin_ == end_) return Read::eof;
-        // The last line had no newline: it is still a line.
-        take(line, end_);
-        begin_ = end_;
-        consumed_ += line_bytes_;
-        return Read::line;
-      }
-      if (Read r = fill(); r != Read::line) return r;
-    }
-  }
-
-  int error() const { return error_; }
-  uint64_t consumed() const { return consumed_; }
-
- private:
-  static constexpr size_t kChunk = 64 * 1024;
-
-  void take(std::string& line, size_t stop) {
-    line_bytes_ = stop - begin_;
-    size_t len = line_bytes_;
-    if (len > 0 && buf_[begin_ + len - 1] == '\r') --len;
-    line.assign(buf_.data() + begin_, len);
-  }
-
-  // Read::line here means "more bytes, or end of input: look for a line again".
-  Read fill() {
-    if (begin_ > 0) {
-      std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
-      end_ -= begin_;
-      begin_ = 0;
-    }
-    if (buf_.size() - end_ < kChunk / 2) buf_.resize(buf_.size() * 2);
-    for (;;) {
-      pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-      int n = ::poll(fds, 2, -1);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        error_ = errno;
-        return Read::error;
-      }
-      if (fds[1].revents != 0) return Read::stopped;
-      ssize_t got = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
-      if (got > 0) {
-        end_ += static_cast<size_t>(got);
-        return Read::line;
-      }
-      if (got == 0) {
-        eof_ = true;
-        return Read::line;
-      }
-      if (errno == EINTR || errno == EAGAIN) continue;
-      error_ = errno;
-      return Read::error;
-    }
-  }
-
-  int fd_;
-  int wake_fd_;
-  std::vector<char> buf_;
-  size_t begin_ = 0, end_ = 0, line_bytes_ = 0;
-  uint64_t consumed_ = 0;
-  bool eof_ = false;
-  int error_ = 0;
-};
 
 // ---------------------------------------------------------------------------------------
 // State shared by the reader thread, the pool's loop thread (callbacks) and the writer
@@ -308,15 +160,6 @@ void reader_main(Shared& shared, LineReader& reader, Pool& pool) {
   shared.ready_cv.notify_all();
 }
 
-std::string join_names(const Config& config) {
-  std::string names;
-  for (const auto& p : config.pools) {
-    if (!names.empty()) names += ", ";
-    names += p.name;
-  }
-  return names;
-}
-
 int run(const RunOptions& opts) {
   // Before any thread exists, so every thread the runtime starts inherits the mask.
   StopSignals signals;
@@ -356,23 +199,12 @@ int run(const RunOptions& opts) {
   Runtime& runtime = *runtime_result;
   const Config& config = runtime.config();
 
-  std::string pool_name = opts.pool;
-  if (pool_name.empty()) {
-    if (config.pools.empty()) {
-      print_error(opts.config + ": no pools defined");
-      return kExitUsage;
-    }
-    if (config.pools.size() > 1) {
-      print_error(opts.config + " has " + std::to_string(config.pools.size()) + " pools (" + join_names(config) +
-                  "); choose one with --pool NAME");
-      return kExitUsage;
-    }
-    pool_name = config.pools.front().name;
-  } else if (std::none_of(config.pools.begin(), config.pools.end(),
-                          [&](const PoolConfig& p) { return p.name == pool_name; })) {
-    print_error("no pool named '" + pool_name + "' in " + opts.config + " (pools: " + join_names(config) + ")");
+  auto chosen = choose_pool(config, opts.pool, opts.config);
+  if (!chosen) {
+    print_error(chosen.error().message);
     return kExitUsage;
   }
+  const std::string& pool_name = *chosen;
 
   // Decision 4: a pool that never became ready is a start error, not a run with failed
   // rows; nothing has been written yet, and nothing will be.

@@ -187,6 +187,9 @@ class StopSignals {
   StopSignals& operator=(const StopSignals&) = delete;
   ~StopSignals() { release(); }
 
+  // Readable when a signal is waiting, for a poll(2) set; -1 if the signalfd failed.
+  int fd() const { return fd_.get(); }
+
   // The signal number received since the last call, or 0.
   int poll() {
     if (fd_.get() < 0) return 0;

@@ -1,7 +1,8 @@
 # shoal_add_plugin(<name> SOURCES ... [LIBRARIES ...])
-# The one way to build a task plugin or resource module, in this tree and outside it:
-# a MODULE named <name>.so, hidden visibility, and -z defs so a plugin that reaches for
-# host symbols fails to link instead of failing to load in a worker.
+# The one way to build a task plugin or resource module, in this tree and outside it
+# (after find_package(shoal)): a position-independent MODULE named <name>.so, hidden
+# visibility, and -z defs so a plugin that reaches for host symbols fails to link
+# instead of failing to load in a worker.
 function(shoal_add_plugin name)
   cmake_parse_arguments(P "" "" "SOURCES;LIBRARIES" ${ARGN})
   add_library(${name} MODULE ${P_SOURCES})
@@ -9,7 +10,7 @@ function(shoal_add_plugin name)
   if(TARGET shoal_options)
     target_link_libraries(${name} PRIVATE shoal_options)
   endif()
-  set_target_properties(${name} PROPERTIES PREFIX "" CXX_VISIBILITY_PRESET hidden
+  set_target_properties(${name} PROPERTIES PREFIX "" POSITION_INDEPENDENT_CODE ON CXX_VISIBILITY_PRESET hidden
                         C_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
   if(DEFINED SHOAL_PLUGIN_OUTPUT_DIRECTORY)
     set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${SHOAL_PLUGIN_OUTPUT_DIRECTORY})

@@ -19,12 +19,21 @@ namespace shoal {
 
 using Duration = std::chrono::nanoseconds;
 
+/// Where a value was written in its config file, 1-based; 0:0 when it was set in code.
+/// `shoal check` names it when the file there is unusable. Members of this type carry a
+/// `{}` initializer so that brace-initializing a config without them stays warning-free.
+struct SourcePosition {
+  uint32_t line = 0;
+  uint32_t column = 0;
+};
+
 /// One entry of a pool's `resources:` list (opened in the worker before init).
 struct ResourceConfig {
   std::string name;
   std::filesystem::path module;  ///< absolute after loading
   int32_t priority = 0;          ///< finalizer priority, higher closes first
   std::map<std::string, std::string> params;
+  SourcePosition module_at{};    ///< where `module:` was written
 };
 
 /// Limits applied in each worker process before it loads anything (setrlimit, prctl).
@@ -53,12 +62,28 @@ struct PoolConfig {
   std::map<std::string, std::string> env;     ///< extra environment of the workers
   std::vector<ResourceConfig> resources;
   Limits limits;
+  SourcePosition plugin_at{};                 ///< where `plugin:` was written
+};
+
+/// The `redis:` section: scale-out settings shared by `shoal serve`, `submit` and
+/// `collect` (their command-line flags override each key).
+struct RedisConfig {
+  std::string url;                      ///< redis://HOST[:PORT][/DB]; empty = not given
+  std::string stream = "shoal:tasks";   ///< tasks; results go to STREAM:results, dead letters to STREAM:dead
+  std::string group = "shoal";          ///< the consumer group every serving host reads through
+  std::string consumer;                 ///< this host's name in the group; empty = HOSTNAME-PID
+  std::string pool;                     ///< the pool that serves; empty = the only pool
+  Duration visibility_timeout = std::chrono::seconds(30);  ///< idle time before another host claims an entry
+  uint32_t max_deliveries = 3;          ///< deliveries before an entry goes to the dead-letter stream
+  uint64_t max_stream_length = 100000;  ///< `submit` waits while the stream holds more entries
+  uint32_t in_flight = 0;               ///< entries a host holds at once; 0 = 2 per worker
 };
 
 /// A whole config file: pools in file order.
 struct Config {
   std::filesystem::path source;  ///< the file it came from ("<string>" for a string)
   std::vector<PoolConfig> pools;
+  RedisConfig redis;             ///< defaults when the file has no `redis:` section
 };
 
 /// Parses a config file. Relative paths are resolved against the file's folder and

@@ -44,7 +44,8 @@ struct Outcome {
 /// Options that do not belong in the YAML file.
 struct RuntimeOptions {
   /// Path of the shoal-worker executable. Empty: $SHOAL_WORKER, then `shoal-worker` beside
-  /// the running executable, then the path the build wrote it to.
+  /// the running executable, then the path the build wrote it to, then the one
+  /// `cmake --install` writes it to (BINDIR of the configured prefix).
   std::string worker_path;
 };
 

@@ -60,9 +60,14 @@ struct Located {
 
 // ---------------------------------------------------------------- messages
 
+SourcePosition source_position(const YAML::Mark& m) {
+  if (m.is_null()) return {1, 1};
+  return {static_cast<uint32_t>(m.line + 1), static_cast<uint32_t>(m.column + 1)};
+}
+
 std::string position(const YAML::Mark& m) {
-  if (m.is_null()) return "1:1";
-  return std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+  const SourcePosition p = source_position(m);
+  return std::to_string(p.line) + ":" + std::to_string(p.column);
 }
 
 Error error_at(const Ctx& ctx, const YAML::Mark& mark, const std::string& message) {
@@ -380,7 +385,10 @@ constexpr Field<ResourceConfig> kResourceFields[] = {
     {"name", true,
      [](Ctx& c, const Located& v, ResourceConfig& r) { return read_name(c, v, r.name); }},
     {"module", true,
-     [](Ctx& c, const Located& v, ResourceConfig& r) { return read_path(c, v, r.module); }},
+     [](Ctx& c, const Located& v, ResourceConfig& r) {
+       r.module_at = source_position(v.mark);
+       return read_path(c, v, r.module);
+     }},
     {"priority", false,
      [](Ctx& c, const Located& v, ResourceConfig& r) {
        return read_int<int32_t>(c, v, std::numeric_limits<int32_t>::min(),
@@ -444,7 +452,10 @@ constexpr Field<PoolConfig> kLimitsFields[] = {
 
 constexpr Field<PoolConfig> kPoolFields[] = {
     {"plugin", true,
-     [](Ctx& c, const Located& v, PoolConfig& p) { return read_path(c, v, p.plugin); }},
+     [](Ctx& c, const Located& v, PoolConfig& p) {
+       p.plugin_at = source_position(v.mark);
+       return read_path(c, v, p.plugin);
+     }},
     {"workers", false,
      [](Ctx& c, const Located& v, PoolConfig& p) {
        return read_int<uint32_t>(c, v, 1, 1024, p.workers);
@@ -499,7 +510,50 @@ Status read_pools(Ctx& ctx, const Located& at, Config& cfg) {
   });
 }
 
-constexpr Field<Config> kTopFields[] = {{"pools", true, read_pools}};
+// A non-empty string with ${NAME} expanded (stream, group and consumer names).
+Status read_text(Ctx& ctx, const Located& at, std::string& out) {
+  constexpr std::string_view what = "a non-empty string";
+  Result<std::string> text = expanded(ctx, at, what);
+  if (!text) return text.error();
+  if (text->empty()) return expected(ctx, at, what);
+  out = std::move(*text);
+  return {};
+}
+
+constexpr Field<RedisConfig> kRedisFields[] = {
+    {"url", false,
+     [](Ctx& c, const Located& v, RedisConfig& r) {
+       if (auto s = read_text(c, v, r.url); !s) return s;
+       if (r.url.starts_with("redis://") || r.url.starts_with("unix://")) return Status();
+       return Status(expected(c, v, "a URL such as redis://127.0.0.1:6379 or unix:///run/redis.sock"));
+     }},
+    {"stream", false, [](Ctx& c, const Located& v, RedisConfig& r) { return read_text(c, v, r.stream); }},
+    {"group", false, [](Ctx& c, const Located& v, RedisConfig& r) { return read_text(c, v, r.group); }},
+    {"consumer", false, [](Ctx& c, const Located& v, RedisConfig& r) { return read_text(c, v, r.consumer); }},
+    {"pool", false, [](Ctx& c, const Located& v, RedisConfig& r) { return read_name(c, v, r.pool); }},
+    {"visibility_timeout", false,
+     [](Ctx& c, const Located& v, RedisConfig& r) {
+       // A host refreshes its running entries every third of this; much below 100ms it
+       // would do little else, and one slow round trip would let another host steal them.
+       if (auto s = read_duration(c, v, r.visibility_timeout); !s) return s;
+       if (r.visibility_timeout >= std::chrono::milliseconds(100)) return Status();
+       return Status(expected(c, v, "a duration of at least 100ms"));
+     }},
+    {"max_deliveries", false,
+     [](Ctx& c, const Located& v, RedisConfig& r) { return read_int<uint32_t>(c, v, 1, 1000, r.max_deliveries); }},
+    {"max_stream_length", false,
+     [](Ctx& c, const Located& v, RedisConfig& r) {
+       return read_int<uint64_t>(c, v, 1, uint64_t{1} << 40, r.max_stream_length);
+     }},
+    {"in_flight", false,
+     [](Ctx& c, const Located& v, RedisConfig& r) { return read_int<uint32_t>(c, v, 0, 65536, r.in_flight); }},
+};
+
+constexpr Field<Config> kTopFields[] = {
+    {"pools", true, read_pools},
+    {"redis", false,
+     [](Ctx& c, const Located& v, Config& cfg) { return read_fields(c, v, kRedisFields, cfg.redis); }},
+};
 
 // Counts the documents of a stream without building them. yaml-cpp 0.7's LoadAll loops
 // forever on some malformed streams (a leading ',' yields an endless run of null

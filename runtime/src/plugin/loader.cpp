@@ -9,30 +9,34 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 namespace shoal::detail {
 
-namespace {
-
-Error fail(const char* what, const std::filesystem::path& path, const std::string& cause) {
+Error plugin_error(const char* what, const std::filesystem::path& path, const std::string& cause) {
   return Error{Errc::plugin, std::string(what) + " " + path.string() + ": " + cause};
 }
 
-std::string version_text(uint32_t v) { return std::to_string(v >> 16) + "." + std::to_string(v & 0xffff); }
+std::string abi_version_text(uint32_t v) { return std::to_string(v >> 16) + "." + std::to_string(v & 0xffff); }
 
-}  // namespace
+Result<void> check_abi(uint32_t version, const std::filesystem::path& path, const char* what) {
+  if ((version >> 16) == SHOAL_ABI_MAJOR) return {};
+  return plugin_error(what, path,
+                      "built for ABI " + abi_version_text(version) + " while this runtime speaks " +
+                          abi_version_text(SHOAL_ABI_VERSION));
+}
 
 Result<void> check_shared_object(const std::filesystem::path& path, const char* what) {
   struct stat st{};
   if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return fail(what, path, "file not found");
-    return fail(what, path, std::strerror(errno));
+    if (errno == ENOENT) return plugin_error(what, path, "file not found");
+    return plugin_error(what, path, std::strerror(errno));
   }
-  if (!S_ISREG(st.st_mode)) return fail(what, path, "not a regular file");
+  if (!S_ISREG(st.st_mode)) return plugin_error(what, path, "not a regular file");
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(what, path, std::string("cannot open: ") + std::strerror(errno));
+  if (fd < 0) return plugin_error(what, path, std::string("cannot open: ") + std::strerror(errno));
   Elf64_Ehdr eh{};
   ssize_t n = ::read(fd, &eh, sizeof eh);
   struct Closer {
@@ -40,15 +44,15 @@ Result<void> check_shared_object(const std::filesystem::path& path, const char* 
     ~Closer() { ::close(fd); }
   } closer{fd};
   if (n != static_cast<ssize_t>(sizeof eh) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
-    return fail(what, path, "not a shared object (no ELF header)");
+    return plugin_error(what, path, "not a shared object (no ELF header)");
   if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != EM_X86_64)
-    return fail(what, path, "built for another machine or word size");
-  if (eh.e_type != ET_DYN) return fail(what, path, "not a shared object (an ELF executable or object file)");
+    return plugin_error(what, path, "built for another machine or word size");
+  if (eh.e_type != ET_DYN) return plugin_error(what, path, "not a shared object (an ELF executable or object file)");
   // A position-independent executable is ET_DYN too; its PT_INTERP segment gives it away.
   for (uint16_t i = 0; i < eh.e_phnum; ++i) {
     Elf64_Phdr ph{};
     if (::pread(fd, &ph, sizeof ph, static_cast<off_t>(eh.e_phoff + uint64_t{i} * eh.e_phentsize)) != sizeof ph) break;
-    if (ph.p_type == PT_INTERP) return fail(what, path, "not a shared object (an executable)");
+    if (ph.p_type == PT_INTERP) return plugin_error(what, path, "not a shared object (an executable)");
   }
   return {};
 }
@@ -67,7 +71,7 @@ class Library {
     return lib_->has(name) ? &lib_->get<F>(name) : nullptr;
   }
   static Result<Library> open(const std::filesystem::path& path, const char* what,
-                              std::initializer_list<const char*> required) {
+                              std::span<const char* const> required) {
     if (auto check = check_shared_object(path, what); !check) return check.error();
     auto lib = std::make_unique<dll::shared_library>();
     try {
@@ -80,10 +84,10 @@ class Library {
       auto end = why.rfind("): ");
       if (at != std::string::npos && end != std::string::npos && end > at)
         why = why.substr(at + tag.size(), end - at - tag.size());
-      return fail(what, path, "cannot load: " + why);
+      return plugin_error(what, path, "cannot load: " + why);
     }
     for (const char* sym : required)
-      if (!lib->has(sym)) return fail(what, path, std::string("missing symbol ") + sym + " (not a shoal " + what + "?)");
+      if (!lib->has(sym)) return plugin_error(what, path, std::string("missing symbol ") + sym + " (not a shoal " + what + "?)");
     static std::vector<std::unique_ptr<dll::shared_library>> keep_loaded;
     keep_loaded.push_back(std::move(lib));
     return Library(keep_loaded.back().get());
@@ -94,16 +98,10 @@ class Library {
   dll::shared_library* lib_;
 };
 
-Result<void> check_abi(uint32_t version, const std::filesystem::path& path, const char* what) {
-  if ((version >> 16) == SHOAL_ABI_MAJOR) return {};
-  return fail(what, path,
-              "built for ABI " + version_text(version) + " while this runtime speaks " + version_text(SHOAL_ABI_VERSION));
-}
-
 }  // namespace
 
 Result<PluginApi> load_plugin(const std::filesystem::path& path) {
-  auto lib = Library::open(path, "plugin", {"shoal_plugin_abi", "shoal_init", "shoal_run", "shoal_fini"});
+  auto lib = Library::open(path, "plugin", kPluginExports);
   if (!lib) return lib.error();
   PluginApi api;
   api.abi = lib->fn<uint32_t()>("shoal_plugin_abi");
@@ -117,8 +115,7 @@ Result<PluginApi> load_plugin(const std::filesystem::path& path) {
 }
 
 Result<ResourceApi> load_resource_module(const std::filesystem::path& path) {
-  auto lib = Library::open(path, "resource module",
-                           {"shoal_resource_abi", "shoal_resource_open", "shoal_resource_close"});
+  auto lib = Library::open(path, "resource module", kResourceExports);
   if (!lib) return lib.error();
   ResourceApi api;
   api.abi = lib->fn<uint32_t()>("shoal_resource_abi");

@@ -7,9 +7,19 @@
 #include <shoal/resource.h>
 #include <shoal/result.hpp>
 
+#include <array>
 #include <filesystem>
+#include <string>
 
 namespace shoal::detail {
+
+/// The exports a task plugin must have (load_plugin resolves these; `shoal check` looks
+/// for them in the file).
+inline constexpr std::array<const char*, 4> kPluginExports = {"shoal_plugin_abi", "shoal_init", "shoal_run",
+                                                              "shoal_fini"};
+/// The exports a resource module must have.
+inline constexpr std::array<const char*, 3> kResourceExports = {"shoal_resource_abi", "shoal_resource_open",
+                                                                "shoal_resource_close"};
 
 struct PluginApi {
   uint32_t (*abi)() = nullptr;
@@ -41,6 +51,15 @@ Result<ResourceApi> load_resource_module(const std::filesystem::path& path);
 /// Checks the file before any loading: exists, regular, ELF shared object of this
 /// machine's class, not an executable. Shared with `shoal check`.
 Result<void> check_shared_object(const std::filesystem::path& path, const char* what);
+
+/// The one shape of every plugin error: "WHAT PATH: cause".
+Error plugin_error(const char* what, const std::filesystem::path& path, const std::string& cause);
+
+/// "1.0" for (1 << 16) | 0.
+std::string abi_version_text(uint32_t version);
+
+/// Accepts `version` when its major is this runtime's; the error names both versions.
+Result<void> check_abi(uint32_t version, const std::filesystem::path& path, const char* what);
 
 }  // namespace shoal::detail
 

@@ -40,7 +40,10 @@ std::string find_worker(const RuntimeOptions& options) {
     auto beside = self.parent_path() / "shoal-worker";
     if (::access(beside.c_str(), X_OK) == 0) return beside.string();
   }
-  return SHOAL_WORKER_BUILD_PATH;
+  if (::access(SHOAL_WORKER_BUILD_PATH, X_OK) == 0) return SHOAL_WORKER_BUILD_PATH;
+  // An application linking the installed libshoal, run from anywhere: the worker that
+  // `cmake --install` put in the configured prefix.
+  return SHOAL_WORKER_INSTALL_PATH;
 }
 
 Error ipc_error(const char* what) { return Error{Errc::ipc, std::string(what) + ": " + std::strerror(errno)}; }

@@ -106,6 +106,15 @@ typedef struct shoal_host {
 
 /** First call, before any other: return SHOAL_ABI_VERSION as the plugin was built. */
 SHOAL_EXPORT uint32_t shoal_plugin_abi(void);
+/** Recommended: the same version as data, so `shoal check` and `shoal inspect` can read it
+ *  from the file without loading it (loading would run the plugin's static constructors).
+ *  Define it exactly so, in one C source file:
+ *      SHOAL_EXPORT const uint32_t shoal_plugin_abi_version = SHOAL_ABI_VERSION;
+ *  SHOAL_PLUGIN does it for C++ plugins; C++ without the macro writes `extern const`
+ *  (without `extern`, GCC warns that it ignores the attribute: -Wattributes). Without
+ *  the constant `shoal inspect` shows the ABI as "unknown until loaded"; the worker
+ *  calls shoal_plugin_abi either way, and that answer decides. */
+SHOAL_EXPORT extern const uint32_t shoal_plugin_abi_version;
 /** Once per worker. Keep `host`; set `*user` to the plugin's state (handed to run and fini).
  *  A negative return (with report_error for the message) fails the worker start. */
 SHOAL_EXPORT shoal_status shoal_init(const shoal_host *host, shoal_ctx *ctx, void **user);

@@ -153,9 +153,11 @@ struct Exports {
 }  // namespace detail
 }  // namespace shoal
 
-/// Exports `Class` as this shared object's task plugin. Use once per plugin.
+/// Exports `Class` as this shared object's task plugin. Use once per plugin. Also
+/// defines shoal_plugin_abi_version, the ABI version `shoal check` reads from the file.
 #define SHOAL_PLUGIN(Class)                                                                 \
   extern "C" {                                                                              \
+  SHOAL_EXPORT extern const uint32_t shoal_plugin_abi_version = SHOAL_ABI_VERSION;          \
   SHOAL_EXPORT uint32_t shoal_plugin_abi(void) { return SHOAL_ABI_VERSION; }                \
   SHOAL_EXPORT shoal_status shoal_init(const shoal_host* h, shoal_ctx* c, void** u) {       \
     return ::shoal::detail::Exports<Class>::init(h, c, u);                                  \

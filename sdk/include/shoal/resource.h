@@ -23,6 +23,10 @@ extern "C" {
 
 /** First call: return SHOAL_ABI_VERSION as the module was built. */
 SHOAL_EXPORT uint32_t shoal_resource_abi(void);
+/** Recommended: the same version as data, read by `shoal check` without loading the file
+ *  (see shoal_plugin_abi_version):
+ *      SHOAL_EXPORT const uint32_t shoal_resource_abi_version = SHOAL_ABI_VERSION; */
+SHOAL_EXPORT extern const uint32_t shoal_resource_abi_version;
 /** Opens the resource called `name` (the config's name) and sets `*handle`. A negative
  *  return (with report_error for the message) fails the worker start; resources opened
  *  before it are still closed. `ctx` stays valid until close returns. */

@@ -1,0 +1,112 @@
+// `shoal check CONFIG`: the config is loaded as `shoal run` would load it, then every
+// plugin and resource module it names is read as a file, never loaded: a plugin whose
+// static constructor crashes, or a file made to break a parser, can only yield a line.
+#include "check.hpp"
+
+#include "options.hpp"
+#include "terminal.hpp"
+#include "plugin/elf.hpp"
+
+#include <shoal/config.hpp>
+
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+namespace shoal::cli {
+
+namespace {
+
+using detail::ModuleKind;
+
+constexpr std::string_view kCheckUsage =
+    "Usage: shoal check CONFIG\n"
+    "\n"
+    "Validates CONFIG and every task plugin and resource module it names, without loading\n"
+    "any of them (so no plugin code runs): each file must exist, be an ELF shared object\n"
+    "for this machine, export the symbols its role requires (shoal_plugin_abi,\n"
+    "shoal_init, shoal_run, shoal_fini; or shoal_resource_abi, shoal_resource_open,\n"
+    "shoal_resource_close) and, when it declares its ABI version as data\n"
+    "(shoal_plugin_abi_version / shoal_resource_abi_version), have this runtime's major.\n"
+    "\n"
+    "Standard output gets one line per problem:\n"
+    "  FILE:LINE:COLUMN: message\n"
+    "Standard error gets a note for each file whose ABI version is known only once a\n"
+    "worker loads it, and a summary line.\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help   show this help\n"
+    "\n"
+    "Exit status: 0 no problem; 2 a problem in CONFIG or a file it names, or a usage error.\n";
+
+// The problems and notes found so far, and how many shared objects were looked at.
+struct Report {
+  std::vector<std::string> problems;
+  std::vector<std::string> notes;
+  size_t files = 0;
+};
+
+std::string location(const Config& config, SourcePosition at) {
+  return config.source.string() + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": ";
+}
+
+void check_file(const Config& config, SourcePosition at, const std::string& owner, const std::filesystem::path& file,
+                ModuleKind kind, Report& report) {
+  ++report.files;
+  auto elf = detail::check_module_file(file, kind);
+  if (!elf) {
+    report.problems.push_back(location(config, at) + owner + ": " + elf.error().message);
+    return;
+  }
+  if (!detail::declared_abi(*elf, kind)) {
+    report.notes.push_back("note: " + location(config, at) + owner + ": " + file.string() + " declares no " +
+                           detail::abi_symbol(kind) +
+                           ": its ABI version is known only once a worker loads it");
+  }
+}
+
+void write_lines(int fd, const std::vector<std::string>& lines) {
+  std::string text;
+  for (const auto& line : lines) text += line + "\n";
+  (void)write_all(fd, text.data(), text.size());
+}
+
+}  // namespace
+
+std::string_view check_usage() noexcept { return kCheckUsage; }
+
+int check_command(int argc, char** argv) {
+  static constexpr CommandSpec kSpec{"check", kCheckUsage, "CONFIG", 1, 1};
+  std::vector<std::string> positional;
+  if (auto code = parse_options(kSpec, argc, argv, {}, positional)) return *code;
+  const std::string& path = positional.front();
+
+  Report report;
+  auto config = load_config_file(path);
+  if (!config) {
+    // Already "FILE:LINE:COLUMN: message" (or "FILE: cannot read: ..."): one problem.
+    report.problems.push_back(config.error().message);
+  } else {
+    for (const PoolConfig& pool : config->pools) {
+      const std::string owner = "pool '" + pool.name + "'";
+      check_file(*config, pool.plugin_at, owner, pool.plugin, ModuleKind::task_plugin, report);
+      for (const ResourceConfig& resource : pool.resources)
+        check_file(*config, resource.module_at, owner + " resource '" + resource.name + "'", resource.module,
+                   ModuleKind::resource_module, report);
+    }
+  }
+  write_lines(STDOUT_FILENO, report.problems);
+  for (const auto& note : report.notes) print_error("check: " + note);
+  if (!report.problems.empty()) {
+    const size_t n = report.problems.size();
+    print_error("check: " + path + ": " + std::to_string(n) + (n == 1 ? " problem" : " problems"));
+    return 2;
+  }
+  const size_t pools = config->pools.size();
+  print_error("check: " + path + ": ok (" + std::to_string(pools) + (pools == 1 ? " pool, " : " pools, ") +
+              std::to_string(report.files) + (report.files == 1 ? " shared object)" : " shared objects)"));
+  return 0;
+}
+
+}  // namespace shoal::cli

@@ -1,0 +1,170 @@
+// `shoal collect`: reads STREAM:results with XREAD (it consumes nothing, so any number
+// of collectors may read) and prints each task id's first result; later ones for the same
+// id are the duplicates that at-least-once delivery allows.
+#include "options.hpp"
+#include "scale_out.hpp"
+#include "terminal.hpp"
+
+#include "config/values.hpp"
+#include "redis/client.hpp"
+#include "redis/streams.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+namespace shoal::cli {
+
+namespace {
+
+namespace redis = shoal::detail::redis;
+
+constexpr std::string_view kCollectUsage =
+    "Usage: shoal collect [CONFIG] [--redis URL] [--stream NAME] [--follow] [--expect N]\n"
+    "\n"
+    "Prints the results of STREAM (from STREAM:results) as JSON lines, one per task id:\n"
+    "  {\"seq\":0,\"status\":\"ok\",\"output\":\"...\",\"error\":null,\"worker\":1,\"attempts\":1,\"ms\":0.412,\n"
+    "   \"id\":\"1716900000123-4242:0\",\"consumer\":\"hostA-311\"}\n"
+    "Delivery is at-least-once: a task may have several results; the first is printed.\n"
+    "\n"
+    "Options (CONFIG's redis: section gives the defaults):\n"
+    "  --redis URL     redis://HOST[:PORT][/DB] or unix:///PATH   (redis.url)\n"
+    "  --stream NAME   the task stream (default shoal:tasks)      (redis.stream)\n"
+    "  --expect N      wait until N distinct task ids have a result, then exit\n"
+    "  --follow        keep waiting for new results until SIGINT or SIGTERM\n"
+    "  -h, --help      show this help\n"
+    "Without --expect or --follow it prints the results there are and exits.\n"
+    "\n"
+    "Exit status: 0 every result printed is ok; 1 some are not; 2 usage, config or\n"
+    "connection error; 128+N stopped by signal N before --expect was met.\n";
+
+constexpr auto kIoTimeout = std::chrono::milliseconds(5000);
+// A blocked XREAD is cut into slices this long so that a signal is seen in time.
+constexpr auto kBlockSlice = std::chrono::milliseconds(200);
+
+}  // namespace
+
+std::string_view collect_usage() noexcept { return kCollectUsage; }
+
+int collect_command(int argc, char** argv) {
+  RedisFlags flags;
+  std::string expect_text;
+  bool follow = false;
+  const OptionSpec specs[] = {
+      {"--redis", &flags.url}, {"--stream", &flags.stream}, {"--expect", &expect_text}, {"--follow", nullptr, &follow}};
+  std::vector<std::string> positional;
+  if (auto code = parse_options({"collect", kCollectUsage, "CONFIG", 0, 1}, argc, argv, specs, positional))
+    return *code;
+  uint64_t expect = 0;
+  if (!expect_text.empty() && !detail::parse_int_in<uint64_t>(expect_text, 1, UINT64_MAX, expect)) {
+    print_error("collect: --expect needs a positive number, not '" + expect_text + "'");
+    return 2;
+  }
+
+  StopSignals signals;
+  ::signal(SIGPIPE, SIG_IGN);
+  RedisConfig from_file;
+  if (!positional.empty()) {
+    auto config = load_config_file(positional[0]);
+    if (!config) {
+      print_error(config.error().message);
+      return 2;
+    }
+    from_file = config->redis;
+  }
+  auto settings = redis_settings(from_file, flags, "collect");
+  if (!settings) {
+    print_error(settings.error().message);
+    return 2;
+  }
+  auto url = redis::parse_url(settings->url);
+  if (!url) {
+    print_error(url.error().message);
+    return 2;
+  }
+  auto first = redis::Connection::open(*url, kIoTimeout);
+  if (!first) {
+    print_error(first.error().message);
+    return 2;
+  }
+  redis::Connection conn = std::move(*first);
+  const redis::Keys keys = redis::Keys::of(settings->stream);
+  const bool wait = follow || expect > 0;
+  redis::Backoff backoff(std::chrono::milliseconds(100), std::chrono::seconds(2));
+
+  const auto start = Clock::now();
+  std::unordered_set<std::string> seen;
+  Counts counts;
+  uint64_t duplicates = 0;
+  std::string last_id = "0-0", out;
+  int stopped_by = 0, output_error = 0;
+  while (output_error == 0) {
+    if (int sig = signals.poll(); sig != 0) {
+      stopped_by = sig;
+      break;
+    }
+    if (!conn) {
+      pollfd p{signals.fd(), POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(backoff.next().count()));
+      auto c = redis::Connection::open(*url, kIoTimeout);
+      if (!c) continue;
+      conn = std::move(*c);
+      print_error("collect: connected again to " + url->display);
+    }
+    redis::Args read = {"XREAD", "COUNT", "1000"};
+    if (wait) read.insert(read.end(), {"BLOCK", std::to_string(kBlockSlice.count())});
+    read.insert(read.end(), {"STREAMS", keys.results, last_id});
+    auto reply = conn.command(read);
+    if (!reply || redis::is_transient(reply->view())) {
+      if (!wait) {
+        print_error(reply ? std::string(reply->str()) : reply.error().message);
+        return 2;
+      }
+      print_error("collect: " + (reply ? std::string(reply->str()) : reply.error().message) + "; retrying");
+      conn.close();
+      continue;
+    }
+    if (reply->is_error()) {
+      print_error("collect: XREAD " + keys.results + ": " + std::string(reply->str()));
+      return 2;
+    }
+    backoff.reset();
+    const auto entries = redis::parse_read(reply->view());
+    for (const auto& e : entries) {
+      last_id = e.id;
+      const auto id = e.field("id");
+      const auto result = e.field("result");
+      if (!id || !result) continue;
+      if (!seen.emplace(*id).second) {
+        ++duplicates;
+        continue;
+      }
+      const auto status = e.field("status").value_or("");
+      for (size_t s = 0; s < counts.by_status.size(); ++s)
+        if (to_string(static_cast<Status>(s)) == status) ++counts.by_status[s];
+      out.append(*result);
+      out.push_back('\n');
+      if (expect > 0 && seen.size() >= expect) break;
+    }
+    if (!out.empty()) output_error = write_all(STDOUT_FILENO, out.data(), out.size());
+    out.clear();
+    if (expect > 0 && seen.size() >= expect) break;
+    if (!wait && entries.empty()) break;
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  print_summary(counts, secs);
+  if (duplicates > 0) print_error("collect: " + std::to_string(duplicates) + " duplicate results skipped");
+  if (output_error != 0 && output_error != EPIPE) {
+    print_error("cannot write output (standard output): " + errno_text(output_error));
+    return 2;
+  }
+  if (stopped_by != 0 && !(follow && expect == 0)) return 128 + stopped_by;
+  return counts.ok() == counts.total() ? 0 : 1;
+}
+
+}  // namespace shoal::cli

@@ -1,0 +1,142 @@
+// The Redis side of `shoal serve`: the connection and its re-opening, the entries this
+// host holds, and the outcomes on their way to Redis. Used from the main thread only,
+// except Inbox, which the pool's loop thread pushes into.
+#ifndef SHOAL_CLI_SERVE_STATE_HPP
+#define SHOAL_CLI_SERVE_STATE_HPP
+
+#include "terminal.hpp"
+
+#include "redis/client.hpp"
+#include "redis/streams.hpp"
+
+#include <shoal/config.hpp>
+#include <shoal/runtime.hpp>
+
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace shoal::cli {
+
+namespace redis = shoal::detail::redis;
+
+/// Outcomes handed from the pool's loop thread to the main thread; the eventfd is
+/// readable while any wait.
+class Inbox {
+ public:
+  Inbox();
+  bool ok() const { return bool(event_); }
+  int fd() const { return event_.get(); }
+  void push(std::string entry, Outcome&& outcome);
+  std::vector<std::pair<std::string, Outcome>> take();
+  bool empty() const;
+
+ private:
+  mutable std::mutex m_;
+  std::vector<std::pair<std::string, Outcome>> items_;
+  Fd event_;
+};
+
+struct ServeSettings {
+  RedisConfig redis;  ///< consumer filled in
+  redis::Url url;
+  uint32_t in_flight = 1;
+};
+
+class ServeState {
+ public:
+  explicit ServeState(ServeSettings s);
+
+  const RedisConfig& settings() const { return s_.redis; }
+  const redis::Url& url() const { return s_.url; }
+  const redis::Keys& keys() const { return keys_; }
+  const std::string& consumer() const { return s_.redis.consumer; }
+  uint32_t in_flight() const { return s_.in_flight; }
+
+  // -- connection
+  bool connected() const { return bool(conn_); }
+  redis::Connection& conn() { return conn_; }
+  const std::string& client_id() const { return client_id_; }
+  Clock::time_point next_attempt() const { return next_attempt_; }
+  /// Opens the connection and makes sure the group exists; the first time, warns when
+  /// the server runs without an append-only file. False: try again at next_attempt().
+  bool connect(std::chrono::milliseconds timeout);
+  /// The connection failed: closes it, reports the outage once, schedules a retry.
+  /// Always false, so a caller can `return lost(e)`.
+  bool lost(const Error& error);
+  /// Redis refused `command`: re-creates a missing group, backs off on a transient
+  /// refusal (LOADING …), ends the host on anything else. Always false.
+  bool refused(std::string_view command, redis::ReplyView reply);
+  bool fatal() const { return !fatal_.empty(); }
+  const std::string& fatal_message() const { return fatal_; }
+
+  // -- entries
+  /// Starts holding an entry; false when it is held already (claimed back).
+  bool hold(const redis::Task& task, uint32_t deliveries);
+  size_t held() const { return held_.size(); }
+  size_t free_slots() const;
+  /// The outcome of a held entry: what goes to Redis is decided here.
+  void finish(const std::string& entry, Outcome&& outcome, bool stopping);
+  static bool is_pool_failure(const Outcome& o);
+  bool has_outbox() const { return !outbox_.empty(); }
+  size_t outbox_size() const { return outbox_.size(); }
+  bool idle() const { return held_.empty() && outbox_.empty(); }
+
+  // -- Redis round trips; each returns false when the connection was lost or refused
+  /// Writes outcomes (results, dead letters), then acknowledges and deletes their entries;
+  /// hands back entries to be delivered again.
+  bool flush();
+  /// Resets the idle time of held entries past a third of the visibility timeout.
+  bool refresh();
+  /// XAUTOCLAIM of entries idle past the visibility timeout: the ones to run go to `out`
+  /// with their delivery count; those delivered too often go to the dead letters.
+  bool claim(std::vector<std::pair<redis::Task, uint32_t>>& out);
+  /// At exit: removes this consumer from the group when it holds no entry there.
+  void leave_group();
+
+  Clock::time_point next_claim() const { return next_claim_; }
+  Clock::time_point next_refresh() const;
+  /// How long a read may block and still leave claims and refreshes on time.
+  std::chrono::milliseconds block_time() const;
+  const Counts& counts() const { return counts_; }
+
+ private:
+  enum class Kind { result, dead, retry, release };
+  struct Held {
+    redis::Task task;
+    uint32_t deliveries = 1;
+    Clock::time_point refreshed;
+  };
+  struct Pending {
+    Kind kind;
+    Held held;
+    std::string json;
+    Status status;
+  };
+
+  void schedule_retry();
+  std::chrono::milliseconds visibility() const;
+  std::string outcome_of_dead(const redis::Task& task, uint32_t deliveries) const;
+
+  ServeSettings s_;
+  redis::Keys keys_;
+  redis::Connection conn_;
+  std::string client_id_;
+  redis::Backoff backoff_;
+  Clock::time_point next_attempt_{};
+  bool down_reported_ = false;
+  bool persistence_checked_ = false;
+  std::string fatal_;
+  std::unordered_map<std::string, Held> held_;
+  std::vector<Pending> outbox_;
+  std::string cursor_ = "0-0";
+  Clock::time_point next_claim_{};
+  Counts counts_;
+  uint64_t dead_ = 0, retried_ = 0, handed_back_ = 0;
+};
+
+}  // namespace shoal::cli
+
+#endif

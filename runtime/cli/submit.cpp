@@ -1,0 +1,239 @@
+// `shoal submit`: one stream entry per input line (id, seq, input), XADDed in pipelined
+// batches. A lost connection resends the batch in flight: a task may then be queued
+// twice under the same id, which the collector's de-duplication absorbs.
+#include "line_reader.hpp"
+#include "options.hpp"
+#include "scale_out.hpp"
+#include "terminal.hpp"
+
+#include "redis/client.hpp"
+#include "redis/streams.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace shoal::cli {
+
+namespace {
+
+namespace redis = shoal::detail::redis;
+
+constexpr std::string_view kSubmitUsage =
+    "Usage: shoal submit [CONFIG] [--redis URL] [--stream NAME] [--input FILE|-] [--prefix TEXT]\n"
+    "\n"
+    "Queues one task per input line on a Redis stream for 'shoal serve' hosts: the entry\n"
+    "holds the line (input), its 0-based number (seq) and a task id PREFIX:SEQ. Prints how\n"
+    "many were queued. The stream never holds more than redis.max_stream_length entries\n"
+    "(tasks not yet finished): submit waits for room, nothing is dropped.\n"
+    "\n"
+    "Options (CONFIG's redis: section gives the defaults):\n"
+    "  --redis URL     redis://HOST[:PORT][/DB] or unix:///PATH   (redis.url)\n"
+    "  --stream NAME   the task stream (default shoal:tasks)      (redis.stream)\n"
+    "  --input FILE    read tasks from FILE (default -, standard input)\n"
+    "  --prefix TEXT   task ids are TEXT:SEQ (default: the time in ms and this process id)\n"
+    "  -h, --help      show this help\n"
+    "\n"
+    "Exit status: 0 every line queued; 2 usage, config, input or first connection error;\n"
+    "128+N stopped by signal N (the count printed is what was queued).\n";
+
+constexpr auto kIoTimeout = std::chrono::milliseconds(5000);
+constexpr size_t kBatch = 512;
+
+class Submitter {
+ public:
+  Submitter(redis::Url url, const RedisConfig& cfg, StopSignals& signals)
+      : url_(std::move(url)), cfg_(cfg), keys_(redis::Keys::of(cfg.stream)), signals_(signals),
+        backoff_(std::chrono::milliseconds(100), std::chrono::seconds(2)) {}
+
+  Result<void> open() {
+    auto c = redis::Connection::open(url_, kIoTimeout);
+    if (!c) return c.error();
+    conn_ = std::move(*c);
+    return {};
+  }
+
+  // Queues the batch, never letting the stream grow past max_stream_length; returns how
+  // many entries were queued: fewer than the batch when a signal or an error stopped it.
+  size_t send(const std::vector<redis::Args>& batch) {
+    size_t done = 0;
+    bool waiting_reported = false;
+    redis::Backoff wait(std::chrono::milliseconds(20), std::chrono::seconds(1));
+    while (done < batch.size() && stopped_by_ == 0) {
+      if (!conn_) {
+        if (!pause(backoff_.next())) break;
+        if (auto o = open(); !o) continue;
+        print_error("submit: connected again to " + url_.display);
+      }
+      auto len = conn_.command({"XLEN", keys_.tasks});
+      if (!len) {
+        lost(len.error());
+        continue;
+      }
+      const auto held = static_cast<uint64_t>(std::max<long long>(0, len->view().integer()));
+      if (held >= cfg_.max_stream_length) {
+        if (!waiting_reported) {
+          waiting_reported = true;
+          print_error("submit: " + keys_.tasks + " holds " + std::to_string(held) +
+                      " entries (redis.max_stream_length " + std::to_string(cfg_.max_stream_length) + "): waiting");
+        }
+        if (!pause(wait.next())) break;
+        continue;
+      }
+      wait.reset();
+      const size_t room = static_cast<size_t>(std::min<uint64_t>(cfg_.max_stream_length - held, batch.size() - done));
+      const std::vector<redis::Args> chunk(batch.begin() + static_cast<std::ptrdiff_t>(done),
+                                           batch.begin() + static_cast<std::ptrdiff_t>(done + room));
+      auto replies = conn_.pipeline(chunk);
+      if (!replies) {
+        lost(replies.error());
+        continue;
+      }
+      for (const auto& r : *replies) {
+        if (!r.is_error()) continue;
+        if (!redis::is_transient(r.view())) {
+          fatal_ = "XADD " + keys_.tasks + ": " + std::string(r.str());
+          return done;
+        }
+        lost(Error{Errc::io, "XADD " + keys_.tasks + ": " + std::string(r.str())});
+        break;
+      }
+      if (!conn_) continue;
+      done += room;
+      backoff_.reset();
+    }
+    return done;
+  }
+
+  int stopped_by() const { return stopped_by_; }
+  const std::string& fatal() const { return fatal_; }
+
+ private:
+  void lost(const Error& e) {
+    conn_.close();
+    print_error("submit: " + e.message + "; retrying");
+  }
+
+  // Waits `ms` unless a signal comes first; false then.
+  bool pause(std::chrono::milliseconds ms) {
+    pollfd p{signals_.fd(), POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(ms.count()));
+    if (int sig = signals_.poll(); sig != 0) stopped_by_ = sig;
+    return stopped_by_ == 0;
+  }
+
+  redis::Url url_;
+  const RedisConfig& cfg_;
+  redis::Keys keys_;
+  StopSignals& signals_;
+  redis::Connection conn_;
+  redis::Backoff backoff_;
+  int stopped_by_ = 0;
+  std::string fatal_;
+};
+
+std::string default_prefix() {
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+  return std::to_string(ms.count()) + "-" + std::to_string(::getpid());
+}
+
+}  // namespace
+
+std::string_view submit_usage() noexcept { return kSubmitUsage; }
+
+int submit_command(int argc, char** argv) {
+  RedisFlags flags;
+  std::string input = "-", prefix;
+  const OptionSpec specs[] = {{"--redis", &flags.url}, {"--stream", &flags.stream}, {"--input", &input},
+                              {"--prefix", &prefix}};
+  std::vector<std::string> positional;
+  if (auto code = parse_options({"submit", kSubmitUsage, "CONFIG", 0, 1}, argc, argv, specs, positional)) return *code;
+
+  StopSignals signals;
+  ::signal(SIGPIPE, SIG_IGN);
+  RedisConfig from_file;
+  if (!positional.empty()) {
+    auto config = load_config_file(positional[0]);
+    if (!config) {
+      print_error(config.error().message);
+      return 2;
+    }
+    from_file = config->redis;
+  }
+  auto settings = redis_settings(from_file, flags, "submit");
+  if (!settings) {
+    print_error(settings.error().message);
+    return 2;
+  }
+  auto url = redis::parse_url(settings->url);
+  if (!url) {
+    print_error(url.error().message);
+    return 2;
+  }
+  Fd input_owner;
+  int input_fd = STDIN_FILENO;
+  if (input != "-") {
+    input_owner = Fd(::open(input.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!input_owner) {
+      print_error("cannot open input " + input + ": " + errno_text(errno));
+      return 2;
+    }
+    input_fd = input_owner.get();
+  }
+  if (prefix.empty()) prefix = default_prefix();
+
+  Submitter submitter(std::move(*url), *settings, signals);
+  if (auto o = submitter.open(); !o) {
+    print_error(o.error().message);
+    return 2;
+  }
+  const std::string stream = settings->stream;
+  // The signalfd doubles as the reader's wake-up: a signal ends a read that waits on a
+  // terminal or a pipe.
+  LineReader reader(input_fd, signals.fd());
+  std::vector<redis::Args> batch;
+  uint64_t queued = 0, seq = 0;
+  std::string line;
+  LineReader::Read r = LineReader::Read::line;
+  for (;;) {
+    r = reader.next(line);
+    if (r == LineReader::Read::line) {
+      const std::string n = std::to_string(seq++);
+      batch.push_back({"XADD", stream, "*", "id", prefix + ":" + n, "seq", n, "input", line});
+      if (batch.size() < kBatch) continue;
+    }
+    if (!batch.empty()) {
+      const size_t sent = submitter.send(batch);
+      queued += sent;
+      if (sent < batch.size()) break;
+      batch.clear();
+    }
+    if (r != LineReader::Read::line) break;
+  }
+  int sig = submitter.stopped_by();
+  if (sig == 0 && r == LineReader::Read::stopped) sig = signals.poll();
+  std::string done = "queued " + std::to_string(queued) + (queued == 1 ? " task" : " tasks") + " to " + stream;
+  if (queued > 0) done += " (ids " + prefix + ":0 to " + prefix + ":" + std::to_string(queued - 1) + ")";
+  done += "\n";
+  write_all(STDOUT_FILENO, done.data(), done.size());
+  if (!submitter.fatal().empty()) {
+    print_error("submit: " + submitter.fatal());
+    return 2;
+  }
+  if (r == LineReader::Read::error) {
+    print_error("cannot read input " + (input == "-" ? std::string("(standard input)") : input) + ": " +
+                errno_text(reader.error()));
+    return 2;
+  }
+  if (sig != 0) return 128 + sig;
+  return 0;
+}
+
+}  // namespace shoal::cli

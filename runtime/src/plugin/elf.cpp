@@ -1,0 +1,288 @@
+// Reads .dynsym, .dynstr and .dynamic through the section headers. Boost 1.74's
+// dll::library_info is not used: it reads only SHT_SYMTAB, which `strip` removes from
+// every packaged plugin, and it can pick the wrong string table. Everything here treats
+// the file as hostile: each offset and size is checked against the file before it is
+// used, tables are capped, and data is read with pread into owned buffers.
+#include "plugin/elf.hpp"
+
+#include "plugin/loader.hpp"
+
+#include <shoal/plugin.h>
+
+#include <elf.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace shoal::detail {
+
+namespace {
+
+// Far above any real plugin's dynamic tables, low enough that a forged size cannot make
+// the check allocate without bound.
+constexpr uint64_t kMaxTableBytes = uint64_t{64} << 20;
+constexpr uint64_t kMaxNeeded = 4096;
+constexpr std::string_view kPluginAbiSymbol = "shoal_plugin_abi_version";
+constexpr std::string_view kResourceAbiSymbol = "shoal_resource_abi_version";
+
+// A read-only descriptor with reads that stay inside the file it had when opened.
+class File {
+ public:
+  File(int fd, uint64_t size) : fd_(fd), size_(size) {}
+  ~File() { ::close(fd_); }
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+
+  // True when `n` bytes at `offset` lie inside the file: checked before a buffer is sized
+  // from the file's own numbers.
+  bool holds(uint64_t offset, uint64_t n) const { return offset <= size_ && n <= size_ - offset; }
+
+  // False unless all `n` bytes at `offset` lie inside the file and were read.
+  bool read(uint64_t offset, void* out, uint64_t n) const {
+    if (!holds(offset, n)) return false;
+    auto* p = static_cast<char*>(out);
+    while (n > 0) {
+      const ssize_t got = ::pread(fd_, p, n, static_cast<off_t>(offset));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) return false;  // an error, or the file shrank while it was read
+      p += got;
+      offset += static_cast<uint64_t>(got);
+      n -= static_cast<uint64_t>(got);
+    }
+    return true;
+  }
+
+ private:
+  int fd_;
+  uint64_t size_;
+};
+
+// A section's bytes, read whole; its size is capped and must fit the file.
+bool read_section(const File& file, const Elf64_Shdr& sh, std::vector<char>& out) {
+  if (sh.sh_type == SHT_NOBITS || sh.sh_size > kMaxTableBytes || !file.holds(sh.sh_offset, sh.sh_size)) return false;
+  out.resize(sh.sh_size);
+  return file.read(sh.sh_offset, out.data(), sh.sh_size);
+}
+
+// The NUL-terminated string at `offset` of a string table, or nullopt when the offset is
+// outside the table or the string runs off its end.
+std::optional<std::string> string_at(const std::vector<char>& table, uint64_t offset) {
+  if (offset >= table.size()) return std::nullopt;
+  const char* begin = table.data() + offset;
+  const void* nul = std::memchr(begin, '\0', table.size() - offset);
+  if (nul == nullptr) return std::nullopt;
+  return std::string(begin, static_cast<const char*>(nul));
+}
+
+class Reader {
+ public:
+  Reader(const File& file, const std::filesystem::path& path, const char* what)
+      : file_(file), path_(path), what_(what) {}
+
+  Result<ElfExports> read() {
+    Elf64_Ehdr eh{};
+    if (!file_.read(0, &eh, sizeof eh)) return malformed("truncated ELF header");
+    // check_shared_object has matched the machine; a big-endian header claiming x86-64
+    // would have every field read here byte-swapped.
+    if (eh.e_ident[EI_DATA] != ELFDATA2LSB) return malformed("not a little-endian ELF file");
+    if (auto s = read_section_headers(eh); !s) return s.error();
+    ElfExports out;
+    if (auto s = read_symbols(out); !s) return s.error();
+    if (auto s = read_dynamic(out); !s) return s.error();
+    return out;
+  }
+
+ private:
+  Error malformed(const std::string& why) const { return plugin_error(what_, path_, "malformed ELF file: " + why); }
+
+  Result<void> read_section_headers(const Elf64_Ehdr& eh) {
+    if (eh.e_shoff == 0)
+      return plugin_error(what_, path_,
+                          "no section headers (removed after linking): its exports cannot be read without "
+                          "loading it");
+    if (eh.e_shentsize != sizeof(Elf64_Shdr)) return malformed("unexpected section header size");
+    uint64_t count = eh.e_shnum;
+    Elf64_Shdr first{};
+    if (!file_.read(eh.e_shoff, &first, sizeof first)) return malformed("section headers outside the file");
+    // More than 0xff00 sections: the count lives in the first header's sh_size.
+    if (count == 0) count = first.sh_size;
+    if (count == 0 || count > kMaxTableBytes / sizeof(Elf64_Shdr)) return malformed("implausible section count");
+    if (!file_.holds(eh.e_shoff, count * sizeof(Elf64_Shdr))) return malformed("section headers outside the file");
+    sections_.resize(count);
+    if (!file_.read(eh.e_shoff, sections_.data(), count * sizeof(Elf64_Shdr)))
+      return malformed("section headers outside the file");
+    return {};
+  }
+
+  const Elf64_Shdr* find_section(uint32_t type) const {
+    auto it = std::find_if(sections_.begin(), sections_.end(), [&](const Elf64_Shdr& s) { return s.sh_type == type; });
+    return it == sections_.end() ? nullptr : &*it;
+  }
+
+  // The string table a section links to (sh_link), which must be one.
+  Result<std::vector<char>> linked_strings(const Elf64_Shdr& sh, const char* name) const {
+    std::vector<char> strings;
+    if (sh.sh_link >= sections_.size() || sections_[sh.sh_link].sh_type != SHT_STRTAB ||
+        !read_section(file_, sections_[sh.sh_link], strings))
+      return malformed(std::string("bad string table for ") + name);
+    return strings;
+  }
+
+  Result<void> read_symbols(ElfExports& out) {
+    const Elf64_Shdr* dynsym = find_section(SHT_DYNSYM);
+    if (dynsym == nullptr) return {};  // exports nothing: not an error, nothing to find
+    if (dynsym->sh_entsize != sizeof(Elf64_Sym)) return malformed("unexpected .dynsym entry size");
+    std::vector<char> table;
+    if (!read_section(file_, *dynsym, table)) return malformed(".dynsym outside the file or too large");
+    auto strings = linked_strings(*dynsym, ".dynsym");
+    if (!strings) return strings.error();
+    const size_t count = table.size() / sizeof(Elf64_Sym);
+    for (size_t i = 1; i < count; ++i) {  // entry 0 is the reserved null symbol
+      Elf64_Sym sym;
+      std::memcpy(&sym, table.data() + i * sizeof sym, sizeof sym);
+      if (!is_export(sym)) continue;
+      auto name = string_at(*strings, sym.st_name);
+      if (!name) return malformed("a symbol name outside .dynstr");
+      if (name->empty()) continue;
+      if (*name == kPluginAbiSymbol || *name == kResourceAbiSymbol) {
+        auto value = read_abi_value(sym, *name);
+        if (!value) return value.error();
+        (*name == kPluginAbiSymbol ? out.plugin_abi : out.resource_abi) = *value;
+      }
+      out.symbols.push_back(std::move(*name));
+    }
+    // Versioned symbols may appear once per version.
+    std::sort(out.symbols.begin(), out.symbols.end());
+    out.symbols.erase(std::unique(out.symbols.begin(), out.symbols.end()), out.symbols.end());
+    return {};
+  }
+
+  // What dlsym could find: defined here, global or weak, default or protected visibility.
+  static bool is_export(const Elf64_Sym& sym) {
+    const unsigned bind = ELF64_ST_BIND(sym.st_info);
+    const unsigned type = ELF64_ST_TYPE(sym.st_info);
+    const unsigned visibility = ELF64_ST_VISIBILITY(sym.st_other);
+    return sym.st_shndx != SHN_UNDEF && (bind == STB_GLOBAL || bind == STB_WEAK || bind == STB_GNU_UNIQUE) &&
+           (visibility == STV_DEFAULT || visibility == STV_PROTECTED) && type != STT_SECTION && type != STT_FILE;
+  }
+
+  // The 4-byte constant a data symbol names: its address, inside the section it belongs
+  // to, maps to a file offset through that section's sh_addr and sh_offset.
+  Result<uint32_t> read_abi_value(const Elf64_Sym& sym, const std::string& name) const {
+    const Error bad = plugin_error(what_, path_, name + " is not a 4-byte constant (declare it as in shoal/plugin.h)");
+    if (ELF64_ST_TYPE(sym.st_info) != STT_OBJECT || sym.st_size != sizeof(uint32_t) || sym.st_shndx >= SHN_LORESERVE ||
+        sym.st_shndx >= sections_.size())
+      return bad;
+    const Elf64_Shdr& sec = sections_[sym.st_shndx];
+    if (sym.st_value < sec.sh_addr || sym.st_value - sec.sh_addr > sec.sh_size ||
+        sec.sh_size - (sym.st_value - sec.sh_addr) < sizeof(uint32_t))
+      return bad;
+    if (sec.sh_type == SHT_NOBITS) return uint32_t{0};  // zero-initialized (.bss)
+    uint32_t value = 0;
+    const uint64_t offset = sec.sh_offset + (sym.st_value - sec.sh_addr);
+    if (offset < sec.sh_offset || !file_.read(offset, &value, sizeof value)) return bad;
+    return value;  // little-endian, as this machine (checked above)
+  }
+
+  Result<void> read_dynamic(ElfExports& out) {
+    const Elf64_Shdr* dynamic = find_section(SHT_DYNAMIC);
+    if (dynamic == nullptr) return {};
+    if (dynamic->sh_entsize != sizeof(Elf64_Dyn)) return malformed("unexpected .dynamic entry size");
+    std::vector<char> table;
+    if (!read_section(file_, *dynamic, table)) return malformed(".dynamic outside the file or too large");
+    auto strings = linked_strings(*dynamic, ".dynamic");
+    if (!strings) return strings.error();
+    const size_t count = table.size() / sizeof(Elf64_Dyn);
+    for (size_t i = 0; i < count; ++i) {
+      Elf64_Dyn dyn;
+      std::memcpy(&dyn, table.data() + i * sizeof dyn, sizeof dyn);
+      if (dyn.d_tag == DT_NULL) break;
+      if (dyn.d_tag != DT_NEEDED && dyn.d_tag != DT_SONAME) continue;
+      auto name = string_at(*strings, dyn.d_un.d_val);
+      if (!name) return malformed("a library name outside the dynamic string table");
+      if (dyn.d_tag == DT_SONAME) {
+        out.soname = std::move(*name);
+      } else if (out.needed.size() < kMaxNeeded) {
+        out.needed.push_back(std::move(*name));
+      }
+    }
+    return {};
+  }
+
+  const File& file_;
+  const std::filesystem::path& path_;
+  const char* what_;
+  std::vector<Elf64_Shdr> sections_;
+};
+
+// The word the loader's messages start with, and what a file of that kind is called.
+const char* role_name(ModuleKind kind) { return kind == ModuleKind::task_plugin ? "plugin" : "resource module"; }
+const char* kind_name(ModuleKind kind) { return kind == ModuleKind::task_plugin ? "task plugin" : "resource module"; }
+
+}  // namespace
+
+bool ElfExports::exports(std::string_view name) const {
+  return std::binary_search(symbols.begin(), symbols.end(), name, std::less<>());
+}
+
+Result<ElfExports> read_elf_exports(const std::filesystem::path& path, const char* what) {
+  if (auto s = check_shared_object(path, what); !s) return s.error();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return plugin_error(what, path, std::string("cannot open: ") + std::strerror(errno));
+  struct stat st{};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return plugin_error(what, path, "not a regular file");
+  }
+  const File file(fd, static_cast<uint64_t>(st.st_size));
+  return Reader(file, path, what).read();
+}
+
+std::vector<std::string_view> missing_exports(const ElfExports& elf, ModuleKind kind) {
+  std::vector<std::string_view> missing;
+  auto collect = [&](const auto& required) {
+    for (const char* name : required)
+      if (!elf.exports(name)) missing.emplace_back(name);
+  };
+  if (kind == ModuleKind::task_plugin) {
+    collect(kPluginExports);
+  } else {
+    collect(kResourceExports);
+  }
+  return missing;
+}
+
+const char* abi_symbol(ModuleKind kind) {
+  return kind == ModuleKind::task_plugin ? kPluginAbiSymbol.data() : kResourceAbiSymbol.data();
+}
+
+std::optional<uint32_t> declared_abi(const ElfExports& elf, ModuleKind kind) {
+  return kind == ModuleKind::task_plugin ? elf.plugin_abi : elf.resource_abi;
+}
+
+Result<ElfExports> check_module_file(const std::filesystem::path& path, ModuleKind kind) {
+  const char* what = role_name(kind);
+  auto elf = read_elf_exports(path, what);
+  if (!elf) return elf.error();
+  const auto missing = missing_exports(*elf, kind);
+  if (!missing.empty()) {
+    const ModuleKind other = kind == ModuleKind::task_plugin ? ModuleKind::resource_module : ModuleKind::task_plugin;
+    if (missing_exports(*elf, other).empty())
+      return plugin_error(what, path, std::string("is a ") + kind_name(other) + ", not a " + kind_name(kind));
+    std::string names;
+    for (std::string_view name : missing) names += (names.empty() ? "" : ", ") + std::string(name);
+    return plugin_error(what, path,
+                        std::string(missing.size() == 1 ? "missing symbol " : "missing symbols ") + names +
+                            " (not a shoal " + what + "?)");
+  }
+  if (auto abi = declared_abi(*elf, kind))
+    if (auto s = check_abi(*abi, path, what); !s) return s.error();
+  return elf;
+}
+
+}  // namespace shoal::detail

@@ -1,0 +1,57 @@
+// What a shared object exports, read from the file without loading it: its dynamic
+// symbols, its DT_NEEDED libraries and the ABI version it declares in a data symbol.
+// `shoal check` and `shoal inspect` use it, so a plugin's static constructors never run
+// in the process that checks it, and a broken or hostile file can only yield an error.
+#ifndef SHOAL_PLUGIN_ELF_HPP
+#define SHOAL_PLUGIN_ELF_HPP
+
+#include <shoal/result.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shoal::detail {
+
+/// The dynamic view of a shared object, as the dynamic loader would see its exports.
+struct ElfExports {
+  std::vector<std::string> symbols;  ///< defined, exported dynamic symbols; sorted, unique
+  std::vector<std::string> needed;   ///< DT_NEEDED entries, in file order
+  std::string soname;                ///< DT_SONAME, empty when there is none
+  /// Value of the `shoal_plugin_abi_version` data symbol, when the file defines it.
+  std::optional<uint32_t> plugin_abi;
+  /// Value of the `shoal_resource_abi_version` data symbol, when the file defines it.
+  std::optional<uint32_t> resource_abi;
+
+  bool exports(std::string_view name) const;
+};
+
+/// Reads `path` with pread only (no mmap: a file truncated while it is read must not
+/// raise SIGBUS), after check_shared_object has accepted it. Every offset and size taken
+/// from the file is bounds-checked. The file needs its section headers: `strip` keeps
+/// them, and .dynsym with them. Errors read "WHAT PATH: cause", like the loader's.
+Result<ElfExports> read_elf_exports(const std::filesystem::path& path, const char* what);
+
+/// What a shared object can serve as.
+enum class ModuleKind { task_plugin, resource_module };
+
+/// The required exports of `kind` that `elf` lacks, in the loader's order.
+std::vector<std::string_view> missing_exports(const ElfExports& elf, ModuleKind kind);
+
+/// The ABI version `elf` declares for `kind` (its data symbol), if it declares one.
+std::optional<uint32_t> declared_abi(const ElfExports& elf, ModuleKind kind);
+
+/// The name of that data symbol: "shoal_plugin_abi_version" or "shoal_resource_abi_version".
+const char* abi_symbol(ModuleKind kind);
+
+/// Everything that can be known about `path` as a `kind` without loading it: a shared
+/// object exporting every required symbol and, when it declares an ABI version, one of
+/// this runtime's major. Errors are the loader's "plugin PATH: cause" lines.
+Result<ElfExports> check_module_file(const std::filesystem::path& path, ModuleKind kind);
+
+}  // namespace shoal::detail
+
+#endif
