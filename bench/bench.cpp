@@ -1,7 +1,7 @@
 // shoal_bench: the shoal side of bench/run. Prints one "name value unit" line per figure;
 // bench/report.py sets them beside bench/peers.py's Python figures from the same run.
 //
-//   shoal_bench [--quick]
+//   shoal_bench [--quick] [--only tiny|cpu|rtt|bandwidth|start|memory]
 // Workloads (2 workers unless said): a) 1,000,000 tiny echo tasks through map; b) the
 // same through submit (one future each) and map_unordered; c) 20,000 CPU tasks of
 // ~100 µs against 2 x the in-process rate; d) sequential round trips on one worker, busy
@@ -254,13 +254,16 @@ void memory() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i)
+  // --only NAME runs one workload (for a profiler): tiny, cpu, rtt, bandwidth, start, memory.
+  std::string_view only;
+  for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) g_quick = true;
-  tiny_tasks();
-  cpu_tasks();
-  round_trips();
-  bandwidth();
-  start_stop();
-  memory();
+    if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+  }
+  const std::pair<std::string_view, void (*)()> workloads[] = {
+      {"tiny", tiny_tasks}, {"cpu", cpu_tasks},       {"rtt", round_trips},
+      {"bandwidth", bandwidth}, {"start", start_stop}, {"memory", memory}};
+  for (const auto& [name, fn] : workloads)
+    if (only.empty() || only == name) fn();
   return 0;
 }

@@ -5,13 +5,17 @@
 
 #include "options.hpp"
 #include "terminal.hpp"
+#include "common/printable.hpp"
 #include "plugin/elf.hpp"
 
 #include <shoal/config.hpp>
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <exception>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace shoal::cli {
@@ -32,6 +36,7 @@ constexpr std::string_view kCheckUsage =
     "\n"
     "Standard output gets one line per problem:\n"
     "  FILE:LINE:COLUMN: message\n"
+    "(1:1 when the problem has no position, as when CONFIG cannot be read).\n"
     "Standard error gets a note for each file whose ABI version is known only once a\n"
     "worker loads it, and a summary line.\n"
     "\n"
@@ -47,22 +52,50 @@ struct Report {
   size_t files = 0;
 };
 
-std::string location(const Config& config, SourcePosition at) {
-  return config.source.string() + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": ";
+std::string location(const std::string& file, SourcePosition at) {
+  return detail::printable(file) + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": ";
+}
+
+// True when `text` starts with "LINE:COLUMN: ".
+bool has_position(std::string_view text) {
+  for (int part = 0; part < 2; ++part) {
+    const size_t digits = std::min(text.find_first_not_of("0123456789"), text.size());
+    if (digits == 0 || digits == text.size() || text[digits] != ':') return false;
+    text.remove_prefix(digits + 1);
+  }
+  return text.starts_with(" ");
+}
+
+// Config errors read "FILE:LINE:COLUMN: message", except the one that has no position: a
+// file that cannot be read ("FILE: cannot read: why"). It is put at 1:1, so that every
+// problem line has the one form editors and scripts parse.
+std::string config_problem(const std::string& file, const std::string& message) {
+  const std::string prefix = detail::printable(file) + ":";
+  if (!message.starts_with(prefix)) return location(file, {1, 1}) + message;
+  const std::string_view rest = std::string_view(message).substr(prefix.size());
+  if (has_position(rest)) return message;
+  return location(file, {1, 1}) + std::string(rest.starts_with(" ") ? rest.substr(1) : rest);
 }
 
 void check_file(const Config& config, SourcePosition at, const std::string& owner, const std::filesystem::path& file,
                 ModuleKind kind, Report& report) {
   ++report.files;
-  auto elf = detail::check_module_file(file, kind);
-  if (!elf) {
-    report.problems.push_back(location(config, at) + owner + ": " + elf.error().message);
-    return;
-  }
-  if (!detail::declared_abi(*elf, kind)) {
-    report.notes.push_back("note: " + location(config, at) + owner + ": " + file.string() + " declares no " +
-                           detail::abi_symbol(kind) +
-                           ": its ABI version is known only once a worker loads it");
+  const std::string where = location(config.source.string(), at) + owner + ": ";
+  // The reader's allocations are bounded, but one that still fails is this file's
+  // problem line, not the end of the whole check.
+  try {
+    auto elf = detail::check_module_file(file, kind);
+    if (!elf) {
+      report.problems.push_back(where + elf.error().message);
+      return;
+    }
+    if (!detail::declared_abi(*elf, kind)) {
+      report.notes.push_back("note: " + where + detail::printable(file.string()) + " declares no " +
+                             detail::abi_symbol(kind) + ": its ABI version is known only once a worker loads it");
+    }
+  } catch (const std::exception& e) {
+    report.problems.push_back(where + detail::role_name(kind) + " " + detail::printable(file.string()) +
+                              ": cannot be checked: " + e.what());
   }
 }
 
@@ -85,8 +118,7 @@ int check_command(int argc, char** argv) {
   Report report;
   auto config = load_config_file(path);
   if (!config) {
-    // Already "FILE:LINE:COLUMN: message" (or "FILE: cannot read: ..."): one problem.
-    report.problems.push_back(config.error().message);
+    report.problems.push_back(config_problem(path, config.error().message));
   } else {
     for (const PoolConfig& pool : config->pools) {
       const std::string owner = "pool '" + pool.name + "'";
@@ -100,11 +132,12 @@ int check_command(int argc, char** argv) {
   for (const auto& note : report.notes) print_error("check: " + note);
   if (!report.problems.empty()) {
     const size_t n = report.problems.size();
-    print_error("check: " + path + ": " + std::to_string(n) + (n == 1 ? " problem" : " problems"));
+    print_error("check: " + detail::printable(path) + ": " + std::to_string(n) + (n == 1 ? " problem" : " problems"));
     return 2;
   }
   const size_t pools = config->pools.size();
-  print_error("check: " + path + ": ok (" + std::to_string(pools) + (pools == 1 ? " pool, " : " pools, ") +
+  print_error("check: " + detail::printable(path) + ": ok (" + std::to_string(pools) +
+              (pools == 1 ? " pool, " : " pools, ") +
               std::to_string(report.files) + (report.files == 1 ? " shared object)" : " shared objects)"));
   return 0;
 }

@@ -3,14 +3,11 @@
 // id are the duplicates that at-least-once delivery allows.
 #include "options.hpp"
 #include "scale_out.hpp"
+#include "scale_out_shared.hpp"
 #include "terminal.hpp"
 
 #include "config/values.hpp"
-#include "redis/client.hpp"
-#include "redis/streams.hpp"
 
-#include <poll.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -21,8 +18,6 @@
 namespace shoal::cli {
 
 namespace {
-
-namespace redis = shoal::detail::redis;
 
 constexpr std::string_view kCollectUsage =
     "Usage: shoal collect [CONFIG] [--redis URL] [--stream NAME] [--follow] [--expect N]\n"
@@ -43,7 +38,6 @@ constexpr std::string_view kCollectUsage =
     "Exit status: 0 every result printed is ok; 1 some are not; 2 usage, config or\n"
     "connection error; 128+N stopped by signal N before --expect was met.\n";
 
-constexpr auto kIoTimeout = std::chrono::milliseconds(5000);
 // A blocked XREAD is cut into slices this long so that a signal is seen in time.
 constexpr auto kBlockSlice = std::chrono::milliseconds(200);
 
@@ -67,35 +61,19 @@ int collect_command(int argc, char** argv) {
   }
 
   StopSignals signals;
-  ::signal(SIGPIPE, SIG_IGN);
-  RedisConfig from_file;
-  if (!positional.empty()) {
-    auto config = load_config_file(positional[0]);
-    if (!config) {
-      print_error(config.error().message);
-      return 2;
-    }
-    from_file = config->redis;
-  }
-  auto settings = redis_settings(from_file, flags, "collect");
-  if (!settings) {
-    print_error(settings.error().message);
+  ignore_sigpipe();
+  auto target = redis_target(positional, flags, "collect");
+  if (!target) {
+    print_error(target.error().message);
     return 2;
   }
-  auto url = redis::parse_url(settings->url);
-  if (!url) {
-    print_error(url.error().message);
+  RedisLink link(target->url, signals, "collect");
+  if (auto o = link.open(); !o) {
+    print_error(o.error().message);
     return 2;
   }
-  auto first = redis::Connection::open(*url, kIoTimeout);
-  if (!first) {
-    print_error(first.error().message);
-    return 2;
-  }
-  redis::Connection conn = std::move(*first);
-  const redis::Keys keys = redis::Keys::of(settings->stream);
+  const redis::Keys keys = redis::Keys::of(target->settings.stream);
   const bool wait = follow || expect > 0;
-  redis::Backoff backoff(std::chrono::milliseconds(100), std::chrono::seconds(2));
 
   const auto start = Clock::now();
   std::unordered_set<std::string> seen;
@@ -108,32 +86,32 @@ int collect_command(int argc, char** argv) {
       stopped_by = sig;
       break;
     }
-    if (!conn) {
-      pollfd p{signals.fd(), POLLIN, 0};
-      ::poll(&p, 1, static_cast<int>(backoff.next().count()));
-      auto c = redis::Connection::open(*url, kIoTimeout);
-      if (!c) continue;
-      conn = std::move(*c);
-      print_error("collect: connected again to " + url->display);
+    if (!link && !link.reconnect()) {
+      stopped_by = link.stopped_by();
+      if (!link.fatal().empty()) {
+        print_error("collect: " + link.fatal());
+        return 2;
+      }
+      break;
     }
     redis::Args read = {"XREAD", "COUNT", "1000"};
     if (wait) read.insert(read.end(), {"BLOCK", std::to_string(kBlockSlice.count())});
     read.insert(read.end(), {"STREAMS", keys.results, last_id});
-    auto reply = conn.command(read);
+    auto reply = link.conn().command(read);
     if (!reply || redis::is_transient(reply->view())) {
+      const std::string why = reply ? std::string(reply->str()) : reply.error().message;
       if (!wait) {
-        print_error(reply ? std::string(reply->str()) : reply.error().message);
+        print_error(why);
         return 2;
       }
-      print_error("collect: " + (reply ? std::string(reply->str()) : reply.error().message) + "; retrying");
-      conn.close();
+      link.lost(why);
       continue;
     }
     if (reply->is_error()) {
       print_error("collect: XREAD " + keys.results + ": " + std::string(reply->str()));
       return 2;
     }
-    backoff.reset();
+    link.ok();
     const auto entries = redis::parse_read(reply->view());
     for (const auto& e : entries) {
       last_id = e.id;
@@ -144,9 +122,8 @@ int collect_command(int argc, char** argv) {
         ++duplicates;
         continue;
       }
-      const auto status = e.field("status").value_or("");
-      for (size_t s = 0; s < counts.by_status.size(); ++s)
-        if (to_string(static_cast<Status>(s)) == status) ++counts.by_status[s];
+      if (const auto status = status_from(e.field("status").value_or("")))
+        ++counts.by_status[static_cast<size_t>(*status)];
       out.append(*result);
       out.push_back('\n');
       if (expect > 0 && seen.size() >= expect) break;

@@ -4,6 +4,7 @@
 
 #include "options.hpp"
 #include "terminal.hpp"
+#include "common/printable.hpp"
 #include "plugin/elf.hpp"
 #include "plugin/loader.hpp"
 
@@ -11,10 +12,9 @@
 
 #include <unistd.h>
 
-#include <algorithm>
-#include <iterator>
+#include <exception>
 #include <string>
-#include <tuple>
+#include <utility>
 #include <vector>
 
 namespace shoal::cli {
@@ -47,35 +47,31 @@ constexpr std::string_view kInspectUsage =
     "Exit status: 0 every file was read; 2 a file that is missing, not an ELF shared\n"
     "object for this machine, or malformed (one line on stderr), or a usage error.\n";
 
+// Names from the file may hold any byte but NUL: escaped, each stays on its line.
 std::string joined(const std::vector<std::string>& items) {
   if (items.empty()) return "-";
   std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : " ") + item;
+  for (const auto& item : items) out += (out.empty() ? "" : " ") + detail::printable(item);
   return out;
 }
 
-// How far `elf` goes towards `kind`: every required export, some, or none.
-enum class Fit { complete, partial, none };
-
-Fit fit(const ElfExports& elf, ModuleKind kind) {
-  const size_t required = kind == ModuleKind::task_plugin ? detail::kPluginExports.size()
-                                                          : detail::kResourceExports.size();
-  const size_t missing = detail::missing_exports(elf, kind).size();
-  if (missing == 0) return Fit::complete;
-  return missing < required || detail::declared_abi(elf, kind) ? Fit::partial : Fit::none;
-}
+using detail::Fit;
 
 std::string kind_line(const ElfExports& elf, Fit plugin, Fit resource) {
-  if (plugin == Fit::complete && resource == Fit::complete) return "task plugin and resource module";
-  if (plugin == Fit::complete) return "task plugin";
-  if (resource == Fit::complete) return "resource module";
+  const char* plugin_name = detail::kind_name(ModuleKind::task_plugin);
+  const char* resource_name = detail::kind_name(ModuleKind::resource_module);
+  if (plugin == Fit::complete && resource == Fit::complete) return std::string(plugin_name) + " and " + resource_name;
+  if (plugin == Fit::complete) return plugin_name;
+  if (resource == Fit::complete) return resource_name;
   std::string out;
-  for (auto [kind, f, name] : {std::tuple{ModuleKind::task_plugin, plugin, "task plugin"},
-                               std::tuple{ModuleKind::resource_module, resource, "resource module"}}) {
+  for (auto [kind, f] :
+       {std::pair{ModuleKind::task_plugin, plugin}, std::pair{ModuleKind::resource_module, resource}}) {
     if (f != Fit::partial) continue;
     std::string missing;
-    for (std::string_view s : detail::missing_exports(elf, kind)) missing += (missing.empty() ? "" : " ") + std::string(s);
-    out += (out.empty() ? "" : "; ") + std::string("incomplete ") + name + " (missing " + missing + ")";
+    for (std::string_view s : detail::missing_exports(elf, kind))
+      missing += (missing.empty() ? "" : " ") + std::string(s);
+    out += (out.empty() ? "" : "; ") + std::string("incomplete ") + detail::kind_name(kind) + " (missing " + missing +
+           ")";
   }
   return out.empty() ? "not a shoal plugin (no task plugin or resource module symbols)" : out;
 }
@@ -92,26 +88,24 @@ std::string abi_text(const std::string& path, const ElfExports& elf, ModuleKind 
 std::string abi_line(const std::string& path, const ElfExports& elf, Fit plugin, Fit resource) {
   const bool as_plugin = plugin != Fit::none, as_resource = resource != Fit::none;
   if (as_plugin && as_resource)
-    return abi_text(path, elf, ModuleKind::task_plugin) + " (task plugin); " +
-           abi_text(path, elf, ModuleKind::resource_module) + " (resource module)";
+    return abi_text(path, elf, ModuleKind::task_plugin) + " (" + detail::kind_name(ModuleKind::task_plugin) + "); " +
+           abi_text(path, elf, ModuleKind::resource_module) + " (" + detail::kind_name(ModuleKind::resource_module) +
+           ")";
   if (as_plugin) return abi_text(path, elf, ModuleKind::task_plugin);
   if (as_resource) return abi_text(path, elf, ModuleKind::resource_module);
   return "-";
 }
 
 std::string describe(const std::string& path, const ElfExports& elf) {
-  const Fit plugin = fit(elf, ModuleKind::task_plugin);
-  const Fit resource = fit(elf, ModuleKind::resource_module);
-  std::vector<std::string> shoal_symbols;
-  std::copy_if(elf.symbols.begin(), elf.symbols.end(), std::back_inserter(shoal_symbols),
-               [](const std::string& s) { return s.starts_with("shoal_"); });
-  std::string text = "file: " + path + "\n";
+  const Fit plugin = detail::fit(elf, ModuleKind::task_plugin);
+  const Fit resource = detail::fit(elf, ModuleKind::resource_module);
+  std::string text = "file: " + detail::printable(path) + "\n";
   text += "kind: " + kind_line(elf, plugin, resource) + "\n";
   text += "abi: " + abi_line(path, elf, plugin, resource) + "\n";
-  text += "exports: " + joined(shoal_symbols) + "\n";
-  text += "other exports: " + std::to_string(elf.symbols.size() - shoal_symbols.size()) + "\n";
+  text += "exports: " + joined(elf.symbols) + "\n";
+  text += "other exports: " + std::to_string(elf.other_exports) + "\n";
   text += "needs: " + joined(elf.needed) + "\n";
-  text += "soname: " + (elf.soname.empty() ? std::string("-") : elf.soname) + "\n";
+  text += "soname: " + (elf.soname.empty() ? std::string("-") : detail::printable(elf.soname)) + "\n";
   return text;
 }
 
@@ -126,13 +120,22 @@ int inspect_command(int argc, char** argv) {
   int status = 0;
   bool first = true;
   for (const std::string& path : positional) {
-    auto elf = detail::read_elf_exports(path, "file");
-    if (!elf) {
-      print_error("inspect: " + elf.error().message);
+    std::string text;
+    // The reader's allocations are bounded, but one that still fails costs this file's
+    // description only, as any other unreadable file does.
+    try {
+      auto elf = detail::read_elf_exports(path, "file");
+      if (!elf) {
+        print_error("inspect: " + elf.error().message);
+        status = 2;
+        continue;
+      }
+      text = (first ? "" : "\n") + describe(path, *elf);
+    } catch (const std::exception& e) {
+      print_error("inspect: file " + detail::printable(path) + ": " + e.what());
       status = 2;
       continue;
     }
-    const std::string text = (first ? "" : "\n") + describe(path, *elf);
     first = false;
     if (write_all(STDOUT_FILENO, text.data(), text.size()) != 0) return 2;
   }

@@ -46,6 +46,15 @@ class LineReader {
     }
   }
 
+  /// True when next() would wait for input: no complete line is buffered and the
+  /// descriptor has nothing to read yet. A caller that batches lines sends what it has
+  /// then, instead of holding lines a slow producer wrote long ago.
+  bool would_block() const {
+    if (eof_ || std::memchr(buf_.data() + begin_, '\n', end_ - begin_) != nullptr) return false;
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 0;
+  }
+
   int error() const { return error_; }
   uint64_t consumed() const { return consumed_; }
 

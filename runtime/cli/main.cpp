@@ -4,9 +4,13 @@
 #include "run.hpp"
 #include "scale_out.hpp"
 
+#include "common/log.hpp"
+
 #include <shoal/plugin.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <exception>
 #include <string>
 #include <string_view>
@@ -40,6 +44,14 @@ constexpr std::string_view kUsage =
     "                     print the results of a Redis stream, once per task id\n"
     "  help [COMMAND]     show this help, or a command's\n"
     "\n"
+    "Options for every command (before or after it):\n"
+    "  --log-format text|json   the runtime's own messages and what plugins log, as\n"
+    "                           'shoal: LEVEL: ...' lines (default) or JSON objects\n"
+    "                           {\"time\",\"level\",\"pool\",\"worker\",\"component\",\"message\"}\n"
+    "  --log-level debug|info|warn|error\n"
+    "                           the least level shown (default info)\n"
+    "  Both are also read from $SHOAL_LOG_FORMAT and $SHOAL_LOG; workers inherit them.\n"
+    "\n"
     "Run 'shoal COMMAND --help' for a command's options.\n"
     "\n"
     "Exit status: 0 every task ok; 1 some task not ok; 2 usage, config or start error\n"
@@ -55,7 +67,46 @@ void write_err(const std::string& message) {
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
+// Takes --log-format and --log-level out of the arguments, wherever they are before a
+// "--", and puts them in the environment: the log reads it once, and the workers the
+// pools spawn inherit it.
+std::optional<int> take_log_options(int& argc, char** argv) {
+  int out = 1;
+  bool options_done = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--") options_done = true;
+    const bool format = arg.starts_with("--log-format"), level = arg.starts_with("--log-level");
+    std::string_view name = format ? "--log-format" : "--log-level";
+    if (options_done || !(format || level) || (arg.size() > name.size() && arg[name.size()] != '=')) {
+      argv[out++] = argv[i];
+      continue;
+    }
+    std::string_view value;
+    if (arg.size() > name.size()) {
+      value = arg.substr(name.size() + 1);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      write_err("option '" + std::string(name) + "' needs a value (see 'shoal --help')");
+      return kExitUsage;
+    }
+    const bool valid = format ? shoal::detail::parse_log_format(value).has_value()
+                              : shoal::detail::parse_log_level(value).has_value();
+    if (!valid) {
+      write_err("option '" + std::string(name) + "': unknown value '" + std::string(value) + "' (" +
+                (format ? "text or json" : "debug, info, warn or error") + ")");
+      return kExitUsage;
+    }
+    ::setenv(format ? "SHOAL_LOG_FORMAT" : "SHOAL_LOG", std::string(value).c_str(), 1);
+  }
+  argv[out] = nullptr;
+  argc = out;
+  return std::nullopt;
+}
+
 int dispatch(int argc, char** argv) {
+  if (auto code = take_log_options(argc, argv)) return *code;
   if (argc < 2) {
     write_err("missing COMMAND (see 'shoal --help')");
     return kExitUsage;

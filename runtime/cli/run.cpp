@@ -2,6 +2,7 @@
 
 #include "line_reader.hpp"
 #include "options.hpp"
+#include "stats.hpp"
 #include "terminal.hpp"
 #include "common/json.hpp"
 #include "ipc/segment.hpp"
@@ -39,6 +40,7 @@ namespace {
 
 constexpr std::string_view kRunUsage =
     "Usage: shoal run CONFIG [--pool NAME] [--input FILE|-] [--output FILE|-] [--unordered]\n"
+    "                        [--stats FILE] [--stats-interval SECONDS]\n"
     "\n"
     "Runs one task per line of input through a pool of CONFIG and writes one JSON object\n"
     "per task to the output:\n"
@@ -53,6 +55,11 @@ constexpr std::string_view kRunUsage =
     "  --output FILE   write outcomes to FILE (default -, standard output)\n"
     "  --unordered     write each outcome as soon as it is done (default: input order,\n"
     "                  each line written as soon as every earlier one is)\n"
+    "  --stats FILE    write the run's counters to FILE as JSON: every --stats-interval\n"
+    "                  seconds (default 5) while it runs, and at its end (\"final\":true):\n"
+    "                  per pool and per worker tasks, outcomes by status, process starts,\n"
+    "                  restarts and why processes ended, busy fraction, RSS, and the p50\n"
+    "                  and p99 time in shoal_run (ms)\n"
     "  -h, --help      show this help\n"
     "\n"
     "Standard error shows a progress bar when it is a terminal, and always a summary.\n"
@@ -77,6 +84,9 @@ struct RunOptions {
   std::string input = "-";
   std::string output = "-";
   bool unordered = false;
+  std::string stats;
+  std::string stats_interval;
+  Duration stats_every = std::chrono::seconds(5);
 };
 
 // Returns an exit code when the arguments settle the run (help, or a usage error).
@@ -84,9 +94,20 @@ std::optional<int> parse_args(int argc, char** argv, RunOptions& opts) {
   const OptionSpec specs[] = {{"--pool", &opts.pool},
                               {"--input", &opts.input},
                               {"--output", &opts.output},
-                              {"--unordered", nullptr, &opts.unordered}};
+                              {"--unordered", nullptr, &opts.unordered},
+                              {"--stats", &opts.stats},
+                              {"--stats-interval", &opts.stats_interval}};
   std::vector<std::string> positional;
   if (auto code = parse_options({"run", kRunUsage, "CONFIG", 1, 1}, argc, argv, specs, positional)) return code;
+  if (!opts.stats_interval.empty()) {
+    char* end = nullptr;
+    const double secs = std::strtod(opts.stats_interval.c_str(), &end);
+    if (end == opts.stats_interval.c_str() || *end != '\0' || !(secs >= 0.05 && secs <= 86400)) {
+      print_error("run: --stats-interval takes seconds from 0.05 to 86400, not '" + opts.stats_interval + "'");
+      return kExitUsage;
+    }
+    opts.stats_every = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(secs));
+  }
   opts.config = positional[0];
   return std::nullopt;
 }
@@ -254,6 +275,20 @@ int run(const RunOptions& opts) {
   const bool output_on_terminal = output_fd == STDOUT_FILENO && ::isatty(STDOUT_FILENO) == 1;
 
   const Clock::time_point start = Clock::now();
+  int stats_error = 0;
+  const auto write_stats = [&](bool final, uint64_t submitted, uint64_t written) {
+    if (opts.stats.empty() || stats_error != 0) return;
+    RunStats s{std::chrono::duration<double>(Clock::now() - start).count(), final, submitted, written,
+               {{pool_name, pool.stats()}}};
+    stats_error = write_stats_file(opts.stats, stats_json(s));
+  };
+  // The first write proves the file can be written before any task runs.
+  write_stats(false, 0, 0);
+  if (stats_error != 0) {
+    print_error("cannot write --stats " + opts.stats + ": " + errno_text(stats_error));
+    return kExitUsage;
+  }
+  Clock::time_point next_stats = start + opts.stats_every;
   std::thread reader_thread(reader_main, std::ref(shared), std::ref(reader), std::ref(pool));
 
   Counts counts;
@@ -337,6 +372,10 @@ int run(const RunOptions& opts) {
     }
     progress.maybe_draw(Clock::now(), start, counts, submitted, completed,
                         shared.input_bytes.load(std::memory_order_relaxed), input_done);
+    if (Clock::now() >= next_stats) {
+      write_stats(false, submitted, counts.total());
+      next_stats = Clock::now() + opts.stats_every;
+    }
     lock.lock();
     if (stopped_by && !shared.stop) stop_run(lock);
     // A timed wait: the signalfd and the progress bar are looked at on each tick.
@@ -351,9 +390,13 @@ int run(const RunOptions& opts) {
   // A slow finalizer must not make Ctrl-C ineffective: from here on it ends the host, and
   // the workers stop on their own through their parent-death watch.
   signals.release();
+  const uint64_t submitted = counts.total();
+  (void)pool.stats();  // samples the workers' RSS while they are still alive
   pool.close();
   pool.join();
   progress.clear();
+  write_stats(true, submitted, counts.total());
+  if (stats_error != 0) print_error("cannot write --stats " + opts.stats + ": " + errno_text(stats_error));
 
   if (input_error != 0) {
     print_error("cannot read input " + (opts.input == "-" ? std::string("(standard input)") : opts.input) + ": " +
@@ -366,7 +409,7 @@ int run(const RunOptions& opts) {
   }
   print_summary(counts, secs);
 
-  if (input_error != 0 || output_error != 0) return kExitUsage;
+  if (input_error != 0 || output_error != 0 || stats_error != 0) return kExitUsage;
   if (stopped_by != 0) return 128 + stopped_by;
   return counts.ok() == counts.total() ? kExitOk : kExitFailed;
 }

@@ -2,20 +2,24 @@
 // group. All Redis traffic runs on the main thread over one connection; the pool's loop
 // thread only hands outcomes over through an Inbox (mutex + eventfd).
 //
-// Delivery is at-least-once. An outcome is written to STREAM:results before its entry is
-// acknowledged, in two round trips, so a crash between them duplicates a result and never
-// loses one. Entries left pending by a dead host are claimed with XAUTOCLAIM once idle past
-// the visibility timeout; a live host keeps its entries' idle time low (XCLAIM … JUSTID)
-// so a long task is not taken from it.
+// Delivery is at-least-once. An outcome is written to STREAM:results in one transaction
+// with the acknowledgement of its entry, so a result is never lost, and never written
+// twice by a host that lives through a lost connection (serve_state.cpp). Entries left pending by a dead host are claimed
+// with XAUTOCLAIM once idle past the visibility timeout; a live host keeps its entries'
+// idle time low (XCLAIM … JUSTID) so a long task is not taken from it.
+//
+// A stop (SIGTERM, SIGINT) terminates the pool at once: tasks not started come back
+// cancelled and are handed back to the group at once, running ones get one
+// shutdown.grace to finish, as in `shoal run`.
 #include "options.hpp"
 #include "scale_out.hpp"
+#include "scale_out_shared.hpp"
 #include "serve_state.hpp"
 #include "terminal.hpp"
 
 #include <shoal/runtime.hpp>
 
 #include <poll.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,16 +48,16 @@ constexpr std::string_view kServeUsage =
     "\n"
     "An entry idle past redis.visibility_timeout (a host died) is claimed by another host;\n"
     "a task that crashes or times out is delivered again, and after redis.max_deliveries\n"
-    "deliveries it goes to STREAM:dead with its last outcome. A lost connection is retried\n"
-    "with back-off. SIGTERM or SIGINT: stop taking tasks, finish and write those held\n"
-    "(within shutdown.grace; the rest are handed back), run every finalizer, exit 0; a\n"
+    "failed deliveries it goes to STREAM:dead with its last outcome. A lost connection is\n"
+    "retried with back-off. SIGTERM or SIGINT: stop taking tasks, hand back those not\n"
+    "started, give running ones shutdown.grace to finish (then hand them back too; a\n"
+    "hand-back is no failed delivery), write the outcomes, run every finalizer, exit 0; a\n"
     "second signal ends the host at once.\n"
     "\n"
     "Exit status: 0 stopped by a signal; 1 the pool failed or outcomes could not be written;\n"
-    "2 usage, config, pool start error, or a key of the wrong type in Redis.\n";
+    "2 usage, config, pool start error, AUTH or SELECT refused, or a key of the wrong type\n"
+    "in Redis.\n";
 
-// How long one command may take before the connection counts as lost.
-constexpr auto kIoTimeout = std::chrono::milliseconds(5000);
 // After a stop, how long unwritten outcomes wait for Redis to come back.
 constexpr auto kWriteGiveUp = std::chrono::seconds(15);
 
@@ -64,8 +68,10 @@ std::string default_consumer() {
   return std::string(host) + "-" + std::to_string(::getpid());
 }
 
+// Rounded up: a deadline less than a millisecond away must not become a zero timeout,
+// which would poll in a loop until it passes.
 int ms_until(Clock::time_point t) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(t - Clock::now()).count();
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(t - Clock::now()).count();
   return static_cast<int>(std::clamp<long long>(left, 0, 60000));
 }
 
@@ -83,8 +89,9 @@ class Server {
   void wait_events(Clock::time_point until);
   bool read();
   bool blocking_read(const redis::Args& args, Result<redis::Reply>& reply);
+  void open_waker();
   void unblock();
-  void start(redis::Task task, uint32_t deliveries);
+  void start(ServeState::Delivery d);
   Clock::time_point next_wakeup() const;
 
   ServeState state_;
@@ -93,14 +100,13 @@ class Server {
   StopSignals& signals_;
   redis::Connection waker_;  // sends CLIENT UNBLOCK while the main connection blocks
   bool stopping_ = false;
-  bool terminated_ = false;
   bool pool_failed_ = false;
-  Clock::time_point stop_deadline_{};
   Clock::time_point give_up_{};
 };
 
-void Server::start(redis::Task task, uint32_t deliveries) {
-  if (!state_.hold(task, deliveries)) return;  // already held: claimed back from ourselves
+void Server::start(ServeState::Delivery d) {
+  if (!state_.hold(d)) return;  // already held: claimed back from ourselves
+  const redis::Task& task = d.task;
   const std::string entry = task.entry_id;
   if (!task.input) {
     Outcome o;
@@ -115,37 +121,38 @@ void Server::start(redis::Task task, uint32_t deliveries) {
 void Server::begin_stop(const std::string& why) {
   if (stopping_) return;
   stopping_ = true;
-  stop_deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(pool_.config().grace);
-  give_up_ = stop_deadline_ + kWriteGiveUp;
+  give_up_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(pool_.config().grace) + kWriteGiveUp;
   // A second signal ends the host at once; the pool's threads keep the signals blocked.
   signals_.release();
   print_error(why);
-  pool_.close();
+  // Tasks not started come back cancelled now (handed back: another host runs them);
+  // running ones get shutdown.grace, enforced by their workers, then come back cancelled.
+  pool_.terminate();
 }
 
 void Server::take_signal() {
   if (stopping_) return;
   if (int sig = signals_.poll(); sig != 0)
-    begin_stop("stopping on " + signal_name(sig) + ": finishing " + std::to_string(state_.held()) +
-               " tasks, taking no more (again to stop at once)");
+    begin_stop("stopping on " + signal_name(sig) + ": handing back the tasks not started, giving " +
+               std::to_string(state_.held()) + " held ones shutdown.grace, taking no more (again to stop at once)");
 }
 
 bool Server::ensure_connected() {
   if (state_.connected()) return true;
   if (Clock::now() < state_.next_attempt()) return false;
-  if (!state_.connect(kIoTimeout)) return false;
-  waker_.close();
+  if (!state_.connect()) return false;
+  open_waker();
   return true;
 }
 
 Clock::time_point Server::next_wakeup() const {
   Clock::time_point t = Clock::now() + std::chrono::seconds(1);
-  if (!state_.connected()) t = std::min(t, state_.next_attempt());
+  // Claims and refreshes are round trips: while Redis is down, only the next attempt to
+  // reach it is worth waking up for (a refresh overdue forever would make this a spin).
+  if (!state_.connected()) return std::min(t, state_.next_attempt());
   // Claims wait for a free slot: a full host sleeps until an outcome frees one.
   if (!stopping_ && state_.free_slots() > 0) t = std::min(t, state_.next_claim());
-  t = std::min(t, state_.next_refresh());
-  if (stopping_ && !terminated_) t = std::min(t, stop_deadline_);
-  return t;
+  return std::min(t, state_.next_refresh());
 }
 
 void Server::wait_events(Clock::time_point until) {
@@ -155,14 +162,19 @@ void Server::wait_events(Clock::time_point until) {
 
 // CLIENT UNBLOCK from a second connection ends a blocked XREADGROUP at once (as if it
 // had timed out), so an outcome that arrives meanwhile is written without waiting for
-// the block to expire. Without that connection the block still ends on its own.
+// the block to expire. Without that connection the block still ends on its own. It is
+// opened with the main one, not while a read blocks, and its timeout stays under a third
+// of the visibility timeout: waiting on it must not make this host's entries look idle.
+void Server::open_waker() {
+  const auto timeout = std::clamp(state_.visibility() / 3, std::chrono::milliseconds(10), kIoTimeout);
+  auto w = redis::Connection::open(state_.url(), timeout);
+  if (w) waker_ = std::move(*w);
+  else waker_.close();
+}
+
 void Server::unblock() {
-  if (!waker_) {
-    auto w = redis::Connection::open(state_.url(), kIoTimeout);
-    if (!w) return;
-    waker_ = std::move(*w);
-  }
-  if (!waker_.command({"CLIENT", "UNBLOCK", state_.client_id()})) waker_.close();
+  if (!waker_) open_waker();
+  if (waker_ && !waker_.command({"CLIENT", "UNBLOCK", state_.client_id()})) waker_.close();
 }
 
 bool Server::blocking_read(const redis::Args& args, Result<redis::Reply>& reply) {
@@ -207,7 +219,7 @@ bool Server::read() {
   else reply = state_.conn().command(args);
   if (!reply) return state_.lost(reply.error());
   if (reply->is_error()) return state_.refused("XREADGROUP", reply->view());
-  for (auto& entry : redis::parse_read(reply->view())) start(redis::task_of(entry), 1);
+  for (auto& entry : redis::parse_read(reply->view())) start({redis::task_of(entry)});
   return true;
 }
 
@@ -225,25 +237,20 @@ int Server::run() {
       }
       state_.finish(entry, std::move(outcome), stopping_);
     }
-    const auto now = Clock::now();
-    if (stopping_ && !terminated_ && now >= stop_deadline_ && state_.held() > 0) {
-      terminated_ = true;
-      print_error("grace passed: handing back " + std::to_string(state_.held()) + " unfinished tasks");
-      pool_.terminate();
-    }
     if (stopping_ && state_.idle()) break;
-    if (stopping_ && now >= give_up_ && state_.held() == 0) break;
+    if (stopping_ && Clock::now() >= give_up_ && state_.held() == 0) break;
     if (state_.fatal()) break;
     if (!ensure_connected()) {
       wait_events(next_wakeup());
       continue;
     }
     if (!state_.flush() || !state_.refresh()) continue;
+    if (stopping_ && state_.idle()) break;  // the last outcomes are written
     if (!stopping_ && state_.free_slots() > 0) {
       if (Clock::now() >= state_.next_claim()) {
-        std::vector<std::pair<redis::Task, uint32_t>> claimed;
+        std::vector<ServeState::Delivery> claimed;
         if (!state_.claim(claimed)) continue;
-        for (auto& [task, deliveries] : claimed) start(std::move(task), deliveries);
+        for (auto& d : claimed) start(std::move(d));
         if (!inbox_.empty() || state_.has_outbox()) continue;
       }
       read();
@@ -252,9 +259,11 @@ int Server::run() {
     if (inbox_.empty() && !state_.has_outbox()) wait_events(next_wakeup());
   }
 
-  // Every worker runs its finalizer chain before the host exits.
+  // Every worker runs its finalizer chain before the host exits. After a stop the pool is
+  // terminated already; on a fatal error it is terminated here, so that join waits one
+  // grace at most (the entries held stay pending and go to another host).
   signals_.release();
-  pool_.close();
+  pool_.terminate();
   pool_.join();
   state_.leave_group();
   const double secs = std::chrono::duration<double>(Clock::now() - started).count();
@@ -286,9 +295,7 @@ int serve_command(int argc, char** argv) {
 
   // Before any thread exists, so every thread the runtime starts inherits the mask.
   StopSignals signals;
-  // hiredis writes with write(2): a server that closed the connection must surface as
-  // EPIPE, not kill the host.
-  ::signal(SIGPIPE, SIG_IGN);
+  ignore_sigpipe();
   // Declared before the runtime: the pool's callbacks push into it until the pool joins.
   Inbox inbox;
   if (!inbox.ok()) {
@@ -301,17 +308,12 @@ int serve_command(int argc, char** argv) {
     print_error(runtime.error().message);
     return 2;
   }
-  auto settings = redis_settings(runtime->config().redis, flags, "serve");
-  if (!settings) {
-    print_error(settings.error().message);
+  auto target = redis_target(runtime->config().redis, flags, "serve");
+  if (!target) {
+    print_error(target.error().message);
     return 2;
   }
-  auto url = redis::parse_url(settings->url);
-  if (!url) {
-    print_error(url.error().message);
-    return 2;
-  }
-  auto pool_name = choose_pool(runtime->config(), settings->pool, config_path);
+  auto pool_name = choose_pool(runtime->config(), target->settings.pool, config_path);
   if (!pool_name) {
     print_error(pool_name.error().message);
     return 2;
@@ -322,8 +324,8 @@ int serve_command(int argc, char** argv) {
     return 2;
   }
   ServeSettings s;
-  s.redis = std::move(*settings);
-  s.url = std::move(*url);
+  s.redis = std::move(target->settings);
+  s.url = std::move(target->url);
   if (s.redis.consumer.empty()) s.redis.consumer = default_consumer();
   s.in_flight = s.redis.in_flight != 0 ? s.redis.in_flight : 2 * (*pool)->config().workers;
   Server server(std::move(s), **pool, inbox, signals);

@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace shoal::cli {
 
@@ -13,16 +14,13 @@ using detail::log_line;
 
 namespace {
 
-// The status word of a result JSON written by result_json ("status" is its second key).
+// The status word of a result JSON written by result_json; crashed when it has none.
 Status status_in(std::string_view json) {
   constexpr std::string_view key = "\"status\":\"";
   const auto at = json.find(key);
   if (at == std::string_view::npos) return Status::crashed;
   const std::string_view rest = json.substr(at + key.size());
-  const std::string_view word = rest.substr(0, rest.find('"'));
-  for (Status s : {Status::ok, Status::error, Status::crashed, Status::timeout, Status::cancelled, Status::rejected})
-    if (to_string(s) == word) return s;
-  return Status::crashed;
+  return status_from(rest.substr(0, rest.find('"'))).value_or(Status::crashed);
 }
 
 }  // namespace
@@ -52,10 +50,7 @@ bool Inbox::empty() const {
 // ---------------------------------------------------------------------------------------
 // Connection
 
-ServeState::ServeState(ServeSettings s)
-    : s_(std::move(s)),
-      keys_(redis::Keys::of(s_.redis.stream)),
-      backoff_(std::chrono::milliseconds(100), std::chrono::seconds(2)) {}
+ServeState::ServeState(ServeSettings s) : s_(std::move(s)), keys_(redis::Keys::of(s_.redis.stream)) {}
 
 std::chrono::milliseconds ServeState::visibility() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(s_.redis.visibility_timeout);
@@ -74,16 +69,21 @@ bool ServeState::lost(const Error& error) {
   return false;
 }
 
+bool ServeState::ensure_group() {
+  auto g = redis::ensure_group(conn_, keys_, s_.redis.group);
+  if (g) return true;
+  if (g.error().code == Errc::io) return lost(g.error());
+  fatal_ = g.error().message;
+  return false;
+}
+
 bool ServeState::refused(std::string_view command, redis::ReplyView reply) {
   const std::string what = std::string(command) + ": " + std::string(reply.str());
   if (reply.str().starts_with("NOGROUP")) {
     // The stream or the group was deleted, or Redis came back without its data: every
     // entry held stays ours to finish, and new ones need the group again.
     log_line(LogLevel::warn, "redis: " + what + "; creating the group again");
-    if (auto g = redis::ensure_group(conn_, keys_, s_.redis.group); !g) {
-      if (g.error().code == Errc::io) return lost(g.error());
-      fatal_ = g.error().message;
-    }
+    ensure_group();
     return false;
   }
   if (redis::is_transient(reply)) return lost(Error{Errc::io, s_.url.display + ": " + what});
@@ -91,18 +91,26 @@ bool ServeState::refused(std::string_view command, redis::ReplyView reply) {
   return false;
 }
 
-bool ServeState::connect(std::chrono::milliseconds timeout) {
-  auto c = redis::Connection::open(s_.url, timeout);
-  if (!c) return lost(c.error());
+bool ServeState::connect() {
+  auto c = redis::Connection::open(s_.url, kIoTimeout);
+  if (!c) {
+    // A refused AUTH or SELECT: retrying would never end.
+    if (c.error().code != Errc::io) {
+      fatal_ = c.error().message;
+      return false;
+    }
+    return lost(c.error());
+  }
   conn_ = std::move(*c);
   auto id = conn_.command({"CLIENT", "ID"});
   if (!id) return lost(id.error());
   client_id_ = std::to_string(id->view().integer());
-  if (auto g = redis::ensure_group(conn_, keys_, s_.redis.group); !g) {
-    if (g.error().code == Errc::io) return lost(g.error());
-    fatal_ = g.error().message;
+  if (auto t = redis::check_types(conn_, keys_); !t) {
+    if (t.error().code == Errc::io) return lost(t.error());
+    fatal_ = t.error().message;
     return false;
   }
+  if (!ensure_group()) return false;
   if (!persistence_checked_) {
     auto aof = redis::appendonly(conn_);
     if (!aof) return lost(aof.error());
@@ -123,8 +131,7 @@ bool ServeState::connect(std::chrono::milliseconds timeout) {
   down_reported_ = false;
   backoff_.reset();
   // The outage may have lasted long enough for the held entries to look abandoned.
-  for (auto& entry : held_) entry.second.refreshed = Clock::time_point{};
-  for (auto& p : outbox_) p.held.refreshed = Clock::time_point{};
+  for_each_held([](Held& h) { h.refreshed = Clock::time_point{}; });
   return true;
 }
 
@@ -136,12 +143,11 @@ size_t ServeState::free_slots() const {
   return used >= s_.in_flight ? 0 : s_.in_flight - used;
 }
 
-bool ServeState::hold(const redis::Task& task, uint32_t deliveries) {
-  if (held_.count(task.entry_id) != 0 ||
-      std::any_of(outbox_.begin(), outbox_.end(),
-                  [&](const Pending& p) { return p.held.task.entry_id == task.entry_id; }))
-    return false;
-  held_.emplace(task.entry_id, Held{task, deliveries, Clock::now()});
+bool ServeState::hold(const Delivery& entry) {
+  bool known = false;
+  for_each_held([&](const Held& h) { known = known || h.entry.task.entry_id == entry.task.entry_id; });
+  if (known) return false;
+  held_.emplace(entry.task.entry_id, Held{entry, Clock::now()});
   return true;
 }
 
@@ -152,6 +158,7 @@ bool ServeState::is_pool_failure(const Outcome& o) {
 void ServeState::finish(const std::string& entry, Outcome&& outcome, bool stopping) {
   auto it = held_.find(entry);
   if (it == held_.end()) return;
+  const Delivery& d = it->second.entry;
   Kind kind = Kind::result;
   switch (outcome.status) {
     case Status::ok:
@@ -160,10 +167,11 @@ void ServeState::finish(const std::string& entry, Outcome&& outcome, bool stoppi
     case Status::crashed:
     case Status::timeout:
       // Perhaps this machine, perhaps the task: another delivery (maybe on another host)
-      // tells, until the last one allowed.
-      kind = it->second.deliveries >= s_.redis.max_deliveries ? Kind::dead : Kind::retry;
+      // tells, until the last one allowed. This delivery failed too.
+      kind = exhausted(d.deliveries - std::min(d.handed_back, d.deliveries)) ? Kind::dead : Kind::retry;
       break;
     case Status::cancelled:
+      // Never started, or stopped unfinished when the grace of a shutdown passed.
       kind = Kind::release;
       break;
     case Status::rejected:
@@ -172,7 +180,7 @@ void ServeState::finish(const std::string& entry, Outcome&& outcome, bool stoppi
       if (stopping || is_pool_failure(outcome) || outcome.error.starts_with("pool closed")) kind = Kind::release;
       break;
   }
-  std::string json = redis::result_json(it->second.task, outcome, consumer());
+  std::string json = redis::result_json(d.task, outcome, consumer());
   Pending p{kind, std::move(it->second), std::move(json), outcome.status};
   held_.erase(it);
   outbox_.push_back(std::move(p));
@@ -186,66 +194,106 @@ std::string ServeState::outcome_of_dead(const redis::Task& task, uint32_t delive
   return redis::result_json(task, o, consumer());
 }
 
+void ServeState::count(const Pending& p) {
+  if (p.kind == Kind::result || p.kind == Kind::dead) ++counts_.by_status[static_cast<size_t>(p.status)];
+  if (p.kind == Kind::dead) ++dead_;
+  if (p.kind == Kind::retry) ++retried_;
+  if (p.kind == Kind::release) ++handed_back_;
+}
+
+// The outcomes a lost transaction carried may or may not have been applied. An entry no
+// longer pending had its transaction applied (or another host finished it): its outcome
+// is written, and writing it again would duplicate it. A hand-back that left the entry
+// idle past the visibility timeout, or in another host's hands, was applied as well.
+bool ServeState::settle_sent() {
+  std::vector<redis::Args> asks;
+  for (const auto& p : outbox_)
+    if (p.sent) asks.push_back({"XPENDING", keys_.tasks, s_.redis.group, p.held.entry.task.entry_id,
+                                p.held.entry.task.entry_id, "1"});
+  if (asks.empty()) return true;
+  auto answers = conn_.pipeline(asks);
+  if (!answers) return lost(answers.error());
+  for (const auto& a : *answers)
+    if (a.is_error()) return refused("XPENDING", a.view());
+  size_t i = 0;
+  std::erase_if(outbox_, [&](Pending& p) {
+    if (!p.sent) return false;
+    const redis::ReplyView a = (*answers)[i++].view();
+    const redis::ReplyView info = a[0];  // [id, consumer, idle ms, deliveries]
+    bool applied = a.size() == 0;
+    if (!applied && (p.kind == Kind::retry || p.kind == Kind::release))
+      applied = info[1].str() != consumer() || info[2].integer() >= visibility().count();
+    p.sent = false;
+    if (applied) count(p);
+    return applied;
+  });
+  return true;
+}
+
 bool ServeState::flush() {
   if (outbox_.empty()) return true;
+  if (!settle_sent()) return false;
+  if (outbox_.empty()) return true;
   const std::string idle = std::to_string(visibility().count() + 1);
-  std::vector<redis::Args> writes;
-  for (const auto& p : outbox_) {
-    const redis::Task& t = p.held.task;
-    switch (p.kind) {
-      case Kind::dead:
-        writes.push_back({"XADD", keys_.dead, "*", "id", t.task_id, "entry", t.entry_id, "deliveries",
-                          std::to_string(p.held.deliveries), "input", t.input.value_or(""), "result", p.json});
-        [[fallthrough]];
-      case Kind::result:
-        writes.push_back({"XADD", keys_.results, "*", "id", t.task_id, "status", std::string(to_string(p.status)),
-                          "result", p.json});
-        break;
-      case Kind::retry:
-        writes.push_back({"HSET", keys_.last, t.entry_id, p.json});
-        [[fallthrough]];
-      case Kind::release:
-        // Idle past the visibility timeout at once: the next XAUTOCLAIM of any host takes
-        // it. JUSTID leaves the delivery count alone; the claim counts the next delivery.
-        writes.push_back({"XCLAIM", keys_.tasks, s_.redis.group, consumer(), "0", t.entry_id, "IDLE", idle, "JUSTID"});
-        break;
-    }
-  }
-  auto replies = conn_.pipeline(writes);
-  if (!replies) return lost(replies.error());
-  for (const auto& r : *replies)
-    if (r.is_error()) return refused("writing outcomes", r.view());
-
-  // Only now that every result is stored: a crash before this point repeats a result,
-  // one after it cannot lose one. The entry is deleted as well, so that the stream's
-  // length is the number of unfinished tasks, which is what submit's back-pressure reads.
+  // One transaction: each result is stored together with the acknowledgement and deletion
+  // of its entry, so a lost connection can neither repeat a result whose entry was
+  // acknowledged nor leave an acknowledged entry in the stream (whose length is what
+  // submit's back-pressure reads). Redis checks each command as it is queued (OOM, syntax)
+  // and then runs none; check_types() rules out failures while it runs.
+  std::vector<redis::Args> tx = {{"MULTI"}};
   redis::Args ack = {"XACK", keys_.tasks, s_.redis.group};
   redis::Args del = {"XDEL", keys_.tasks};
   redis::Args forget = {"HDEL", keys_.last};
-  for (const auto& p : outbox_) {
-    if (p.kind != Kind::result && p.kind != Kind::dead) continue;
-    ack.push_back(p.held.task.entry_id);
-    del.push_back(p.held.task.entry_id);
-    if (p.held.deliveries > 1) forget.push_back(p.held.task.entry_id);
+  for (auto& p : outbox_) {
+    p.sent = true;
+    const redis::Task& t = p.held.entry.task;
+    // Idle past the visibility timeout at once: the next XAUTOCLAIM of any host takes it.
+    // JUSTID leaves the delivery count alone; the claim counts the next delivery.
+    const redis::Args hand_back = {"XCLAIM", keys_.tasks, s_.redis.group, consumer(), "0", t.entry_id,
+                                   "IDLE",   idle,        "JUSTID"};
+    switch (p.kind) {
+      case Kind::dead:
+        tx.push_back({"XADD", keys_.dead, "*", "id", t.task_id, "entry", t.entry_id, "deliveries",
+                      std::to_string(p.held.entry.deliveries), "input", t.input.value_or(""), "result", p.json});
+        [[fallthrough]];
+      case Kind::result:
+        tx.push_back({"XADD", keys_.results, "*", "id", t.task_id, "status", std::string(to_string(p.status)),
+                      "result", p.json});
+        ack.push_back(t.entry_id);
+        del.push_back(t.entry_id);
+        if (p.held.entry.deliveries > 1) {
+          forget.push_back(t.entry_id);
+          forget.push_back(redis::handed_back_field(t.entry_id));
+        }
+        break;
+      case Kind::retry:
+        tx.push_back({"HSET", keys_.last, t.entry_id, p.json});
+        tx.push_back(hand_back);
+        break;
+      case Kind::release:
+        tx.push_back({"HINCRBY", keys_.last, redis::handed_back_field(t.entry_id), "1"});
+        tx.push_back(hand_back);
+        break;
+    }
   }
-  std::vector<redis::Args> acks;
   if (ack.size() > 3) {
-    acks.push_back(std::move(ack));
-    acks.push_back(std::move(del));
+    tx.push_back(std::move(ack));
+    tx.push_back(std::move(del));
   }
-  if (forget.size() > 2) acks.push_back(std::move(forget));
-  if (!acks.empty()) {
-    auto acked = conn_.pipeline(acks);
-    if (!acked) return lost(acked.error());
-    for (const auto& r : *acked)
-      if (r.is_error()) return refused("acknowledging", r.view());
+  if (forget.size() > 2) tx.push_back(std::move(forget));
+  tx.push_back({"EXEC"});
+  auto replies = conn_.pipeline(tx);
+  if (!replies) return lost(replies.error());
+  const redis::ReplyView done = replies->back().view();
+  if (!done.is_array()) {
+    // EXECABORT: a command was refused as it was queued; its own reply says why.
+    for (const auto& r : *replies)
+      if (r.is_error() && !r.str().starts_with("EXECABORT")) return refused("writing outcomes", r.view());
+    return refused("writing outcomes", done);
   }
-  for (const auto& p : outbox_) {
-    if (p.kind == Kind::result || p.kind == Kind::dead) ++counts_.by_status[static_cast<size_t>(p.status)];
-    if (p.kind == Kind::dead) ++dead_;
-    if (p.kind == Kind::retry) ++retried_;
-    if (p.kind == Kind::release) ++handed_back_;
-  }
+  for (size_t i = 0; i < done.size(); ++i)
+    if (done[i].is_error()) return refused("writing outcomes", done[i]);
+  for (const auto& p : outbox_) count(p);
   outbox_.clear();
   return true;
 }
@@ -253,8 +301,7 @@ bool ServeState::flush() {
 Clock::time_point ServeState::next_refresh() const {
   const auto every = visibility() / 3;
   Clock::time_point t = Clock::time_point::max();
-  for (const auto& [id, h] : held_) t = std::min(t, h.refreshed + every);
-  for (const auto& p : outbox_) t = std::min(t, p.held.refreshed + every);
+  for_each_held([&](const Held& h) { t = std::min(t, h.refreshed + every); });
   return t;
 }
 
@@ -269,21 +316,19 @@ std::chrono::milliseconds ServeState::block_time() const {
 bool ServeState::refresh() {
   const auto now = Clock::now();
   const auto every = visibility() / 3;
+  // Entries due soon go along with the one due now: one round trip for a batch that
+  // arrived together, not one per entry a millisecond apart.
+  const auto due = every - every / 4;
   // XCLAIM with min-idle 0 and JUSTID sets the idle time to 0 without counting a
   // delivery. Of an entry another host claimed meanwhile (this one was cut off longer
   // than the timeout) it takes ownership back; both hosts run it, which at-least-once allows.
   redis::Args cmd = {"XCLAIM", keys_.tasks, s_.redis.group, consumer(), "0"};
   std::vector<Clock::time_point*> touched;
-  for (auto& [id, h] : held_) {
-    if (now - h.refreshed < every) continue;
-    cmd.push_back(id);
+  for_each_held([&](Held& h) {
+    if (now - h.refreshed < due) return;
+    cmd.push_back(h.entry.task.entry_id);
     touched.push_back(&h.refreshed);
-  }
-  for (auto& p : outbox_) {
-    if (now - p.held.refreshed < every) continue;
-    cmd.push_back(p.held.task.entry_id);
-    touched.push_back(&p.held.refreshed);
-  }
+  });
   if (touched.empty()) return true;
   cmd.push_back("JUSTID");
   auto r = conn_.command(cmd);
@@ -293,7 +338,7 @@ bool ServeState::refresh() {
   return true;
 }
 
-bool ServeState::claim(std::vector<std::pair<redis::Task, uint32_t>>& out) {
+bool ServeState::claim(std::vector<Delivery>& out) {
   const auto now = Clock::now();
   const auto interval = std::clamp(visibility() / 4, std::chrono::milliseconds(50), std::chrono::milliseconds(5000));
   const size_t free = free_slots();
@@ -315,28 +360,35 @@ bool ServeState::claim(std::vector<std::pair<redis::Task, uint32_t>>& out) {
   const auto entries = redis::parse_entries(r->view()[1]);
   if (entries.empty()) return true;
 
-  // XAUTOCLAIM does not say how often an entry was delivered; XPENDING does.
+  // XAUTOCLAIM does not say how often an entry was delivered; XPENDING does, and the
+  // hash of retries says how many of those were hand-backs and what the last failure was.
   std::vector<redis::Args> asks;
   for (const auto& e : entries) {
     asks.push_back({"XPENDING", keys_.tasks, s_.redis.group, e.id, e.id, "1"});
-    asks.push_back({"HGET", keys_.last, e.id});
+    asks.push_back({"HMGET", keys_.last, e.id, redis::handed_back_field(e.id)});
   }
   auto answers = conn_.pipeline(asks);
   if (!answers) return lost(answers.error());
   for (size_t i = 0; i < entries.size(); ++i) {
     const redis::ReplyView pending = (*answers)[2 * i].view();
     if (pending.size() == 0) continue;  // acknowledged meanwhile
-    const auto deliveries = static_cast<uint32_t>(std::max<long long>(1, pending[0][3].integer()));
-    redis::Task task = redis::task_of(entries[i]);
-    if (deliveries <= s_.redis.max_deliveries) {
-      out.emplace_back(std::move(task), deliveries);
+    const redis::ReplyView history = (*answers)[2 * i + 1].view();
+    Delivery d{redis::task_of(entries[i]), static_cast<uint32_t>(std::max<long long>(1, pending[0][3].integer()))};
+    long long handed_back = 0;
+    if (history[1].is_string()) handed_back = std::atoll(std::string(history[1].str()).c_str());
+    d.handed_back = static_cast<uint32_t>(std::clamp<long long>(handed_back, 0, d.deliveries - 1));
+    // The deliveries before this one that neither ended in a hand-back: they failed.
+    if (!exhausted(d.deliveries - 1 - d.handed_back)) {
+      out.push_back(std::move(d));
       continue;
     }
-    if (held_.count(task.entry_id) != 0) continue;  // ours, running: its outcome decides
-    const redis::ReplyView last = (*answers)[2 * i + 1].view();
-    std::string json = last.is_string() ? std::string(last.str()) : outcome_of_dead(task, deliveries);
+    bool ours = false;  // running here: its outcome decides
+    for_each_held([&](const Held& h) { ours = ours || h.entry.task.entry_id == d.task.entry_id; });
+    if (ours) continue;
+    std::string json =
+        history[0].is_string() ? std::string(history[0].str()) : outcome_of_dead(d.task, d.deliveries);
     const Status status = status_in(json);
-    outbox_.push_back(Pending{Kind::dead, Held{std::move(task), deliveries, now}, std::move(json), status});
+    outbox_.push_back(Pending{Kind::dead, Held{std::move(d), now}, std::move(json), status});
   }
   return true;
 }

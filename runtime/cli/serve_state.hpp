@@ -4,10 +4,8 @@
 #ifndef SHOAL_CLI_SERVE_STATE_HPP
 #define SHOAL_CLI_SERVE_STATE_HPP
 
+#include "scale_out_shared.hpp"
 #include "terminal.hpp"
-
-#include "redis/client.hpp"
-#include "redis/streams.hpp"
 
 #include <shoal/config.hpp>
 #include <shoal/runtime.hpp>
@@ -19,8 +17,6 @@
 #include <vector>
 
 namespace shoal::cli {
-
-namespace redis = shoal::detail::redis;
 
 /// Outcomes handed from the pool's loop thread to the main thread; the eventfd is
 /// readable while any wait.
@@ -47,6 +43,13 @@ struct ServeSettings {
 
 class ServeState {
  public:
+  /// An entry to run and its history: read as new (one delivery) or claimed.
+  struct Delivery {
+    redis::Task task;
+    uint32_t deliveries = 1;   ///< XPENDING's count, this delivery included
+    uint32_t handed_back = 0;  ///< deliveries that hosts handed back unrun
+  };
+
   explicit ServeState(ServeSettings s);
 
   const RedisConfig& settings() const { return s_.redis; }
@@ -60,9 +63,12 @@ class ServeState {
   redis::Connection& conn() { return conn_; }
   const std::string& client_id() const { return client_id_; }
   Clock::time_point next_attempt() const { return next_attempt_; }
-  /// Opens the connection and makes sure the group exists; the first time, warns when
-  /// the server runs without an append-only file. False: try again at next_attempt().
-  bool connect(std::chrono::milliseconds timeout);
+  /// Opens the connection, checks the keys' types and makes sure the group exists; the
+  /// first time, warns when the server runs without an append-only file. False: try again
+  /// at next_attempt(), or fatal() when Redis refused for good (AUTH, SELECT, a key of
+  /// the wrong type).
+  bool connect();
+  std::chrono::milliseconds visibility() const;
   /// The connection failed: closes it, reports the outage once, schedules a retry.
   /// Always false, so a caller can `return lost(e)`.
   bool lost(const Error& error);
@@ -74,7 +80,7 @@ class ServeState {
 
   // -- entries
   /// Starts holding an entry; false when it is held already (claimed back).
-  bool hold(const redis::Task& task, uint32_t deliveries);
+  bool hold(const Delivery& entry);
   size_t held() const { return held_.size(); }
   size_t free_slots() const;
   /// The outcome of a held entry: what goes to Redis is decided here.
@@ -85,17 +91,19 @@ class ServeState {
   bool idle() const { return held_.empty() && outbox_.empty(); }
 
   // -- Redis round trips; each returns false when the connection was lost or refused
-  /// Writes outcomes (results, dead letters), then acknowledges and deletes their entries;
-  /// hands back entries to be delivered again.
+  /// In one MULTI/EXEC: writes outcomes (results, dead letters) with the acknowledgement
+  /// and deletion of their entries, and hands back entries to be delivered again.
   bool flush();
   /// Resets the idle time of held entries past a third of the visibility timeout.
   bool refresh();
-  /// XAUTOCLAIM of entries idle past the visibility timeout: the ones to run go to `out`
-  /// with their delivery count; those delivered too often go to the dead letters.
-  bool claim(std::vector<std::pair<redis::Task, uint32_t>>& out);
+  /// XAUTOCLAIM of entries idle past the visibility timeout: the ones to run go to `out`;
+  /// those that failed too often go to the dead letters.
+  bool claim(std::vector<Delivery>& out);
   /// At exit: removes this consumer from the group when it holds no entry there.
   void leave_group();
 
+  /// When the next claim and refresh are due; meaningful while connected only (both are
+  /// round trips: while Redis is down there is nothing to wait for but the next attempt).
   Clock::time_point next_claim() const { return next_claim_; }
   Clock::time_point next_refresh() const;
   /// How long a read may block and still leave claims and refreshes on time.
@@ -105,8 +113,7 @@ class ServeState {
  private:
   enum class Kind { result, dead, retry, release };
   struct Held {
-    redis::Task task;
-    uint32_t deliveries = 1;
+    Delivery entry;
     Clock::time_point refreshed;
   };
   struct Pending {
@@ -114,17 +121,39 @@ class ServeState {
     Held held;
     std::string json;
     Status status;
+    /// Went out in a transaction whose answer was lost: it may have been applied.
+    bool sent = false;
   };
 
+  /// Every entry this host holds: running, or with its outcome on the way.
+  template <class F>
+  void for_each_held(F&& f) {
+    for (auto& [id, h] : held_) f(h);
+    for (auto& p : outbox_) f(p.held);
+  }
+  template <class F>
+  void for_each_held(F&& f) const {
+    for (const auto& [id, h] : held_) f(h);
+    for (const auto& p : outbox_) f(p.held);
+  }
+
+  /// The one dead-letter rule, for a failed delivery and for a claim alike: an entry has
+  /// used up its deliveries once `failed` of them (crashes, timeouts, hosts that died with
+  /// it) reach max_deliveries. Deliveries handed back unrun are not failures.
+  bool exhausted(uint32_t failed) const { return failed >= s_.redis.max_deliveries; }
+  bool ensure_group();
+  /// Before a transaction goes out again: drops what the lost one did apply.
+  bool settle_sent();
+  /// An outcome written: for the summary at exit.
+  void count(const Pending& p);
   void schedule_retry();
-  std::chrono::milliseconds visibility() const;
   std::string outcome_of_dead(const redis::Task& task, uint32_t deliveries) const;
 
   ServeSettings s_;
   redis::Keys keys_;
   redis::Connection conn_;
   std::string client_id_;
-  redis::Backoff backoff_;
+  redis::Backoff backoff_ = reconnect_backoff();
   Clock::time_point next_attempt_{};
   bool down_reported_ = false;
   bool persistence_checked_ = false;

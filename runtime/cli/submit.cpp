@@ -1,29 +1,27 @@
 // `shoal submit`: one stream entry per input line (id, seq, input), XADDed in pipelined
-// batches. A lost connection resends the batch in flight: a task may then be queued
-// twice under the same id, which the collector's de-duplication absorbs.
+// batches. A batch goes out when it is full or when the input has nothing more to give
+// at once, so a slow producer's lines are queued as they come. A command Redis refused for
+// a while (OOM, LOADING) is sent again, alone; when the connection is lost the replies
+// of the commands in flight are unknown and they are all sent again: a task may then be
+// queued twice under the same id, which the collector's de-duplication absorbs.
 #include "line_reader.hpp"
 #include "options.hpp"
 #include "scale_out.hpp"
+#include "scale_out_shared.hpp"
 #include "terminal.hpp"
 
-#include "redis/client.hpp"
-#include "redis/streams.hpp"
-
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <numeric>
 #include <string>
 #include <vector>
 
 namespace shoal::cli {
 
 namespace {
-
-namespace redis = shoal::detail::redis;
 
 constexpr std::string_view kSubmitUsage =
     "Usage: shoal submit [CONFIG] [--redis URL] [--stream NAME] [--input FILE|-] [--prefix TEXT]\n"
@@ -43,37 +41,29 @@ constexpr std::string_view kSubmitUsage =
     "Exit status: 0 every line queued; 2 usage, config, input or first connection error;\n"
     "128+N stopped by signal N (the count printed is what was queued).\n";
 
-constexpr auto kIoTimeout = std::chrono::milliseconds(5000);
 constexpr size_t kBatch = 512;
 
 class Submitter {
  public:
   Submitter(redis::Url url, const RedisConfig& cfg, StopSignals& signals)
-      : url_(std::move(url)), cfg_(cfg), keys_(redis::Keys::of(cfg.stream)), signals_(signals),
-        backoff_(std::chrono::milliseconds(100), std::chrono::seconds(2)) {}
+      : link_(std::move(url), signals, "submit"), cfg_(cfg), keys_(redis::Keys::of(cfg.stream)) {}
 
-  Result<void> open() {
-    auto c = redis::Connection::open(url_, kIoTimeout);
-    if (!c) return c.error();
-    conn_ = std::move(*c);
-    return {};
-  }
+  Result<void> open() { return link_.open(); }
 
   // Queues the batch, never letting the stream grow past max_stream_length; returns how
   // many entries were queued: fewer than the batch when a signal or an error stopped it.
   size_t send(const std::vector<redis::Args>& batch) {
+    // The commands not yet known to be queued, in input order.
+    std::vector<size_t> todo(batch.size());
+    std::iota(todo.begin(), todo.end(), size_t{0});
     size_t done = 0;
     bool waiting_reported = false;
     redis::Backoff wait(std::chrono::milliseconds(20), std::chrono::seconds(1));
-    while (done < batch.size() && stopped_by_ == 0) {
-      if (!conn_) {
-        if (!pause(backoff_.next())) break;
-        if (auto o = open(); !o) continue;
-        print_error("submit: connected again to " + url_.display);
-      }
-      auto len = conn_.command({"XLEN", keys_.tasks});
+    while (!todo.empty()) {
+      if (!link_ && !link_.reconnect()) break;
+      auto len = link_.conn().command({"XLEN", keys_.tasks});
       if (!len) {
-        lost(len.error());
+        link_.lost(len.error().message);
         continue;
       }
       const auto held = static_cast<uint64_t>(std::max<long long>(0, len->view().integer()));
@@ -83,58 +73,54 @@ class Submitter {
           print_error("submit: " + keys_.tasks + " holds " + std::to_string(held) +
                       " entries (redis.max_stream_length " + std::to_string(cfg_.max_stream_length) + "): waiting");
         }
-        if (!pause(wait.next())) break;
+        if (!link_.pause(wait.next())) break;
         continue;
       }
       wait.reset();
-      const size_t room = static_cast<size_t>(std::min<uint64_t>(cfg_.max_stream_length - held, batch.size() - done));
-      const std::vector<redis::Args> chunk(batch.begin() + static_cast<std::ptrdiff_t>(done),
-                                           batch.begin() + static_cast<std::ptrdiff_t>(done + room));
-      auto replies = conn_.pipeline(chunk);
+      const size_t room = static_cast<size_t>(std::min<uint64_t>(cfg_.max_stream_length - held, todo.size()));
+      std::vector<redis::Args> chunk;
+      chunk.reserve(room);
+      for (size_t i = 0; i < room; ++i) chunk.push_back(batch[todo[i]]);
+      auto replies = link_.conn().pipeline(chunk);
       if (!replies) {
-        lost(replies.error());
+        link_.lost(replies.error().message);
         continue;
       }
-      for (const auto& r : *replies) {
-        if (!r.is_error()) continue;
+      // Each command stands alone: the ones Redis took are queued, only those it refused
+      // for a while go again (sending the whole chunk again would queue the rest twice).
+      std::vector<size_t> again;
+      std::string refusal;
+      for (size_t i = 0; i < room; ++i) {
+        const redis::Reply& r = (*replies)[i];
+        if (!r.is_error()) {
+          ++done;
+          continue;
+        }
         if (!redis::is_transient(r.view())) {
           fatal_ = "XADD " + keys_.tasks + ": " + std::string(r.str());
           return done;
         }
-        lost(Error{Errc::io, "XADD " + keys_.tasks + ": " + std::string(r.str())});
-        break;
+        again.push_back(todo[i]);
+        refusal = std::string(r.str());
       }
-      if (!conn_) continue;
-      done += room;
-      backoff_.reset();
+      again.insert(again.end(), todo.begin() + static_cast<std::ptrdiff_t>(room), todo.end());
+      todo = std::move(again);
+      if (!refusal.empty()) {
+        link_.lost("XADD " + keys_.tasks + ": " + refusal);
+        continue;
+      }
+      link_.ok();
     }
     return done;
   }
 
-  int stopped_by() const { return stopped_by_; }
-  const std::string& fatal() const { return fatal_; }
+  int stopped_by() const { return link_.stopped_by(); }
+  const std::string& fatal() const { return fatal_.empty() ? link_.fatal() : fatal_; }
 
  private:
-  void lost(const Error& e) {
-    conn_.close();
-    print_error("submit: " + e.message + "; retrying");
-  }
-
-  // Waits `ms` unless a signal comes first; false then.
-  bool pause(std::chrono::milliseconds ms) {
-    pollfd p{signals_.fd(), POLLIN, 0};
-    ::poll(&p, 1, static_cast<int>(ms.count()));
-    if (int sig = signals_.poll(); sig != 0) stopped_by_ = sig;
-    return stopped_by_ == 0;
-  }
-
-  redis::Url url_;
+  RedisLink link_;
   const RedisConfig& cfg_;
   redis::Keys keys_;
-  StopSignals& signals_;
-  redis::Connection conn_;
-  redis::Backoff backoff_;
-  int stopped_by_ = 0;
   std::string fatal_;
 };
 
@@ -157,26 +143,13 @@ int submit_command(int argc, char** argv) {
   if (auto code = parse_options({"submit", kSubmitUsage, "CONFIG", 0, 1}, argc, argv, specs, positional)) return *code;
 
   StopSignals signals;
-  ::signal(SIGPIPE, SIG_IGN);
-  RedisConfig from_file;
-  if (!positional.empty()) {
-    auto config = load_config_file(positional[0]);
-    if (!config) {
-      print_error(config.error().message);
-      return 2;
-    }
-    from_file = config->redis;
-  }
-  auto settings = redis_settings(from_file, flags, "submit");
-  if (!settings) {
-    print_error(settings.error().message);
+  ignore_sigpipe();
+  auto target = redis_target(positional, flags, "submit");
+  if (!target) {
+    print_error(target.error().message);
     return 2;
   }
-  auto url = redis::parse_url(settings->url);
-  if (!url) {
-    print_error(url.error().message);
-    return 2;
-  }
+  const RedisConfig& settings = target->settings;
   Fd input_owner;
   int input_fd = STDIN_FILENO;
   if (input != "-") {
@@ -189,12 +162,12 @@ int submit_command(int argc, char** argv) {
   }
   if (prefix.empty()) prefix = default_prefix();
 
-  Submitter submitter(std::move(*url), *settings, signals);
+  Submitter submitter(target->url, settings, signals);
   if (auto o = submitter.open(); !o) {
     print_error(o.error().message);
     return 2;
   }
-  const std::string stream = settings->stream;
+  const std::string stream = settings.stream;
   // The signalfd doubles as the reader's wake-up: a signal ends a read that waits on a
   // terminal or a pipe.
   LineReader reader(input_fd, signals.fd());
@@ -207,7 +180,8 @@ int submit_command(int argc, char** argv) {
     if (r == LineReader::Read::line) {
       const std::string n = std::to_string(seq++);
       batch.push_back({"XADD", stream, "*", "id", prefix + ":" + n, "seq", n, "input", line});
-      if (batch.size() < kBatch) continue;
+      // A full batch goes out; so does a short one when the next line is not there yet.
+      if (batch.size() < kBatch && !reader.would_block()) continue;
     }
     if (!batch.empty()) {
       const size_t sent = submitter.send(batch);

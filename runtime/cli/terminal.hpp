@@ -4,6 +4,7 @@
 #ifndef SHOAL_CLI_TERMINAL_HPP
 #define SHOAL_CLI_TERMINAL_HPP
 
+#include "common/log.hpp"
 #include "ipc/segment.hpp"
 
 #include <shoal/runtime.hpp>
@@ -29,7 +30,16 @@ using Clock = std::chrono::steady_clock;
 using detail::Fd;
 
 // One write(2) per message, so the line is not split by workers that share our stderr.
-inline void print_error(std::string_view message) {
+// With --log-format json it is a log object of that level, like the runtime's own lines.
+// Not filtered by --log-level: these are the command's errors and its summary, which a
+// script reads whatever the runtime's verbosity.
+inline void print_message(detail::LogLevel level, std::string_view message) {
+  if (detail::log_format() == detail::LogFormat::json) {
+    std::string line = detail::log_json(level, message, {});
+    line.push_back('\n');
+    detail::log_raw(line);
+    return;
+  }
   std::string line = "shoal: ";
   line.reserve(line.size() + message.size() + 1);
   // Messages from lower layers may carry a newline (a yaml-cpp excerpt, say); the CLI
@@ -39,6 +49,8 @@ inline void print_error(std::string_view message) {
   ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
   (void)n;
 }
+
+inline void print_error(std::string_view message) { print_message(detail::LogLevel::error, message); }
 
 inline std::string errno_text(int err) { return std::strerror(err); }
 
@@ -91,7 +103,7 @@ class Progress {
     const uint64_t written = counts.total();
     const uint64_t failed = written - counts.ok();
     const uint64_t rate = secs > 0 ? static_cast<uint64_t>(static_cast<double>(written) / secs) : 0;
-    char text[160];
+    char text[200];
     int n = 0;
     if (input_size_ > 0 || input_done) {
       // Without the line count up front, the share of input bytes read scales the share
@@ -102,11 +114,17 @@ class Progress {
       const int filled = std::clamp(static_cast<int>(frac * kWidth), 0, kWidth);
       std::string bar(static_cast<size_t>(filled), '#');
       bar.append(static_cast<size_t>(kWidth - filled), '-');
-      n = std::snprintf(text, sizeof text, "[%s] %3d%%  %llu done, %llu failed, %llu pending, %llu tasks/s",
+      // The rate so far, applied to what is left; shown once there is a rate to go on.
+      char eta[32] = "";
+      if (frac > 0.0 && frac < 1.0 && secs >= 1.0) {
+        const auto left = static_cast<long long>(secs * (1.0 - frac) / frac + 0.5);
+        std::snprintf(eta, sizeof eta, ", ETA %lld:%02lld", left / 60, left % 60);
+      }
+      n = std::snprintf(text, sizeof text, "[%s] %3d%%  %llu done, %llu failed, %llu pending, %llu tasks/s%s",
                         bar.c_str(), static_cast<int>(frac * 100), static_cast<unsigned long long>(written),
                         static_cast<unsigned long long>(failed),
                         static_cast<unsigned long long>(submitted - completed),
-                        static_cast<unsigned long long>(rate));
+                        static_cast<unsigned long long>(rate), eta);
     } else {
       n = std::snprintf(text, sizeof text, "%llu done, %llu failed, %llu pending, %llu tasks/s, %.1f s",
                         static_cast<unsigned long long>(written), static_cast<unsigned long long>(failed),
@@ -159,7 +177,7 @@ inline void print_summary(const Counts& counts, double secs) {
   char tail[64];
   std::snprintf(tail, sizeof tail, ", %.2f s, %llu tasks/s", secs, static_cast<unsigned long long>(rate));
   line += tail;
-  print_error(line);
+  print_message(detail::LogLevel::info, line);
 }
 
 // ---------------------------------------------------------------------------------------

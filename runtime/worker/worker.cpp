@@ -24,6 +24,7 @@ constexpr int64_t kMemoryCheckNs = 1'000'000;
 
 template <class Pred>
 void Worker::wait_until(Pred ready) {
+  waited_ = true;
   int64_t spin_until = now_ns() + kSpinNs;
   for (int i = 0;; ++i) {
     if (ready()) return;
@@ -118,7 +119,7 @@ void Worker::log(const shoal_ctx* ctx, int32_t level, const char* msg) const {
             : level == SHOAL_LOG_INFO ? LogLevel::info
             : level == SHOAL_LOG_WARN ? LogLevel::warn
                                       : LogLevel::error;
-  log_line(lv, pool_ + "[" + std::to_string(index_) + "] " + ctx->component + ": " + msg);
+  log_line(lv, msg, {pool_, static_cast<int>(index_), ctx->component});
 }
 
 void Worker::add_finalizer(int32_t priority, shoal_finalizer_fn fn, void* arg) {
@@ -127,9 +128,10 @@ void Worker::add_finalizer(int32_t priority, shoal_finalizer_fn fn, void* arg) {
 
 bool Worker::over_memory_limit() {
   if (max_memory_ == 0 || statm_fd_ < 0) return false;
-  int64_t now = now_ns();
+  const int64_t now = last_end_ns_;  // read at the end of the task just run
   if (now < next_memory_check_ns_) return false;
   next_memory_check_ns_ = now + kMemoryCheckNs;
+  waited_ = true;  // the read below is not the next task's time
   char buf[128];
   ssize_t n = ::pread(statm_fd_, buf, sizeof buf - 1, 0);
   if (n <= 0) return false;
@@ -166,9 +168,11 @@ void Worker::run_task(const RecordView& task) {
   error_.clear();
   if (out_record_ == nullptr) return;  // host gone: the stop path takes over
   phase_.store(static_cast<uint32_t>(Phase::in_task));
-  int64_t t0 = now_ns();
+  const int64_t t0 = waited_ ? now_ns() : last_end_ns_;
+  waited_ = false;
   shoal_status rc = api_.run(&plugin_ctx_, user_, shoal_bytes{task.payload, task.header.size});
-  int64_t elapsed = now_ns() - t0;
+  last_end_ns_ = now_ns();
+  const int64_t elapsed = last_end_ns_ - t0;
   phase_.store(static_cast<uint32_t>(Phase::idle));
   // The control thread gave up on this task after grace and is running the chain; this
   // thread must not touch the rings or the plugin again.

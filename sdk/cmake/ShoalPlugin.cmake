@@ -5,6 +5,14 @@
 # instead of failing to load in a worker.
 function(shoal_add_plugin name)
   cmake_parse_arguments(P "" "" "SOURCES;LIBRARIES" ${ARGN})
+  # A misspelled keyword would otherwise turn into a source file or be dropped silently.
+  if(P_UNPARSED_ARGUMENTS)
+    message(FATAL_ERROR "shoal_add_plugin(${name}): unexpected arguments: ${P_UNPARSED_ARGUMENTS} "
+                        "(takes SOURCES and LIBRARIES)")
+  endif()
+  if(NOT P_SOURCES)
+    message(FATAL_ERROR "shoal_add_plugin(${name}): no SOURCES")
+  endif()
   add_library(${name} MODULE ${P_SOURCES})
   target_link_libraries(${name} PRIVATE shoal::sdk ${P_LIBRARIES})
   if(TARGET shoal_options)

@@ -2,6 +2,7 @@
 // plugins (good, broken, and one whose static constructor crashes the process that loads
 // it), configs written with known line numbers, and readelf as an independent witness.
 #include "fixture_paths.hpp"
+#include "support/crafted_elf.hpp"
 #include "support/json_rows.hpp"
 #include "support/subprocess.hpp"
 #include "support/test_env.hpp"
@@ -14,7 +15,6 @@
 #include <filesystem>
 #include <map>
 #include <regex>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -72,13 +72,6 @@ std::vector<std::map<std::string, std::string>> inspect_blocks(const std::string
 }
 
 const std::vector<std::string> kInspectKeys = {"file", "kind", "abi", "exports", "other exports", "needs", "soname"};
-
-std::vector<std::string> words(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string w; in >> w;) out.push_back(w);
-  return out;
-}
 
 // DT_NEEDED of `path` as readelf reports it: the reader's output is checked against a
 // tool that shares no code with it.
@@ -213,7 +206,54 @@ TEST_CASE("check: a broken config is one line with its position", "[integration]
   const auto nowhere = dir.path() / "nowhere.yaml";
   auto r = shoal_cli({"check", nowhere.string()});
   CHECK(r.exit_code == 2);
-  CHECK(lines_of(r.out) == std::vector<std::string>{nowhere.string() + ": cannot read: No such file or directory"});
+  CHECK(lines_of(r.out) == std::vector<std::string>{nowhere.string() + ":1:1: cannot read: No such file or directory"});
+}
+
+TEST_CASE("check: every problem line is FILE:LINE:COLUMN, with control characters in paths escaped",
+          "[integration][cli][check]") {
+  TempDir dir;
+  // A folder is a file that cannot be read: no position, so 1:1.
+  auto folder = shoal_cli({"check", dir.path().string()});
+  CHECK(folder.exit_code == 2);
+  CHECK(lines_of(folder.out) == std::vector<std::string>{dir.path().string() + ":1:1: cannot read: Is a directory"});
+
+  const auto odd = dir.path() / "odd\nname.yaml";
+  auto missing = shoal_cli({"check", odd.string()});
+  CHECK(missing.exit_code == 2);
+  CHECK(lines_of(missing.out) ==
+        std::vector<std::string>{dir.path().string() + "/odd\\nname.yaml:1:1: cannot read: No such file or directory"});
+
+  // A plugin path holding a newline (YAML "\n") stays on its problem line.
+  const auto config = dir.write("escapes.yaml", "pools:\n  a:\n    plugin: \"gone\\nplugin.so\"\n");
+  auto r = shoal_cli({"check", config.string()});
+  CHECK(r.exit_code == 2);
+  CHECK(lines_of(r.out) == std::vector<std::string>{at(config, 3, 13) + "pool 'a': plugin " + dir.path().string() +
+                                                    "/gone\\nplugin.so: file not found"});
+}
+
+TEST_CASE("check: a file whose symbols all name one huge string is one problem line", "[integration][cli][check]") {
+  // Copied once per entry, its names would take 80 GiB; the check reads a bounded amount
+  // and reports the file as malformed, next to the other pools' results.
+  TempDir dir;
+  CraftedElf spec;
+  spec.machine = elf_machine(SHOAL_PLUGIN_ECHO);
+  spec.dynstr = std::string(1, '\0') + "shoal_" + std::string(size_t{4} << 20, 'x') + '\0';
+  spec.symbols.assign(20000, 1);
+  const auto bytes = craft_elf(spec);
+  const auto huge = dir.write("huge.so", std::string(bytes.begin(), bytes.end()));
+  const auto config = dir.write("huge.yaml", "pools:\n" + pool_yaml("huge", huge.string()) +
+                                                 pool_yaml("good", SHOAL_PLUGIN_ECHO));
+  auto r = shoal_cli({"check", config.string()});
+  INFO(describe(r));
+  CHECK(r.exit_code == 2);
+  const std::string malformed = ": malformed ELF file: a symbol name longer than 1024 bytes";
+  CHECK(lines_of(r.out) == std::vector<std::string>{at(config, plugin_line(0), kPluginColumn) + "pool 'huge': plugin " +
+                                                    huge.string() + malformed});
+  CHECK(lines_of(r.err).back() == "shoal: check: " + config.string() + ": 1 problem");
+  auto inspect = shoal_cli({"inspect", huge.string(), SHOAL_PLUGIN_ECHO});
+  CHECK(inspect.exit_code == 2);
+  CHECK(lines_of(inspect.err) == std::vector<std::string>{"shoal: inspect: file " + huge.string() + malformed});
+  CHECK(inspect_blocks(inspect.out).size() == 1);
 }
 
 TEST_CASE("check and inspect: usage", "[integration][cli][check]") {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -168,6 +169,14 @@ inline std::vector<std::string> lines_of(const std::string& text) {
     pos = nl + 1;
   }
   return lines;
+}
+
+/// The whitespace-separated words of `text`.
+inline std::vector<std::string> words(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
 }
 
 }  // namespace shoal::test

@@ -29,12 +29,14 @@ struct Pipe {
   }
 };
 
-std::vector<std::string> environment(const std::vector<std::pair<std::string, std::string>>& overrides) {
+std::vector<std::string> environment(const std::vector<std::pair<std::string, std::string>>& overrides,
+                                     const std::vector<std::string>& unset) {
   std::map<std::string, std::string> env;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
     const char* eq = std::strchr(*e, '=');
     if (eq != nullptr) env[std::string(*e, static_cast<size_t>(eq - *e))] = eq + 1;
   }
+  for (const auto& name : unset) env.erase(name);
   for (const auto& [k, v] : overrides) env[k] = v;
   std::vector<std::string> out;
   for (const auto& [k, v] : env) out.push_back(k + "=" + v);
@@ -115,7 +117,7 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  const std::vector<std::string> env = environment(options.env);
+  const std::vector<std::string> env = environment(options.env, options.unset);
   std::vector<char*> envp;
   for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);

@@ -28,6 +28,8 @@ struct ProcessOptions {
   std::chrono::milliseconds timeout{30000};
   /// NAME=value pairs set on top of this process's environment.
   std::vector<std::pair<std::string, std::string>> env;
+  /// Names removed from the environment it inherits (before `env` is applied).
+  std::vector<std::string> unset;
 };
 
 /// Runs `argv` (argv[0] is a path, or a name looked up in PATH) to completion or until

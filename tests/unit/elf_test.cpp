@@ -2,6 +2,7 @@
 // plugin, and that a damaged or hostile file yields an error, never a crash or a read
 // outside the file (the ASan build runs these too). Nothing here loads a plugin.
 #include "plugin/elf.hpp"
+#include "support/crafted_elf.hpp"
 #include "support/test_env.hpp"
 
 #include <shoal/plugin.h>
@@ -9,6 +10,8 @@
 #include <catch2/catch.hpp>
 
 #include <elf.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -18,8 +21,10 @@
 #include <vector>
 
 using shoal::detail::ElfExports;
+using shoal::detail::kMaxElfName;
 using shoal::detail::ModuleKind;
 using shoal::detail::read_elf_exports;
+using shoal::test::CraftedElf;
 using shoal::test::TempDir;
 
 namespace {
@@ -80,6 +85,43 @@ Layout layout_of(const Bytes& b) {
   }
   REQUIRE(l.abi_symbol != 0);
   return l;
+}
+
+// Caps this process's address space while it lives, so that a reader copying without
+// bound fails with bad_alloc within the cap instead of exhausting the machine. Inactive
+// under sanitizers, which reserve terabytes of shadow address space up front.
+class AddressSpaceCap {
+ public:
+  explicit AddressSpaceCap(uint64_t extra_bytes) {
+    if (shoal::test::kSanitized || ::getrlimit(RLIMIT_AS, &saved_) != 0) return;
+    std::ifstream statm("/proc/self/statm");
+    uint64_t pages = 0;
+    if (!(statm >> pages)) return;
+    rlimit cap = saved_;
+    const uint64_t used = pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    cap.rlim_cur = std::min<rlim_t>(saved_.rlim_max, used + extra_bytes);
+    active_ = ::setrlimit(RLIMIT_AS, &cap) == 0;
+  }
+  ~AddressSpaceCap() {
+    if (active_) (void)::setrlimit(RLIMIT_AS, &saved_);
+  }
+  AddressSpaceCap(const AddressSpaceCap&) = delete;
+  AddressSpaceCap& operator=(const AddressSpaceCap&) = delete;
+
+ private:
+  rlimit saved_{};
+  bool active_ = false;
+};
+
+// A crafted file's .dynstr: "\0" then each name with its NUL; `offsets` gets where each starts.
+std::string string_table(const std::vector<std::string>& names, std::vector<uint32_t>& offsets) {
+  std::string table(1, '\0');
+  for (const auto& name : names) {
+    offsets.push_back(static_cast<uint32_t>(table.size()));
+    table += name;
+    table += '\0';
+  }
+  return table;
 }
 
 // The reader's verdict on `bytes`: the error message, or "" when it read the file.
@@ -209,4 +251,86 @@ TEST_CASE("elf: truncated and randomly damaged files give a result, never a cras
   INFO("read " << reads << ", refused " << errors);
   CHECK(errors > 0);
   CHECK(reads > 0);
+}
+
+TEST_CASE("elf: many entries naming one huge string are refused, not copied once each", "[unit][elf]") {
+  // Each entry names the same 4 MiB string: copied per entry, 20000 entries would take
+  // 80 GiB. The cap turns such a copy into bad_alloc long before that.
+  TempDir dir;
+  CraftedElf spec;
+  spec.machine = shoal::test::elf_machine(SHOAL_PLUGIN_ECHO);
+  std::vector<uint32_t> at;
+  spec.dynstr = string_table({"shoal_" + std::string(size_t{4} << 20, 'x')}, at);
+  const std::string malformed = "plugin " + (dir.path() / "mutant.so").string() + ": malformed ELF file: ";
+
+  SECTION("as symbol names") {
+    spec.symbols.assign(20000, at[0]);
+    AddressSpaceCap cap(uint64_t{512} << 20);
+    std::string message;
+    REQUIRE_NOTHROW(message = verdict(dir, shoal::test::craft_elf(spec)));
+    CHECK(message == malformed + "a symbol name longer than 1024 bytes");
+  }
+  SECTION("as DT_NEEDED libraries") {
+    spec.needed.assign(20000, at[0]);
+    AddressSpaceCap cap(uint64_t{512} << 20);
+    std::string message;
+    REQUIRE_NOTHROW(message = verdict(dir, shoal::test::craft_elf(spec)));
+    CHECK(message == malformed + "a library name longer than 1024 bytes");
+  }
+  SECTION("through check_module_file: one line, naming the file") {
+    spec.symbols.assign(20000, at[0]);
+    const auto path = save(dir, shoal::test::craft_elf(spec));
+    AddressSpaceCap cap(uint64_t{512} << 20);
+    auto result = shoal::detail::check_module_file(path, ModuleKind::task_plugin);
+    REQUIRE_FALSE(result.ok());
+    CHECK(result.error().message == malformed + "a symbol name longer than 1024 bytes");
+  }
+}
+
+TEST_CASE("elf: names up to the cap are read, shoal_ names kept and the others counted", "[unit][elf]") {
+  TempDir dir;
+  CraftedElf spec;
+  spec.machine = shoal::test::elf_machine(SHOAL_PLUGIN_ECHO);
+  std::vector<uint32_t> at;
+  const std::string longest(kMaxElfName, 'a');
+  spec.dynstr = string_table({"shoal_init", longest, "helper", "libc.so.6", std::string(kMaxElfName + 1, 'b')}, at);
+  // Repeats (as versioned symbols are) count once.
+  spec.symbols = {at[0], at[0], at[2], at[2]};
+  spec.symbols.insert(spec.symbols.end(), 30000, at[1]);
+  spec.needed = {at[3], at[1]};
+  {
+    AddressSpaceCap cap(uint64_t{512} << 20);
+    auto elf = read_elf_exports(save(dir, shoal::test::craft_elf(spec)), "file");
+    INFO((elf ? std::string() : elf.error().message));
+    REQUIRE(elf.ok());
+    CHECK(elf->symbols == std::vector<std::string>{"shoal_init"});
+    CHECK(elf->other_exports == 2);
+    CHECK(elf->needed == std::vector<std::string>{"libc.so.6", longest});
+    CHECK(elf->exports("shoal_init"));
+    CHECK_FALSE(elf->exports("helper"));  // not kept: check and inspect look for shoal_* only
+  }
+  // One byte more than the cap.
+  spec.symbols.push_back(at[4]);
+  CHECK(verdict(dir, shoal::test::craft_elf(spec)) ==
+        "plugin " + (dir.path() / "mutant.so").string() + ": malformed ELF file: a symbol name longer than 1024 bytes");
+}
+
+TEST_CASE("elf: the names a file makes the reader look at are bounded in total", "[unit][elf]") {
+  TempDir dir;
+  CraftedElf spec;
+  spec.machine = shoal::test::elf_machine(SHOAL_PLUGIN_ECHO);
+  std::vector<uint32_t> at;
+  spec.dynstr = string_table({std::string(kMaxElfName, 'a'), "libfoo.so"}, at);
+  const std::string malformed = "plugin " + (dir.path() / "mutant.so").string() + ": malformed ELF file: ";
+
+  SECTION("exported names adding up past 64 MiB") {
+    spec.symbols.assign(70000, at[0]);  // 70000 KiB of names in a 1.6 MiB file
+    CHECK(verdict(dir, shoal::test::craft_elf(spec)) == malformed + "exported names add up to more than 64 MiB");
+  }
+  SECTION("more DT_NEEDED entries than any library has") {
+    spec.needed.assign(4096, at[1]);
+    CHECK(verdict(dir, shoal::test::craft_elf(spec)).empty());
+    spec.needed.push_back(at[1]);
+    CHECK(verdict(dir, shoal::test::craft_elf(spec)) == malformed + "more than 4096 DT_NEEDED entries");
+  }
 }

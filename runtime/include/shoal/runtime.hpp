@@ -13,6 +13,7 @@
 #include <shoal/config.hpp>
 #include <shoal/result.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -21,6 +22,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace shoal {
@@ -41,11 +43,37 @@ struct Outcome {
   std::chrono::nanoseconds duration{0};  ///< time in shoal_run, last attempt
 };
 
+/// Counters of one worker slot over the processes it has had, for monitoring.
+struct WorkerStats {
+  uint32_t index = 0;
+  int pid = -1;                        ///< the live process; -1 while the slot has none
+  uint64_t tasks = 0;                  ///< outcomes of tasks that ran in this slot
+  std::array<uint64_t, 6> outcomes{};  ///< `tasks` by Status (index: the Status value)
+  uint32_t starts = 0;                 ///< processes started in this slot
+  /// Why its processes ended ("exited with status 0", "killed by SIGSEGV", ...), counted.
+  std::vector<std::pair<std::string, uint32_t>> exits;
+  std::chrono::nanoseconds busy{0};    ///< time spent in shoal_run
+  /// Resident set of the live process, as of this call; after it ended, the last one a
+  /// stats() call saw (0 if none did).
+  uint64_t rss_bytes = 0;
+};
+
+/// A pool's counters since Pool::start (Pool::stats).
+struct PoolStats {
+  std::chrono::nanoseconds uptime{0};
+  std::array<uint64_t, 6> outcomes{};  ///< every task's outcome by Status, rejected ones too
+  uint32_t restarts = 0;               ///< processes started after each slot's first
+  /// Time in shoal_run of tasks that returned (ok or error), to within 12.5%.
+  std::chrono::nanoseconds p50{0}, p99{0};
+  std::vector<WorkerStats> workers;
+};
+
 /// Options that do not belong in the YAML file.
 struct RuntimeOptions {
   /// Path of the shoal-worker executable. Empty: $SHOAL_WORKER, then `shoal-worker` beside
-  /// the running executable, then the path the build wrote it to, then the one
-  /// `cmake --install` writes it to (BINDIR of the configured prefix).
+  /// the running executable, then the build tree's (only when running from that build
+  /// tree), then the one installed with this libshoal (its prefix's bin/, found from where
+  /// the library is, so a moved prefix still works).
   std::string worker_path;
 };
 
@@ -94,6 +122,9 @@ class Pool {
   size_t live_workers() const;
   /// Process ids of the live workers (for tests and monitoring).
   std::vector<int> worker_pids() const;
+
+  /// Counters for monitoring; cheap enough to call every second (reads /proc per worker).
+  PoolStats stats() const;
 
   struct Impl;
 

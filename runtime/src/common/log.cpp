@@ -1,38 +1,117 @@
 #include "common/log.hpp"
 
+#include "common/json.hpp"
+
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdlib>
-#include <cstring>
 
 namespace shoal::detail {
+
+namespace {
+
+constexpr const char* kLevelNames[] = {"debug", "info", "warning", "error"};
+
+}  // namespace
+
+std::optional<LogLevel> parse_log_level(std::string_view t) noexcept {
+  if (t == "debug") return LogLevel::debug;
+  if (t == "info") return LogLevel::info;
+  if (t == "warn" || t == "warning") return LogLevel::warn;
+  if (t == "error") return LogLevel::error;
+  return std::nullopt;
+}
+
+std::optional<LogFormat> parse_log_format(std::string_view t) noexcept {
+  if (t == "text") return LogFormat::text;
+  if (t == "json") return LogFormat::json;
+  return std::nullopt;
+}
 
 LogLevel log_threshold() noexcept {
   static const LogLevel level = [] {
     const char* v = std::getenv("SHOAL_LOG");
-    if (v == nullptr) return LogLevel::info;
-    if (std::strcmp(v, "debug") == 0) return LogLevel::debug;
-    if (std::strcmp(v, "warn") == 0) return LogLevel::warn;
-    if (std::strcmp(v, "error") == 0) return LogLevel::error;
-    return LogLevel::info;
+    return v ? parse_log_level(v).value_or(LogLevel::info) : LogLevel::info;
   }();
   return level;
 }
 
-void log_line(LogLevel level, const std::string& msg) noexcept {
-  if (level < log_threshold()) return;
-  static const char* const names[] = {"debug", "info", "warning", "error"};
-  std::string line = "shoal: ";
-  line += names[static_cast<int>(level)];
-  line += ": ";
-  line += msg;
-  line += '\n';
-  // Best effort: a log line that cannot be written is dropped, never retried in a loop.
-  ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
-  (void)n;
+LogFormat log_format() noexcept {
+  static const LogFormat format = [] {
+    const char* v = std::getenv("SHOAL_LOG_FORMAT");
+    return v ? parse_log_format(v).value_or(LogFormat::text) : LogFormat::text;
+  }();
+  return format;
 }
 
-void log_raw(const std::string& text) noexcept {
+std::string log_json(LogLevel level, std::string_view msg, const LogOrigin& origin, std::string_view stream) {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  tm utc{};
+  ::gmtime_r(&ts.tv_sec, &utc);
+  char when[96];
+  std::snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", utc.tm_year + 1900, utc.tm_mon + 1,
+                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, ts.tv_nsec / 1000000);
+  std::string out = "{\"time\":\"";
+  out += when;
+  out += "\",\"level\":\"";
+  out += kLevelNames[static_cast<int>(level)];
+  out += '"';
+  if (!origin.pool.empty()) {
+    out += ",\"pool\":";
+    append_json_string(out, origin.pool);
+  }
+  if (origin.worker >= 0) out += ",\"worker\":" + std::to_string(origin.worker);
+  if (!origin.component.empty()) {
+    out += ",\"component\":";
+    append_json_string(out, origin.component);
+  }
+  if (!stream.empty()) {
+    out += ",\"stream\":";
+    append_json_string(out, stream);
+  }
+  out += ",\"message\":";
+  append_json_string(out, msg);
+  out += '}';
+  return out;
+}
+
+void log_line(LogLevel level, std::string_view msg, const LogOrigin& origin) noexcept {
+  if (level < log_threshold()) return;
+  try {
+    std::string line;
+    if (log_format() == LogFormat::json) {
+      line = log_json(level, msg, origin);
+    } else {
+      line = "shoal: ";
+      line += kLevelNames[static_cast<int>(level)];
+      line += ": ";
+      if (!origin.pool.empty()) {
+        line += origin.pool;
+        if (origin.worker >= 0) {
+          // Appended piece by piece: `"[" + std::string` trips GCC 12's -Wrestrict (PR105651).
+          line += '[';
+          line += std::to_string(origin.worker);
+          line += ']';
+        }
+        line += origin.component.empty() ? ": " : " ";
+      }
+      if (!origin.component.empty()) {
+        line += origin.component;
+        line += ": ";
+      }
+      line += msg;
+    }
+    line += '\n';
+    log_raw(line);
+  } catch (...) {
+    // Out of memory while logging: the line is dropped, the caller goes on.
+  }
+}
+
+void log_raw(std::string_view text) noexcept {
+  // Best effort: a log line that cannot be written is dropped, never retried in a loop.
   ssize_t n = ::write(STDERR_FILENO, text.data(), text.size());
   (void)n;
 }

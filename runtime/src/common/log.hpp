@@ -1,24 +1,51 @@
 // Internal logging: one line per call to stderr, which is where the host's log goes.
 // Workers never write to the host's stdout (it carries results).
+//
+// The level and the format come from $SHOAL_LOG and $SHOAL_LOG_FORMAT, read once. The
+// CLI's --log-level and --log-format set them before anything logs, and workers inherit
+// them through their environment, so host and workers write one format.
 #ifndef SHOAL_COMMON_LOG_HPP
 #define SHOAL_COMMON_LOG_HPP
 
 #include <cstdio>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace shoal::detail {
 
 enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
+enum class LogFormat { text, json };
 
-/// Minimum level printed; from $SHOAL_LOG (debug|info|warn|error), default info.
+/// "debug", "info", "warn" or "error" (also "warning"); nullopt for anything else.
+std::optional<LogLevel> parse_log_level(std::string_view text) noexcept;
+/// "text" or "json"; nullopt for anything else.
+std::optional<LogFormat> parse_log_format(std::string_view text) noexcept;
+
+/// Minimum level printed; from $SHOAL_LOG, default info.
 LogLevel log_threshold() noexcept;
-/// Writes "shoal: <level>: <msg>\n" to stderr with one write(2), so lines from several
-/// processes sharing stderr do not interleave within a line.
-void log_line(LogLevel level, const std::string& msg) noexcept;
+/// From $SHOAL_LOG_FORMAT, default text.
+LogFormat log_format() noexcept;
+
+/// Who a message is about: the text form prefixes "POOL[WORKER] COMPONENT: ", the JSON
+/// form has them as fields. Empty pool / worker -1 / empty component: left out.
+struct LogOrigin {
+  std::string_view pool;
+  int worker = -1;
+  std::string_view component;
+};
+
+/// One line, "shoal: <level>: <origin><msg>" or a JSON object
+/// {"time":"…Z","level":"…","pool":…,"worker":…,"component":…,"message":"…"}, written with
+/// one write(2) so lines from several processes sharing stderr do not interleave.
+void log_line(LogLevel level, std::string_view msg, const LogOrigin& origin = {}) noexcept;
+
+/// The JSON form of one line, without the newline (also used for forwarded output).
+std::string log_json(LogLevel level, std::string_view msg, const LogOrigin& origin, std::string_view stream = {});
 
 /// Writes `text` (one or more whole lines) to stderr as it is, with one write(2).
-void log_raw(const std::string& text) noexcept;
+void log_raw(std::string_view text) noexcept;
 
 template <class... Args>
 void logf(LogLevel level, const char* fmt, Args&&... args) noexcept {

@@ -11,6 +11,7 @@
 //  - past 499 levels the parser throws DeepRecursion saying "bad file": reworded.
 #include <shoal/config.hpp>
 
+#include "common/printable.hpp"
 #include "config/values.hpp"
 
 #include <yaml-cpp/depthguard.h>
@@ -23,7 +24,6 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <cstdio>
 #include <exception>
 #include <iterator>
 #include <limits>
@@ -70,28 +70,16 @@ std::string position(const YAML::Mark& m) {
   return std::to_string(p.line) + ":" + std::to_string(p.column);
 }
 
+// A value quoted in a message is cut at kMaxShown characters; paths and parser messages
+// are passed max = npos and kept whole.
+std::string printable(std::string_view text, std::size_t max = kMaxShown) { return detail::printable(text, max); }
+
 Error error_at(const Ctx& ctx, const YAML::Mark& mark, const std::string& message) {
-  return Error{Errc::config, ctx.source + ":" + position(mark) + ": " + message};
+  return Error{Errc::config, printable(ctx.source, std::string::npos) + ":" + position(mark) + ": " + message};
 }
 
 std::string with_label(const std::string& label, const std::string& message) {
   return label.empty() ? message : label + ": " + message;
-}
-
-// Text made safe for a one-line message: control characters escaped, long text cut.
-std::string printable(std::string_view text, std::size_t max = kMaxShown) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size() && i < max; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c != 0x7f) {
-      out += static_cast<char>(c);
-      continue;
-    }
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "\\x%02x", c);
-    out += c == '\n' ? "\\n" : c == '\t' ? "\\t" : buf;
-  }
-  return text.size() > max ? out + "..." : out;
 }
 
 std::string in_quotes(std::string_view text) { return "'" + printable(text) + "'"; }
@@ -608,7 +596,8 @@ fs::path absolute_dir(const fs::path& dir) {
 }
 
 Error io_error(const fs::path& file, int err) {
-  return Error{Errc::io, file.string() + ": cannot read: " + std::generic_category().message(err)};
+  return Error{Errc::io, printable(file.string(), std::string::npos) + ": cannot read: " +
+                             std::generic_category().message(err)};
 }
 
 Result<std::string> read_file(const fs::path& file) {
@@ -644,8 +633,8 @@ Result<Config> load_config_string(std::string_view yaml, const std::string& sour
     return error_at(ctx, e.mark, too_deep());
   } catch (const YAML::Exception& e) {  // ParserException and the rest: mark + msg
     return error_at(ctx, e.mark, printable(e.msg, std::string::npos));
-  } catch (const std::exception& e) {  // bad_alloc and the like
-    return Error{Errc::config, source + ": " + printable(e.what(), std::string::npos)};
+  } catch (const std::exception& e) {  // bad_alloc and the like: no position, so 1:1
+    return error_at(ctx, YAML::Mark::null_mark(), printable(e.what(), std::string::npos));
   }
 }
 

@@ -2,7 +2,7 @@
 // dll::library_info is not used: it reads only SHT_SYMTAB, which `strip` removes from
 // every packaged plugin, and it can pick the wrong string table. Everything here treats
 // the file as hostile: each offset and size is checked against the file before it is
-// used, tables are capped, and data is read with pread into owned buffers.
+// used, tables and names are capped, and data is read with pread into owned buffers.
 #include "plugin/elf.hpp"
 
 #include "plugin/loader.hpp"
@@ -69,16 +69,6 @@ bool read_section(const File& file, const Elf64_Shdr& sh, std::vector<char>& out
   return file.read(sh.sh_offset, out.data(), sh.sh_size);
 }
 
-// The NUL-terminated string at `offset` of a string table, or nullopt when the offset is
-// outside the table or the string runs off its end.
-std::optional<std::string> string_at(const std::vector<char>& table, uint64_t offset) {
-  if (offset >= table.size()) return std::nullopt;
-  const char* begin = table.data() + offset;
-  const void* nul = std::memchr(begin, '\0', table.size() - offset);
-  if (nul == nullptr) return std::nullopt;
-  return std::string(begin, static_cast<const char*>(nul));
-}
-
 class Reader {
  public:
   Reader(const File& file, const std::filesystem::path& path, const char* what)
@@ -87,8 +77,8 @@ class Reader {
   Result<ElfExports> read() {
     Elf64_Ehdr eh{};
     if (!file_.read(0, &eh, sizeof eh)) return malformed("truncated ELF header");
-    // check_shared_object has matched the machine; a big-endian header claiming x86-64
-    // would have every field read here byte-swapped.
+    // check_shared_object has matched the machine; a big-endian header claiming this
+    // machine would have every field read here byte-swapped.
     if (eh.e_ident[EI_DATA] != ELFDATA2LSB) return malformed("not a little-endian ELF file");
     if (auto s = read_section_headers(eh); !s) return s.error();
     ElfExports out;
@@ -99,6 +89,21 @@ class Reader {
 
  private:
   Error malformed(const std::string& why) const { return plugin_error(what_, path_, "malformed ELF file: " + why); }
+
+  // The NUL-terminated name at `offset` of a string table, viewed in place, never copied
+  // here. Its end is searched for in kMaxElfName + 1 bytes only: a forged file can point
+  // every entry at one long unterminated run of bytes, and each entry would otherwise
+  // scan it whole.
+  Result<std::string_view> name_at(const std::vector<char>& table, uint64_t offset, const std::string& what,
+                                   const char* table_name) const {
+    if (offset >= table.size()) return malformed(what + " outside " + table_name);
+    const char* begin = table.data() + offset;
+    const size_t room = table.size() - offset;
+    const void* nul = std::memchr(begin, '\0', std::min(room, kMaxElfName + 1));
+    if (nul != nullptr) return std::string_view(begin, static_cast<size_t>(static_cast<const char*>(nul) - begin));
+    if (room > kMaxElfName) return malformed(what + " longer than " + std::to_string(kMaxElfName) + " bytes");
+    return malformed(what + " outside " + table_name);  // runs off the end of the table
+  }
 
   Result<void> read_section_headers(const Elf64_Ehdr& eh) {
     if (eh.e_shoff == 0)
@@ -141,24 +146,38 @@ class Reader {
     if (!read_section(file_, *dynsym, table)) return malformed(".dynsym outside the file or too large");
     auto strings = linked_strings(*dynsym, ".dynsym");
     if (!strings) return strings.error();
+    // Views into `strings`, deduplicated before any is copied. Their total length is
+    // capped, so that many entries naming one long string cost a bounded sort.
+    std::vector<std::string_view> names;
+    uint64_t name_bytes = 0;
     const size_t count = table.size() / sizeof(Elf64_Sym);
     for (size_t i = 1; i < count; ++i) {  // entry 0 is the reserved null symbol
       Elf64_Sym sym;
       std::memcpy(&sym, table.data() + i * sizeof sym, sizeof sym);
       if (!is_export(sym)) continue;
-      auto name = string_at(*strings, sym.st_name);
-      if (!name) return malformed("a symbol name outside .dynstr");
+      auto name = name_at(*strings, sym.st_name, "a symbol name", ".dynstr");
+      if (!name) return name.error();
       if (name->empty()) continue;
+      name_bytes += name->size();
+      if (name_bytes > kMaxTableBytes)
+        return malformed("exported names add up to more than " + std::to_string(kMaxTableBytes >> 20) + " MiB");
       if (*name == kPluginAbiSymbol || *name == kResourceAbiSymbol) {
         auto value = read_abi_value(sym, *name);
         if (!value) return value.error();
         (*name == kPluginAbiSymbol ? out.plugin_abi : out.resource_abi) = *value;
       }
-      out.symbols.push_back(std::move(*name));
+      names.push_back(*name);
     }
     // Versioned symbols may appear once per version.
-    std::sort(out.symbols.begin(), out.symbols.end());
-    out.symbols.erase(std::unique(out.symbols.begin(), out.symbols.end()), out.symbols.end());
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    for (std::string_view name : names) {
+      if (name.starts_with("shoal_")) {
+        out.symbols.emplace_back(name);
+      } else {
+        ++out.other_exports;
+      }
+    }
     return {};
   }
 
@@ -173,8 +192,9 @@ class Reader {
 
   // The 4-byte constant a data symbol names: its address, inside the section it belongs
   // to, maps to a file offset through that section's sh_addr and sh_offset.
-  Result<uint32_t> read_abi_value(const Elf64_Sym& sym, const std::string& name) const {
-    const Error bad = plugin_error(what_, path_, name + " is not a 4-byte constant (declare it as in shoal/plugin.h)");
+  Result<uint32_t> read_abi_value(const Elf64_Sym& sym, std::string_view name) const {
+    const Error bad =
+        plugin_error(what_, path_, std::string(name) + " is not a 4-byte constant (declare it as in shoal/plugin.h)");
     if (ELF64_ST_TYPE(sym.st_info) != STT_OBJECT || sym.st_size != sizeof(uint32_t) || sym.st_shndx >= SHN_LORESERVE ||
         sym.st_shndx >= sections_.size())
       return bad;
@@ -198,17 +218,24 @@ class Reader {
     auto strings = linked_strings(*dynamic, ".dynamic");
     if (!strings) return strings.error();
     const size_t count = table.size() / sizeof(Elf64_Dyn);
+    bool have_soname = false;
     for (size_t i = 0; i < count; ++i) {
       Elf64_Dyn dyn;
       std::memcpy(&dyn, table.data() + i * sizeof dyn, sizeof dyn);
       if (dyn.d_tag == DT_NULL) break;
+      // Only the first DT_SONAME is read, and more than kMaxNeeded DT_NEEDED entries make
+      // the file malformed: a forged .dynamic of millions of entries copies few names.
+      if (dyn.d_tag == DT_SONAME && have_soname) continue;
+      if (dyn.d_tag == DT_NEEDED && out.needed.size() == kMaxNeeded)
+        return malformed("more than " + std::to_string(kMaxNeeded) + " DT_NEEDED entries");
       if (dyn.d_tag != DT_NEEDED && dyn.d_tag != DT_SONAME) continue;
-      auto name = string_at(*strings, dyn.d_un.d_val);
-      if (!name) return malformed("a library name outside the dynamic string table");
+      auto name = name_at(*strings, dyn.d_un.d_val, "a library name", "the dynamic string table");
+      if (!name) return name.error();
       if (dyn.d_tag == DT_SONAME) {
-        out.soname = std::move(*name);
-      } else if (out.needed.size() < kMaxNeeded) {
-        out.needed.push_back(std::move(*name));
+        out.soname = *name;
+        have_soname = true;
+      } else {
+        out.needed.emplace_back(*name);
       }
     }
     return {};
@@ -219,10 +246,6 @@ class Reader {
   const char* what_;
   std::vector<Elf64_Shdr> sections_;
 };
-
-// The word the loader's messages start with, and what a file of that kind is called.
-const char* role_name(ModuleKind kind) { return kind == ModuleKind::task_plugin ? "plugin" : "resource module"; }
-const char* kind_name(ModuleKind kind) { return kind == ModuleKind::task_plugin ? "task plugin" : "resource module"; }
 
 }  // namespace
 
@@ -245,15 +268,8 @@ Result<ElfExports> read_elf_exports(const std::filesystem::path& path, const cha
 
 std::vector<std::string_view> missing_exports(const ElfExports& elf, ModuleKind kind) {
   std::vector<std::string_view> missing;
-  auto collect = [&](const auto& required) {
-    for (const char* name : required)
-      if (!elf.exports(name)) missing.emplace_back(name);
-  };
-  if (kind == ModuleKind::task_plugin) {
-    collect(kPluginExports);
-  } else {
-    collect(kResourceExports);
-  }
+  for (const char* name : required_exports(kind))
+    if (!elf.exports(name)) missing.emplace_back(name);
   return missing;
 }
 
@@ -265,6 +281,12 @@ std::optional<uint32_t> declared_abi(const ElfExports& elf, ModuleKind kind) {
   return kind == ModuleKind::task_plugin ? elf.plugin_abi : elf.resource_abi;
 }
 
+Fit fit(const ElfExports& elf, ModuleKind kind) {
+  const size_t missing = missing_exports(elf, kind).size();
+  if (missing == 0) return Fit::complete;
+  return missing < required_exports(kind).size() || declared_abi(elf, kind) ? Fit::partial : Fit::none;
+}
+
 Result<ElfExports> check_module_file(const std::filesystem::path& path, ModuleKind kind) {
   const char* what = role_name(kind);
   auto elf = read_elf_exports(path, what);
@@ -272,7 +294,7 @@ Result<ElfExports> check_module_file(const std::filesystem::path& path, ModuleKi
   const auto missing = missing_exports(*elf, kind);
   if (!missing.empty()) {
     const ModuleKind other = kind == ModuleKind::task_plugin ? ModuleKind::resource_module : ModuleKind::task_plugin;
-    if (missing_exports(*elf, other).empty())
+    if (fit(*elf, other) == Fit::complete)
       return plugin_error(what, path, std::string("is a ") + kind_name(other) + ", not a " + kind_name(kind));
     std::string names;
     for (std::string_view name : missing) names += (names.empty() ? "" : ", ") + std::string(name);

@@ -5,6 +5,8 @@
 #ifndef SHOAL_PLUGIN_ELF_HPP
 #define SHOAL_PLUGIN_ELF_HPP
 
+#include "plugin/loader.hpp"
+
 #include <shoal/result.hpp>
 
 #include <cstdint>
@@ -16,9 +18,17 @@
 
 namespace shoal::detail {
 
+/// The longest symbol or library name accepted; a longer one makes the file malformed.
+/// Real names, even mangled C++ ones of plugins, stay far below it.
+inline constexpr size_t kMaxElfName = 1024;
+
 /// The dynamic view of a shared object, as the dynamic loader would see its exports.
+/// Only names starting with "shoal_" are kept, each at most kMaxElfName bytes: a forged
+/// file whose entries all point at one huge name must not make the reader copy it per
+/// entry. The other exports are only counted.
 struct ElfExports {
-  std::vector<std::string> symbols;  ///< defined, exported dynamic symbols; sorted, unique
+  std::vector<std::string> symbols;  ///< exported dynamic symbols named shoal_*; sorted, unique
+  size_t other_exports = 0;          ///< how many other names it exports (unique)
   std::vector<std::string> needed;   ///< DT_NEEDED entries, in file order
   std::string soname;                ///< DT_SONAME, empty when there is none
   /// Value of the `shoal_plugin_abi_version` data symbol, when the file defines it.
@@ -35,9 +45,6 @@ struct ElfExports {
 /// them, and .dynsym with them. Errors read "WHAT PATH: cause", like the loader's.
 Result<ElfExports> read_elf_exports(const std::filesystem::path& path, const char* what);
 
-/// What a shared object can serve as.
-enum class ModuleKind { task_plugin, resource_module };
-
 /// The required exports of `kind` that `elf` lacks, in the loader's order.
 std::vector<std::string_view> missing_exports(const ElfExports& elf, ModuleKind kind);
 
@@ -46,6 +53,12 @@ std::optional<uint32_t> declared_abi(const ElfExports& elf, ModuleKind kind);
 
 /// The name of that data symbol: "shoal_plugin_abi_version" or "shoal_resource_abi_version".
 const char* abi_symbol(ModuleKind kind);
+
+/// How far `elf` goes towards `kind`: every required export; some of them, or only the
+/// ABI data symbol; or nothing of it. The one classification `shoal check` (a file in
+/// the wrong role) and `shoal inspect` (its kind line) both use.
+enum class Fit { complete, partial, none };
+Fit fit(const ElfExports& elf, ModuleKind kind);
 
 /// Everything that can be known about `path` as a `kind` without loading it: a shared
 /// object exporting every required symbol and, when it declares an ABI version, one of

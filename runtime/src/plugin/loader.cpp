@@ -1,5 +1,7 @@
 #include "plugin/loader.hpp"
 
+#include "common/printable.hpp"
+
 #include <boost/dll/shared_library.hpp>
 #include <elf.h>
 #include <fcntl.h>
@@ -15,8 +17,31 @@
 
 namespace shoal::detail {
 
+namespace {
+
+// The e_machine a file must have to load into this process. Only the 64-bit ELF layout is
+// read (Elf64_Ehdr), so only 64-bit machines are listed.
+#if defined(__x86_64__)
+constexpr uint16_t kHostMachine = EM_X86_64;
+#elif defined(__aarch64__)
+constexpr uint16_t kHostMachine = EM_AARCH64;
+#else
+#error "shoal: add this machine's ELF e_machine to kHostMachine"
+#endif
+
+}  // namespace
+
+const char* role_name(ModuleKind kind) { return kind == ModuleKind::task_plugin ? "plugin" : "resource module"; }
+
+const char* kind_name(ModuleKind kind) { return kind == ModuleKind::task_plugin ? "task plugin" : "resource module"; }
+
+std::span<const char* const> required_exports(ModuleKind kind) {
+  if (kind == ModuleKind::task_plugin) return kPluginExports;
+  return kResourceExports;
+}
+
 Error plugin_error(const char* what, const std::filesystem::path& path, const std::string& cause) {
-  return Error{Errc::plugin, std::string(what) + " " + path.string() + ": " + cause};
+  return Error{Errc::plugin, std::string(what) + " " + printable(path.string()) + ": " + cause};
 }
 
 std::string abi_version_text(uint32_t v) { return std::to_string(v >> 16) + "." + std::to_string(v & 0xffff); }
@@ -45,7 +70,7 @@ Result<void> check_shared_object(const std::filesystem::path& path, const char* 
   } closer{fd};
   if (n != static_cast<ssize_t>(sizeof eh) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
     return plugin_error(what, path, "not a shared object (no ELF header)");
-  if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != EM_X86_64)
+  if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != kHostMachine)
     return plugin_error(what, path, "built for another machine or word size");
   if (eh.e_type != ET_DYN) return plugin_error(what, path, "not a shared object (an ELF executable or object file)");
   // A position-independent executable is ET_DYN too; its PT_INTERP segment gives it away.
@@ -101,7 +126,8 @@ class Library {
 }  // namespace
 
 Result<PluginApi> load_plugin(const std::filesystem::path& path) {
-  auto lib = Library::open(path, "plugin", kPluginExports);
+  const char* what = role_name(ModuleKind::task_plugin);
+  auto lib = Library::open(path, what, kPluginExports);
   if (!lib) return lib.error();
   PluginApi api;
   api.abi = lib->fn<uint32_t()>("shoal_plugin_abi");
@@ -110,12 +136,13 @@ Result<PluginApi> load_plugin(const std::filesystem::path& path) {
   api.fini = lib->fn<void(shoal_ctx*, void*)>("shoal_fini");
   api.recover = lib->fn<void(const shoal_host*, shoal_ctx*, uint32_t, const char*)>("shoal_recover");
   api.abi_version = api.abi();
-  if (auto abi = check_abi(api.abi_version, path, "plugin"); !abi) return abi.error();
+  if (auto abi = check_abi(api.abi_version, path, what); !abi) return abi.error();
   return api;
 }
 
 Result<ResourceApi> load_resource_module(const std::filesystem::path& path) {
-  auto lib = Library::open(path, "resource module", kResourceExports);
+  const char* what = role_name(ModuleKind::resource_module);
+  auto lib = Library::open(path, what, kResourceExports);
   if (!lib) return lib.error();
   ResourceApi api;
   api.abi = lib->fn<uint32_t()>("shoal_resource_abi");
@@ -124,7 +151,7 @@ Result<ResourceApi> load_resource_module(const std::filesystem::path& path) {
   api.recover =
       lib->fn<void(const shoal_host*, shoal_ctx*, const char*, uint32_t, const char*)>("shoal_resource_recover");
   api.abi_version = api.abi();
-  if (auto abi = check_abi(api.abi_version, path, "resource module"); !abi) return abi.error();
+  if (auto abi = check_abi(api.abi_version, path, what); !abi) return abi.error();
   return api;
 }
 

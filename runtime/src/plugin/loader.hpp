@@ -9,9 +9,20 @@
 
 #include <array>
 #include <filesystem>
+#include <span>
 #include <string>
 
 namespace shoal::detail {
+
+/// What a shared object can serve as.
+enum class ModuleKind { task_plugin, resource_module };
+
+/// The word every error about a file of `kind` starts with: "plugin" or "resource module"
+/// (the loader's, `shoal check`'s and the config's messages name files the same way).
+const char* role_name(ModuleKind kind);
+
+/// What a file of `kind` is called when describing it: "task plugin" or "resource module".
+const char* kind_name(ModuleKind kind);
 
 /// The exports a task plugin must have (load_plugin resolves these; `shoal check` looks
 /// for them in the file).
@@ -20,6 +31,9 @@ inline constexpr std::array<const char*, 4> kPluginExports = {"shoal_plugin_abi"
 /// The exports a resource module must have.
 inline constexpr std::array<const char*, 3> kResourceExports = {"shoal_resource_abi", "shoal_resource_open",
                                                                 "shoal_resource_close"};
+
+/// kPluginExports or kResourceExports.
+std::span<const char* const> required_exports(ModuleKind kind);
 
 struct PluginApi {
   uint32_t (*abi)() = nullptr;
@@ -49,10 +63,11 @@ Result<PluginApi> load_plugin(const std::filesystem::path& path);
 Result<ResourceApi> load_resource_module(const std::filesystem::path& path);
 
 /// Checks the file before any loading: exists, regular, ELF shared object of this
-/// machine's class, not an executable. Shared with `shoal check`.
+/// machine (architecture and word size), not an executable. Shared with `shoal check`.
 Result<void> check_shared_object(const std::filesystem::path& path, const char* what);
 
-/// The one shape of every plugin error: "WHAT PATH: cause".
+/// The one shape of every plugin error: "WHAT PATH: cause", PATH passed through
+/// printable() so the error stays one line whatever the file is called.
 Error plugin_error(const char* what, const std::filesystem::path& path, const std::string& cause);
 
 /// "1.0" for (1 << 16) | 0.

@@ -35,6 +35,7 @@ void Pool::Impl::wake_worker(WorkerSlot& w) {
 }
 
 void Pool::Impl::complete(TaskPtr task, Outcome&& outcome) {
+  counters->on_outcome(outcome);
   // A user callback that throws must not take the loop (and every other task) down.
   try {
     finish(std::move(task), std::move(outcome));

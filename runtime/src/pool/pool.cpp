@@ -2,6 +2,7 @@
 // happens on the loop thread (loop.cpp).
 #include "common/log.hpp"
 #include "pool/pool_impl.hpp"
+#include "pool/worker_path.hpp"
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -11,7 +12,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 
 namespace shoal {
 
@@ -30,21 +30,6 @@ std::string_view to_string(Status s) noexcept {
 }
 
 namespace {
-
-std::string find_worker(const RuntimeOptions& options) {
-  if (!options.worker_path.empty()) return options.worker_path;
-  if (const char* env = std::getenv("SHOAL_WORKER"); env != nullptr && *env != '\0') return env;
-  std::error_code ec;
-  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    auto beside = self.parent_path() / "shoal-worker";
-    if (::access(beside.c_str(), X_OK) == 0) return beside.string();
-  }
-  if (::access(SHOAL_WORKER_BUILD_PATH, X_OK) == 0) return SHOAL_WORKER_BUILD_PATH;
-  // An application linking the installed libshoal, run from anywhere: the worker that
-  // `cmake --install` put in the configured prefix.
-  return SHOAL_WORKER_INSTALL_PATH;
-}
 
 Error ipc_error(const char* what) { return Error{Errc::ipc, std::string(what) + ": " + std::strerror(errno)}; }
 
@@ -81,6 +66,7 @@ Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const Runtim
   impl->header = reinterpret_cast<PoolHeader*>(impl->header_map.data());
 
   impl->workers.resize(impl->config.workers);
+  impl->counters = std::make_unique<detail::PoolCounters>(impl->config.workers);
   for (uint32_t i = 0; i < impl->config.workers; ++i) {
     auto& w = impl->workers[i];
     w.index = i;
@@ -158,6 +144,7 @@ void Pool::Impl::enqueue(std::vector<TaskPtr> tasks) {
                           ? "input of " + std::to_string(t->input.size()) + " bytes exceeds the task ring limit of " +
                                 std::to_string(limit) + " bytes (raise pools." + config.name + ".queue.capacity)"
                           : closed_why;
+    counters->on_refused();
     finish(std::move(t), rejection(why));
   }
 }
@@ -316,5 +303,7 @@ std::vector<int> Pool::worker_pids() const {
   std::lock_guard lock(impl_->mu);
   return impl_->pids;
 }
+
+PoolStats Pool::stats() const { return impl_->counters->snapshot(); }
 
 }  // namespace shoal

@@ -7,6 +7,7 @@
 #include "ipc/control.hpp"
 #include "ipc/ring.hpp"
 #include "ipc/segment.hpp"
+#include "pool/stats.hpp"
 #include "process/spawn.hpp"
 
 #include <shoal/runtime.hpp>
@@ -126,6 +127,7 @@ struct Pool::Impl {
   enum class StartState { waiting, ok, failed } start_state = StartState::waiting;
   std::string start_error;
   std::vector<int> pids;  // live worker pids
+  std::unique_ptr<detail::PoolCounters> counters;  // its own locking (stats.hpp)
 
   // ---- loop thread only ----
   std::thread loop;

@@ -206,15 +206,24 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
   ev.data.u64 = event_key(kOutput, w.index);
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, w.output.get(), &ev);
   w.state = WorkerSlot::State::starting;
+  counters->on_start(w.index, w.child.pid);
   update_pids();
 }
 
 void Pool::Impl::on_output(WorkerSlot& w, bool final) {
   if (!w.output) return;
+  const bool json = log_format() == LogFormat::json;
   const std::string prefix = "shoal: " + config.name + "[" + std::to_string(w.index) + "]: ";
   auto emit = [&](std::string_view line) {
-    // The worker's own log lines already carry "shoal: "; a plugin's output gets the prefix.
-    std::string text = line.rfind("shoal: ", 0) == 0 ? std::string(line) : prefix + std::string(line);
+    // The worker's own log lines are already in the host's format (it inherited it); what
+    // else the plugin printed gets the pool and worker it came from.
+    std::string text;
+    if (line.starts_with(json ? "{\"time\":" : "shoal: "))
+      text = line;
+    else if (json)
+      text = log_json(LogLevel::info, line, {config.name, static_cast<int>(w.index), {}}, "output");
+    else
+      text = prefix + std::string(line);
     text += '\n';
     log_raw(text);
   };
@@ -418,6 +427,10 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
 
   std::string who = "worker " + std::to_string(w.index);
   std::string death = w.killed ? w.kill_reason : who + " died: " + describe(st);
+  // The kill reason names the task and its limits; the stats keep the kind of end only.
+  counters->on_exit(w.index, w.timeout_kill ? "killed by the host: task_timeout"
+                            : w.killed      ? "killed by the host: " + w.kill_reason.substr(0, w.kill_reason.find(" within"))
+                                            : describe(st));
   if (!w.notes.empty()) death += " (" + w.notes + ")";
   bool abandoned = st.exited && st.code == kExitAbandoned;
   // Nothing ran in the process (a signal) or the chain stopped at a hung entry: the

@@ -179,17 +179,23 @@ Result<Connection> Connection::open(const Url& url, std::chrono::milliseconds ti
     return Error{Errc::io, url.display + ": " + why};
   }
   Connection conn(ctx, url.display);
+  // A refused AUTH or SELECT does not pass with time (a wrong password, a database the
+  // server does not have): Errc::config, so that callers stop instead of retrying forever.
+  // Only a server still loading its data may say yes later.
+  const auto refusal = [&](const Reply& r, const std::string& what) {
+    const bool later = r.view().str().starts_with("LOADING");
+    return Error{later ? Errc::io : Errc::config, url.display + ": " + what + ": " + std::string(r.str())};
+  };
   if (!url.password.empty()) {
     Args auth = url.user.empty() ? Args{"AUTH", url.password} : Args{"AUTH", url.user, url.password};
     auto r = conn.command(auth);
     if (!r) return r.error();
-    if (r->is_error()) return Error{Errc::io, url.display + ": AUTH refused: " + std::string(r->str())};
+    if (r->is_error()) return refusal(*r, "AUTH refused");
   }
   if (url.db != 0) {
     auto r = conn.command({"SELECT", std::to_string(url.db)});
     if (!r) return r.error();
-    if (r->is_error())
-      return Error{Errc::io, url.display + ": SELECT " + std::to_string(url.db) + ": " + std::string(r->str())};
+    if (r->is_error()) return refusal(*r, "SELECT " + std::to_string(url.db));
   }
   return conn;
 }

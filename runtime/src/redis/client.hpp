@@ -81,7 +81,8 @@ using Args = std::vector<std::string>;
 class Connection {
  public:
   /// Connects, authenticates (AUTH) and selects the database of `url`. Errc::io naming
-  /// the server and the cause when any step fails (an AUTH error included).
+  /// the server and the cause when the server cannot be reached (worth retrying);
+  /// Errc::config when it refuses AUTH or SELECT (retrying cannot help).
   static Result<Connection> open(const Url& url, std::chrono::milliseconds timeout);
 
   Connection() = default;

@@ -37,6 +37,8 @@ std::vector<Entry> parse_read(ReplyView reply) {
   return parse_entries(reply[0][1]);
 }
 
+std::string handed_back_field(std::string_view entry_id) { return std::string(entry_id) + "/handed-back"; }
+
 Task task_of(const Entry& entry) {
   Task t;
   t.entry_id = entry.id;
@@ -76,6 +78,23 @@ Result<void> ensure_group(Connection& conn, const Keys& keys, const std::string&
   if (!r->is_error() || r->str().starts_with("BUSYGROUP")) return {};
   return Error{is_transient(r->view()) ? Errc::io : Errc::failed,
                "XGROUP CREATE " + keys.tasks + " " + group + ": " + std::string(r->str())};
+}
+
+Result<void> check_types(Connection& conn, const Keys& keys) {
+  const std::pair<const std::string*, std::string_view> expected[] = {
+      {&keys.tasks, "stream"}, {&keys.results, "stream"}, {&keys.dead, "stream"}, {&keys.last, "hash"}};
+  std::vector<Args> asks;
+  for (const auto& [key, type] : expected) asks.push_back({"TYPE", *key});
+  auto replies = conn.pipeline(asks);
+  if (!replies) return replies.error();
+  for (size_t i = 0; i < asks.size(); ++i) {
+    if ((*replies)[i].is_error()) continue;  // TYPE renamed or refused: nothing to tell
+    const std::string_view type = (*replies)[i].str();
+    if (type != "none" && type != expected[i].second)
+      return Error{Errc::failed, "key " + *expected[i].first + " is a " + std::string(type) + ", not a " +
+                                     std::string(expected[i].second)};
+  }
+  return {};
 }
 
 Result<std::optional<std::string>> appendonly(Connection& conn) {

@@ -4,7 +4,9 @@
 //   STREAM           tasks:   id TASK-ID, seq N, input BYTES   (XADD by submit or anyone)
 //   STREAM:results   results: id TASK-ID, status WORD, result JSON
 //   STREAM:dead      dead letters: id, entry, deliveries, input, result
-//   STREAM:last      hash: entry id -> JSON of its last failed outcome (while it is retried)
+//   STREAM:last      hash: entry id -> JSON of its last failed outcome (while it is retried),
+//                    and ENTRY/handed-back -> deliveries hosts handed back unrun (on a stop);
+//                    both go when the entry gets its result
 //
 // The result JSON is outcome_json's object (the row `shoal run` writes) with "id" and
 // "consumer" appended.
@@ -47,6 +49,10 @@ std::vector<Entry> parse_entries(ReplyView array);
 /// Entries of the one stream in an XREAD/XREADGROUP reply; empty for nil (timeout).
 std::vector<Entry> parse_read(ReplyView reply);
 
+/// The field of STREAM:last that counts the hand-backs of `entry_id`: deliveries that
+/// ended unrun (the host stopped) and so must not count against max_deliveries.
+std::string handed_back_field(std::string_view entry_id);
+
 /// A task as the serving host sees it.
 struct Task {
   std::string entry_id;
@@ -67,6 +73,11 @@ bool is_transient(ReplyView reply);
 /// connection failed or the refusal is transient, Errc::failed when Redis refused for
 /// good (the key is not a stream, …).
 Result<void> ensure_group(Connection& conn, const Keys& keys, const std::string& group);
+
+/// Fails (Errc::failed, naming the key) when one of the keys exists with another type
+/// than the layout's: a transaction that wrote to it would fail halfway, after its
+/// acknowledgement. Errc::io when the connection failed.
+Result<void> check_types(Connection& conn, const Keys& keys);
 
 /// CONFIG GET appendonly: "yes", "no", or nullopt when the server does not say (CONFIG
 /// renamed or refused). Errc::io when the connection failed.

@@ -1,0 +1,130 @@
+#include "pool/stats.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cstdio>
+
+namespace shoal::detail {
+
+namespace {
+
+constexpr size_t kMaxCauses = 16;  // distinct exit causes kept per slot; the rest is "other"
+
+void bump(std::atomic<uint64_t>& c, uint64_t by = 1) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+size_t DurationHistogram::index(uint64_t ns) noexcept {
+  if (ns < 8) return static_cast<size_t>(ns);
+  const int exp = std::bit_width(ns) - 1;  // >= 3
+  const uint64_t sub = (ns >> (exp - 3)) & 7;
+  const size_t i = static_cast<size_t>(exp - 2) * 8 + static_cast<size_t>(sub);
+  return i < kBuckets ? i : kBuckets - 1;
+}
+
+uint64_t DurationHistogram::upper_bound(size_t index) noexcept {
+  if (index < 8) return index;
+  const int exp = static_cast<int>(index / 8) + 2;
+  const uint64_t sub = index % 8;
+  return ((8 + sub + 1) << (exp - 3)) - 1;
+}
+
+uint64_t DurationHistogram::quantile(double q) const noexcept {
+  uint64_t total = 0;
+  std::array<uint64_t, kBuckets> counts{};
+  for (size_t i = 0; i < kBuckets; ++i) total += counts[i] = buckets_[i].load(std::memory_order_relaxed);
+  if (total == 0) return 0;
+  // The smallest bucket at or below which at least q of the tasks fall.
+  const auto rank = static_cast<uint64_t>(q * static_cast<double>(total - 1)) + 1;
+  uint64_t seen = 0;
+  for (size_t i = 0; i < kBuckets; ++i) {
+    seen += counts[i];
+    if (seen >= rank) return upper_bound(i);
+  }
+  return upper_bound(kBuckets - 1);
+}
+
+PoolCounters::PoolCounters(uint32_t workers)
+    : slots_(std::make_unique<Slot[]>(workers)), workers_(workers), lifecycle_(workers) {}
+
+void PoolCounters::on_outcome(const Outcome& o) noexcept {
+  const auto s = static_cast<size_t>(o.status);
+  bump(outcomes_[s]);
+  if (o.worker < 0 || static_cast<uint32_t>(o.worker) >= workers_) return;
+  Slot& slot = slots_[static_cast<size_t>(o.worker)];
+  bump(slot.outcomes[s]);
+  const auto ns = static_cast<uint64_t>(o.duration.count());
+  bump(slot.busy_ns, ns);
+  if (o.status == Status::ok || o.status == Status::error) durations_.add(ns);
+}
+
+void PoolCounters::on_start(uint32_t index, int pid) {
+  std::lock_guard lock(mu_);
+  lifecycle_[index].pid = pid;
+  ++lifecycle_[index].starts;
+}
+
+void PoolCounters::on_exit(uint32_t index, const std::string& cause) {
+  std::lock_guard lock(mu_);
+  Lifecycle& l = lifecycle_[index];
+  l.pid = -1;
+  const std::string& key = l.exits.size() < kMaxCauses ? cause : "other";
+  for (auto& [text, count] : l.exits) {
+    if (text == key) {
+      ++count;
+      return;
+    }
+  }
+  l.exits.emplace_back(key, 1);
+}
+
+PoolStats PoolCounters::snapshot() const {
+  PoolStats s;
+  s.uptime = std::chrono::steady_clock::now() - started_;
+  for (size_t i = 0; i < s.outcomes.size(); ++i) s.outcomes[i] = outcomes_[i].load(std::memory_order_relaxed);
+  s.outcomes[static_cast<size_t>(Status::rejected)] += refused_.load(std::memory_order_relaxed);
+  s.p50 = std::chrono::nanoseconds(durations_.quantile(0.50));
+  s.p99 = std::chrono::nanoseconds(durations_.quantile(0.99));
+  std::lock_guard lock(mu_);
+  s.workers.resize(workers_);
+  for (uint32_t i = 0; i < workers_; ++i) {
+    WorkerStats& w = s.workers[i];
+    w.index = i;
+    for (size_t k = 0; k < w.outcomes.size(); ++k) {
+      w.outcomes[k] = slots_[i].outcomes[k].load(std::memory_order_relaxed);
+      w.tasks += w.outcomes[k];
+    }
+    w.busy = std::chrono::nanoseconds(slots_[i].busy_ns.load(std::memory_order_relaxed));
+    w.pid = lifecycle_[i].pid;
+    w.starts = lifecycle_[i].starts;
+    w.exits = lifecycle_[i].exits;
+    if (w.starts > 1) s.restarts += w.starts - 1;
+    if (w.pid > 0) {
+      const uint64_t rss = resident_bytes(w.pid);
+      if (rss > 0) lifecycle_[i].last_rss = rss;
+    }
+    w.rss_bytes = lifecycle_[i].last_rss;
+  }
+  return s;
+}
+
+uint64_t resident_bytes(int pid) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/statm", pid);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[128];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  unsigned long long size = 0, resident = 0;
+  if (std::sscanf(buf, "%llu %llu", &size, &resident) != 2) return 0;
+  return resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace shoal::detail

@@ -1,0 +1,252 @@
+// Watching a run: `--stats FILE` cross-checked against the rows the same run wrote, the
+// log formats (text and JSON, the runtime's lines and a plugin's), and the progress bar,
+// shown under a pseudo-terminal and absent otherwise.
+#include "fixture_paths.hpp"
+#include "support/json_rows.hpp"
+#include "support/subprocess.hpp"
+#include "support/test_env.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <map>
+#include <string>
+#include <vector>
+
+using namespace shoal::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+std::string fault_config(const TempDir& dir, uint32_t workers) {
+  return dir
+      .write("fault.yaml", "pools:\n  fault:\n    plugin: \"" + fixture("fx_fault") + "\"\n    workers: " +
+                               std::to_string(workers) + "\n    shutdown: {grace: 2s, fini_timeout: 2s}\n")
+      .string();
+}
+
+std::vector<Row> rows_of(const std::string& out) {
+  std::vector<Row> rows;
+  for (const auto& line : lines_of(out)) {
+    auto row = Parser(line).row();
+    INFO("row: " << line);
+    REQUIRE(row.has_value());
+    rows.push_back(*row);
+  }
+  return rows;
+}
+
+json parse_stats(const std::filesystem::path& file) {
+  const std::string text = read_file(file);
+  INFO("stats: " << text);
+  REQUIRE(!text.empty());
+  REQUIRE(text.back() == '\n');
+  return json::parse(text);  // throws, failing the test, on anything but one document
+}
+
+ProcessResult run_shoal(std::vector<std::string> args, const std::string& stdin_file,
+                    std::vector<std::pair<std::string, std::string>> env = {}) {
+  args.insert(args.begin(), SHOAL_BIN);
+  ProcessOptions opts;
+  opts.stdin_file = stdin_file;
+  opts.timeout = 60s * kSlow;
+  opts.env = std::move(env);
+  opts.unset = {"SHOAL_LOG", "SHOAL_LOG_FORMAT"};
+  auto r = run_process(args, opts);
+  INFO(describe(r));
+  REQUIRE(r.spawn_error.empty());
+  REQUIRE_FALSE(r.timed_out);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("watch: --stats agrees with the rows of the same run", "[integration][watch]") {
+  TempDir dir;
+  const std::string config = fault_config(dir, 2);
+  // ok and error rows from both workers, and crashes that restart a worker each.
+  std::string input;
+  for (int i = 0; i < 60; ++i) input += i % 10 == 9 ? "error bad " + std::to_string(i) + "\n" : "sleep 2\n";
+  input += "segv\nok\nsegv\nok\n";
+  const auto input_file = dir.write("input.txt", input);
+  const auto stats_file = dir.path() / "stats.json";
+
+  auto r = run_shoal({"run", config, "--input", input_file.string(), "--stats", stats_file.string()}, {});
+  CHECK(r.exit_code == 1);
+  const auto rows = rows_of(r.out);
+  REQUIRE(rows.size() == 64);
+
+  std::map<std::string, uint64_t> by_status;
+  std::map<std::string, std::map<std::string, uint64_t>> by_worker;  // worker -> status -> n
+  uint64_t crash_deaths = 0;
+  for (const auto& row : rows) {
+    const std::string& status = row.at("status").text;
+    ++by_status[status];
+    if (row.at("worker").kind == Value::Kind::number) ++by_worker[row.at("worker").text][status];
+    if (status == "crashed") crash_deaths += std::stoull(row.at("attempts").text);
+  }
+  REQUIRE(by_status["crashed"] == 2);
+  REQUIRE(by_status["error"] == 6);
+
+  const json s = parse_stats(stats_file);
+  INFO("stats: " << s.dump());
+  CHECK(s.at("final") == true);
+  CHECK(s.at("submitted") == 64);
+  CHECK(s.at("written") == 64);
+  CHECK(s.at("host_rss_bytes").get<uint64_t>() > 0);
+  REQUIRE(s.at("pools").size() == 1);
+  const json& pool = s.at("pools")[0];
+  CHECK(pool.at("name") == "fault");
+  CHECK(pool.at("tasks") == 64);
+  for (const char* status : {"ok", "error", "crashed", "timeout", "cancelled", "rejected"})
+    CHECK(pool.at("outcomes").at(status).get<uint64_t>() == by_status[status]);
+  // Each crash took its worker down; the slot was started again for the next task.
+  CHECK(pool.at("restarts").get<uint64_t>() >= crash_deaths);
+  const double p50 = pool.at("task_ms").at("p50"), p99 = pool.at("task_ms").at("p99");
+  CHECK(p50 >= 1.5);  // "sleep 2" tasks, and the histogram rounds up, never down
+  CHECK(p99 >= p50);
+
+  REQUIRE(pool.at("workers").size() == 2);
+  uint64_t segv_exits = 0, worker_tasks = 0;
+  for (const json& w : pool.at("workers")) {
+    const std::string index = std::to_string(w.at("index").get<int>());
+    INFO("worker " << index);
+    for (const char* status : {"ok", "error", "crashed"})
+      CHECK(w.at("outcomes").at(status).get<uint64_t>() == by_worker[index][status]);
+    worker_tasks += w.at("tasks").get<uint64_t>();
+    CHECK(w.at("tasks").get<uint64_t>() > 0);  // both did work
+    CHECK(w.at("restarts") == w.at("starts").get<uint64_t>() - 1);
+    for (const auto& [cause, n] : w.at("exits").items())
+      if (cause.find("SIGSEGV") != std::string::npos) segv_exits += n.get<uint64_t>();
+    const double busy = w.at("busy_fraction");
+    CHECK(busy > 0.0);
+    CHECK(busy <= 1.0);
+    CHECK(w.at("rss_bytes").get<uint64_t>() > 0);
+    CHECK(w.at("pid").is_null());  // the run has ended: no live process
+  }
+  CHECK(worker_tasks == 64);
+  CHECK(segv_exits == crash_deaths);
+}
+
+TEST_CASE("watch: --stats is rewritten while the run goes on", "[integration][watch]") {
+  TempDir dir;
+  const std::string config = fault_config(dir, 2);
+  std::string input;
+  for (int i = 0; i < 10; ++i) input += "ok\n";
+  input += "sleep " + std::to_string(1500 * kSlow) + "\nsleep " + std::to_string(1500 * kSlow) + "\n";
+  const auto input_file = dir.write("input.txt", input);
+  const auto stats_file = dir.path() / "stats.json";
+
+  Background run({SHOAL_BIN, "run", config, "--stats", stats_file.string(), "--stats-interval", "0.1"}, input_file,
+                 dir.path() / "out", dir.path() / "err");
+  REQUIRE(run.started());
+  // A snapshot in the middle: the ten quick rows written, the two long tasks running.
+  bool seen_midway = false;
+  const auto deadline = std::chrono::steady_clock::now() + 10s * kSlow;
+  while (!seen_midway && std::chrono::steady_clock::now() < deadline) {
+    if (wait_for_file(stats_file, 50ms)) {
+      json s = json::parse(read_file(stats_file), nullptr, false);
+      seen_midway = !s.is_discarded() && s.at("final") == false && s.at("written") == 10 &&
+                    !s.at("pools")[0].at("workers")[0].at("pid").is_null();
+    }
+    if (!seen_midway) wait_for_file(dir.path() / "never", 20ms);  // a bounded pause
+  }
+  CHECK(seen_midway);
+  int code = -1;
+  REQUIRE(run.wait(30s * kSlow, code));
+  CHECK(code == 0);
+  const json s = parse_stats(stats_file);
+  CHECK(s.at("final") == true);
+  CHECK(s.at("written") == 12);
+}
+
+TEST_CASE("watch: --stats to a file that cannot be written is a usage error before any task", "[integration][watch]") {
+  TempDir dir;
+  const std::string config = fault_config(dir, 1);
+  const auto input_file = dir.write("input.txt", "ok\n");
+  auto r = run_shoal({"run", config, "--input", input_file.string(), "--stats", (dir.path() / "no/such/dir/s.json").string()},
+                 {});
+  CHECK(r.exit_code == 2);
+  CHECK(r.out.empty());
+  CHECK(r.err.find("cannot write --stats") != std::string::npos);
+  auto bad = run_shoal({"run", config, "--stats-interval", "0"}, {});
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.err.find("--stats-interval") != std::string::npos);
+}
+
+TEST_CASE("watch: --log-format json turns every stderr line into a JSON object", "[integration][watch]") {
+  TempDir dir;
+  const std::string config = fault_config(dir, 1);
+  const auto input_file = dir.write("input.txt", "log from the plugin\nprint to stdout\nsegv\nok\n");
+  auto r = run_shoal({"--log-format", "json", "run", config, "--input", input_file.string()}, {});
+  CHECK(r.exit_code == 1);
+  bool plugin_log = false, printed = false, death = false, summary = false;
+  for (const auto& line : lines_of(r.err)) {
+    INFO("stderr line: " << line);
+    json j = json::parse(line);  // every line, or the test fails
+    CHECK(j.contains("time"));
+    CHECK(j.contains("level"));
+    const std::string msg = j.at("message");
+    if (msg == "from the plugin") {
+      plugin_log = true;
+      CHECK(j.at("level") == "warning");
+      CHECK(j.at("pool") == "fault");
+      CHECK(j.at("worker") == 0);
+      CHECK(j.at("component") == "plugin");
+    }
+    if (j.value("stream", "") == "output" && msg.find("to stdout") != std::string::npos) printed = true;
+    if (msg.find("SIGSEGV") != std::string::npos) death = j.at("level") == "warning";
+    if (msg.find("4 tasks, 3 ok, 1 failed") == 0) summary = j.at("level") == "info";
+  }
+  CHECK(plugin_log);
+  CHECK(printed);
+  CHECK(death);
+  CHECK(summary);
+
+  SECTION("text is the default, and --log-level error hides the runtime's warnings") {
+    auto text = run_shoal({"run", config, "--input", input_file.string()}, {});
+    CHECK(text.err.find("shoal: warning: fault[0] plugin: from the plugin") != std::string::npos);
+    auto quiet = run_shoal({"run", config, "--log-level=error", "--input", input_file.string()}, {});
+    CHECK(quiet.err.find("from the plugin") == std::string::npos);
+    CHECK(quiet.err.find("SIGSEGV") == std::string::npos);
+    CHECK(quiet.err.find("4 tasks, 3 ok, 1 failed") != std::string::npos);  // the summary stays
+  }
+  SECTION("an unknown format or level is a usage error") {
+    auto bad = run_shoal({"run", config, "--log-format", "xml"}, {});
+    CHECK(bad.exit_code == 2);
+    CHECK(bad.err.find("--log-format") != std::string::npos);
+    auto bad_level = run_shoal({"--log-level", "loud", "check", config}, {});
+    CHECK(bad_level.exit_code == 2);
+  }
+}
+
+TEST_CASE("watch: a progress bar under a terminal, none when stderr is a file", "[integration][watch]") {
+  TempDir dir;
+  const std::string config = fault_config(dir, 2);
+  std::string input;
+  for (int i = 0; i < 40; ++i) input += "sleep 20\n";
+  const auto input_file = dir.write("input.txt", input);
+  const auto out_file = dir.path() / "rows.jsonl";
+  const std::string cmd = std::string(SHOAL_BIN) + " run " + config + " --input " + input_file.string() + " --output " +
+                          out_file.string();
+  // script(1) gives the command a pseudo-terminal and copies what it wrote to stdout.
+  ProcessOptions opts;
+  opts.timeout = 60s * kSlow;
+  auto r = run_process({"script", "-qec", cmd, "/dev/null"}, opts);
+  INFO(describe(r) << "\nterminal: " << r.out);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("] ") != std::string::npos);
+  CHECK(r.out.find("done, 0 failed") != std::string::npos);
+  CHECK(r.out.find("tasks/s") != std::string::npos);
+  CHECK(r.out.find("\x1b[K") != std::string::npos);  // redrawn in place
+  CHECK(r.out.find("40 tasks, 40 ok, 0 failed") != std::string::npos);
+  CHECK(lines_of(read_file(out_file)).size() == 40);
+
+  auto plain = run_shoal({"run", config, "--input", input_file.string(), "--output", out_file.string()}, {});
+  CHECK(plain.exit_code == 0);
+  CHECK(plain.err.find('\r') == std::string::npos);
+  CHECK(plain.err.find("\x1b[") == std::string::npos);
+  CHECK(lines_of(plain.err).size() == 1);  // the summary alone
+}
