@@ -31,6 +31,7 @@ constexpr std::string_view kUsage =
     "\n"
     "Commands:\n"
     "  run CONFIG [--pool NAME] [--input FILE|-] [--output FILE|-] [--unordered]\n"
+    "             [--stats FILE] [--stats-interval SECONDS]\n"
     "                     one task per input line, one JSON outcome per output line\n"
     "  check CONFIG       validate a config and every plugin and resource module it\n"
     "                     names, reading the files without loading them\n"

@@ -56,13 +56,16 @@ constexpr std::string_view kRunUsage =
     "  --unordered     write each outcome as soon as it is done (default: input order,\n"
     "                  each line written as soon as every earlier one is)\n"
     "  --stats FILE    write the run's counters to FILE as JSON: every --stats-interval\n"
-    "                  seconds (default 5) while it runs, and at its end (\"final\":true):\n"
-    "                  per pool and per worker tasks, outcomes by status, process starts,\n"
-    "                  restarts and why processes ended, busy fraction, RSS, and the p50\n"
-    "                  and p99 time in shoal_run (ms)\n"
+    "                  seconds while it runs, and at its end (\"final\":true): per pool\n"
+    "                  and per worker tasks, outcomes by status, process starts, restarts\n"
+    "                  and why processes ended, busy fraction, RSS, and the p50 and p99\n"
+    "                  time in shoal_run (ms)\n"
+    "  --stats-interval SECONDS\n"
+    "                  how often --stats is rewritten, 0.05 to 86400 (default 5)\n"
     "  -h, --help      show this help\n"
     "\n"
-    "Standard error shows a progress bar when it is a terminal, and always a summary.\n"
+    "Standard error shows a progress bar when it is a terminal (done/total, rate, ETA;\n"
+    "not with --log-format json), and always a summary.\n"
     "Ctrl-C (SIGINT) or SIGTERM stops the pool: queued tasks are reported as cancelled,\n"
     "a second Ctrl-C kills the run at once.\n"
     "\n"
@@ -236,8 +239,23 @@ int run(const RunOptions& opts) {
   }
   Pool& pool = **pool_result;
 
-  // Opened after the pool started, so a config or plugin error leaves an existing output
-  // file as it was.
+  const Clock::time_point start = Clock::now();
+  int stats_error = 0;
+  const auto write_stats = [&](bool final, uint64_t submitted, uint64_t written) {
+    if (opts.stats.empty() || stats_error != 0) return;
+    RunStats s{std::chrono::duration<double>(Clock::now() - start).count(), final, submitted, written,
+               {{pool_name, pool.stats()}}};
+    stats_error = write_stats_file(opts.stats, stats_json(s));
+  };
+  // The first write proves the file can be written before any task runs.
+  write_stats(false, 0, 0);
+  if (stats_error != 0) {
+    print_error("cannot write --stats " + opts.stats + ": " + errno_text(stats_error));
+    return kExitUsage;
+  }
+
+  // Opened after the pool started and the --stats file was written, so a config, plugin
+  // or stats path error leaves an existing output file as it was.
   Fd output_owner;
   int output_fd = STDOUT_FILENO;
   if (opts.output != "-") {
@@ -274,20 +292,8 @@ int run(const RunOptions& opts) {
   // bar; erase it before each flush and let the next tick redraw it.
   const bool output_on_terminal = output_fd == STDOUT_FILENO && ::isatty(STDOUT_FILENO) == 1;
 
-  const Clock::time_point start = Clock::now();
-  int stats_error = 0;
-  const auto write_stats = [&](bool final, uint64_t submitted, uint64_t written) {
-    if (opts.stats.empty() || stats_error != 0) return;
-    RunStats s{std::chrono::duration<double>(Clock::now() - start).count(), final, submitted, written,
-               {{pool_name, pool.stats()}}};
-    stats_error = write_stats_file(opts.stats, stats_json(s));
-  };
-  // The first write proves the file can be written before any task runs.
-  write_stats(false, 0, 0);
-  if (stats_error != 0) {
-    print_error("cannot write --stats " + opts.stats + ": " + errno_text(stats_error));
-    return kExitUsage;
-  }
+  if (input_size > 0) progress.count_lines(input_fd);
+
   Clock::time_point next_stats = start + opts.stats_every;
   std::thread reader_thread(reader_main, std::ref(shared), std::ref(reader), std::ref(pool));
 

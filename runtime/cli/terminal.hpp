@@ -17,12 +17,15 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 namespace shoal::cli {
 
@@ -46,8 +49,7 @@ inline void print_message(detail::LogLevel level, std::string_view message) {
   // promises one line per error, so scripts can read stderr line by line.
   for (char c : message) line.push_back(c == '\n' || c == '\r' ? ' ' : c);
   line.push_back('\n');
-  ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
-  (void)n;
+  detail::log_raw(line);
 }
 
 inline void print_error(std::string_view message) { print_message(detail::LogLevel::error, message); }
@@ -90,9 +92,41 @@ struct Counts {
 
 class Progress {
  public:
-  Progress(bool enabled, uint64_t input_size) : enabled_(enabled), input_size_(input_size) {}
+  // No bar when the log is JSON: stderr then carries objects a program reads.
+  Progress(bool enabled, uint64_t input_size)
+      : enabled_(enabled && detail::log_format() == detail::LogFormat::text), input_size_(input_size) {}
 
   bool enabled() const { return enabled_; }
+
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+  ~Progress() {
+    count_stop_.store(true, std::memory_order_relaxed);
+    if (counter_.joinable()) counter_.join();
+  }
+
+  // The bar's total for a regular input file: its lines, counted on a thread of its own
+  // with pread (the reader's offset is untouched), given up when the run ends first.
+  void count_lines(int fd) {
+    if (!enabled_) return;
+    counter_ = std::thread([this, fd] {
+      std::vector<char> buf(1 << 20);
+      uint64_t lines = 0, offset = 0;
+      char last = '\n';
+      for (;;) {
+        if (count_stop_.load(std::memory_order_relaxed)) return;
+        const ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(offset));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return;
+        if (n == 0) break;
+        lines += static_cast<uint64_t>(std::count(buf.data(), buf.data() + n, '\n'));
+        last = buf[static_cast<size_t>(n) - 1];
+        offset += static_cast<uint64_t>(n);
+      }
+      total_.store(lines + (last != '\n' ? 1 : 0), std::memory_order_relaxed);  // a last line without '\n' is a task
+      total_known_.store(true, std::memory_order_release);
+    });
+  }
 
   // Redraws at most ten times a second.
   void maybe_draw(Clock::time_point now, Clock::time_point start, const Counts& counts, uint64_t submitted,
@@ -105,11 +139,15 @@ class Progress {
     const uint64_t rate = secs > 0 ? static_cast<uint64_t>(static_cast<double>(written) / secs) : 0;
     char text[200];
     int n = 0;
+    const bool counted = total_known_.load(std::memory_order_acquire);
     if (input_size_ > 0 || input_done) {
-      // Without the line count up front, the share of input bytes read scales the share
-      // of submitted tasks written; once the input has ended the fraction is exact.
+      // Without the line count, the share of input bytes read scales the share of
+      // submitted tasks written; with it, or once the input has ended, it is exact.
+      const uint64_t known = input_done ? submitted : counted ? total_.load(std::memory_order_relaxed) : 0;
       double frac = submitted > 0 ? static_cast<double>(written) / static_cast<double>(submitted) : 0.0;
-      if (!input_done) frac *= std::min(1.0, static_cast<double>(input_bytes) / static_cast<double>(input_size_));
+      if (known > 0) frac = static_cast<double>(written) / static_cast<double>(known);
+      else if (!input_done) frac *= std::min(1.0, static_cast<double>(input_bytes) / static_cast<double>(input_size_));
+      frac = std::min(frac, 1.0);
       constexpr int kWidth = 24;
       const int filled = std::clamp(static_cast<int>(frac * kWidth), 0, kWidth);
       std::string bar(static_cast<size_t>(filled), '#');
@@ -120,8 +158,11 @@ class Progress {
         const auto left = static_cast<long long>(secs * (1.0 - frac) / frac + 0.5);
         std::snprintf(eta, sizeof eta, ", ETA %lld:%02lld", left / 60, left % 60);
       }
-      n = std::snprintf(text, sizeof text, "[%s] %3d%%  %llu done, %llu failed, %llu pending, %llu tasks/s%s",
-                        bar.c_str(), static_cast<int>(frac * 100), static_cast<unsigned long long>(written),
+      // Once the input has ended the total is known: done/total.
+      char total[32] = "";
+      if (known > 0 || input_done) std::snprintf(total, sizeof total, "/%llu", static_cast<unsigned long long>(known));
+      n = std::snprintf(text, sizeof text, "[%s] %3d%%  %llu%s done, %llu failed, %llu pending, %llu tasks/s%s",
+                        bar.c_str(), static_cast<int>(frac * 100), static_cast<unsigned long long>(written), total,
                         static_cast<unsigned long long>(failed),
                         static_cast<unsigned long long>(submitted - completed),
                         static_cast<unsigned long long>(rate), eta);
@@ -142,6 +183,7 @@ class Progress {
     ssize_t w = ::write(STDERR_FILENO, frame.data(), frame.size());
     (void)w;
     visible_ = true;
+    detail::set_progress_visible(true);
   }
 
   void clear() {
@@ -150,6 +192,7 @@ class Progress {
     ssize_t w = ::write(STDERR_FILENO, kClear, sizeof kClear - 1);
     (void)w;
     visible_ = false;
+    detail::set_progress_visible(false);
     // The next frame may come at once: the caller just erased the bar, not redrawn it.
     last_ = Clock::time_point{};
   }
@@ -157,6 +200,10 @@ class Progress {
  private:
   bool enabled_;
   uint64_t input_size_;
+  std::atomic<uint64_t> total_{0};
+  std::atomic<bool> total_known_{false};
+  std::atomic<bool> count_stop_{false};
+  std::thread counter_;
   bool visible_ = false;
   Clock::time_point last_{};
 };

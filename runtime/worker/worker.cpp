@@ -196,11 +196,18 @@ void Worker::run_task(const RecordView& task) {
   results_.advance(record_bytes(h.size));
   results_.publish();
   block_->running_task.store(0, std::memory_order_release);
-  // One wake-up of the host per few results: while more than one task is still queued
-  // here, the host has nothing urgent to do, and waking it would take a CPU from the
-  // workers. It is woken when this worker is about to run dry (so it refills in time),
-  // when the result ring fills (result_space), and for every result of a lone task.
-  if (tasks_.at_most_one_left()) wake_host();
+  // One wake-up of the host per half a queue: while enough tasks are still queued here,
+  // the host has nothing urgent to do, and waking it would take a CPU from the workers.
+  // It is woken once when the task the host named is done (it refills then), when this
+  // worker is about to run dry, when the result ring fills (result_space), and for every
+  // result of a lone task.
+  const uint64_t wake_after = block_->wake_after_task.load(std::memory_order_relaxed);
+  if (wake_after != 0 && wake_after != woken_for_ && task.header.task_id >= wake_after) {
+    woken_for_ = wake_after;
+    wake_host();
+  } else if (tasks_.at_most_one_left()) {
+    wake_host();
+  }
 }
 
 int Worker::serve() {

@@ -149,6 +149,7 @@ class Worker {
   // ring bookkeeping between them.
   int64_t last_end_ns_ = 0;
   bool waited_ = true;
+  uint64_t woken_for_ = 0;  // the wake_after_task this worker already woke the host for
   std::string error_;
 };
 

@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <map>
 #include <string>
@@ -144,15 +145,18 @@ TEST_CASE("watch: --stats is rewritten while the run goes on", "[integration][wa
   REQUIRE(run.started());
   // A snapshot in the middle: the ten quick rows written, the two long tasks running.
   bool seen_midway = false;
+  std::string last;  // the last snapshot read, for the failure message
   const auto deadline = std::chrono::steady_clock::now() + 10s * kSlow;
   while (!seen_midway && std::chrono::steady_clock::now() < deadline) {
     if (wait_for_file(stats_file, 50ms)) {
-      json s = json::parse(read_file(stats_file), nullptr, false);
-      seen_midway = !s.is_discarded() && s.at("final") == false && s.at("written") == 10 &&
-                    !s.at("pools")[0].at("workers")[0].at("pid").is_null();
+      last = read_file(stats_file);
+      json s = json::parse(last, nullptr, false);
+      if (!s.is_discarded() && s.at("final") == true) break;  // missed: the run is over
+      seen_midway = !s.is_discarded() && s.at("written") == 10 && !s.at("pools")[0].at("workers")[0].at("pid").is_null();
     }
     if (!seen_midway) wait_for_file(dir.path() / "never", 20ms);  // a bounded pause
   }
+  INFO("last snapshot: " << last << "\nstderr: " << read_file(dir.path() / "err"));
   CHECK(seen_midway);
   int code = -1;
   REQUIRE(run.wait(30s * kSlow, code));
@@ -166,11 +170,14 @@ TEST_CASE("watch: --stats to a file that cannot be written is a usage error befo
   TempDir dir;
   const std::string config = fault_config(dir, 1);
   const auto input_file = dir.write("input.txt", "ok\n");
-  auto r = run_shoal({"run", config, "--input", input_file.string(), "--stats", (dir.path() / "no/such/dir/s.json").string()},
-                 {});
+  const auto output = dir.write("rows.jsonl", "earlier rows\n");
+  auto r = run_shoal({"run", config, "--input", input_file.string(), "--output", output.string(), "--stats",
+                      (dir.path() / "no/such/dir/s.json").string()},
+                     {});
   CHECK(r.exit_code == 2);
   CHECK(r.out.empty());
   CHECK(r.err.find("cannot write --stats") != std::string::npos);
+  CHECK(read_file(output) == "earlier rows\n");  // not truncated: the run never started
   auto bad = run_shoal({"run", config, "--stats-interval", "0"}, {});
   CHECK(bad.exit_code == 2);
   CHECK(bad.err.find("--stats-interval") != std::string::npos);
@@ -213,6 +220,27 @@ TEST_CASE("watch: --log-format json turns every stderr line into a JSON object",
     CHECK(quiet.err.find("SIGSEGV") == std::string::npos);
     CHECK(quiet.err.find("4 tasks, 3 ok, 1 failed") != std::string::npos);  // the summary stays
   }
+  SECTION("a long message stays one valid JSON line; a long printed line is cut into valid ones") {
+    const auto long_input = dir.write("long.txt", "log " + std::string(20000, 'x') + "\nprint " + std::string(9000, 'y') + "\n");
+    auto r2 = run_shoal({"--log-format=json", "run", config, "--input", long_input.string()}, {});
+    CHECK(r2.exit_code == 0);
+    size_t xs = 0, ys = 0;
+    for (const auto& line : lines_of(r2.err)) {
+      INFO("stderr line of " << line.size() << " bytes: " << line.substr(0, 120));
+      json j = json::parse(line);
+      const std::string msg = j.at("message");
+      xs += static_cast<size_t>(std::count(msg.begin(), msg.end(), 'x'));
+      ys += static_cast<size_t>(std::count(msg.begin(), msg.end(), 'y'));
+    }
+    CHECK(xs > 1000);    // the message, cut to the log's limit
+    CHECK(xs < 20000);
+    CHECK(ys == 9000);   // printed output is cut into pieces, none lost
+  }
+  SECTION("a message holding a newline is one text line") {
+    const auto nl_input = dir.write("nl.txt", "log-lines first|second\n");
+    auto r3 = run_shoal({"run", config, "--input", nl_input.string()}, {});
+    CHECK(r3.err.find("shoal: warning: fault[0] plugin: first\\nsecond\n") != std::string::npos);
+  }
   SECTION("an unknown format or level is a usage error") {
     auto bad = run_shoal({"run", config, "--log-format", "xml"}, {});
     CHECK(bad.exit_code == 2);
@@ -225,8 +253,9 @@ TEST_CASE("watch: --log-format json turns every stderr line into a JSON object",
 TEST_CASE("watch: a progress bar under a terminal, none when stderr is a file", "[integration][watch]") {
   TempDir dir;
   const std::string config = fault_config(dir, 2);
+  // 1.6 s of work: long enough for the ETA, which shows after the first second.
   std::string input;
-  for (int i = 0; i < 40; ++i) input += "sleep 20\n";
+  for (int i = 0; i < 40; ++i) input += i == 20 ? "log halfway\n" : "sleep 80\n";
   const auto input_file = dir.write("input.txt", input);
   const auto out_file = dir.path() / "rows.jsonl";
   const std::string cmd = std::string(SHOAL_BIN) + " run " + config + " --input " + input_file.string() + " --output " +
@@ -238,15 +267,22 @@ TEST_CASE("watch: a progress bar under a terminal, none when stderr is a file", 
   INFO(describe(r) << "\nterminal: " << r.out);
   REQUIRE(r.exit_code == 0);
   CHECK(r.out.find("] ") != std::string::npos);
-  CHECK(r.out.find("done, 0 failed") != std::string::npos);
-  CHECK(r.out.find("tasks/s") != std::string::npos);
+  CHECK(r.out.find("/40 done, 0 failed") != std::string::npos);  // the total, counted up front
+  CHECK(r.out.find("tasks/s, ETA 0:0") != std::string::npos);
   CHECK(r.out.find("\x1b[K") != std::string::npos);  // redrawn in place
   CHECK(r.out.find("40 tasks, 40 ok, 0 failed") != std::string::npos);
+  // A log line written while the bar is up erases it first instead of landing on its row.
+  const size_t log_at = r.out.find("shoal: warning: fault[");
+  REQUIRE(log_at != std::string::npos);
+  CHECK((log_at == 0 || r.out[log_at - 1] == '\n' || r.out.compare(log_at - 4, 4, "\r\x1b[K") == 0));
   CHECK(lines_of(read_file(out_file)).size() == 40);
 
   auto plain = run_shoal({"run", config, "--input", input_file.string(), "--output", out_file.string()}, {});
   CHECK(plain.exit_code == 0);
   CHECK(plain.err.find('\r') == std::string::npos);
   CHECK(plain.err.find("\x1b[") == std::string::npos);
-  CHECK(lines_of(plain.err).size() == 1);  // the summary alone
+  const auto lines = lines_of(plain.err);
+  REQUIRE(lines.size() == 2);  // the plugin's log line and the summary, nothing redrawn
+  CHECK(lines[0].find("halfway") != std::string::npos);
+  CHECK(lines[1].find("40 tasks, 40 ok, 0 failed") != std::string::npos);
 }

@@ -215,6 +215,10 @@ inline std::map<std::string, Row> collect(const std::string& config, size_t expe
 
 inline std::string id(size_t i) { return "t:" + std::to_string(i); }
 
+inline double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
 /// Each worker's fini ran once: NAME.fini holds one line per worker.
 inline void check_fini(const Fleet& fleet, const std::string& name, unsigned workers = 2) {
   const std::string text = read_file(fleet.marker(name));

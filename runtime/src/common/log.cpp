@@ -1,10 +1,12 @@
 #include "common/log.hpp"
 
 #include "common/json.hpp"
+#include "common/printable.hpp"
 
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 
 namespace shoal::detail {
@@ -12,6 +14,9 @@ namespace shoal::detail {
 namespace {
 
 constexpr const char* kLevelNames[] = {"debug", "info", "warning", "error"};
+// A worker's log line crosses a pipe whose reader cuts lines past 4096 bytes; a message
+// is kept under that, so a JSON line always arrives whole.
+constexpr size_t kMaxMessage = 3000;
 
 }  // namespace
 
@@ -82,7 +87,7 @@ void log_line(LogLevel level, std::string_view msg, const LogOrigin& origin) noe
   try {
     std::string line;
     if (log_format() == LogFormat::json) {
-      line = log_json(level, msg, origin);
+      line = log_json(level, msg.substr(0, kMaxMessage), origin);
     } else {
       line = "shoal: ";
       line += kLevelNames[static_cast<int>(level)];
@@ -101,7 +106,9 @@ void log_line(LogLevel level, std::string_view msg, const LogOrigin& origin) noe
         line += origin.component;
         line += ": ";
       }
-      line += msg;
+      // One message, one line: a newline in it would make a second line that a reader
+      // takes for another message (or, from a worker, for the plugin's own output).
+      line += printable(msg, kMaxMessage);
     }
     line += '\n';
     log_raw(line);
@@ -110,8 +117,25 @@ void log_line(LogLevel level, std::string_view msg, const LogOrigin& origin) noe
   }
 }
 
+namespace {
+std::atomic<bool> g_progress_visible{false};
+}  // namespace
+
+void set_progress_visible(bool visible) noexcept { g_progress_visible.store(visible, std::memory_order_relaxed); }
+
 void log_raw(std::string_view text) noexcept {
   // Best effort: a log line that cannot be written is dropped, never retried in a loop.
+  if (g_progress_visible.exchange(false, std::memory_order_relaxed)) {
+    try {
+      std::string erased = "\r\x1b[K";
+      erased += text;
+      ssize_t n = ::write(STDERR_FILENO, erased.data(), erased.size());
+      (void)n;
+      return;
+    } catch (...) {
+      // out of memory: written without the erase below
+    }
+  }
   ssize_t n = ::write(STDERR_FILENO, text.data(), text.size());
   (void)n;
 }

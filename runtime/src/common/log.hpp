@@ -44,8 +44,13 @@ void log_line(LogLevel level, std::string_view msg, const LogOrigin& origin = {}
 /// The JSON form of one line, without the newline (also used for forwarded output).
 std::string log_json(LogLevel level, std::string_view msg, const LogOrigin& origin, std::string_view stream = {});
 
-/// Writes `text` (one or more whole lines) to stderr as it is, with one write(2).
+/// Writes `text` (one or more whole lines) to stderr as it is, with one write(2). While a
+/// progress line is on the terminal (set_progress_visible), it is erased first, so the
+/// text does not land on its row; the bar is redrawn below on its next tick.
 void log_raw(std::string_view text) noexcept;
+
+/// The CLI's progress bar says whether it is on stderr now.
+void set_progress_visible(bool visible) noexcept;
 
 template <class... Args>
 void logf(LogLevel level, const char* fmt, Args&&... args) noexcept {

@@ -48,6 +48,10 @@ struct WorkerBlock {
   // Id of a task the host wants stopped (its task_timeout passed); the worker's
   // should_stop turns true while that task runs. Written by the host.
   std::atomic<uint64_t> cancel_task{0};
+  // The host wants a wake-up once the result of this task (or a later one) is out, so it
+  // refills the ring while half of it is still queued; 0 = only when about to run dry.
+  // Written by the host before it publishes the tasks.
+  std::atomic<uint64_t> wake_after_task{0};
 };
 
 struct PoolHeader {

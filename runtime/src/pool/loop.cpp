@@ -143,6 +143,11 @@ void Pool::Impl::dispatch() {
   for (auto& w : workers) {
     if (!w.published) continue;
     w.published = false;
+    // One host wake-up per half a queue: each one takes a CPU from a worker for a few
+    // microseconds, which with 100 µs tasks on 2 CPUs was 4-6% of the throughput.
+    const size_t keep = std::max<size_t>(1, depth / 2);
+    const size_t k = w.inflight.size();
+    w.block->wake_after_task.store(w.inflight[k > keep ? k - keep - 1 : 0]->id, std::memory_order_relaxed);
     w.tasks.publish();
     wake_worker(w);
   }
@@ -150,7 +155,8 @@ void Pool::Impl::dispatch() {
 
 void Pool::Impl::take_incoming() {
   if (!has_incoming.load(std::memory_order_acquire)) return;
-  std::vector<TaskPtr> batch;
+  std::vector<TaskPtr>& batch = incoming_spare;
+  batch.clear();
   bool term = false;
   {
     std::lock_guard lock(mu);
@@ -167,6 +173,8 @@ void Pool::Impl::take_incoming() {
       pending.push_back(std::move(t));
     }
   }
+  // A map of millions leaves a large array behind; the one-by-one case reuses a small one.
+  if (batch.capacity() > 65536) std::vector<TaskPtr>().swap(batch);
 }
 
 bool Pool::Impl::retry_or_complete(TaskPtr& task, Outcome&& outcome) {

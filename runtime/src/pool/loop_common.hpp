@@ -26,7 +26,9 @@ inline int64_t now_ns() {
 // Work queued in one worker's ring, in time: enough that the worker never waits for the
 // host's round trip, small enough that the last tasks of a batch are never stuck behind
 // one worker while another is idle (the chunksize trap).
-inline constexpr double kQueueTargetNs = 300'000;
+// With the host woken at half a queue (dispatch), 2 ms keeps its wake-ups to ~1000 per
+// second per worker and a map's tail to at most 2 ms of one worker's work.
+inline constexpr double kQueueTargetNs = 2'000'000;
 inline constexpr size_t kMaxDepth = 1024;
 // A host with tasks in flight spins this long for results before sleeping.
 inline constexpr int64_t kHostSpinNs = 20'000;

@@ -121,7 +121,7 @@ Pool::~Pool() {
   }
 }
 
-void Pool::Impl::enqueue(std::vector<TaskPtr> tasks) {
+void Pool::Impl::enqueue(std::span<TaskPtr> tasks) {
   uint64_t limit = max_payload(layout.capacity);
   std::vector<TaskPtr> refused;
   std::string closed_why;
@@ -167,9 +167,7 @@ void Pool::submit(std::string_view input, std::function<void(Outcome&&)> on_done
   heap->submitted = &heap->part;
   heap->input = heap->part.input;
   TaskPtr t(heap);
-  std::vector<TaskPtr> one;
-  one.push_back(std::move(t));
-  impl_->enqueue(std::move(one));
+  impl_->enqueue(std::span<TaskPtr>(&t, 1));
 }
 
 std::future<Outcome> Pool::submit(std::string_view input) {
@@ -201,7 +199,7 @@ class Batch final : public BatchSink {
     std::vector<TaskPtr> ptrs;
     ptrs.reserve(tasks_.size());
     for (auto& t : tasks_) ptrs.emplace_back(&t);
-    impl.enqueue(std::move(ptrs));
+    impl.enqueue(ptrs);
   }
 
   void put(size_t index, Outcome&& o) override {

@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,6 +78,7 @@ struct WorkerSlot {
   MessageReader reader;
   Fd output;            // read end of the worker's stdout and stderr
   std::string partial;  // an output line not yet ended by '\n'
+  bool line_cut = false;  // `partial` continues a line already cut for length
   std::string fatal_message;  // from a Fatal message, before Ready
   Mapping block_map, task_map, result_map;
   WorkerBlock* block = nullptr;
@@ -133,6 +135,7 @@ struct Pool::Impl {
   std::thread loop;
   detail::Phase phase = detail::Phase::starting;
   std::deque<detail::TaskPtr> pending;
+  std::vector<detail::TaskPtr> incoming_spare;  // swapped with `incoming`: keeps its capacity
   uint64_t next_task_id = 1;
   size_t inflight_total = 0;
   double avg_task_ns = 0;  // moving average of shoal_run time, drives dispatch depth
@@ -175,7 +178,7 @@ struct Pool::Impl {
   bool retry_or_complete(detail::TaskPtr& task, Outcome&& outcome);
 
   // pool.cpp
-  void enqueue(std::vector<detail::TaskPtr> tasks);
+  void enqueue(std::span<detail::TaskPtr> tasks);
   Outcome rejection(const std::string& why) const;
 };
 

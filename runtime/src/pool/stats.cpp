@@ -72,23 +72,23 @@ void PoolCounters::on_exit(uint32_t index, const std::string& cause) {
   std::lock_guard lock(mu_);
   Lifecycle& l = lifecycle_[index];
   l.pid = -1;
-  const std::string& key = l.exits.size() < kMaxCauses ? cause : "other";
-  for (auto& [text, count] : l.exits) {
-    if (text == key) {
-      ++count;
+  for (const std::string& key : {cause, std::string("other")}) {
+    for (auto& [text, count] : l.exits) {
+      if (text == key) {
+        ++count;
+        return;
+      }
+    }
+    if (l.exits.size() < kMaxCauses || key == "other") {
+      l.exits.emplace_back(key, 1);
       return;
     }
   }
-  l.exits.emplace_back(key, 1);
 }
 
 PoolStats PoolCounters::snapshot() const {
   PoolStats s;
   s.uptime = std::chrono::steady_clock::now() - started_;
-  for (size_t i = 0; i < s.outcomes.size(); ++i) s.outcomes[i] = outcomes_[i].load(std::memory_order_relaxed);
-  s.outcomes[static_cast<size_t>(Status::rejected)] += refused_.load(std::memory_order_relaxed);
-  s.p50 = std::chrono::nanoseconds(durations_.quantile(0.50));
-  s.p99 = std::chrono::nanoseconds(durations_.quantile(0.99));
   std::lock_guard lock(mu_);
   s.workers.resize(workers_);
   for (uint32_t i = 0; i < workers_; ++i) {
@@ -109,6 +109,12 @@ PoolStats PoolCounters::snapshot() const {
     }
     w.rss_bytes = lifecycle_[i].last_rss;
   }
+  // After the workers' counters: a snapshot taken mid-run never shows the pool with fewer
+  // outcomes than its workers together.
+  for (size_t i = 0; i < s.outcomes.size(); ++i) s.outcomes[i] = outcomes_[i].load(std::memory_order_relaxed);
+  s.outcomes[static_cast<size_t>(Status::rejected)] += refused_.load(std::memory_order_relaxed);
+  s.p50 = std::chrono::nanoseconds(durations_.quantile(0.50));
+  s.p99 = std::chrono::nanoseconds(durations_.quantile(0.99));
   return s;
 }
 

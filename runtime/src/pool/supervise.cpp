@@ -214,11 +214,14 @@ void Pool::Impl::on_output(WorkerSlot& w, bool final) {
   if (!w.output) return;
   const bool json = log_format() == LogFormat::json;
   const std::string prefix = "shoal: " + config.name + "[" + std::to_string(w.index) + "]: ";
-  auto emit = [&](std::string_view line) {
-    // The worker's own log lines are already in the host's format (it inherited it); what
-    // else the plugin printed gets the pool and worker it came from.
+  // `whole`: the line began at a line start and ended with its newline. Only such a line
+  // can be one of the worker's own log lines, which are already in the host's format (it
+  // inherited it) and pass as they are; anything else, and every piece of a line cut for
+  // length, gets the pool and worker it came from (in JSON, as a string: valid whatever
+  // the bytes were).
+  auto emit = [&](std::string_view line, bool whole) {
     std::string text;
-    if (line.starts_with(json ? "{\"time\":" : "shoal: "))
+    if (whole && line.starts_with(json ? "{\"time\":" : "shoal: "))
       text = line;
     else if (json)
       text = log_json(LogLevel::info, line, {config.name, static_cast<int>(w.index), {}}, "output");
@@ -242,19 +245,23 @@ void Pool::Impl::on_output(WorkerSlot& w, bool final) {
     }
     w.partial.append(buf, static_cast<size_t>(n));
     size_t start = 0;
-    for (size_t nl; (nl = w.partial.find('\n', start)) != std::string::npos; start = nl + 1)
-      emit(std::string_view(w.partial).substr(start, nl - start));
+    for (size_t nl; (nl = w.partial.find('\n', start)) != std::string::npos; start = nl + 1) {
+      emit(std::string_view(w.partial).substr(start, nl - start), !w.line_cut);
+      w.line_cut = false;
+    }
     w.partial.erase(0, start);
     // A line without an end in sight is cut rather than held without bound.
     if (w.partial.size() > 4096) {
-      emit(w.partial);
+      emit(w.partial, false);
       w.partial.clear();
+      w.line_cut = true;
     }
   }
   if (final && !w.partial.empty()) {
-    emit(w.partial);
+    emit(w.partial, false);
     w.partial.clear();
   }
+  if (final) w.line_cut = false;
 }
 
 void Pool::Impl::finish_start(bool ok, const std::string& error) {
