@@ -38,10 +38,10 @@ TEST_CASE("stats: outcomes per worker and pool, exit causes bounded", "[unit][st
   ok.status = Status::ok;
   ok.worker = 1;
   ok.duration = std::chrono::microseconds(10);
-  for (int i = 0; i < 5; ++i) c.on_outcome(ok);
+  for (int i = 0; i < 5; ++i) c.on_outcome(ok.status, ok.worker, ok.duration);
   Outcome cancelled;
   cancelled.status = Status::cancelled;  // never ran: no worker
-  c.on_outcome(cancelled);
+  c.on_outcome(cancelled.status, cancelled.worker, cancelled.duration);
   c.on_refused();
   c.on_start(0, 100);
   for (int i = 0; i < 20; ++i) {

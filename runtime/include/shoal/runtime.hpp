@@ -43,6 +43,18 @@ struct Outcome {
   std::chrono::nanoseconds duration{0};  ///< time in shoal_run, last attempt
 };
 
+/// An Outcome seen in place: `output` and `error` point into the pool's shared memory (or
+/// into an Outcome the runtime holds) and are valid only until the callback receiving
+/// the view returns. Copy what must outlive it.
+struct OutcomeView {
+  Status status = Status::rejected;
+  std::string_view output;
+  std::string_view error;
+  int32_t worker = -1;
+  uint32_t attempts = 0;
+  std::chrono::nanoseconds duration{0};
+};
+
 /// Counters of one worker slot over the processes it has had, for monitoring.
 struct WorkerStats {
   uint32_t index = 0;
@@ -107,6 +119,14 @@ class Pool {
   /// completes (completion order). Blocks until all are done.
   void map_unordered(std::span<const std::string> inputs,
                      const std::function<void(size_t index, Outcome&& outcome)>& on_done);
+
+  /// Runs every input; calls `on_done(index, view)` as each completes, with the output
+  /// still in the result ring: no copy and no allocation per outcome, for large outputs.
+  /// The callback runs on the pool's loop thread (on the calling thread for an input
+  /// rejected at once), one call at a time; while it runs, no other result of this pool
+  /// is taken in, so it must be quick. Blocks until all are done.
+  void map_views(std::span<const std::string> inputs,
+                 const std::function<void(size_t index, const OutcomeView& outcome)>& on_done);
 
   /// No more submissions; tasks already queued still run.
   void close();

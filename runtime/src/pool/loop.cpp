@@ -34,16 +34,42 @@ void Pool::Impl::wake_worker(WorkerSlot& w) {
   }
 }
 
-void Pool::Impl::complete(TaskPtr task, Outcome&& outcome) {
-  counters->on_outcome(outcome);
-  // A user callback that throws must not take the loop (and every other task) down.
+namespace {
+
+// A user callback that throws must not take the loop (and every other task) down.
+template <class Fn>
+void guarded(const std::string& pool, Fn&& deliver) noexcept {
   try {
-    finish(std::move(task), std::move(outcome));
+    deliver();
   } catch (const std::exception& e) {
-    logf(LogLevel::error, "pool %s: an outcome callback threw: %s", config.name.c_str(), e.what());
+    logf(LogLevel::error, "pool %s: an outcome callback threw: %s", pool.c_str(), e.what());
   } catch (...) {
-    logf(LogLevel::error, "pool %s: an outcome callback threw", config.name.c_str());
+    logf(LogLevel::error, "pool %s: an outcome callback threw", pool.c_str());
   }
+}
+
+Outcome to_outcome(const OutcomeView& v) {
+  Outcome o;
+  o.status = v.status;
+  o.output.assign(v.output);
+  o.error.assign(v.error);
+  o.worker = v.worker;
+  o.attempts = v.attempts;
+  o.duration = v.duration;
+  return o;
+}
+
+}  // namespace
+
+void Pool::Impl::complete(TaskPtr task, Outcome&& outcome) {
+  counters->on_outcome(outcome.status, outcome.worker, outcome.duration);
+  guarded(config.name, [&] { finish(std::move(task), std::move(outcome)); });
+}
+
+void Pool::Impl::complete_view(TaskPtr task, const OutcomeView& view) {
+  counters->on_outcome(view.status, view.worker, view.duration);
+  Task* t = task.release();  // a batch task: its storage is the batch's
+  guarded(config.name, [&] { t->batch->put_view(t->index, view); });
 }
 
 bool Pool::Impl::drain_results(WorkerSlot& w) {
@@ -58,29 +84,34 @@ bool Pool::Impl::drain_results(WorkerSlot& w) {
     w.inflight.pop_front();
     --inflight_total;
     const auto* p = reinterpret_cast<const char*>(rec->payload);
-    uint32_t out_size = rec->header.size - rec->header.error_size;
-    Outcome o;
-    o.status = rec->header.status == static_cast<uint32_t>(WireStatus::ok) ? Status::ok : Status::error;
-    o.output.assign(p, out_size);
-    o.error.assign(p + out_size, rec->header.error_size);
-    o.worker = static_cast<int32_t>(w.index);
-    o.duration = std::chrono::nanoseconds(rec->header.duration_ns);
-    bool timed_out = task->id == w.timed_out_id;
-    w.results.consume(*rec);
+    const uint32_t out_size = rec->header.size - rec->header.error_size;
+    OutcomeView v;
+    v.status = rec->header.status == static_cast<uint32_t>(WireStatus::ok) ? Status::ok : Status::error;
+    v.output = std::string_view(p, out_size);
+    v.error = std::string_view(p + out_size, rec->header.error_size);
+    v.worker = static_cast<int32_t>(w.index);
+    v.duration = std::chrono::nanoseconds(rec->header.duration_ns);
+    v.attempts = ++task->attempts;
+    const bool timed_out = task->id == w.timed_out_id;
     ++w.served;
     double d = static_cast<double>(rec->header.duration_ns);
     avg_task_ns = avg_task_ns == 0 ? d : avg_task_ns * 0.9 + d * 0.1;
     // The clock is read only when a timeout needs it: it is per task on the hot path.
     if (timeouts && !w.inflight.empty()) w.front_started = std::chrono::steady_clock::now();
-    ++task->attempts;
     if (timed_out) {
       // It honoured should_stop after its timeout: the outcome is timeout, the worker lives on.
       w.timed_out_id = 0;
+      Outcome o = to_outcome(v);
+      w.results.consume(*rec);
       o.status = Status::timeout;
       o.error = "task_timeout " + seconds_text(config.task_timeout) + " passed; the task stopped when asked";
       retry_or_complete(task, std::move(o));
+    } else if (task->batch != nullptr && task->batch->takes_views()) {
+      complete_view(std::move(task), v);  // the output is read in place, then released
+      w.results.consume(*rec);
     } else {
-      o.attempts = task->attempts;
+      Outcome o = to_outcome(v);
+      w.results.consume(*rec);
       complete(std::move(task), std::move(o));
     }
     any = true;

@@ -184,7 +184,10 @@ namespace {
 // the mutex, so it is done with the batch before the caller can see the end.
 class Batch final : public BatchSink {
  public:
-  Batch(std::span<const std::string> inputs, bool keep_order) : keep_order_(keep_order), remaining_(inputs.size()) {
+  using ViewFn = std::function<void(size_t, const OutcomeView&)>;
+
+  Batch(std::span<const std::string> inputs, bool keep_order, const ViewFn* views = nullptr)
+      : keep_order_(keep_order && views == nullptr), views_(views), remaining_(inputs.size()) {
     tasks_.resize(inputs.size());
     if (keep_order_) ordered_.resize(inputs.size());
     for (size_t i = 0; i < inputs.size(); ++i) {
@@ -202,14 +205,30 @@ class Batch final : public BatchSink {
     impl.enqueue(ptrs);
   }
 
+  bool takes_views() const noexcept override { return views_ != nullptr; }
+
+  void put_view(size_t index, const OutcomeView& v) override {
+    // Counted down even when the callback throws: the caller must not wait forever.
+    struct CountDown {
+      Batch* b;
+      ~CountDown() { b->count_down(); }
+    } done{this};
+    // The loop thread delivers nearly all; an input rejected at once is delivered on the
+    // caller's thread, perhaps while the loop delivers another: one call at a time.
+    std::lock_guard lock(view_mu_);
+    (*views_)(index, v);
+  }
+
   void put(size_t index, Outcome&& o) override {
+    if (views_ != nullptr) {  // an outcome that never reached the ring (crashed, rejected, ...)
+      const OutcomeView v{o.status, o.output, o.error, o.worker, o.attempts, o.duration};
+      put_view(index, v);
+      return;
+    }
     if (keep_order_) {
       // Each slot is written by one delivery only; the mutex below publishes them all.
       ordered_[index] = std::move(o);
-      if (remaining_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-      std::lock_guard lock(mu_);
-      finished_ = true;
-      cv_.notify_one();
+      count_down();
       return;
     }
     std::lock_guard lock(mu_);
@@ -219,9 +238,13 @@ class Batch final : public BatchSink {
     if (wake) cv_.notify_one();
   }
 
-  std::vector<Outcome> wait_ordered() {
+  void wait_all() {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return finished_; });
+  }
+
+  std::vector<Outcome> wait_ordered() {
+    wait_all();
     return std::move(ordered_);
   }
 
@@ -236,7 +259,16 @@ class Batch final : public BatchSink {
   }
 
  private:
+  void count_down() {
+    if (remaining_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    std::lock_guard lock(mu_);
+    finished_ = true;
+    cv_.notify_one();
+  }
+
   const bool keep_order_;
+  const ViewFn* views_;
+  std::mutex view_mu_;
   std::vector<Task> tasks_;
   std::vector<Outcome> ordered_;
   std::atomic<size_t> remaining_;
@@ -267,6 +299,14 @@ void Pool::map_unordered(std::span<const std::string> inputs,
     for (auto& [i, o] : ready) on_done(i, std::move(o));
     ready.clear();
   }
+}
+
+void Pool::map_views(std::span<const std::string> inputs,
+                     const std::function<void(size_t index, const OutcomeView& outcome)>& on_done) {
+  if (inputs.empty()) return;
+  Batch batch(inputs, false, &on_done);
+  batch.submit(*impl_);
+  batch.wait_all();
 }
 
 void Pool::close() {

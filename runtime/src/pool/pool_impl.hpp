@@ -32,6 +32,9 @@ namespace detail {
 class BatchSink {
  public:
   virtual void put(size_t index, Outcome&& outcome) = 0;
+  /// map_views: the loop hands results over in place (put_view) instead of as Outcomes.
+  virtual bool takes_views() const noexcept { return false; }
+  virtual void put_view(size_t /*index*/, const OutcomeView& /*view*/) {}
 
  protected:
   ~BatchSink() = default;
@@ -168,6 +171,7 @@ struct Pool::Impl {
   size_t dispatch_depth() const;
   void sleep_for_events(bool spin);
   void complete(detail::TaskPtr task, Outcome&& outcome);
+  void complete_view(detail::TaskPtr task, const OutcomeView& view);
   void arm_timer(Duration after);
   void arm(int timerfd, Duration after);
   void schedule_respawn(detail::WorkerSlot& w);

@@ -51,15 +51,15 @@ uint64_t DurationHistogram::quantile(double q) const noexcept {
 PoolCounters::PoolCounters(uint32_t workers)
     : slots_(std::make_unique<Slot[]>(workers)), workers_(workers), lifecycle_(workers) {}
 
-void PoolCounters::on_outcome(const Outcome& o) noexcept {
-  const auto s = static_cast<size_t>(o.status);
+void PoolCounters::on_outcome(Status status, int32_t worker, std::chrono::nanoseconds duration) noexcept {
+  const auto s = static_cast<size_t>(status);
   bump(outcomes_[s]);
-  if (o.worker < 0 || static_cast<uint32_t>(o.worker) >= workers_) return;
-  Slot& slot = slots_[static_cast<size_t>(o.worker)];
+  if (worker < 0 || static_cast<uint32_t>(worker) >= workers_) return;
+  Slot& slot = slots_[static_cast<size_t>(worker)];
   bump(slot.outcomes[s]);
-  const auto ns = static_cast<uint64_t>(o.duration.count());
+  const auto ns = static_cast<uint64_t>(duration.count());
   bump(slot.busy_ns, ns);
-  if (o.status == Status::ok || o.status == Status::error) durations_.add(ns);
+  if (status == Status::ok || status == Status::error) durations_.add(ns);
 }
 
 void PoolCounters::on_start(uint32_t index, int pid) {

@@ -39,7 +39,7 @@ class PoolCounters {
   explicit PoolCounters(uint32_t workers);
 
   /// Loop thread: one outcome delivered.
-  void on_outcome(const Outcome& outcome) noexcept;
+  void on_outcome(Status status, int32_t worker, std::chrono::nanoseconds duration) noexcept;
   /// Any thread: a task refused before it reached the loop (closed pool, input too big).
   void on_refused() noexcept { refused_.fetch_add(1, std::memory_order_relaxed); }
   /// Loop thread: a process was started in slot `index`, or one ended for `cause`.

@@ -1,0 +1,80 @@
+// Pool::map_views: outcomes read in place from the result ring, one callback per input,
+// whatever became of it (ok, error, crashed, rejected at once), and a callback that
+// throws does not stop the others.
+#include "support/test_env.hpp"
+
+#include <shoal/runtime.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+using namespace shoal;
+using namespace shoal::test;
+
+TEST_CASE("map_views: each input once, its output in place, large and small", "[integration][pool][views]") {
+  auto cfg = pool_config(SHOAL_PLUGIN_ECHO, 2);
+  cfg.queue_capacity = 4u << 20;
+  auto pool = start_pool(cfg);
+  std::vector<std::string> inputs;
+  for (int i = 0; i < 3000; ++i) inputs.push_back("v" + std::to_string(i) + std::string(static_cast<size_t>(i % 113), 'y'));
+  for (int i = 0; i < 8; ++i) inputs.push_back(std::string(1u << 20, static_cast<char>('a' + i)));  // 1 MiB each
+  std::vector<int> seen(inputs.size(), 0);
+  std::set<int32_t> workers;
+  std::set<std::thread::id> threads;
+  pool->map_views(inputs, [&](size_t index, const OutcomeView& v) {
+    REQUIRE(index < inputs.size());
+    ++seen[index];
+    CHECK(v.status == Status::ok);
+    CHECK(v.output == inputs[index]);
+    CHECK(v.error.empty());
+    CHECK(v.attempts == 1);
+    workers.insert(v.worker);
+    threads.insert(std::this_thread::get_id());
+  });
+  CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }));
+  CHECK(workers == std::set<int32_t>{0, 1});
+  CHECK(threads.size() == 1);  // the loop thread, one call at a time
+  CHECK(threads.count(std::this_thread::get_id()) == 0);
+  pool->join();
+}
+
+TEST_CASE("map_views: errors, crashes and rejections arrive as views too", "[integration][pool][views]") {
+  auto cfg = pool_config(fixture("fx_fault"), 2);
+  cfg.queue_capacity = 8192;
+  auto pool = start_pool(cfg);
+  const std::vector<std::string> inputs = {"echo a", "error bad input", "segv", "echo b", std::string(9000, 'z')};
+  std::vector<Status> status(inputs.size(), Status::ok);
+  std::vector<std::string> errors(inputs.size());
+  size_t calls = 0;
+  pool->map_views(inputs, [&](size_t index, const OutcomeView& v) {
+    ++calls;
+    status[index] = v.status;
+    errors[index] = std::string(v.error);  // copied: the view ends with the call
+  });
+  CHECK(calls == inputs.size());
+  CHECK(status[0] == Status::ok);
+  CHECK(status[1] == Status::error);
+  CHECK(errors[1] == "bad input");
+  CHECK(status[2] == Status::crashed);
+  CHECK(status[3] == Status::ok);
+  CHECK(status[4] == Status::rejected);
+  CHECK(errors[4].find("queue.capacity") != std::string::npos);
+  pool->join();
+}
+
+TEST_CASE("map_views: a callback that throws is logged and the rest still arrive", "[integration][pool][views]") {
+  auto pool = start_pool(pool_config(SHOAL_PLUGIN_ECHO, 2));
+  std::vector<std::string> inputs(500, "x");
+  size_t calls = 0;
+  pool->map_views(inputs, [&](size_t index, const OutcomeView&) {
+    ++calls;
+    if (index % 7 == 0) throw std::runtime_error("callback refused");
+  });
+  CHECK(calls == inputs.size());
+  // The pool still works afterwards.
+  CHECK(get(pool->submit("after")).output == "after");
+  pool->join();
+}
