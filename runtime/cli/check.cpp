@@ -129,14 +129,14 @@ int check_command(int argc, char** argv) {
     }
   }
   write_lines(STDOUT_FILENO, report.problems);
-  for (const auto& note : report.notes) print_error("check: " + note);
+  for (const auto& note : report.notes) print_warning("check: " + note);
   if (!report.problems.empty()) {
     const size_t n = report.problems.size();
     print_error("check: " + detail::printable(path) + ": " + std::to_string(n) + (n == 1 ? " problem" : " problems"));
     return 2;
   }
   const size_t pools = config->pools.size();
-  print_error("check: " + detail::printable(path) + ": ok (" + std::to_string(pools) +
+  print_info("check: " + detail::printable(path) + ": ok (" + std::to_string(pools) +
               (pools == 1 ? " pool, " : " pools, ") +
               std::to_string(report.files) + (report.files == 1 ? " shared object)" : " shared objects)"));
   return 0;

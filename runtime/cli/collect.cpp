@@ -135,7 +135,7 @@ int collect_command(int argc, char** argv) {
   }
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   print_summary(counts, secs);
-  if (duplicates > 0) print_error("collect: " + std::to_string(duplicates) + " duplicate results skipped");
+  if (duplicates > 0) print_info("collect: " + std::to_string(duplicates) + " duplicate results skipped");
   if (output_error != 0 && output_error != EPIPE) {
     print_error("cannot write output (standard output): " + errno_text(output_error));
     return 2;

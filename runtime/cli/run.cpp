@@ -373,7 +373,7 @@ int run(const RunOptions& opts) {
         stopped_by = sig;
         signals.release();
         progress.clear();
-        print_error("stopping on " + signal_name(sig) + ": queued tasks are cancelled (again to kill at once)");
+        print_info("stopping on " + signal_name(sig) + ": queued tasks are cancelled (again to kill at once)");
       }
     }
     progress.maybe_draw(Clock::now(), start, counts, submitted, completed,

@@ -101,7 +101,7 @@ class RedisLink {
   /// The connection failed (or Redis refused for a while): closes it and says so.
   void lost(const std::string& why) {
     conn_.close();
-    print_error(command_ + ": " + why + "; retrying");
+    print_warning(command_ + ": " + why + "; retrying");
   }
 
   /// Opens the connection again after a pause; false when a stop signal came first
@@ -115,7 +115,7 @@ class RedisLink {
         continue;
       }
       conn_ = std::move(*c);
-      print_error(command_ + ": connected again to " + url_.display);
+      print_info(command_ + ": connected again to " + url_.display);
     }
     return bool(conn_);
   }

@@ -124,7 +124,7 @@ void Server::begin_stop(const std::string& why) {
   give_up_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(pool_.config().grace) + kWriteGiveUp;
   // A second signal ends the host at once; the pool's threads keep the signals blocked.
   signals_.release();
-  print_error(why);
+  print_info(why);
   // Tasks not started come back cancelled now (handed back: another host runs them);
   // running ones get shutdown.grace, enforced by their workers, then come back cancelled.
   pool_.terminate();
@@ -225,7 +225,7 @@ bool Server::read() {
 
 int Server::run() {
   const auto started = Clock::now();
-  print_error("serving pool " + pool_.config().name + " from " + state_.keys().tasks + " as " + state_.consumer() +
+  print_info("serving pool " + pool_.config().name + " from " + state_.keys().tasks + " as " + state_.consumer() +
               " (group " + state_.settings().group + ", " + state_.url().display + ", " +
               std::to_string(state_.in_flight()) + " in flight)");
   for (;;) {

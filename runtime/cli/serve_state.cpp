@@ -395,7 +395,7 @@ bool ServeState::claim(std::vector<Delivery>& out) {
 
 void ServeState::leave_group() {
   if (dead_ + retried_ + handed_back_ > 0)
-    print_error(std::to_string(dead_) + " dead-lettered, " + std::to_string(retried_) + " retried, " +
+    print_info(std::to_string(dead_) + " dead-lettered, " + std::to_string(retried_) + " retried, " +
                 std::to_string(handed_back_) + " handed back");
   if (!conn_) return;
   // XGROUP DELCONSUMER drops the consumer's pending entries with it: only an empty one goes.

@@ -70,7 +70,7 @@ class Submitter {
       if (held >= cfg_.max_stream_length) {
         if (!waiting_reported) {
           waiting_reported = true;
-          print_error("submit: " + keys_.tasks + " holds " + std::to_string(held) +
+          print_info("submit: " + keys_.tasks + " holds " + std::to_string(held) +
                       " entries (redis.max_stream_length " + std::to_string(cfg_.max_stream_length) + "): waiting");
         }
         if (!link_.pause(wait.next())) break;

@@ -53,6 +53,8 @@ inline void print_message(detail::LogLevel level, std::string_view message) {
 }
 
 inline void print_error(std::string_view message) { print_message(detail::LogLevel::error, message); }
+inline void print_warning(std::string_view message) { print_message(detail::LogLevel::warn, message); }
+inline void print_info(std::string_view message) { print_message(detail::LogLevel::info, message); }
 
 inline std::string errno_text(int err) { return std::strerror(err); }
 

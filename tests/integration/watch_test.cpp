@@ -241,6 +241,15 @@ TEST_CASE("watch: --log-format json turns every stderr line into a JSON object",
     auto r3 = run_shoal({"run", config, "--input", nl_input.string()}, {});
     CHECK(r3.err.find("shoal: warning: fault[0] plugin: first\\nsecond\n") != std::string::npos);
   }
+  SECTION("a command's messages carry their level: check's verdict is info, not error") {
+    auto checked = run_shoal({"--log-format", "json", "check", config}, {});
+    CHECK(checked.exit_code == 0);
+    const auto lines = lines_of(checked.err);
+    REQUIRE(lines.size() == 1);
+    json j = json::parse(lines[0]);
+    CHECK(j.at("level") == "info");
+    CHECK(j.at("message").get<std::string>().find(": ok (") != std::string::npos);
+  }
   SECTION("an unknown format or level is a usage error") {
     auto bad = run_shoal({"run", config, "--log-format", "xml"}, {});
     CHECK(bad.exit_code == 2);
