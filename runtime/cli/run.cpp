@@ -388,6 +388,7 @@ int run(const RunOptions& opts) {
     shared.ready_cv.wait_for(lock, kTick, [&] { return shared.writable() || shared.finished(); });
   }
   const int input_error = shared.input_error;
+  const uint64_t submitted = shared.submitted;  // every one of them has its row by now
   lock.unlock();
   flush();
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
@@ -396,7 +397,6 @@ int run(const RunOptions& opts) {
   // A slow finalizer must not make Ctrl-C ineffective: from here on it ends the host, and
   // the workers stop on their own through their parent-death watch.
   signals.release();
-  const uint64_t submitted = counts.total();
   (void)pool.stats();  // samples the workers' RSS while they are still alive
   pool.close();
   pool.join();

@@ -52,8 +52,10 @@ void Worker::wake_self() noexcept {
 void Worker::wake_host() noexcept {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (pool_header_->host_sleeping.load(std::memory_order_relaxed) != 0 &&
-      pool_header_->host_sleeping.exchange(0) != 0)
+      pool_header_->host_sleeping.exchange(0) != 0) {
     eventfd_signal(kWorkerEventFd);
+    waited_ = true;  // the syscall is not the next task's time
+  }
 }
 
 bool Worker::should_stop() const noexcept {

@@ -235,6 +235,16 @@ TEST_CASE("watch: --log-format json turns every stderr line into a JSON object",
     CHECK(xs > 1000);    // the message, cut to the log's limit
     CHECK(xs < 20000);
     CHECK(ys == 9000);   // printed output is cut into pieces, none lost
+    // Control bytes grow six-fold when escaped: the line must still arrive whole, as one
+    // warning from the plugin, not as pieces of output.
+    const auto ctl_input = dir.write("ctl.txt", "log " + std::string(3500, '\x01') + "\n");
+    auto r4 = run_shoal({"--log-format=json", "run", config, "--input", ctl_input.string()}, {});
+    const auto ctl_lines = lines_of(r4.err);
+    REQUIRE(ctl_lines.size() == 2);  // the plugin's message and the summary
+    json first = json::parse(ctl_lines[0]);
+    CHECK(first.at("level") == "warning");
+    CHECK(first.at("component") == "plugin");
+    CHECK(first.at("message").get<std::string>().size() > 100);
   }
   SECTION("a message holding a newline is one text line") {
     const auto nl_input = dir.write("nl.txt", "log-lines first|second\n");

@@ -14,9 +14,12 @@ namespace shoal::detail {
 namespace {
 
 constexpr const char* kLevelNames[] = {"debug", "info", "warning", "error"};
-// A worker's log line crosses a pipe whose reader cuts lines past 4096 bytes; a message
-// is kept under that, so a JSON line always arrives whole.
-constexpr size_t kMaxMessage = 3000;
+// A worker's log line crosses a pipe whose reader cuts lines past 4096 bytes; a line is
+// kept under that, so a JSON line always arrives whole.
+constexpr size_t kMaxLine = 4000;
+constexpr size_t kMaxMessage = 3000;   // bytes of a message, before escaping
+constexpr size_t kShortMessage = 450;  // when escaping made the line too long: 450 * 6 + names
+constexpr size_t kMaxName = 200;       // of the pool and the component
 
 }  // namespace
 
@@ -82,34 +85,44 @@ std::string log_json(LogLevel level, std::string_view msg, const LogOrigin& orig
   return out;
 }
 
+namespace {
+
+// One line without its newline, in the configured format.
+std::string render(LogLevel level, std::string_view msg, const LogOrigin& origin) {
+  if (log_format() == LogFormat::json) return log_json(level, msg, origin);
+  std::string line = "shoal: ";
+  line += kLevelNames[static_cast<int>(level)];
+  line += ": ";
+  if (!origin.pool.empty()) {
+    line += origin.pool;
+    if (origin.worker >= 0) {
+      // Appended piece by piece: `"[" + std::string` trips GCC 12's -Wrestrict (PR105651).
+      line += '[';
+      line += std::to_string(origin.worker);
+      line += ']';
+    }
+    line += origin.component.empty() ? ": " : " ";
+  }
+  if (!origin.component.empty()) {
+    line += origin.component;
+    line += ": ";
+  }
+  // One message, one line: a newline in it would make a second line that a reader takes
+  // for another message (or, from a worker, for the plugin's own output).
+  line += printable(msg);
+  return line;
+}
+
+}  // namespace
+
 void log_line(LogLevel level, std::string_view msg, const LogOrigin& origin) noexcept {
   if (level < log_threshold()) return;
   try {
-    std::string line;
-    if (log_format() == LogFormat::json) {
-      line = log_json(level, msg.substr(0, kMaxMessage), origin);
-    } else {
-      line = "shoal: ";
-      line += kLevelNames[static_cast<int>(level)];
-      line += ": ";
-      if (!origin.pool.empty()) {
-        line += origin.pool;
-        if (origin.worker >= 0) {
-          // Appended piece by piece: `"[" + std::string` trips GCC 12's -Wrestrict (PR105651).
-          line += '[';
-          line += std::to_string(origin.worker);
-          line += ']';
-        }
-        line += origin.component.empty() ? ": " : " ";
-      }
-      if (!origin.component.empty()) {
-        line += origin.component;
-        line += ": ";
-      }
-      // One message, one line: a newline in it would make a second line that a reader
-      // takes for another message (or, from a worker, for the plugin's own output).
-      line += printable(msg, kMaxMessage);
-    }
+    const LogOrigin o{origin.pool.substr(0, kMaxName), origin.worker, origin.component.substr(0, kMaxName)};
+    std::string line = render(level, msg.substr(0, kMaxMessage), o);
+    // Escaping can make a message six times longer (\u0001 for one byte): a line past
+    // what the host's reader keeps whole is rendered again from less of the message.
+    if (line.size() > kMaxLine) line = render(level, msg.substr(0, kShortMessage), o);
     line += '\n';
     log_raw(line);
   } catch (...) {

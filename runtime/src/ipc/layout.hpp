@@ -16,7 +16,7 @@
 namespace shoal::detail {
 
 inline constexpr uint32_t kSegmentMagic = 0x53484f4cu;  // "SHOL"
-inline constexpr uint32_t kSegmentVersion = 1;
+inline constexpr uint32_t kSegmentVersion = 2;  // 2: WorkerBlock::wake_after_task
 inline constexpr size_t kPageSize = 4096;
 inline constexpr size_t kMinRingCapacity = 4096;
 
@@ -50,8 +50,9 @@ struct WorkerBlock {
   std::atomic<uint64_t> cancel_task{0};
   // The host wants a wake-up once the result of this task (or a later one) is out, so it
   // refills the ring while half of it is still queued; 0 = only when about to run dry.
-  // Written by the host before it publishes the tasks.
-  std::atomic<uint64_t> wake_after_task{0};
+  // Written by the host before it publishes the tasks, once per dispatch: a line of its
+  // own, not the one the worker writes twice per task (running_task).
+  alignas(64) std::atomic<uint64_t> wake_after_task{0};
 };
 
 struct PoolHeader {

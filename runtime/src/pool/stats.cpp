@@ -12,9 +12,6 @@ namespace {
 
 constexpr size_t kMaxCauses = 16;  // distinct exit causes kept per slot; the rest is "other"
 
-void bump(std::atomic<uint64_t>& c, uint64_t by = 1) noexcept {
-  c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
-}
 
 }  // namespace
 
