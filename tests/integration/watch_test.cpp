@@ -131,6 +131,28 @@ TEST_CASE("watch: --stats agrees with the rows of the same run", "[integration][
   CHECK(segv_exits == crash_deaths);
 }
 
+TEST_CASE("watch: --stats names a worker the host killed by the kind of end", "[integration][watch]") {
+  TempDir dir;
+  const std::string config =
+      dir.write("timeout.yaml", "pools:\n  fault:\n    plugin: \"" + fixture("fx_fault") +
+                                    "\"\n    workers: 1\n    task_timeout: 200ms\n"
+                                    "    shutdown: {grace: 200ms, fini_timeout: 2s}\n")
+          .string();
+  const auto input_file = dir.write("input.txt", "hang\nok\n");
+  const auto stats_file = dir.path() / "stats.json";
+  auto r = run_shoal({"run", config, "--input", input_file.string(), "--stats", stats_file.string()}, {});
+  CHECK(r.exit_code == 1);
+  const json s = parse_stats(stats_file);
+  INFO("stats: " << s.dump());
+  const json& pool = s.at("pools")[0];
+  CHECK(pool.at("outcomes").at("timeout") == 1);
+  CHECK(pool.at("outcomes").at("ok") == 1);
+  const json& w = pool.at("workers")[0];
+  CHECK(w.at("restarts") == 1);
+  REQUIRE(w.at("exits").contains("killed by the host: task_timeout"));
+  CHECK(w.at("exits").at("killed by the host: task_timeout") == 1);
+}
+
 TEST_CASE("watch: --stats is rewritten while the run goes on", "[integration][watch]") {
   TempDir dir;
   const std::string config = fault_config(dir, 2);

@@ -434,9 +434,10 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
 
   std::string who = "worker " + std::to_string(w.index);
   std::string death = w.killed ? w.kill_reason : who + " died: " + describe(st);
-  // The kill reason names the task and its limits; the stats keep the kind of end only.
+  // The kill reason names the task and its limits (it is logged below); the stats keep
+  // the kind of end only, so that equal ends count together.
   counters->on_exit(w.index, w.timeout_kill ? "killed by the host: task_timeout"
-                            : w.killed      ? "killed by the host: " + w.kill_reason.substr(0, w.kill_reason.find(" within"))
+                             : w.killed     ? "killed by the host: " + describe(st)
                                             : describe(st));
   if (!w.notes.empty()) death += " (" + w.notes + ")";
   bool abandoned = st.exited && st.code == kExitAbandoned;
