@@ -1,7 +1,7 @@
 // shoal_bench: the shoal side of bench/run. Prints one "name value unit" line per figure;
 // bench/report.py sets them beside bench/peers.py's Python figures from the same run.
 //
-//   shoal_bench [--quick] [--only tiny|cpu|rtt|bandwidth|start|memory]
+//   shoal_bench [--quick] [--only map|submit|unordered|tiny|cpu|rtt|bandwidth|start|memory]
 // Workloads (2 workers unless said): a) 1,000,000 tiny echo tasks through map; b) the
 // same through submit (one future each) and map_unordered; c) 20,000 CPU tasks of
 // ~100 µs against 2 x the in-process rate; d) sequential round trips on one worker, busy
@@ -28,6 +28,9 @@ using namespace std::chrono_literals;
 namespace {
 
 bool g_quick = false;
+// --only map|submit|unordered: one part of the tiny workload alone, for a profiler.
+std::string_view g_part;
+bool part(std::string_view name) { return g_part.empty() || g_part == name; }
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -107,26 +110,31 @@ void tiny_tasks() {
   std::vector<std::string> inputs(n, "12345678");
   auto p = pool(SHOAL_BENCH_ECHO, 2);
   (void)p->map(std::vector<std::string>(10'000, "12345678"));  // warm-up: dispatch depth settles
-  auto t0 = Clock::now();
-  auto outs = p->map(inputs);
-  figure("a_map_tiny", static_cast<double>(n) / seconds_since(t0), "tasks/s");
-
-  const size_t m = n / 5;
-  t0 = Clock::now();
-  std::vector<std::future<shoal::Outcome>> futures;
-  futures.reserve(m);
-  for (size_t i = 0; i < m; ++i) futures.push_back(p->submit(inputs[i]));
-  for (auto& f : futures) f.get();
-  figure("b_submit_tiny", static_cast<double>(m) / seconds_since(t0), "tasks/s");
-
-  t0 = Clock::now();
-  size_t seen = 0;
-  p->map_unordered(inputs, [&](size_t, shoal::Outcome&&) { ++seen; });
-  figure("b_unordered_tiny", static_cast<double>(seen) / seconds_since(t0), "tasks/s");
+  if (part("map")) {
+    auto t0 = Clock::now();
+    auto outs = p->map(inputs);
+    figure("a_map_tiny", static_cast<double>(n) / seconds_since(t0), "tasks/s");
+  }
+  if (part("submit")) {
+    const size_t m = n / 5;
+    auto t0 = Clock::now();
+    std::vector<std::future<shoal::Outcome>> futures;
+    futures.reserve(m);
+    for (size_t i = 0; i < m; ++i) futures.push_back(p->submit(inputs[i]));
+    for (auto& f : futures) f.get();
+    figure("b_submit_tiny", static_cast<double>(m) / seconds_since(t0), "tasks/s");
+  }
+  if (part("unordered")) {
+    auto t0 = Clock::now();
+    size_t seen = 0;
+    p->map_unordered(inputs, [&](size_t, shoal::Outcome&&) { ++seen; });
+    figure("b_unordered_tiny", static_cast<double>(seen) / seconds_since(t0), "tasks/s");
+  }
   p->join();
+  if (!g_part.empty()) return;
 
   InProcess floor(SHOAL_BENCH_ECHO);
-  t0 = Clock::now();
+  auto t0 = Clock::now();
   for (size_t i = 0; i < n; ++i) floor.call(inputs[i]);
   figure("floor_tiny", static_cast<double>(n) / seconds_since(t0), "tasks/s");
 }
@@ -267,11 +275,15 @@ void memory() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --only NAME runs one workload (for a profiler): tiny, cpu, rtt, bandwidth, start, memory.
+  // --only NAME runs one workload (for a profiler): map, submit or unordered (one part of tiny), tiny, cpu, rtt, bandwidth, start, memory.
   std::string_view only;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) g_quick = true;
     if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+  }
+  if (only == "map" || only == "submit" || only == "unordered") {
+    g_part = only;
+    only = "tiny";
   }
   const std::pair<std::string_view, void (*)()> workloads[] = {
       {"tiny", tiny_tasks}, {"cpu", cpu_tasks},       {"rtt", round_trips},

@@ -77,10 +77,7 @@ std::optional<RecordView> RingConsumer::peek() noexcept {
   return rec;
 }
 
-void RingConsumer::consume(const RecordView& record) noexcept {
-  read_ += record.total;
-  header_->read_pos.store(read_, std::memory_order_release);
-}
+void RingConsumer::release() noexcept { header_->read_pos.store(read_, std::memory_order_release); }
 
 std::optional<RecordView> decode_record(const std::byte* at, uint64_t available) noexcept {
   if (available < sizeof(RecordHeader)) return std::nullopt;

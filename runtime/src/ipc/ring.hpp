@@ -62,7 +62,14 @@ class RingConsumer {
   /// True when at most one record is left to read (the one peek would return).
   bool at_most_one_left() noexcept;
   /// Frees the record returned by peek and publishes the read cursor.
-  void consume(const RecordView& record) noexcept;
+  void consume(const RecordView& record) noexcept {
+    skip(record);
+    release();
+  }
+  /// Moves past the record returned by peek; the producer may reuse it after release().
+  void skip(const RecordView& record) noexcept { read_ += record.total; }
+  /// Publishes the read cursor (release store): every skipped record is free.
+  void release() noexcept;
   bool corrupt() const noexcept { return corrupt_; }
 
  private:

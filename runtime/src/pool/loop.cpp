@@ -68,8 +68,10 @@ void Pool::Impl::complete(TaskPtr task, Outcome&& outcome) {
 
 void Pool::Impl::complete_view(TaskPtr task, const OutcomeView& view) {
   counters->on_outcome(view.status, view.worker, view.duration);
-  Task* t = task.release();  // a batch task: its storage is the batch's
-  guarded(config.name, [&] { t->batch->put_view(t->index, view); });
+  BatchSink* batch = task->batch;
+  const size_t index = task->index;
+  task.reset();  // back to the cache before the batch may end
+  guarded(config.name, [&] { batch->put_view(index, view); });
 }
 
 bool Pool::Impl::drain_results(WorkerSlot& w) {
@@ -77,6 +79,7 @@ bool Pool::Impl::drain_results(WorkerSlot& w) {
   bool any = false;
   while (auto rec = w.results.peek()) {
     if (w.inflight.empty() || w.inflight.front()->id != rec->header.task_id) {
+      w.results.release();
       kill_worker(w, "worker wrote a result for a task it was not given");
       return any;
     }
@@ -102,22 +105,27 @@ bool Pool::Impl::drain_results(WorkerSlot& w) {
       // It honoured should_stop after its timeout: the outcome is timeout, the worker lives on.
       w.timed_out_id = 0;
       Outcome o = to_outcome(v);
-      w.results.consume(*rec);
+      w.results.skip(*rec);
       o.status = Status::timeout;
       o.error = "task_timeout " + seconds_text(config.task_timeout) + " passed; the task stopped when asked";
       retry_or_complete(task, std::move(o));
     } else if (task->batch != nullptr && task->batch->takes_views()) {
       complete_view(std::move(task), v);  // the output is read in place, then released
-      w.results.consume(*rec);
+      w.results.skip(*rec);
     } else {
       Outcome o = to_outcome(v);
-      w.results.consume(*rec);
+      w.results.skip(*rec);
       complete(std::move(task), std::move(o));
     }
     any = true;
   }
   if (w.results.corrupt()) kill_worker(w, "worker corrupted its result ring");
-  if (any) wake_worker(w);  // it may be waiting for result space
+  if (any) {
+    // One release of the read records per drain, not one per record: the cursor's cache
+    // line is what the worker reads when its result ring fills.
+    w.results.release();
+    wake_worker(w);  // it may be waiting for result space
+  }
   // max_tasks_per_worker: the host gives a process no more than that, so when the last
   // result is in, the worker is empty and can run its chain and be replaced.
   if (config.max_tasks_per_worker != 0 && w.state == WorkerSlot::State::ready &&
@@ -133,6 +141,39 @@ size_t Pool::Impl::dispatch_depth() const {
   return static_cast<size_t>(std::clamp(d, 1.0, static_cast<double>(kMaxDepth)));
 }
 
+std::string_view Pool::Impl::pending_input() const {
+  const Queued& q = pending.front();
+  return q.task ? q.task->input : std::string_view(q.batch->inputs[q.batch->next]);
+}
+
+TaskPtr Pool::Impl::pop_pending() {
+  Queued& q = pending.front();
+  --pending_count;
+  if (q.task) {
+    TaskPtr t = std::move(q.task);
+    pending.pop_front();
+    return t;
+  }
+  BatchSink* b = q.batch;
+  TaskPtr t(task_cache.get());
+  t->input = b->inputs[b->next];
+  t->batch = b;
+  t->cache = &task_cache;
+  t->index = b->next;
+  t->attempts = 0;
+  if (++b->next == b->inputs.size()) pending.pop_front();
+  return t;
+}
+
+void Pool::Impl::push_pending_front(TaskPtr task) {
+  pending.push_front(Queued{std::move(task)});
+  ++pending_count;
+}
+
+void Pool::Impl::cancel_pending(const Outcome& outcome) {
+  while (!pending.empty()) complete(pop_pending(), Outcome(outcome));
+}
+
 void Pool::Impl::dispatch() {
   if (pending.empty()) return;
   size_t depth = dispatch_depth();
@@ -142,30 +183,36 @@ void Pool::Impl::dispatch() {
   if (free_workers == 0) return;
   // Spread what is pending evenly over the workers that have room, so a short batch is
   // not all queued behind the first worker.
-  size_t share = (pending.size() + free_workers - 1) / free_workers;
+  size_t share = (pending_count + free_workers - 1) / free_workers;
   const bool timeouts = config.task_timeout.count() != 0;
+  const uint64_t limit = max_payload(layout.capacity);
   for (auto& w : workers) {
     if (pending.empty()) break;
     if (w.state != WorkerSlot::State::ready) continue;
     size_t room = w.inflight.size() < depth ? depth - w.inflight.size() : 0;
     if (config.max_tasks_per_worker != 0) room = std::min<size_t>(room, config.max_tasks_per_worker - w.dispatched);
     for (size_t n = std::min(room, share); n > 0 && !pending.empty(); --n) {
-      Task& t = *pending.front();
-      std::byte* at = w.tasks.reserve(record_bytes(t.input.size()));
+      const std::string_view input = pending_input();
+      if (input.size() > limit) {  // a batch's input, checked only now (a submit's was at enqueue)
+        counters->on_refused();
+        guarded(config.name, [&] { finish(pop_pending(), rejection(too_large(input.size()))); });
+        continue;
+      }
+      std::byte* at = w.tasks.reserve(record_bytes(input.size()));
       if (at == nullptr) {
         if (w.tasks.corrupt()) kill_worker(w, "worker corrupted its task ring");
         break;
       }
-      t.id = next_task_id++;
+      TaskPtr t = pop_pending();
+      t->id = next_task_id++;
       RecordHeader h{};
-      h.task_id = t.id;
-      h.size = static_cast<uint32_t>(t.input.size());
+      h.task_id = t->id;
+      h.size = static_cast<uint32_t>(input.size());
       write_header(at, h);
-      std::memcpy(at + sizeof(RecordHeader), t.input.data(), t.input.size());
-      w.tasks.advance(record_bytes(t.input.size()));
+      std::memcpy(at + sizeof(RecordHeader), input.data(), input.size());
+      w.tasks.advance(record_bytes(input.size()));
       if (timeouts && w.inflight.empty()) w.front_started = std::chrono::steady_clock::now();
-      w.inflight.push_back(std::move(pending.front()));
-      pending.pop_front();
+      w.inflight.push_back(std::move(t));
       ++inflight_total;
       ++w.dispatched;
       w.published = true;
@@ -186,7 +233,7 @@ void Pool::Impl::dispatch() {
 
 void Pool::Impl::take_incoming() {
   if (!has_incoming.load(std::memory_order_acquire)) return;
-  std::vector<TaskPtr>& batch = incoming_spare;
+  std::vector<Queued>& batch = incoming_spare;
   batch.clear();
   bool term = false;
   {
@@ -195,22 +242,21 @@ void Pool::Impl::take_incoming() {
     has_incoming.store(false, std::memory_order_relaxed);
     term = terminating;
   }
-  for (auto& t : batch) {
-    if (term || phase == Phase::done) {
-      Outcome o = rejection("pool terminated before the task started");
-      o.status = Status::cancelled;
-      complete(std::move(t), std::move(o));
-    } else {
-      pending.push_back(std::move(t));
-    }
+  for (auto& q : batch) {
+    pending_count += q.count();
+    pending.push_back(std::move(q));
   }
-  // A map of millions leaves a large array behind; the one-by-one case reuses a small one.
-  if (batch.capacity() > 65536) std::vector<TaskPtr>().swap(batch);
+  batch.clear();
+  if (term || phase == Phase::done) {
+    Outcome o = rejection("pool terminated before the task started");
+    o.status = Status::cancelled;
+    cancel_pending(o);
+  }
 }
 
 bool Pool::Impl::retry_or_complete(TaskPtr& task, Outcome&& outcome) {
   if (task->attempts <= config.retries && !terminate_seen && !failed) {
-    pending.push_front(std::move(task));
+    push_pending_front(std::move(task));
     return true;
   }
   outcome.attempts = task->attempts;
@@ -297,13 +343,9 @@ void Pool::Impl::run_loop() {
     if (term && !terminate_seen) {
       terminate_seen = true;
       take_incoming();
-      while (!pending.empty()) {
-        TaskPtr t = std::move(pending.front());
-        pending.pop_front();
-        Outcome o = rejection("pool terminated before the task started");
-        o.status = Status::cancelled;
-        complete(std::move(t), std::move(o));
-      }
+      Outcome o = rejection("pool terminated before the task started");
+      o.status = Status::cancelled;
+      cancel_pending(o);
       if (phase == Phase::starting) finish_start(false, "pool terminated while starting");
       request_stop(StopMode::now);
     }

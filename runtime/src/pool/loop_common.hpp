@@ -29,7 +29,7 @@ inline int64_t now_ns() {
 // With the host woken at half a queue (dispatch), 2 ms keeps its wake-ups to ~1000 per
 // second per worker and a map's tail to at most 2 ms of one worker's work.
 inline constexpr double kQueueTargetNs = 2'000'000;
-inline constexpr size_t kMaxDepth = 1024;
+inline constexpr size_t kMaxDepth = 8192;
 // A host with tasks in flight spins this long for results before sleeping.
 inline constexpr int64_t kHostSpinNs = 20'000;
 inline constexpr uint32_t kMaxStartFailures = 5;

@@ -27,49 +27,87 @@ namespace shoal {
 
 namespace detail {
 
-/// Where the outcomes of one map or map_unordered call go: one object for the whole batch
-/// instead of a heap callback per task. It lives until its last outcome is delivered.
+/// One map, map_unordered or map_views call: its inputs, handed to the loop as one queue
+/// entry, and where its outcomes go. Its tasks are made one at a time as they are
+/// dispatched (Impl::pop_pending), so a map of millions costs no per-task array or queue
+/// entry. It lives until its last outcome is delivered.
 class BatchSink {
  public:
+  explicit BatchSink(std::span<const std::string> in) noexcept : inputs(in) {}
   virtual void put(size_t index, Outcome&& outcome) = 0;
   /// map_views: the loop hands results over in place (put_view) instead of as Outcomes.
   virtual bool takes_views() const noexcept { return false; }
   virtual void put_view(size_t /*index*/, const OutcomeView& /*view*/) {}
+
+  const std::span<const std::string> inputs;
+  size_t next = 0;  // the first input not yet dispatched; the loop thread's once queued
 
  protected:
   ~BatchSink() = default;
 };
 
 // One submitted task. A submit() task is a heap object owning a copy of its input; a
-// batch task lives in its batch's array and views the caller's input, which the blocking
-// map call keeps alive: no allocation and no copy per task on that path, and a small
-// array entry.
+// batch task views the caller's input, which the blocking map call keeps alive, and its
+// storage is reused from the loop's TaskCache: no allocation and no copy per task.
 struct SubmitPart {
   std::string input;                    // the copy `Task::input` views
   std::function<void(Outcome&&)> done;
 };
+class TaskCache;
 struct Task {
   std::string_view input;
-  SubmitPart* submitted = nullptr;      // submit() only (a HeapTask): kept out of the batch array
   BatchSink* batch = nullptr;           // batch tasks: where the outcome goes, at `index`
+  TaskCache* cache = nullptr;           // batch tasks: where the storage returns; nullptr: a HeapTask
   size_t index = 0;
   uint64_t id = 0;                      // id of its current dispatch (changes on retry)
   uint32_t attempts = 0;                // attempts that started in a worker
-  bool heap = true;                     // false: storage owned by the batch
 };
-// A submit() task and its extra part in one allocation.
+// A submit() task and its extra part in one allocation. Keep it at most 120 bytes: glibc
+// frees that size through its fast bins, a larger one through the arena's locked bins,
+// which cost submit() half its rate when the loop thread frees what the caller allocated.
 struct HeapTask : Task {
   SubmitPart part;
 };
+static_assert(sizeof(HeapTask) <= 120);
+
+/// Storage for batch tasks, loop thread only: it grows to the most tasks queued and in
+/// flight at once, then every dispatch reuses a returned one.
+class TaskCache {
+ public:
+  Task* get() {
+    if (free_.empty()) {
+      all_.push_back(std::make_unique<Task>());
+      free_.reserve(all_.size());  // so that put() never allocates
+      return all_.back().get();
+    }
+    Task* t = free_.back();
+    free_.pop_back();
+    return t;
+  }
+  void put(Task* t) noexcept { free_.push_back(t); }
+
+ private:
+  std::vector<std::unique_ptr<Task>> all_;
+  std::vector<Task*> free_;
+};
+
 struct TaskDeleter {
   void operator()(Task* t) const noexcept {
-    if (t->heap) delete static_cast<HeapTask*>(t);
+    if (t->cache != nullptr) t->cache->put(t);
+    else delete static_cast<HeapTask*>(t);
   }
 };
 using TaskPtr = std::unique_ptr<Task, TaskDeleter>;
 
+/// A queue entry: one task, or the undispatched rest of a batch.
+struct Queued {
+  TaskPtr task;
+  BatchSink* batch = nullptr;
+  size_t count() const noexcept { return task ? 1 : batch->inputs.size() - batch->next; }
+};
+
 /// Delivers the outcome and ends the task, exactly once. A batch may be freed by its
-/// caller as soon as its last outcome is in, so nothing touches the task afterwards.
+/// caller as soon as its last outcome is in, so the task is released first.
 void finish(TaskPtr task, Outcome&& outcome);
 
 struct WorkerSlot {
@@ -116,12 +154,14 @@ struct Pool::Impl {
   detail::Mapping header_map;
   detail::PoolHeader* header = nullptr;
   detail::Fd epoll, result_event, submit_event, timer, respawn_timer, task_timer;
+  // Before the workers and the queues: it outlives every TaskPtr that returns to it.
+  detail::TaskCache task_cache;
   std::vector<detail::WorkerSlot> workers;
   std::vector<std::string> worker_env;
 
   // ---- shared with callers, under mu ----
   std::mutex mu;
-  std::vector<detail::TaskPtr> incoming;
+  std::vector<detail::Queued> incoming;
   bool closed = false;       // no more submissions
   bool terminating = false;  // terminate() was called
   std::string closed_reason = "pool closed";
@@ -137,8 +177,9 @@ struct Pool::Impl {
   // ---- loop thread only ----
   std::thread loop;
   detail::Phase phase = detail::Phase::starting;
-  std::deque<detail::TaskPtr> pending;
-  std::vector<detail::TaskPtr> incoming_spare;  // swapped with `incoming`: keeps its capacity
+  std::deque<detail::Queued> pending;
+  size_t pending_count = 0;  // tasks in `pending`, counting each batch's undispatched rest
+  std::vector<detail::Queued> incoming_spare;  // swapped with `incoming`: keeps its capacity
   uint64_t next_task_id = 1;
   size_t inflight_total = 0;
   double avg_task_ns = 0;  // moving average of shoal_run time, drives dispatch depth
@@ -157,6 +198,10 @@ struct Pool::Impl {
   bool drain_results(detail::WorkerSlot& w);
   void dispatch();
   void take_incoming();
+  std::string_view pending_input() const;
+  detail::TaskPtr pop_pending();
+  void push_pending_front(detail::TaskPtr task);
+  void cancel_pending(const Outcome& outcome);
   void request_stop(detail::StopMode mode);
   void stop_worker(detail::WorkerSlot& w, detail::StopMode mode);
   Duration stop_deadline(detail::StopMode mode) const;
@@ -182,7 +227,8 @@ struct Pool::Impl {
   bool retry_or_complete(detail::TaskPtr& task, Outcome&& outcome);
 
   // pool.cpp
-  void enqueue(std::span<detail::TaskPtr> tasks);
+  void enqueue(detail::Queued entry);
+  std::string too_large(size_t bytes) const;
   Outcome rejection(const std::string& why) const;
 };
 

@@ -367,11 +367,7 @@ void Pool::Impl::fail_pool(const std::string& reason) {
     closed_reason = "pool failed: " + reason;
   }
   take_incoming();
-  while (!pending.empty()) {
-    TaskPtr t = std::move(pending.front());
-    pending.pop_front();
-    complete(std::move(t), rejection("pool failed: " + reason));
-  }
+  cancel_pending(rejection("pool failed: " + reason));
   request_stop(StopMode::now);
 }
 
@@ -475,7 +471,7 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
     }
   }
   while (!back.empty()) {
-    pending.push_front(std::move(back.back()));
+    push_pending_front(std::move(back.back()));
     back.pop_back();
   }
 
