@@ -4,16 +4,21 @@
 //   shoal_bench [--quick] [--only map|submit|unordered|tiny|cpu|rtt|bandwidth|start|memory]
 // Workloads (2 workers unless said): a) 1,000,000 tiny echo tasks through map; b) the
 // same through submit (one future each) and map_unordered; c) 20,000 CPU tasks of
-// ~100 µs against 2 x the in-process rate; d) sequential round trips on one worker, busy
-// and with 1 ms pauses; e) 64 KiB and 1 MiB echo bandwidth against memcpy; f) start and
+// ~100 µs against 2 x the in-process rate and against two in-process loops at once; d)
+// sequential round trips on one worker, busy and with 1 ms pauses, beside two threads'
+// bare spinning and futex round trips; e) 64 KiB and 1 MiB echo bandwidth against memcpy; f) start and
 // close+join of 2 and 16 workers; g) host and worker RSS around 10,000,000 tiny tasks.
 // The floor is the same plugin called in-process through its shoal_run symbol.
 #include <shoal/plugin.h>
 #include <shoal/runtime.hpp>
 
 #include <dlfcn.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -68,8 +73,9 @@ struct InProcess {
   shoal_status (*run)(shoal_ctx*, void*, shoal_bytes);
   void* user = nullptr;
   shoal_host host{};
-  static inline std::vector<char> out = std::vector<char>(2u << 20);
-  static inline size_t used = 0;
+  // Per thread: cpu_tasks runs two in-process loops at once.
+  static inline thread_local std::vector<char> out = std::vector<char>(2u << 20);
+  static inline thread_local size_t used = 0;
 
   explicit InProcess(const char* path) {
     void* lib = ::dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -152,6 +158,16 @@ void cpu_tasks() {
   double inproc_rate = 2000 / seconds_since(t0);
   figure("c_cpu_task_us", 1e6 / inproc_rate, "us");
   figure("c_cpu_iterations", static_cast<double>(iters), "iterations");
+  // Two in-process loops at once, one per CPU: what both CPUs reach when both are busy.
+  // On a VM whose vCPUs share a physical core, or lose time to their neighbours, it is
+  // less than twice one loop's rate, for any pool.
+  t0 = Clock::now();
+  std::thread other([&] {
+    for (size_t i = 0; i < 2000; ++i) floor.call(task);
+  });
+  for (size_t i = 0; i < 2000; ++i) floor.call(task);
+  other.join();
+  double parallel_rate = 4000 / seconds_since(t0);
 
   auto p = pool(SHOAL_BENCH_CPU, 2);
   std::vector<std::string> inputs(n, task);
@@ -161,6 +177,8 @@ void cpu_tasks() {
   figure("c_cpu_map", rate, "tasks/s");
   figure("c_cpu_ideal", 2 * inproc_rate, "tasks/s");
   figure("c_cpu_efficiency", rate / (2 * inproc_rate), "ratio");
+  figure("c_cpu_parallel", parallel_rate, "tasks/s");
+  figure("c_cpu_efficiency_parallel", rate / parallel_rate, "ratio");
   p->join();
 }
 
@@ -173,7 +191,64 @@ void percentiles(const char* prefix, std::vector<double>& us) {
   figure((name + "_p999").c_str(), at(0.999), "us");
 }
 
+// The floor of (d), measured in the same run: two threads passing a counter back and
+// forth through one shared cache line each way, both spinning (the bare ring's round
+// trip), and both sleeping on a futex between messages with 1 ms pauses (the bare
+// futex wake-up, both ways).
+struct alignas(64) Line {
+  std::atomic<uint32_t> value{0};
+};
+
+void futex_wait(std::atomic<uint32_t>& word, uint32_t seen) {
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT_PRIVATE, seen, nullptr, nullptr, 0);
+}
+void futex_wake(std::atomic<uint32_t>& word) {
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
+void floor_round_trips() {
+  const uint32_t busy = g_quick ? 20'000 : 100'000, idle = g_quick ? 300 : 1'000;
+  Line ping, pong;
+  std::vector<double> us;
+  us.reserve(busy);
+  std::thread echo([&] {
+    for (uint32_t i = 1; i <= busy; ++i) {
+      while (ping.value.load(std::memory_order_acquire) != i) __builtin_ia32_pause();
+      pong.value.store(i, std::memory_order_release);
+    }
+  });
+  for (uint32_t i = 1; i <= busy; ++i) {
+    auto t0 = Clock::now();
+    ping.value.store(i, std::memory_order_release);
+    while (pong.value.load(std::memory_order_acquire) != i) __builtin_ia32_pause();
+    us.push_back(seconds_since(t0) * 1e6);
+  }
+  echo.join();
+  percentiles("d_floor_spin", us);
+  us.clear();
+  ping.value = 0;
+  pong.value = 0;
+  std::thread sleeper([&] {
+    for (uint32_t i = 1; i <= idle; ++i) {
+      for (uint32_t v; (v = ping.value.load(std::memory_order_acquire)) != i;) futex_wait(ping.value, v);
+      pong.value.store(i, std::memory_order_release);
+      futex_wake(pong.value);
+    }
+  });
+  for (uint32_t i = 1; i <= idle; ++i) {
+    std::this_thread::sleep_for(1ms);
+    auto t0 = Clock::now();
+    ping.value.store(i, std::memory_order_release);
+    futex_wake(ping.value);
+    for (uint32_t v; (v = pong.value.load(std::memory_order_acquire)) != i;) futex_wait(pong.value, v);
+    us.push_back(seconds_since(t0) * 1e6);
+  }
+  sleeper.join();
+  percentiles("d_floor_futex", us);
+}
+
 void round_trips() {
+  floor_round_trips();
   auto p = pool(SHOAL_BENCH_ECHO, 1);
   const size_t busy = g_quick ? 20'000 : 100'000, idle = g_quick ? 500 : 2'000;
   std::vector<double> us;

@@ -47,9 +47,12 @@ ratio("(b) submit one by one: shoal ÷ Pool.apply_async", v("b_submit_tiny"), v(
 ratio("(b) submit one by one: shoal ÷ ProcessPoolExecutor.submit", v("b_submit_tiny"), v("py_ppe_submit"), 1)
 ratio("(b) unordered: shoal ÷ Pool.imap_unordered", v("b_unordered_tiny"), v("py_pool_imap_unordered"), 1)
 ratio("(c) 100 µs CPU tasks: shoal ÷ ideal (2 × in-process)", v("c_cpu_map"), v("c_cpu_ideal"), 0.98)
+ratio("(c) 100 µs CPU tasks: shoal ÷ two in-process loops at once", v("c_cpu_map"), v("c_cpu_parallel"), 0.98)
 ratio("(c) Python Pool.map ÷ its ideal (for reference)", v("py_cpu_pool_map"), 2 / (v("py_cpu_task_us") * 1e-6), 0)
-ratio("(d) busy round trip p50 ÷ 1 µs bare ring", v("d_rtt_busy_p50"), 1.0, 2, higher_is_better=False)
-ratio("(d) idle round trip p50 ÷ 68.6 µs bare futex round trip", v("d_rtt_idle_p50"), 68.6, 1, higher_is_better=False)
+ratio("(d) busy round trip p50 ÷ bare spinning round trip, same run", v("d_rtt_busy_p50"), v("d_floor_spin_p50"), 2,
+      higher_is_better=False)
+ratio("(d) idle round trip p50 ÷ bare futex round trip, same run", v("d_rtt_idle_p50"), v("d_floor_futex_p50"), 1,
+      higher_is_better=False)
 ratio("(d) Pool.apply p50 ÷ shoal busy p50", v("py_pool_apply_rtt_p50"), v("d_rtt_busy_p50"), 1)
 ratio("(e) 1 MiB echo (map_views) ÷ memcpy", v("e_echo_1m"), v("e_memcpy_1m"), 0.5)
 ratio("(e) 64 KiB echo ÷ memcpy", v("e_echo_64k"), v("e_memcpy_64k"), 0)

@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <stdexcept>
 #include <thread>
 
 using namespace shoal;
@@ -115,5 +116,25 @@ TEST_CASE("map after close: every input is rejected at once with the reason", "[
   });
   CHECK(views == 3);
   CHECK(count(pool->stats(), Status::rejected) == 6);
+  pool->join();
+}
+
+TEST_CASE("map_unordered: a callback that throws ends the call only after every task is done",
+          "[integration][pool][batch]") {
+  auto pool = start_pool(pool_config(SHOAL_PLUGIN_ECHO, 2));
+  const std::vector<std::string> inputs(20'000, "t");
+  size_t calls = 0;
+  CHECK_THROWS_WITH(pool->map_unordered(inputs,
+                                        [&](size_t, Outcome&&) {
+                                          if (++calls == 10) throw std::runtime_error("consumer failed");
+                                        }),
+                    "consumer failed");
+  CHECK(calls == 10);  // dropped after the throw
+  // Every task of that call was delivered before it returned: the pool is quiet and its
+  // counters hold all of them.
+  CHECK(count(pool->stats(), Status::ok) == inputs.size());
+  auto after = pool->map(std::vector<std::string>{"still", "here"});
+  REQUIRE(after.size() == 2);
+  CHECK(after[1].output == "here");
   pool->join();
 }

@@ -116,14 +116,16 @@ class Pool {
   std::vector<Outcome> map(std::span<const std::string> inputs);
 
   /// Runs every input; calls `on_done(index, outcome)` on the calling thread as each
-  /// completes (completion order). Blocks until all are done.
+  /// completes (completion order). Blocks until all are done. If `on_done` throws, the
+  /// other tasks still run, their outcomes are dropped, and the first exception is
+  /// rethrown once every task is done.
   void map_unordered(std::span<const std::string> inputs,
                      const std::function<void(size_t index, Outcome&& outcome)>& on_done);
 
   /// Runs every input; calls `on_done(index, view)` as each completes, with the output
   /// still in the result ring: no copy and no allocation per outcome, for large outputs.
-  /// The callback runs on the pool's loop thread (on the calling thread for an input
-  /// rejected at once), one call at a time; while it runs, no other result of this pool
+  /// The callback runs on the pool's loop thread (on the calling thread when the pool
+  /// was already closed and every input is rejected at once), one call at a time; while it runs, no other result of this pool
   /// is taken in, so it must be quick. Blocks until all are done.
   void map_views(std::span<const std::string> inputs,
                  const std::function<void(size_t index, const OutcomeView& outcome)>& on_done);

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 
 namespace shoal {
 
@@ -304,10 +305,21 @@ void Pool::map_unordered(std::span<const std::string> inputs,
   batch.submit(*impl_);
   std::vector<std::pair<size_t, Outcome>> ready;
   // The callback runs without the batch lock, so a slow consumer never blocks the loop.
+  // The loop delivers into the batch until its last outcome: a callback that throws must
+  // not end the batch early, so the rest are awaited (and dropped) before the rethrow.
+  std::exception_ptr thrown;
   while (batch.next(ready)) {
-    for (auto& [i, o] : ready) on_done(i, std::move(o));
+    for (auto& [i, o] : ready) {
+      if (thrown) continue;
+      try {
+        on_done(i, std::move(o));
+      } catch (...) {
+        thrown = std::current_exception();
+      }
+    }
     ready.clear();
   }
+  if (thrown) std::rethrow_exception(thrown);
 }
 
 void Pool::map_views(std::span<const std::string> inputs,
