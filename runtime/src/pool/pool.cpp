@@ -159,31 +159,48 @@ std::string Pool::Impl::too_large(size_t bytes) const {
 }
 
 void detail::finish(TaskPtr task, Outcome&& outcome) {
-  if (task->batch != nullptr) {
-    BatchSink* batch = task->batch;
-    const size_t index = task->index;
-    task.reset();  // its storage goes back to the cache before the batch may end
-    batch->put(index, std::move(outcome));
-    return;
+  switch (task->kind) {
+    case Task::Kind::batch: {
+      BatchSink* batch = task->batch;
+      const size_t index = task->index;
+      task.reset();  // its storage goes back to the cache before the batch may end
+      batch->put(index, std::move(outcome));
+      return;
+    }
+    case Task::Kind::callback: {
+      auto* t = static_cast<CallbackTask*>(task.release());
+      auto done = std::move(t->done);
+      delete t;
+      done(std::move(outcome));
+      return;
+    }
+    case Task::Kind::future: {
+      auto* t = static_cast<FutureTask*>(task.release());
+      std::promise<Outcome> promise = std::move(t->promise);
+      delete t;
+      promise.set_value(std::move(outcome));
+      return;
+    }
   }
-  auto* heap = static_cast<HeapTask*>(task.release());
-  auto done = std::move(heap->part.done);
-  delete heap;
-  done(std::move(outcome));
 }
 
 void Pool::submit(std::string_view input, std::function<void(Outcome&&)> on_done) {
-  auto* heap = new HeapTask;
-  heap->part.input.assign(input);
-  heap->part.done = std::move(on_done);
-  heap->input = heap->part.input;
-  impl_->enqueue(Queued{TaskPtr(heap)});
+  auto* t = new CallbackTask;
+  t->kind = Task::Kind::callback;
+  t->copy.assign(input);
+  t->input = t->copy;
+  t->done = std::move(on_done);
+  impl_->enqueue(Queued{TaskPtr(t)});
 }
 
 std::future<Outcome> Pool::submit(std::string_view input) {
-  auto promise = std::make_shared<std::promise<Outcome>>();
-  auto future = promise->get_future();
-  submit(input, [promise](Outcome&& o) { promise->set_value(std::move(o)); });
+  // The promise lives in the task: one allocation fewer than a callback holding it.
+  auto* t = new FutureTask;
+  t->kind = Task::Kind::future;
+  t->copy.assign(input);
+  t->input = t->copy;
+  auto future = t->promise.get_future();
+  impl_->enqueue(Queued{TaskPtr(t)});
   return future;
 }
 

@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -49,26 +50,30 @@ class BatchSink {
 // One submitted task. A submit() task is a heap object owning a copy of its input; a
 // batch task views the caller's input, which the blocking map call keeps alive, and its
 // storage is reused from the loop's TaskCache: no allocation and no copy per task.
-struct SubmitPart {
-  std::string input;                    // the copy `Task::input` views
-  std::function<void(Outcome&&)> done;
-};
 class TaskCache;
 struct Task {
+  enum class Kind : uint8_t { batch, callback, future };
   std::string_view input;
   BatchSink* batch = nullptr;           // batch tasks: where the outcome goes, at `index`
-  TaskCache* cache = nullptr;           // batch tasks: where the storage returns; nullptr: a HeapTask
+  TaskCache* cache = nullptr;           // batch tasks: where the storage returns
   size_t index = 0;
   uint64_t id = 0;                      // id of its current dispatch (changes on retry)
   uint32_t attempts = 0;                // attempts that started in a worker
+  Kind kind = Kind::batch;
 };
-// A submit() task and its extra part in one allocation. Keep it at most 120 bytes: glibc
-// frees that size through its fast bins, a larger one through the arena's locked bins,
-// which cost submit() half its rate when the loop thread frees what the caller allocated.
-struct HeapTask : Task {
-  SubmitPart part;
+// A submit() task with a callback, or with the promise behind the future it returned,
+// and the copy of its input, in one allocation. Keep each at most 120 bytes: glibc frees
+// that size through its fast bins, a larger one through the arena's locked bins, which
+// cost submit() half its rate when the loop thread frees what the caller allocated.
+struct CallbackTask : Task {
+  std::string copy;
+  std::function<void(Outcome&&)> done;
 };
-static_assert(sizeof(HeapTask) <= 120);
+struct FutureTask : Task {
+  std::string copy;
+  std::promise<Outcome> promise;
+};
+static_assert(sizeof(CallbackTask) <= 120 && sizeof(FutureTask) <= 120);
 
 /// Storage for batch tasks, loop thread only: it grows to the most tasks queued and in
 /// flight at once, then every dispatch reuses a returned one.
@@ -93,8 +98,11 @@ class TaskCache {
 
 struct TaskDeleter {
   void operator()(Task* t) const noexcept {
-    if (t->cache != nullptr) t->cache->put(t);
-    else delete static_cast<HeapTask*>(t);
+    switch (t->kind) {
+      case Task::Kind::batch: t->cache->put(t); break;
+      case Task::Kind::callback: delete static_cast<CallbackTask*>(t); break;
+      case Task::Kind::future: delete static_cast<FutureTask*>(t); break;
+    }
   }
 };
 using TaskPtr = std::unique_ptr<Task, TaskDeleter>;
