@@ -75,13 +75,14 @@ int main(int argc, char** argv) {
   std::atomic<bool> killing_done{false};
   std::atomic<uint64_t> submitted{0};
 
-  // A watchdog: a hang is a failure, reported as one, not a stuck test.
+  // A watchdog: a hang is a failure, reported as one, not a stuck test (ctest stops it
+  // at 300 s).
   std::thread([&] {
-    auto deadline = Clock::now() + 10min;
+    auto deadline = Clock::now() + 4min;
     while (Clock::now() < deadline) {
       std::this_thread::sleep_for(100ms);
     }
-    std::fprintf(stderr, "kill_stress: no end after 10 minutes (hang?)\n");
+    std::fprintf(stderr, "kill_stress: no end after 4 minutes (hang?)\n");
     _exit(3);
   }).detach();
 
@@ -118,20 +119,34 @@ int main(int argc, char** argv) {
   });
 
   std::mt19937 rng(seed);
-  std::map<int, Clock::time_point> first_seen;
+  struct Seen {
+    Clock::time_point at;
+    uint64_t tasks;  // its slot's outcomes when first seen
+  };
+  std::map<int, Seen> first_seen;
   int kills = 0;
+  auto last_ripe = Clock::now();
   while (kills < kills_wanted) {
     std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(1000, 8000)(rng)));
-    auto pids = pool.worker_pids();
     auto now = Clock::now();
     std::vector<int> ripe;
-    for (int pid : pids) {
-      auto [it, fresh] = first_seen.emplace(pid, now);
-      // Only a worker that has been serving for a while: a process killed before it served
-      // anything counts as a crash loop and is restarted with back-off, on purpose.
-      if (!fresh && now - it->second > 30ms) ripe.push_back(pid);
+    for (const shoal::WorkerStats& w : pool.stats().workers) {
+      if (w.pid < 0) continue;
+      auto [it, fresh] = first_seen.emplace(w.pid, Seen{now, w.tasks});
+      // Only a worker that is serving: one that delivered outcomes since it was first
+      // seen, and not just now. A process killed before it served anything counts as a
+      // crash loop and is restarted with back-off, on purpose; on a slow machine (a
+      // sanitizer build) a start takes far longer than any fixed age.
+      if (!fresh && w.tasks > it->second.tasks && now - it->second.at > 30ms) ripe.push_back(w.pid);
     }
-    if (ripe.empty()) continue;
+    if (ripe.empty()) {
+      if (now - last_ripe > 60s) {
+        std::fprintf(stderr, "kill_stress: no serving worker for 60 s (pool failed?) after %d kills\n", kills);
+        return 1;
+      }
+      continue;
+    }
+    last_ripe = now;
     int victim = ripe[std::uniform_int_distribution<size_t>(0, ripe.size() - 1)(rng)];
     if (::kill(victim, SIGKILL) == 0) ++kills;
     first_seen.erase(victim);
