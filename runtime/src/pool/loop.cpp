@@ -68,10 +68,8 @@ void Pool::Impl::complete(TaskPtr task, Outcome&& outcome) {
 
 void Pool::Impl::complete_view(TaskPtr task, const OutcomeView& view) {
   counters->on_outcome(view.status, view.worker, view.duration);
-  BatchSink* batch = task->batch;
-  const size_t index = task->index;
-  task.reset();  // back to the cache before the batch may end
-  guarded(config.name, [&] { batch->put_view(index, view); });
+  const auto to = release_batch_task(std::move(task));  // a lambda cannot capture a binding in clang 14
+  guarded(config.name, [&] { to.first->put_view(to.second, view); });
 }
 
 bool Pool::Impl::drain_results(WorkerSlot& w) {

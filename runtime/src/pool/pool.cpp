@@ -161,9 +161,7 @@ std::string Pool::Impl::too_large(size_t bytes) const {
 void detail::finish(TaskPtr task, Outcome&& outcome) {
   switch (task->kind) {
     case Task::Kind::batch: {
-      BatchSink* batch = task->batch;
-      const size_t index = task->index;
-      task.reset();  // its storage goes back to the cache before the batch may end
+      const auto [batch, index] = release_batch_task(std::move(task));
       batch->put(index, std::move(outcome));
       return;
     }

@@ -22,6 +22,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace shoal {
@@ -114,8 +115,16 @@ struct Queued {
   size_t count() const noexcept { return task ? 1 : batch->inputs.size() - batch->next; }
 };
 
-/// Delivers the outcome and ends the task, exactly once. A batch may be freed by its
-/// caller as soon as its last outcome is in, so the task is released first.
+/// A batch task's storage goes back to its cache before its outcome is delivered, since
+/// the batch may end (and its caller free it) as soon as its last outcome is in. Returns
+/// where that outcome goes.
+inline std::pair<BatchSink*, size_t> release_batch_task(TaskPtr task) noexcept {
+  const std::pair<BatchSink*, size_t> to{task->batch, task->index};
+  task.reset();
+  return to;
+}
+
+/// Delivers the outcome and ends the task, exactly once.
 void finish(TaskPtr task, Outcome&& outcome);
 
 struct WorkerSlot {

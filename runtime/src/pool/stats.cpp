@@ -86,8 +86,19 @@ void PoolCounters::on_exit(uint32_t index, const std::string& cause) {
 PoolStats PoolCounters::snapshot() const {
   PoolStats s;
   s.uptime = std::chrono::steady_clock::now() - started_;
-  std::lock_guard lock(mu_);
   s.workers.resize(workers_);
+  {
+    std::lock_guard lock(mu_);
+    for (uint32_t i = 0; i < workers_; ++i) {
+      WorkerStats& w = s.workers[i];
+      w.pid = lifecycle_[i].pid;
+      w.starts = lifecycle_[i].starts;
+      w.exits = lifecycle_[i].exits;
+      w.rss_bytes = lifecycle_[i].last_rss;
+    }
+  }
+  // /proc is read outside the lock: the loop thread takes it whenever a worker starts or
+  // exits, and must not wait on one read of /proc per worker of every stats() call.
   for (uint32_t i = 0; i < workers_; ++i) {
     WorkerStats& w = s.workers[i];
     w.index = i;
@@ -96,15 +107,12 @@ PoolStats PoolCounters::snapshot() const {
       w.tasks += w.outcomes[k];
     }
     w.busy = std::chrono::nanoseconds(slots_[i].busy_ns.load(std::memory_order_relaxed));
-    w.pid = lifecycle_[i].pid;
-    w.starts = lifecycle_[i].starts;
-    w.exits = lifecycle_[i].exits;
     if (w.starts > 1) s.restarts += w.starts - 1;
-    if (w.pid > 0) {
-      const uint64_t rss = resident_bytes(w.pid);
-      if (rss > 0) lifecycle_[i].last_rss = rss;
-    }
-    w.rss_bytes = lifecycle_[i].last_rss;
+    const uint64_t rss = w.pid > 0 ? resident_bytes(w.pid) : 0;
+    if (rss == 0) continue;
+    w.rss_bytes = rss;
+    std::lock_guard lock(mu_);
+    if (lifecycle_[i].pid == w.pid) lifecycle_[i].last_rss = rss;  // still the same process
   }
   // After the workers' counters: a snapshot taken mid-run never shows the pool with fewer
   // outcomes than its workers together.
