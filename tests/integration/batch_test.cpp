@@ -76,6 +76,31 @@ TEST_CASE("terminate during a large map: each index gets one outcome, ok or canc
   pool->join();
 }
 
+TEST_CASE("terminate while map still makes its outcome slots: each index ok or cancelled, in order", "[integration][pool][batch]") {
+  auto pool = start_pool(pool_config(SHOAL_PLUGIN_ECHO, 2));
+  std::vector<std::string> inputs(1'000'000);
+  for (size_t i = 0; i < inputs.size(); ++i) inputs[i] = std::to_string(i);
+  // map makes its slots while its first tasks run: the terminate comes with the first
+  // outcomes, while most of the million slots are still being made.
+  std::thread terminator([&] {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (count(pool->stats(), Status::ok) == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    pool->terminate();
+  });
+  auto outs = pool->map(inputs);
+  terminator.join();
+  REQUIRE(outs.size() == inputs.size());
+  size_t ok = 0, cancelled = 0;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    if (outs[i].status == Status::ok && outs[i].output == inputs[i]) ++ok;
+    else if (outs[i].status == Status::cancelled && outs[i].error == "pool terminated before the task started") ++cancelled;
+  }
+  CHECK(ok >= 1);
+  CHECK(cancelled > 0);
+  CHECK(ok + cancelled == inputs.size());
+  pool->join();
+}
+
 TEST_CASE("maps from several threads at once each get their own outcomes in order", "[integration][pool][batch]") {
   auto pool = start_pool(pool_config(SHOAL_PLUGIN_ECHO, 2));
   constexpr int kThreads = 4;

@@ -139,6 +139,11 @@ size_t Pool::Impl::dispatch_depth() const {
   return static_cast<size_t>(std::clamp(d, 1.0, static_cast<double>(kMaxDepth)));
 }
 
+bool Pool::Impl::pending_ready() const {
+  const Queued& q = pending.front();
+  return q.task || q.batch->next < q.batch->ready.load(std::memory_order_acquire);
+}
+
 std::string_view Pool::Impl::pending_input() const {
   const Queued& q = pending.front();
   return q.task ? q.task->input : std::string_view(q.batch->inputs[q.batch->next]);
@@ -153,6 +158,9 @@ TaskPtr Pool::Impl::pop_pending() {
     return t;
   }
   BatchSink* b = q.batch;
+  // Only a cancel gets here before dispatch saw the input ready. The caller is making its
+  // outcome slots and waits for nothing of this thread's meanwhile: this wait is bounded.
+  while (b->next >= b->ready.load(std::memory_order_acquire)) std::this_thread::yield();
   TaskPtr t(task_cache.get());
   t->input = b->inputs[b->next];
   t->batch = b;
@@ -190,6 +198,7 @@ void Pool::Impl::dispatch() {
     size_t room = w.inflight.size() < depth ? depth - w.inflight.size() : 0;
     if (config.max_tasks_per_worker != 0) room = std::min<size_t>(room, config.max_tasks_per_worker - w.dispatched);
     for (size_t n = std::min(room, share); n > 0 && !pending.empty(); --n) {
+      if (!pending_ready()) break;
       const std::string_view input = pending_input();
       if (input.size() > limit) {  // a batch's input, checked only now (a submit's was at enqueue)
         counters->on_refused();

@@ -137,8 +137,7 @@ void Pool::Impl::enqueue(Queued entry) {
     }
   }
   if (why.empty()) {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (loop_sleeping.load(std::memory_order_relaxed)) eventfd_signal(submit_event.get());
+    wake_loop();
     return;
   }
   // Refused before the loop saw it: this thread is the only one delivering for it.
@@ -147,10 +146,18 @@ void Pool::Impl::enqueue(Queued entry) {
     finish(std::move(entry.task), rejection(why));
     return;
   }
+  entry.batch->make_all_slots();
   for (size_t i = 0; i < entry.batch->inputs.size(); ++i) {
     counters->on_refused();
     entry.batch->put(i, rejection(why));
   }
+}
+
+// After has_incoming was set (and whatever it announces): the loop looks at it before it
+// sleeps, or is woken here if it announced its sleep first.
+void Pool::Impl::wake_loop() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (loop_sleeping.load(std::memory_order_relaxed)) eventfd_signal(submit_event.get());
 }
 
 std::string Pool::Impl::too_large(size_t bytes) const {
@@ -227,13 +234,29 @@ class Batch final : public BatchSink {
   Batch(std::span<const std::string> in, bool keep_order, const ViewFn* views = nullptr)
       : BatchSink(in), keep_order_(keep_order && views == nullptr), views_(views), remaining_(in.size()) {
     if (keep_order_) {
-      ordered_.reserve(in.size());
+      ordered_.reserve(in.size());  // never reallocated: the loop writes through slots_
       prefer_huge_pages(ordered_.data(), in.size() * sizeof(Outcome));
-      ordered_.resize(in.size());
+      slots_ = ordered_.data();
+      ready.store(0, std::memory_order_relaxed);
     }
   }
 
-  void submit(Pool::Impl& impl) { impl.enqueue(Queued{TaskPtr(), this}); }
+  // map's outcome slots are made while its first tasks run, not all before: they are 88
+  // bytes each, and on a virtual machine whose fresh pages fault in slowly, making the
+  // 88 MB of a million outcomes took longer than running the tasks, every worker idle.
+  void submit(Pool::Impl& impl) {
+    if (keep_order_) make_slots(std::min(inputs.size(), kFirstSlots));
+    impl.enqueue(Queued{TaskPtr(), this});
+    while (ordered_.size() < inputs.size()) {
+      make_slots(std::min(inputs.size(), ordered_.size() + kMoreSlots));
+      impl.has_incoming.store(true, std::memory_order_seq_cst);  // the loop dispatches more
+      impl.wake_loop();
+    }
+  }
+
+  void make_all_slots() override {
+    if (keep_order_) make_slots(inputs.size());
+  }
 
   bool takes_views() const noexcept override { return views_ != nullptr; }
 
@@ -254,7 +277,7 @@ class Batch final : public BatchSink {
     }
     if (keep_order_) {
       // Each slot is written by one delivery only; the mutex below publishes them all.
-      ordered_[index] = std::move(o);
+      slots_[index] = std::move(o);
       count_down();
       return;
     }
@@ -286,6 +309,15 @@ class Batch final : public BatchSink {
   }
 
  private:
+  static constexpr size_t kFirstSlots = 4096, kMoreSlots = 32768;
+
+  // The slots below `upto` exist (within the reserved capacity: no reallocation), then
+  // the loop may dispatch their inputs. The loop never waits for this thread's lock.
+  void make_slots(size_t upto) {
+    ordered_.resize(upto);
+    ready.store(upto, std::memory_order_release);
+  }
+
   void count_down() {
     if (--remaining_ != 0) return;
     std::lock_guard lock(mu_);
@@ -296,6 +328,7 @@ class Batch final : public BatchSink {
   const bool keep_order_;
   const ViewFn* views_;
   std::vector<Outcome> ordered_;
+  Outcome* slots_ = nullptr;  // ordered_.data(): the loop thread never reads the vector itself
   size_t remaining_;
   size_t handed_ = 0;
   std::mutex mu_;

@@ -35,14 +35,19 @@ namespace detail {
 /// entry. It lives until its last outcome is delivered.
 class BatchSink {
  public:
-  explicit BatchSink(std::span<const std::string> in) noexcept : inputs(in) {}
+  explicit BatchSink(std::span<const std::string> in) noexcept : inputs(in), ready(in.size()) {}
   virtual void put(size_t index, Outcome&& outcome) = 0;
+  /// Makes every outcome slot now: the batch is refused on the caller's thread.
+  virtual void make_all_slots() {}
   /// map_views: the loop hands results over in place (put_view) instead of as Outcomes.
   virtual bool takes_views() const noexcept { return false; }
   virtual void put_view(size_t /*index*/, const OutcomeView& /*view*/) {}
 
   const std::span<const std::string> inputs;
   size_t next = 0;  // the first input not yet dispatched; the loop thread's once queued
+  // Inputs below it may be dispatched: map() makes its outcome slots while its first
+  // tasks run and raises this as it goes (release; the loop reads it with acquire).
+  std::atomic<size_t> ready;
 
  protected:
   ~BatchSink() = default;
@@ -215,6 +220,7 @@ struct Pool::Impl {
   bool drain_results(detail::WorkerSlot& w);
   void dispatch();
   void take_incoming();
+  bool pending_ready() const;
   std::string_view pending_input() const;
   detail::TaskPtr pop_pending();
   void push_pending_front(detail::TaskPtr task);
@@ -245,6 +251,7 @@ struct Pool::Impl {
 
   // pool.cpp
   void enqueue(detail::Queued entry);
+  void wake_loop();
   std::string too_large(size_t bytes) const;
   Outcome rejection(const std::string& why) const;
 };
