@@ -117,9 +117,18 @@ void tiny_tasks() {
   auto p = pool(SHOAL_BENCH_ECHO, 2);
   (void)p->map(std::vector<std::string>(10'000, "12345678"));  // warm-up: dispatch depth settles
   if (part("map")) {
-    auto t0 = Clock::now();
-    auto outs = p->map(inputs);
-    figure("a_map_tiny", static_cast<double>(n) / seconds_since(t0), "tasks/s");
+    // Three maps, their median (as peers.py does for Pool.map): the first of a process
+    // gets its 88 MB of outcomes in fresh pages, which on a VM whose freed memory goes
+    // back to the hypervisor can cost more than the tasks (a_map_tiny_first).
+    std::vector<double> rates;
+    for (int rep = 0; rep < 3; ++rep) {
+      auto t0 = Clock::now();
+      auto outs = p->map(inputs);
+      rates.push_back(static_cast<double>(n) / seconds_since(t0));
+    }
+    figure("a_map_tiny_first", rates[0], "tasks/s");
+    std::sort(rates.begin(), rates.end());
+    figure("a_map_tiny", rates[1], "tasks/s");
   }
   if (part("submit")) {
     const size_t m = n / 5;
