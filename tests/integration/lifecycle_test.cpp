@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <sstream>
@@ -361,6 +362,32 @@ TEST_CASE("host kill -9: every worker runs its chain and exits within 2 s, nothi
     CHECK(events == full_life());
     pids.push_back(pid);
   }
+  CHECK(all_gone(pids, 2000ms * kSlow));
+}
+
+TEST_CASE("an init that hangs past start_timeout fails the start with the limit and its key, and leaves no worker",
+          "[integration][lifecycle][start]") {
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  PoolConfig c = lifecycle_config(log, 2);
+  c.resources.clear();
+  c.params["init_hang"] = "1";
+  c.start_timeout = 500ms;
+  auto t0 = std::chrono::steady_clock::now();
+  auto pool = Pool::start(c);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  REQUIRE_FALSE(pool.ok());
+  CHECK(pool.error().message.find("did not finish init within start_timeout 0.5s (raise pools.test.start_timeout)") !=
+        std::string::npos);
+  CHECK(took >= 0.5);
+  CHECK(took < 10.0 * kSlow);
+  // Every worker that began its init is gone: killed at the deadline, not left hanging.
+  std::vector<int> pids;
+  for (const auto& [pid, events] : read_events(log)) {
+    CHECK(std::find(events.begin(), events.end(), "init-hang") != events.end());
+    pids.push_back(pid);
+  }
+  CHECK_FALSE(pids.empty());
   CHECK(all_gone(pids, 2000ms * kSlow));
 }
 

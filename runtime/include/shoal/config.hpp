@@ -54,6 +54,7 @@ struct PoolConfig {
   uint64_t max_tasks_per_worker = 0;          ///< 0 = never recycle
   uint64_t max_memory = 0;                    ///< bytes of RSS; 0 = no limit
   Duration task_timeout{0};                   ///< 0 = none
+  Duration start_timeout = std::chrono::seconds(30);  ///< spawn until init returned; 0 = none
   uint32_t retries = 0;                       ///< extra attempts for crashed/timeout tasks
   uint64_t queue_capacity = 4u << 20;         ///< bytes per ring (task ring and result ring)
   Duration grace = std::chrono::seconds(5);   ///< shutdown.grace

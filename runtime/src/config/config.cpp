@@ -462,6 +462,8 @@ constexpr Field<PoolConfig> kPoolFields[] = {
      }},
     {"task_timeout", false,
      [](Ctx& c, const Located& v, PoolConfig& p) { return read_duration(c, v, p.task_timeout); }},
+    {"start_timeout", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) { return read_duration(c, v, p.start_timeout); }},
     {"retries", false,
      [](Ctx& c, const Located& v, PoolConfig& p) {
        return read_int<uint32_t>(c, v, 0, 100, p.retries);

@@ -162,6 +162,7 @@ struct WorkerSlot {
   uint64_t timed_out_id = 0;
   bool timeout_kill = false;     // killed because a task ignored its timeout
   std::chrono::steady_clock::time_point respawn_at;
+  std::chrono::steady_clock::time_point start_deadline;  // start_timeout, while starting
 };
 
 enum class Phase { starting, running, stopping, done };
@@ -175,6 +176,7 @@ struct Pool::Impl {
   detail::Fd segment;
   detail::Mapping header_map;
   detail::PoolHeader* header = nullptr;
+  // respawn_timer: the earliest back-off respawn or start_timeout deadline.
   detail::Fd epoll, result_event, submit_event, timer, respawn_timer, task_timer;
   // Before the workers and the queues: it outlives every TaskPtr that returns to it.
   detail::TaskCache task_cache;

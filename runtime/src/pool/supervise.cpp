@@ -70,8 +70,11 @@ void Pool::Impl::schedule_respawn(WorkerSlot& w) {
 
 void Pool::Impl::arm_respawn_timer() {
   auto earliest = std::chrono::steady_clock::time_point::max();
-  for (auto& w : workers)
+  for (auto& w : workers) {
     if (w.state == WorkerSlot::State::waiting) earliest = std::min(earliest, w.respawn_at);
+    if (w.state == WorkerSlot::State::starting && config.start_timeout.count() != 0)
+      earliest = std::min(earliest, w.start_deadline);
+  }
   if (earliest == std::chrono::steady_clock::time_point::max()) {
     itimerspec off{};
     ::timerfd_settime(respawn_timer.get(), 0, &off, nullptr);
@@ -84,6 +87,13 @@ void Pool::Impl::on_respawn_timer() {
   consume_expirations(respawn_timer.get());
   auto now = std::chrono::steady_clock::now();
   for (auto& w : workers) {
+    if (w.state == WorkerSlot::State::starting && config.start_timeout.count() != 0 && w.start_deadline <= now) {
+      // An init that hangs (a database that never answers) must not hold the pool's start
+      // forever: its exit is a failed start, reported with this reason.
+      kill_worker(w, "worker " + std::to_string(w.index) + " did not finish init within start_timeout " +
+                         seconds_text(config.start_timeout) + " (raise pools." + config.name + ".start_timeout)");
+      continue;
+    }
     if (w.state != WorkerSlot::State::waiting) continue;
     if (stop_requested) w.state = WorkerSlot::State::down;
     else if (w.respawn_at <= now) spawn_worker(w);
@@ -206,8 +216,10 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
   ev.data.u64 = event_key(kOutput, w.index);
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, w.output.get(), &ev);
   w.state = WorkerSlot::State::starting;
+  w.start_deadline = std::chrono::steady_clock::now() + config.start_timeout;
   counters->on_start(w.index, w.child.pid);
   update_pids();
+  if (config.start_timeout.count() != 0) arm_respawn_timer();
 }
 
 void Pool::Impl::on_output(WorkerSlot& w, bool final) {
@@ -476,7 +488,9 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
   }
 
   if (prev == WorkerSlot::State::starting) {
-    std::string why = !w.fatal_message.empty() ? w.fatal_message : who + " exited before it was ready: " + describe(st);
+    std::string why = !w.fatal_message.empty() ? w.fatal_message
+                      : w.killed                ? w.kill_reason
+                                                : who + " exited before it was ready: " + describe(st);
     // While the pool starts, one unusable worker means the plugin is unusable: fail at
     // once with its cause. Later (a respawn), the cause may pass (a database that was
     // down): retry with back-off, and give up after a few failed starts in a row.
