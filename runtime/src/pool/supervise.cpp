@@ -72,7 +72,9 @@ void Pool::Impl::arm_respawn_timer() {
   auto earliest = std::chrono::steady_clock::time_point::max();
   for (auto& w : workers) {
     if (w.state == WorkerSlot::State::waiting) earliest = std::min(earliest, w.respawn_at);
-    if (w.state == WorkerSlot::State::starting && config.start_timeout.count() != 0)
+    // A worker killed at its deadline is left out: until its exit is reaped, its passed
+    // deadline would fire the timer again and again.
+    if (w.state == WorkerSlot::State::starting && !w.killed && config.start_timeout.count() != 0)
       earliest = std::min(earliest, w.start_deadline);
   }
   if (earliest == std::chrono::steady_clock::time_point::max()) {
