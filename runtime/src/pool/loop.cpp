@@ -303,7 +303,7 @@ void Pool::Impl::sleep_for_events(bool spin) {
       case kSubmit: eventfd_drain(submit_event.get()); break;
       case kResult: eventfd_drain(result_event.get()); break;
       case kTimer: on_timer(); break;
-      case kRespawn: on_respawn_timer(); break;
+      case kStartTimer: on_start_timer(); break;
       case kTaskTimer: on_task_timer(); break;
       case kControl:
         if (workers[index].state != WorkerSlot::State::down) on_control(workers[index]);
@@ -327,8 +327,8 @@ void Pool::Impl::run_loop() {
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, result_event.get(), &ev);
   ev.data.u64 = event_key(kTimer, 0);
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, timer.get(), &ev);
-  ev.data.u64 = event_key(kRespawn, 0);
-  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, respawn_timer.get(), &ev);
+  ev.data.u64 = event_key(kStartTimer, 0);
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, start_timer.get(), &ev);
   ev.data.u64 = event_key(kTaskTimer, 0);
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, task_timer.get(), &ev);
 

@@ -14,7 +14,7 @@
 
 namespace shoal::detail {
 
-enum EventKind : uint32_t { kSubmit = 1, kResult = 2, kTimer = 3, kPidfd = 4, kControl = 5, kRespawn = 6, kTaskTimer = 7, kOutput = 8 };
+enum EventKind : uint32_t { kSubmit = 1, kResult = 2, kTimer = 3, kPidfd = 4, kControl = 5, kStartTimer = 6, kTaskTimer = 7, kOutput = 8 };
 
 inline uint64_t event_key(EventKind kind, uint32_t index) { return (uint64_t{kind} << 32) | index; }
 

@@ -91,9 +91,9 @@ Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const Runtim
   impl->result_event = std::move(*result_event);
   impl->submit_event = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   impl->timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-  impl->respawn_timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  impl->start_timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   impl->task_timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-  if (!impl->submit_event || !impl->timer || !impl->respawn_timer || !impl->task_timer)
+  if (!impl->submit_event || !impl->timer || !impl->start_timer || !impl->task_timer)
     return ipc_error("eventfd/timerfd");
 
   std::vector<std::pair<std::string, std::string>> env(impl->config.env.begin(), impl->config.env.end());

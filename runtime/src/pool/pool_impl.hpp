@@ -176,8 +176,9 @@ struct Pool::Impl {
   detail::Fd segment;
   detail::Mapping header_map;
   detail::PoolHeader* header = nullptr;
-  // respawn_timer: the earliest back-off respawn or start_timeout deadline.
-  detail::Fd epoll, result_event, submit_event, timer, respawn_timer, task_timer;
+  // start_timer: fires at the earliest of the back-off respawns due and the start_timeout
+  // deadlines of the workers starting.
+  detail::Fd epoll, result_event, submit_event, timer, start_timer, task_timer;
   // Before the workers and the queues: it outlives every TaskPtr that returns to it.
   detail::TaskCache task_cache;
   std::vector<detail::WorkerSlot> workers;
@@ -245,8 +246,8 @@ struct Pool::Impl {
   void arm_timer(Duration after);
   void arm(int timerfd, Duration after);
   void schedule_respawn(detail::WorkerSlot& w);
-  void arm_respawn_timer();
-  void on_respawn_timer();
+  void arm_start_timer();
+  void on_start_timer();
   void arm_task_timer();
   void on_task_timer();
   bool retry_or_complete(detail::TaskPtr& task, Outcome&& outcome);

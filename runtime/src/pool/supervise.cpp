@@ -65,10 +65,10 @@ void Pool::Impl::schedule_respawn(WorkerSlot& w) {
        seconds_text(delay).c_str());
   w.respawn_at = std::chrono::steady_clock::now() + delay;
   w.state = WorkerSlot::State::waiting;
-  arm_respawn_timer();
+  arm_start_timer();
 }
 
-void Pool::Impl::arm_respawn_timer() {
+void Pool::Impl::arm_start_timer() {
   auto earliest = std::chrono::steady_clock::time_point::max();
   for (auto& w : workers) {
     if (w.state == WorkerSlot::State::waiting) earliest = std::min(earliest, w.respawn_at);
@@ -79,14 +79,14 @@ void Pool::Impl::arm_respawn_timer() {
   }
   if (earliest == std::chrono::steady_clock::time_point::max()) {
     itimerspec off{};
-    ::timerfd_settime(respawn_timer.get(), 0, &off, nullptr);
+    ::timerfd_settime(start_timer.get(), 0, &off, nullptr);
     return;
   }
-  arm(respawn_timer.get(), std::max<Duration>(earliest - std::chrono::steady_clock::now(), Duration(1)));
+  arm(start_timer.get(), std::max<Duration>(earliest - std::chrono::steady_clock::now(), Duration(1)));
 }
 
-void Pool::Impl::on_respawn_timer() {
-  consume_expirations(respawn_timer.get());
+void Pool::Impl::on_start_timer() {
+  consume_expirations(start_timer.get());
   auto now = std::chrono::steady_clock::now();
   for (auto& w : workers) {
     if (w.state == WorkerSlot::State::starting && config.start_timeout.count() != 0 && w.start_deadline <= now) {
@@ -100,7 +100,7 @@ void Pool::Impl::on_respawn_timer() {
     if (stop_requested) w.state = WorkerSlot::State::down;
     else if (w.respawn_at <= now) spawn_worker(w);
   }
-  arm_respawn_timer();
+  arm_start_timer();
 }
 
 void Pool::Impl::update_pids() {
@@ -221,7 +221,7 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
   w.start_deadline = std::chrono::steady_clock::now() + config.start_timeout;
   counters->on_start(w.index, w.child.pid);
   update_pids();
-  if (config.start_timeout.count() != 0) arm_respawn_timer();
+  if (config.start_timeout.count() != 0) arm_start_timer();
 }
 
 void Pool::Impl::on_output(WorkerSlot& w, bool final) {
