@@ -215,7 +215,10 @@ int run(const RunOptions& opts) {
     }
   }
 
-  auto runtime_result = Runtime::from_file(opts.config);
+  // Ctrl-C while a pool starts (a slow init) stops its workers through their chains.
+  RuntimeOptions runtime_options;
+  runtime_options.start_cancel_fd = signals.fd();
+  auto runtime_result = Runtime::from_file(opts.config, runtime_options);
   if (!runtime_result) {
     print_error(runtime_result.error().message);
     return kExitUsage;
@@ -234,6 +237,10 @@ int run(const RunOptions& opts) {
   // rows; nothing has been written yet, and nothing will be.
   auto pool_result = runtime.pool(pool_name);
   if (!pool_result) {
+    if (int sig = signals.poll(); sig != 0) {
+      print_info("stopped on " + signal_name(sig) + " while pool " + pool_name + " was starting");
+      return 128 + sig;
+    }
     print_error(pool_result.error().message);
     return kExitUsage;
   }

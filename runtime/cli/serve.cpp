@@ -303,7 +303,10 @@ int serve_command(int argc, char** argv) {
     return 2;
   }
 
-  auto runtime = Runtime::from_file(config_path);
+  // SIGTERM while the pool starts (a slow init) stops its workers through their chains.
+  RuntimeOptions runtime_options;
+  runtime_options.start_cancel_fd = signals.fd();
+  auto runtime = Runtime::from_file(config_path, runtime_options);
   if (!runtime) {
     print_error(runtime.error().message);
     return 2;
@@ -320,6 +323,10 @@ int serve_command(int argc, char** argv) {
   }
   auto pool = runtime->pool(*pool_name);
   if (!pool) {
+    if (int sig = signals.poll(); sig != 0) {
+      print_info("stopped on " + signal_name(sig) + " while pool " + *pool_name + " was starting");
+      return 128 + sig;
+    }
     print_error(pool.error().message);
     return 2;
   }

@@ -8,8 +8,10 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -54,6 +56,10 @@ void Worker::start_threads() {
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (host_pid_ != 0 && ::getppid() != host_pid_) begin_stop(LocalStop::host_gone);
 
+  struct stat st {};
+  if (::fstat(kWorkerControlFd, &st) == 0) control_id_ = {st.st_dev, st.st_ino};
+  if (::fstat(kWorkerEventFd, &st) == 0) event_id_ = {st.st_dev, st.st_ino};
+
   g_worker = this;
   std::thread([this] { control_loop(); }).detach();
   std::thread([this] { watchdog_loop(); }).detach();
@@ -65,41 +71,70 @@ void Worker::begin_stop(LocalStop why) {
   wake_self();
 }
 
-void Worker::note(const std::string& text) {
-  (void)write_all(kWorkerControlFd, encode_message(MsgType::note, text));
+bool Worker::channels_intact() const noexcept {
+  struct stat st {};
+  if (::fstat(kWorkerControlFd, &st) != 0 || st.st_dev != control_id_.dev || st.st_ino != control_id_.ino) return false;
+  return ::fstat(kWorkerEventFd, &st) == 0 && st.st_dev == event_id_.dev && st.st_ino == event_id_.ino;
+}
+
+void Worker::send_control(MsgType type, std::string_view body) noexcept {
+  // Before the threads start nothing foreign has run: the descriptor is still the host's.
+  if (control_id_.ino != 0 && !channels_intact()) {
+    begin_stop(LocalStop::channel_lost);
+    return;
+  }
+  // EPIPE (the host is gone) is not an error here: the stop path runs the chain.
+  (void)write_all(kWorkerControlFd, encode_message(type, body));
+}
+
+void Worker::note(const std::string& text) { send_control(MsgType::note, text); }
+
+void Worker::abandon(const std::string& why) {
+  // The main thread is inside foreign code (a task, an init, an open) and cannot be
+  // interrupted, so the chain runs here while it is still there: entries must not assume
+  // they run on the task's thread.
+  abandoned_.store(true);
+  note(why);
+  run_chain();
+  _exit(kExitAbandoned);
 }
 
 void Worker::control_loop() {
   pollfd fds[2] = {{kWorkerControlFd, POLLIN, 0}, {signal_fd_, POLLIN, 0}};
   int64_t stop_deadline = 0;
+  // How often the control thread checks that descriptors 4 and 5 are still the host's:
+  // a plugin that closed them would otherwise leave a worker the host can never hear.
+  constexpr int kChannelCheckMs = 250;
   for (;;) {
-    int timeout = -1;
-    if (stop_deadline != 0) timeout = static_cast<int>(std::max<int64_t>(0, (stop_deadline - now_ns()) / 1000000 + 1));
+    int timeout = kChannelCheckMs;
+    if (stop_deadline != 0 && stop_deadline != INT64_MAX)
+      timeout = static_cast<int>(std::clamp<int64_t>((stop_deadline - now_ns()) / 1000000 + 1, 0, kChannelCheckMs));
     int n = ::poll(fds, 2, timeout);
     if (n < 0 && errno != EINTR) break;
     if (n > 0 && fds[0].revents != 0) {
       char buf[256];
-      ssize_t r = ::read(kWorkerControlFd, buf, sizeof buf);
+      ssize_t r = (fds[0].revents & POLLNVAL) != 0 ? -1 : ::read(kWorkerControlFd, buf, sizeof buf);
       if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) {
         fds[0].fd = -1;  // host gone: the kernel closed its end, however it died
-        begin_stop(LocalStop::host_gone);
+        begin_stop(channels_intact() ? LocalStop::host_gone : LocalStop::channel_lost);
       }
     }
     if (n > 0 && (fds[1].revents & POLLIN) != 0) {
       signalfd_siginfo si{};
       if (::read(signal_fd_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) begin_stop(LocalStop::signal);
     }
+    if (local_stop_.load() == 0 && !channels_intact()) begin_stop(LocalStop::channel_lost);
     if (local_stop_.load() != 0 && stop_deadline == 0) stop_deadline = now_ns() + grace_ns_;
     if (stop_deadline != 0 && now_ns() >= stop_deadline) {
-      if (phase_.load() == static_cast<uint32_t>(Phase::in_task)) {
-        // The task ignored should_stop for the whole grace period. The main thread is
-        // inside foreign code and cannot be interrupted, so the chain runs here while
-        // it is still there: entries must not assume they run on the task's thread.
-        abandoned_.store(true);
-        note("task abandoned: still running when shutdown.grace " + seconds_text(grace_ns_) + " passed");
-        run_chain();
-        _exit(kExitAbandoned);
-      }
+      const auto phase = static_cast<Phase>(phase_.load());
+      if (phase == Phase::in_task)
+        abandon("task abandoned: still running when shutdown.grace " + seconds_text(grace_ns_) + " passed");
+      // A stop must not wait for an init (or an open, or a recover hook) that takes
+      // longer than grace: what opened closes through the chain, the plugin's fini does
+      // not run (its init never returned).
+      if (phase == Phase::starting)
+        abandon("stopped while starting: init had not returned when shutdown.grace " + seconds_text(grace_ns_) +
+                " passed");
       stop_deadline = INT64_MAX;  // the main thread is past its task and stops by itself
     }
   }
@@ -116,7 +151,8 @@ void Worker::watchdog_loop() {
     if (now >= wd_deadline_ns_) {
       std::string entry = wd_entry_;
       lock.unlock();
-      note("finalizer '" + entry + "' did not return within shutdown.fini_timeout " + seconds_text(fini_timeout_ns_));
+      note("finalizer '" + entry + "' of worker " + std::to_string(index_) + " (pid " + std::to_string(::getpid()) +
+           ") did not return within shutdown.fini_timeout " + seconds_text(fini_timeout_ns_));
       // The rest of the chain cannot run after a hung entry: it may hold what they need.
       _exit(kExitFiniTimeout);
     }
@@ -136,6 +172,8 @@ void Worker::run_chain() {
     }
     wd_cv_.notify_all();
   });
+  // Only a chain that ran to its end says so: the host recovers after any other exit.
+  if (!chain_reported_.exchange(true)) send_control(MsgType::chain_done, {});
 }
 
 void Worker::run_chain_at_exit() { run_chain(); }

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 // In a sanitizer build the sanitizer would catch a plugin's SIGSEGV or SIGABRT and exit
@@ -21,10 +23,25 @@ int main(int argc, char** argv) {
     std::fputs("shoal-worker: a worker process of a shoal pool; started by the shoal host, not by hand\n", stderr);
     return 0;
   }
+  // A worker never dies of SIGPIPE: a write to a host that is gone (the control socket,
+  // the log pipe) must fail with EPIPE so the finalizer chain still runs. A handler, not
+  // SIG_IGN: an ignored signal would stay ignored in whatever a plugin execs.
+  struct sigaction pipe_action {};
+  pipe_action.sa_handler = [](int) {};
+  pipe_action.sa_flags = SA_RESTART;
+  sigemptyset(&pipe_action.sa_mask);
+  ::sigaction(SIGPIPE, &pipe_action, nullptr);
+  // The stop signals wait (queued) until the control thread's signalfd reads them: a
+  // stop that arrives during the start must not kill the process before it can close
+  // what it opened.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   // Never destroyed: its threads and the exit path (a plugin's exit()) use it until the
   // process is gone.
   auto* worker = new shoal::detail::Worker();
-  int code = worker->start() ? worker->serve() : shoal::detail::kExitFatal;
+  int code = worker->start() == shoal::detail::Started::fatal ? shoal::detail::kExitFatal : worker->serve();
   // _exit: the chain has run; static destructors of foreign code must not run after
   // their fini, and the worker's own threads are still alive.
   std::fflush(nullptr);

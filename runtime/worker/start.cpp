@@ -41,7 +41,7 @@ uint64_t to_u64(const std::string& v) { return std::strtoull(v.c_str(), nullptr,
 }  // namespace
 
 bool Worker::fatal(const std::string& message) {
-  (void)write_all(kWorkerControlFd, encode_message(MsgType::fatal, message));
+  send_control(MsgType::fatal, message);
   return false;
 }
 
@@ -50,7 +50,12 @@ bool Worker::apply_init(const KeyValues& kv) {
     if (k == "pool") pool_ = v;
     else if (k == "plugin") plugin_path_ = v;
     else if (k == "index") index_ = static_cast<uint32_t>(to_u64(v));
+    else if (k == "workers") workers_ = static_cast<uint32_t>(to_u64(v));
     else if (k == "capacity") capacity_ = to_u64(v);
+    else if (k == "segment_size") segment_size_ = to_u64(v);
+    else if (k == "recover_only") {
+      if (v == "1") local_stop_.store(static_cast<uint32_t>(LocalStop::recover_only));
+    }
     else if (k == "grace_ns") grace_ns_ = static_cast<int64_t>(to_u64(v));
     else if (k == "fini_timeout_ns") fini_timeout_ns_ = static_cast<int64_t>(to_u64(v));
     else if (k == "fini_priority") fini_priority_ = static_cast<int32_t>(std::strtol(v.c_str(), nullptr, 10));
@@ -78,29 +83,28 @@ bool Worker::apply_init(const KeyValues& kv) {
       else if (field.rfind("param.", 0) == 0) r.params[field.substr(6)] = v;
     }
   }
-  return capacity_ != 0 && !plugin_path_.empty();
+  return capacity_ != 0 && workers_ != 0 && !plugin_path_.empty();
 }
 
 bool Worker::map_segment() {
-  // The descriptor and the layout come from the host; check that they agree before
-  // mapping anything, so a mismatch is a clear error instead of a SIGBUS later.
+  // The layout comes from the host's Init message, never from the segment: a page that
+  // every worker could write is a page one plugin could break for every replacement.
+  // Check the descriptor against it before mapping, so a mismatch is a clear error
+  // instead of a SIGBUS later.
   struct stat st{};
   if (::fstat(kWorkerSegmentFd, &st) != 0) return fatal("segment descriptor missing");
-  auto header = map_shared(kWorkerSegmentFd, 0, kPageSize);
-  if (!header) return fatal(header.error().message);
-  header_map_ = std::move(*header);
-  pool_header_ = reinterpret_cast<PoolHeader*>(header_map_.data());
-  SegmentLayout layout{pool_header_->workers, pool_header_->ring_capacity};
-  if (pool_header_->magic != kSegmentMagic || pool_header_->version != kSegmentVersion ||
-      layout.capacity != capacity_ || index_ >= layout.workers ||
-      static_cast<uint64_t>(st.st_size) < layout.total())
-    return fatal("shared-memory segment does not match this worker (version or layout)");
+  SegmentLayout layout{workers_, capacity_};
+  if (index_ >= layout.workers || layout.total() != segment_size_ || static_cast<uint64_t>(st.st_size) < layout.total())
+    return fatal("shared-memory segment does not match this worker (layout)");
   auto block = map_shared(kWorkerSegmentFd, layout.block_offset(index_), kPageSize);
   auto tasks = map_ring(kWorkerSegmentFd, layout.task_ring_offset(index_), capacity_);
   auto results = map_ring(kWorkerSegmentFd, layout.result_ring_offset(index_), capacity_);
   if (!block) return fatal(block.error().message);
   if (!tasks) return fatal(tasks.error().message);
   if (!results) return fatal(results.error().message);
+  // The rest of the segment (the other workers' rings) is out of this process's reach
+  // once the descriptor is gone: no plugin can map it.
+  ::close(kWorkerSegmentFd);
   block_map_ = std::move(*block);
   task_map_ = std::move(*tasks);
   result_map_ = std::move(*results);
@@ -143,6 +147,8 @@ bool Worker::open_resources() {
       log(&ctx, SHOAL_LOG_INFO, ("recovering after: " + recover_cause_).c_str());
       api->recover(&host_, &ctx, spec.name.c_str(), index_, recover_cause_.c_str());
     }
+    // Stopping: every recover hook still runs (that is cleanup), nothing more opens.
+    if (stopping()) continue;
     void* handle = nullptr;
     failed_ = false;
     error_.clear();
@@ -167,6 +173,7 @@ bool Worker::load_plugin_and_init() {
     log(&plugin_ctx_, SHOAL_LOG_INFO, ("recovering after: " + recover_cause_).c_str());
     api_.recover(&host_, &plugin_ctx_, index_, recover_cause_.c_str());
   }
+  if (stopping()) return true;
   failed_ = false;
   error_.clear();
   shoal_status rc = api_.init(&host_, &plugin_ctx_, &user_);
@@ -179,12 +186,16 @@ bool Worker::load_plugin_and_init() {
   return true;
 }
 
-bool Worker::start() {
+Started Worker::start() {
   Message init;
-  if (!read_message(kWorkerControlFd, init) || init.type != MsgType::init) return false;
+  if (!read_message(kWorkerControlFd, init) || init.type != MsgType::init) return Started::fatal;
   auto kv = decode_kv(init.body);
-  if (!kv || !apply_init(*kv)) return fatal("malformed init message from the host");
-  if (!map_segment() || !apply_limits()) return false;
+  if (!kv || !apply_init(*kv)) {
+    fatal("malformed init message from the host");
+    return Started::fatal;
+  }
+  chain_.set_owner("worker " + std::to_string(index_) + " (pid " + std::to_string(::getpid()) + ")");
+  if (!map_segment() || !apply_limits()) return Started::fatal;
 
   host_.struct_size = sizeof(shoal_host);
   host_.abi_version = SHOAL_ABI_VERSION;
@@ -204,10 +215,14 @@ bool Worker::start() {
   // A failure after some resources opened still closes them, in chain order.
   if (!open_resources() || !load_plugin_and_init()) {
     run_chain();
-    return false;
+    return Started::fatal;
   }
   phase_.store(static_cast<uint32_t>(Phase::idle));
-  return write_all(kWorkerControlFd, encode_message(MsgType::ready, {}));
+  if (stopping()) return Started::stopped;
+  // A host that died meanwhile is EPIPE here, never a reason to skip the chain: serve()
+  // sees the stop and runs it.
+  send_control(MsgType::ready, {});
+  return Started::ready;
 }
 
 }  // namespace shoal::detail

@@ -53,10 +53,16 @@ void Worker::wake_self() noexcept {
 
 void Worker::wake_host() noexcept {
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (pool_header_->host_sleeping.load(std::memory_order_relaxed) != 0 &&
-      pool_header_->host_sleeping.exchange(0) != 0) {
+  if (block_->host_sleeping.load(std::memory_order_relaxed) != 0 && block_->host_sleeping.exchange(0) != 0) {
+    waited_ = true;  // the syscalls are not the next task's time
+    // A plugin may have closed the eventfd and opened a file of its own on the number:
+    // the wake-up must not land in it. A lost eventfd ends the worker (its exit wakes
+    // the host, which then reads the results still in the ring).
+    if (!channels_intact()) {
+      begin_stop(LocalStop::channel_lost);
+      return;
+    }
     eventfd_signal(kWorkerEventFd);
-    waited_ = true;  // the syscall is not the next task's time
   }
 }
 
@@ -148,11 +154,25 @@ bool Worker::over_memory_limit() {
   return true;
 }
 
+bool Worker::claim(uint64_t task_id) noexcept {
+  uint64_t seen = block_->claimed.load(std::memory_order_relaxed);
+  // Uncontended but for the rare take-back: the host claims only queued tasks, so the
+  // swap fails only when the host took this very task, and then it is not ours to run.
+  while (seen < task_id)
+    if (block_->claimed.compare_exchange_weak(seen, task_id, std::memory_order_acq_rel)) return true;
+  return false;
+}
+
 bool Worker::next_task(RecordView& out) {
   for (;;) {
     auto stop = static_cast<StopMode>(block_->stop.load(std::memory_order_acquire));
     if (stop == StopMode::now || local_stop_.load() != 0) return false;
     if (auto rec = tasks_.peek()) {
+      // Taken back by the host (it runs elsewhere): pass over it, with no result.
+      if (!claim(rec->header.task_id)) {
+        tasks_.consume(*rec);
+        continue;
+      }
       out = *rec;
       return true;
     }
@@ -183,9 +203,14 @@ void Worker::run_task(const RecordView& task) {
   if (abandoned_.load()) ::pause();
   tasks_.consume(task);
   if (rc != SHOAL_OK && !failed_) report_error(rc, ("shoal_run returned " + std::to_string(rc)).c_str());
-  // The error text follows the output; cut it so that the record still fits the ring.
+  // The error text follows the output; cut it so that the record still fits the ring,
+  // and say so at its end.
   uint64_t room = max_payload(capacity_) - out_size_;
-  if (error_.size() > room) error_.resize(room);
+  if (error_.size() > room) {
+    const std::string mark = " [error text cut: " + std::to_string(error_.size()) + " bytes]";
+    error_.resize(room > mark.size() ? room - mark.size() : 0);
+    if (room >= mark.size()) error_ += mark;
+  }
   std::byte* base = result_space(record_bytes(out_size_ + error_.size()));
   out_record_ = nullptr;
   if (base == nullptr) return;
@@ -221,7 +246,7 @@ int Worker::serve() {
     if (over_memory_limit()) begin_stop(LocalStop::recycle);
   }
   run_chain();
-  return 0;
+  return local_stop_.load() == static_cast<uint32_t>(LocalStop::channel_lost) ? kExitChannelLost : 0;
 }
 
 }  // namespace shoal::detail

@@ -17,6 +17,8 @@
 
 #include <shoal/plugin.h>
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -46,15 +48,18 @@ struct ResourceSpec {
   std::map<std::string, std::string> params;
 };
 
-enum class LocalStop : uint32_t { none = 0, signal = 1, host_gone = 2, recycle = 3 };
+enum class LocalStop : uint32_t { none = 0, signal = 1, host_gone = 2, recycle = 3, channel_lost = 4, recover_only = 5 };
+enum class Started { ready, fatal, stopped };
 enum class Phase : uint32_t { starting = 0, idle = 1, in_task = 2, in_chain = 3 };
 
 class Worker {
  public:
   /// Reads the Init message, maps the segment, opens the resources, loads the plugin and
   /// runs its init. On failure closes what was opened, sends Fatal with the one-line
-  /// cause and returns false.
-  bool start();
+  /// cause and returns `fatal`. A stop that arrives meanwhile (or a recover-only start)
+  /// still runs every recover hook, opens nothing more and returns `stopped`: serve()
+  /// then runs the chain of what did open.
+  Started start();
   /// Serves tasks until told to stop, then runs the chain. Returns the exit code.
   int serve();
   /// Runs the chain from the process's exit path (a plugin that calls exit()).
@@ -84,13 +89,18 @@ class Worker {
   void watchdog_loop();
   void begin_stop(LocalStop why);
   void run_chain();
+  void abandon(const std::string& why);
   void note(const std::string& text);
+  void send_control(MsgType type, std::string_view body) noexcept;
+  bool channels_intact() const noexcept;
+  bool stopping() const noexcept { return local_stop_.load() != 0; }
   // worker.cpp
   template <class Pred>
   void wait_until(Pred ready);
   void wake_self() noexcept;
   void wake_host() noexcept;
   std::byte* result_space(uint64_t bytes);
+  bool claim(uint64_t task_id) noexcept;
   bool next_task(RecordView& out);
   void run_task(const RecordView& task);
   bool over_memory_limit();
@@ -99,7 +109,9 @@ class Worker {
   std::string pool_;
   std::string plugin_path_;
   uint32_t index_ = 0;
+  uint32_t workers_ = 0;
   uint64_t capacity_ = 0;
+  uint64_t segment_size_ = 0;
   int64_t grace_ns_ = 5'000'000'000;
   int64_t fini_timeout_ns_ = 2'000'000'000;
   int32_t fini_priority_ = 100;
@@ -111,9 +123,17 @@ class Worker {
   uint64_t limit_as_ = 0, limit_cpu_ = 0, limit_nofile_ = 0;
   bool core_dumps_ = false, no_new_privs_ = false;
 
-  Mapping header_map_, block_map_, task_map_, result_map_;
-  PoolHeader* pool_header_ = nullptr;
+  Mapping block_map_, task_map_, result_map_;
   WorkerBlock* block_ = nullptr;
+  // What descriptors 4 and 5 were when the worker started: a plugin may close them and
+  // open files that land on the same numbers. Their loss ends the worker, which cannot
+  // tell the host anything any more; nothing of the worker's must go into those files.
+  struct FdId {
+    dev_t dev = 0;
+    ino_t ino = 0;
+  };
+  FdId control_id_, event_id_;
+  std::atomic<bool> chain_reported_{false};
   RingConsumer tasks_;
   RingProducer results_;
 

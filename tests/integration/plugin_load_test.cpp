@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <regex>
 
 using namespace shoal;
 using namespace shoal::test;
@@ -26,7 +27,13 @@ std::string start_error(const std::string& plugin, uint32_t workers = 2) {
   CHECK((::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD));
   const std::string& msg = pool.error().message;
   CHECK(msg.find('\n') == std::string::npos);
-  return msg;
+  // Every start error ends naming the worker that failed; which one fails first when all
+  // of them would is not fixed.
+  std::smatch m;
+  INFO(msg);
+  REQUIRE(std::regex_search(msg, m, std::regex(" \\(worker ([0-9]+)\\)$")));
+  CHECK(std::stoul(m[1]) < workers);
+  return msg.substr(0, static_cast<size_t>(m.position(0)));
 }
 
 }  // namespace

@@ -87,6 +87,11 @@ struct RuntimeOptions {
   /// tree), then the one installed with this libshoal (its prefix's bin/, found from where
   /// the library is, so a moved prefix still works).
   std::string worker_path;
+  /// A descriptor that, once readable, cancels a Pool::start still in progress: its
+  /// workers stop through their finalizer chains (bounded by shutdown.grace and
+  /// fini_timeout) and the start fails with "start cancelled". The pool never reads it.
+  /// `shoal run` passes its signalfd, so Ctrl-C works while a slow init runs. -1: none.
+  int start_cancel_fd = -1;
 };
 
 /// A pool of worker processes running one plugin. Create with Pool::start.

@@ -34,9 +34,10 @@ void FinalizerChain::run_all(const Observer& observer) {
     try {
       fn();
     } catch (const std::exception& ex) {
-      logf(LogLevel::error, "finalizer '%s' threw: %s", name.c_str(), ex.what());
+      logf(LogLevel::error, "finalizer '%s'%s%s threw: %s", name.c_str(), owner_.empty() ? "" : " of ", owner_.c_str(),
+           ex.what());
     } catch (...) {
-      logf(LogLevel::error, "finalizer '%s' threw", name.c_str());
+      logf(LogLevel::error, "finalizer '%s'%s%s threw", name.c_str(), owner_.empty() ? "" : " of ", owner_.c_str());
     }
     if (observer) observer(nullptr);
   }

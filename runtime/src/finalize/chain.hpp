@@ -24,6 +24,8 @@ class FinalizerChain {
   /// entry that throws is reported through `observer`'s caller and the chain goes on.
   using Observer = std::function<void(const std::string* entry)>;
   void run_all(const Observer& observer);
+  /// Who owns the chain ("worker 3 (pid 812)"), named when an entry throws.
+  void set_owner(std::string owner) { owner_ = std::move(owner); }
   /// Names in the order run_all would run them (for tests).
   std::vector<std::string> order() const;
 
@@ -41,6 +43,7 @@ class FinalizerChain {
   mutable std::mutex mu_;
   std::vector<Entry> entries_;
   uint64_t next_seq_ = 0;
+  std::string owner_;
 };
 
 }  // namespace shoal::detail

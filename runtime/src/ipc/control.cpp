@@ -1,5 +1,6 @@
 #include "ipc/control.hpp"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -61,7 +62,7 @@ std::optional<Message> MessageReader::next() {
   if (bad_ || buf_.size() < 5) return std::nullopt;
   uint32_t n = 0;
   std::memcpy(&n, buf_.data(), sizeof n);
-  if (n > kMaxControlMessage) {
+  if (n > max_) {
     bad_ = true;
     return std::nullopt;
   }
@@ -72,8 +73,13 @@ std::optional<Message> MessageReader::next() {
 }
 
 bool write_all(int fd, std::string_view bytes) noexcept {
+  bool socket = true;
   while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    ssize_t n = socket ? ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) : ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == ENOTSOCK && socket) {
+      socket = false;
+      continue;
+    }
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     bytes.remove_prefix(static_cast<size_t>(n));

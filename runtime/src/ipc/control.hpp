@@ -17,9 +17,17 @@ namespace shoal::detail {
 // init: host -> worker, once. ready/fatal: worker -> host at the end of its start.
 // note: worker -> host, a line the host adds to the worker's exit cause (which finalizer
 // hung, why a task was abandoned, why it recycled itself).
-enum class MsgType : uint8_t { init = 1, ready = 2, fatal = 3, note = 4 };
+// chain_done: worker -> host, once its finalizer chain has run to the end. A worker that
+// exits without sending it (a signal, `_exit`, a finalizer cut short) left something
+// open: its replacement runs the recover hooks first.
+enum class MsgType : uint8_t { init = 1, ready = 2, fatal = 3, note = 4, chain_done = 5 };
 
+// The Init message carries every param of the pool: it may be large.
 inline constexpr uint32_t kMaxControlMessage = 16u << 20;
+// A worker says little (ready, a fatal cause, a few notes): what the host buffers of one
+// worker is bounded by these, and a worker that sends more is killed as a flooder.
+inline constexpr uint32_t kMaxWorkerMessage = 64u << 10;
+inline constexpr uint64_t kMaxWorkerControlBytes = 1u << 20;
 
 // Descriptor numbers in a worker, placed there by the spawn's file actions.
 inline constexpr int kWorkerSegmentFd = 3;  // the pool's memfd
@@ -31,6 +39,7 @@ inline constexpr int kWorkerEventFd = 5;    // eventfd that wakes the host's loo
 inline constexpr int kExitFatal = 2;
 inline constexpr int kExitFiniTimeout = 4;  // a finalizer passed fini_timeout (a note names it)
 inline constexpr int kExitAbandoned = 5;    // a task passed grace during a stop; the chain ran
+inline constexpr int kExitChannelLost = 6;  // the plugin closed or replaced descriptor 4 or 5
 
 struct Message {
   MsgType type{};
@@ -47,17 +56,22 @@ std::optional<KeyValues> decode_kv(std::string_view body);
 /// Accumulates bytes read from a non-blocking socket and yields whole messages.
 class MessageReader {
  public:
+  explicit MessageReader(uint32_t max_message = kMaxControlMessage) noexcept : max_(max_message) {}
   void feed(const char* data, size_t n) { buf_.append(data, n); }
   /// The next whole message; nullopt if incomplete. Sets bad() on an oversized frame.
   std::optional<Message> next();
   bool bad() const noexcept { return bad_; }
+  /// Bytes fed but not yet returned as messages.
+  size_t buffered() const noexcept { return buf_.size(); }
 
  private:
   std::string buf_;
+  uint32_t max_;
   bool bad_ = false;
 };
 
-/// Blocking helpers for the worker side. False on EOF or error.
+/// Blocking helpers for the worker side. False on EOF or error. A socket is written with
+/// MSG_NOSIGNAL: a peer that is gone is EPIPE, never SIGPIPE.
 bool write_all(int fd, std::string_view bytes) noexcept;
 bool read_message(int fd, Message& out);
 

@@ -16,7 +16,7 @@
 namespace shoal::detail {
 
 inline constexpr uint32_t kSegmentMagic = 0x53484f4cu;  // "SHOL"
-inline constexpr uint32_t kSegmentVersion = 2;  // 2: WorkerBlock::wake_after_task
+inline constexpr uint32_t kSegmentVersion = 3;  // 3: host_sleeping and claimed per worker block
 inline constexpr size_t kPageSize = 4096;
 inline constexpr size_t kMinRingCapacity = 4096;
 
@@ -45,6 +45,13 @@ struct WorkerBlock {
   // Id of the task inside shoal_run, 0 when none; written by the worker. The host uses it
   // after the worker died to tell the task that ran from the ones that never started.
   alignas(64) std::atomic<uint64_t> running_task{0};
+  // The highest task id this worker started, or the host took back: both sides move it
+  // forward with compare-and-swap only. The worker claims each task before it starts it
+  // and skips one already claimed; the host claims the tasks queued behind a task that
+  // keeps the worker busy and runs them elsewhere. Whoever's swap succeeds owns the task,
+  // so none runs twice and none is lost. A worker that scribbles here only misleads the
+  // host about its own tasks.
+  std::atomic<uint64_t> claimed{0};
   // Id of a task the host wants stopped (its task_timeout passed); the worker's
   // should_stop turns true while that task runs. Written by the host.
   std::atomic<uint64_t> cancel_task{0};
@@ -53,17 +60,21 @@ struct WorkerBlock {
   // Written by the host before it publishes the tasks, once per dispatch: a line of its
   // own, not the one the worker writes twice per task (running_task).
   alignas(64) std::atomic<uint64_t> wake_after_task{0};
+  // Set by the host before it sleeps on its eventfd; a worker that publishes a result
+  // and finds it set clears it and writes the eventfd (one wake-up, not one per result).
+  // In each worker's own block, never in a page every worker writes: a worker may damage
+  // only what its own tasks depend on.
+  alignas(64) std::atomic<uint32_t> host_sleeping{0};
 };
 
+// Written by the host, for a reader of the memfd (a debugger); never mapped by a worker
+// and never read back: the layout reaches workers in their Init message.
 struct PoolHeader {
   uint32_t magic;
   uint32_t version;
   uint32_t workers;
   uint32_t reserved;
   uint64_t ring_capacity;
-  // Set by the host before it sleeps on its eventfd; a worker that publishes a result
-  // and finds it set clears it and writes the eventfd (one wake-up, not one per result).
-  alignas(64) std::atomic<uint32_t> host_sleeping{0};
 };
 
 static_assert(sizeof(PoolHeader) <= kPageSize);

@@ -75,12 +75,14 @@ void Pool::Impl::complete_view(TaskPtr task, const OutcomeView& view) {
 bool Pool::Impl::drain_results(WorkerSlot& w) {
   const bool timeouts = config.task_timeout.count() != 0;
   bool any = false;
+  if (w.killed) return false;  // its ring is not to be trusted; its exit settles its tasks
   while (auto rec = w.results.peek()) {
     if (w.inflight.empty() || w.inflight.front()->id != rec->header.task_id) {
       w.results.release();
-      kill_worker(w, "worker wrote a result for a task it was not given");
+      kill_worker(w, "worker " + std::to_string(w.index) + " wrote a result for a task it was not given");
       return any;
     }
+    w.stalled = false;
     TaskPtr task = std::move(w.inflight.front());
     w.inflight.pop_front();
     --inflight_total;
@@ -117,7 +119,7 @@ bool Pool::Impl::drain_results(WorkerSlot& w) {
     }
     any = true;
   }
-  if (w.results.corrupt()) kill_worker(w, "worker corrupted its result ring");
+  if (w.results.corrupt()) kill_worker(w, "worker " + std::to_string(w.index) + " corrupted its result ring");
   if (any) {
     // One release of the read records per drain, not one per record: the cursor's cache
     // line is what the worker reads when its result ring fills.
@@ -184,8 +186,10 @@ void Pool::Impl::dispatch() {
   if (pending.empty()) return;
   size_t depth = dispatch_depth();
   size_t free_workers = 0;
+  // A stalled worker gave its queued tasks back: it gets none until its running one ends.
+  auto usable = [](const WorkerSlot& w) { return w.state == WorkerSlot::State::ready && !w.stalled && !w.killed; };
   for (auto& w : workers)
-    if (w.state == WorkerSlot::State::ready && w.inflight.size() < depth) ++free_workers;
+    if (usable(w) && w.inflight.size() < depth) ++free_workers;
   if (free_workers == 0) return;
   // Spread what is pending evenly over the workers that have room, so a short batch is
   // not all queued behind the first worker.
@@ -194,7 +198,7 @@ void Pool::Impl::dispatch() {
   const uint64_t limit = max_payload(layout.capacity);
   for (auto& w : workers) {
     if (pending.empty()) break;
-    if (w.state != WorkerSlot::State::ready) continue;
+    if (!usable(w)) continue;
     size_t room = w.inflight.size() < depth ? depth - w.inflight.size() : 0;
     if (config.max_tasks_per_worker != 0) room = std::min<size_t>(room, config.max_tasks_per_worker - w.dispatched);
     for (size_t n = std::min(room, share); n > 0 && !pending.empty(); --n) {
@@ -207,7 +211,7 @@ void Pool::Impl::dispatch() {
       }
       std::byte* at = w.tasks.reserve(record_bytes(input.size()));
       if (at == nullptr) {
-        if (w.tasks.corrupt()) kill_worker(w, "worker corrupted its task ring");
+        if (w.tasks.corrupt()) kill_worker(w, "worker " + std::to_string(w.index) + " corrupted its task ring");
         break;
       }
       TaskPtr t = pop_pending();
@@ -271,10 +275,21 @@ bool Pool::Impl::retry_or_complete(TaskPtr& task, Outcome&& outcome) {
   return false;
 }
 
+// Only the rings the loop drains count: a killed worker's ring may hold garbage for
+// ever, and must not keep the loop from sleeping until its exit is reaped.
+static bool drained_by_loop(const WorkerSlot& w) {
+  return (w.state == WorkerSlot::State::ready || w.state == WorkerSlot::State::stopping) && !w.killed;
+}
+
 bool Pool::Impl::any_result_waiting() {
   for (auto& w : workers)
-    if (w.state != WorkerSlot::State::down && w.results.has_data()) return true;
+    if (drained_by_loop(w) && w.results.has_data()) return true;
   return false;
+}
+
+void Pool::Impl::set_host_sleeping(uint32_t value) {
+  for (auto& w : workers)
+    if (drained_by_loop(w)) w.block->host_sleeping.store(value, std::memory_order_seq_cst);
 }
 
 void Pool::Impl::sleep_for_events(bool spin) {
@@ -289,12 +304,12 @@ void Pool::Impl::sleep_for_events(bool spin) {
   // Announce the sleep, then look once more: a worker or caller that published just
   // before the announcement is seen here; one that publishes after it sees the flag.
   loop_sleeping.store(true, std::memory_order_seq_cst);
-  header->host_sleeping.store(1, std::memory_order_seq_cst);
+  set_host_sleeping(1);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   bool skip = has_incoming.load() || any_result_waiting();
   epoll_event events[32];
   int n = skip ? ::epoll_wait(epoll.get(), events, 32, 0) : ::epoll_wait(epoll.get(), events, 32, -1);
-  header->host_sleeping.store(0, std::memory_order_relaxed);
+  set_host_sleeping(0);
   loop_sleeping.store(false, std::memory_order_relaxed);
   for (int i = 0; i < n; ++i) {
     auto kind = static_cast<EventKind>(events[i].data.u64 >> 32);
@@ -305,6 +320,8 @@ void Pool::Impl::sleep_for_events(bool spin) {
       case kTimer: on_timer(); break;
       case kStartTimer: on_start_timer(); break;
       case kTaskTimer: on_task_timer(); break;
+      case kStealTimer: on_steal_timer(); break;
+      case kStartCancel: on_start_cancel(); break;
       case kControl:
         if (workers[index].state != WorkerSlot::State::down) on_control(workers[index]);
         break;
@@ -331,6 +348,10 @@ void Pool::Impl::run_loop() {
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, start_timer.get(), &ev);
   ev.data.u64 = event_key(kTaskTimer, 0);
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, task_timer.get(), &ev);
+  ev.data.u64 = event_key(kStealTimer, 0);
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, steal_timer.get(), &ev);
+  ev.data.u64 = event_key(kStartCancel, 0);
+  if (start_cancel_fd >= 0 && ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, start_cancel_fd, &ev) != 0) start_cancel_fd = -1;
 
   for (auto& w : workers) {
     spawn_worker(w);
@@ -357,6 +378,7 @@ void Pool::Impl::run_loop() {
       request_stop(StopMode::now);
     }
     if (!stop_requested) dispatch();
+    maybe_arm_steal();
     if (is_closed && !stop_requested && pending.empty() && inflight_total == 0 && !has_incoming.load() &&
         phase == Phase::running)
       request_stop(StopMode::drain);
@@ -376,7 +398,27 @@ void Pool::Impl::run_loop() {
     closed = true;
   }
   take_incoming();
+  // The last line of "exactly one outcome": whatever is still queued (a worker's tasks
+  // that came back while the pool stopped) ends here.
+  Outcome o = rejection("pool stopped before the task started");
+  o.status = Status::cancelled;
+  cancel_pending(o);
   finish_start(false, "pool stopped while starting");
+}
+
+void Pool::Impl::on_start_cancel() {
+  // Once: the descriptor stays readable (the caller reads it), and it means nothing
+  // after the start.
+  ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, start_cancel_fd, nullptr);
+  start_cancel_fd = -1;
+  if (phase != Phase::starting) return;
+  finish_start(false, "start cancelled");
+  {
+    std::lock_guard lock(mu);
+    closed = true;
+    terminating = true;
+    has_incoming.store(true);
+  }
 }
 
 }  // namespace shoal

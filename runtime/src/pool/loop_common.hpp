@@ -14,7 +14,10 @@
 
 namespace shoal::detail {
 
-enum EventKind : uint32_t { kSubmit = 1, kResult = 2, kTimer = 3, kPidfd = 4, kControl = 5, kStartTimer = 6, kTaskTimer = 7, kOutput = 8 };
+enum EventKind : uint32_t {
+  kSubmit = 1, kResult = 2, kTimer = 3, kPidfd = 4, kControl = 5, kStartTimer = 6, kTaskTimer = 7, kOutput = 8,
+  kStealTimer = 9, kStartCancel = 10
+};
 
 inline uint64_t event_key(EventKind kind, uint32_t index) { return (uint64_t{kind} << 32) | index; }
 
@@ -33,6 +36,10 @@ inline constexpr size_t kMaxDepth = 8192;
 // A host with tasks in flight spins this long for results before sleeping.
 inline constexpr int64_t kHostSpinNs = 20'000;
 inline constexpr uint32_t kMaxStartFailures = 5;
+// Dynamic dispatch: a worker that delivers nothing this long while another is idle gives
+// back the tasks queued behind its running one. Far above a tiny task's time, so a
+// worker that makes progress is never robbed, and far below what a user would notice.
+inline constexpr auto kTakeBackAfter = std::chrono::milliseconds(5);
 // Crash-loop back-off: a process that died having served no task is replaced after
 // 250 ms, doubling up to 30 s; the first death after a healthy run is replaced at once.
 inline constexpr auto kBackoffFirst = std::chrono::milliseconds(250);

@@ -62,10 +62,6 @@ Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const Runtim
   auto moved = move_fd_above(std::move(*seg), 16);
   if (!moved) return moved.error();
   impl->segment = std::move(*moved);
-  auto header = map_shared(impl->segment.get(), 0, kPageSize);
-  if (!header) return header.error();
-  impl->header_map = std::move(*header);
-  impl->header = reinterpret_cast<PoolHeader*>(impl->header_map.data());
 
   impl->workers.resize(impl->config.workers);
   impl->counters = std::make_unique<detail::PoolCounters>(impl->config.workers);
@@ -93,8 +89,10 @@ Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const Runtim
   impl->timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   impl->start_timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   impl->task_timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-  if (!impl->submit_event || !impl->timer || !impl->start_timer || !impl->task_timer)
+  impl->steal_timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!impl->submit_event || !impl->timer || !impl->start_timer || !impl->task_timer || !impl->steal_timer)
     return ipc_error("eventfd/timerfd");
+  impl->start_cancel_fd = options.start_cancel_fd;
 
   std::vector<std::pair<std::string, std::string>> env(impl->config.env.begin(), impl->config.env.end());
   impl->worker_env = environment_with(env);

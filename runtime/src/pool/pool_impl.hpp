@@ -133,12 +133,17 @@ inline std::pair<BatchSink*, size_t> release_batch_task(TaskPtr task) noexcept {
 void finish(TaskPtr task, Outcome&& outcome);
 
 struct WorkerSlot {
-  enum class State { down, waiting, starting, ready, stopping };  // waiting: back-off before a respawn
+  // waiting: back-off before a respawn. recovering: a process that only runs the recover
+  // hooks, started when a worker died without its chain and no replacement will start.
+  enum class State { down, waiting, starting, ready, stopping, recovering };
+  using TimePoint = std::chrono::steady_clock::time_point;
   uint32_t index = 0;
   State state = State::down;
   Child child;
   Fd control;
-  MessageReader reader;
+  MessageReader reader{kMaxWorkerMessage};
+  uint64_t control_bytes = 0;  // read from this process's control socket (flood bound)
+  bool control_eof = false;    // its end of the control socket closed while it lived
   Fd output;            // read end of the worker's stdout and stderr
   std::string partial;  // an output line not yet ended by '\n'
   bool line_cut = false;  // `partial` continues a line already cut for length
@@ -153,16 +158,24 @@ struct WorkerSlot {
   std::string kill_reason;
   std::string notes;             // Note messages: why it stopped or what hung
   std::string recover_cause;     // set when it died without its chain: the next one recovers
+  std::string recover_sent;      // the cause this process was started to recover from
+  bool chain_done = false;       // it said its finalizer chain ran to the end
+  bool was_ready = false;        // this process reported ready: its death is no failed start
   uint64_t dispatched = 0;       // tasks given to this process (max_tasks_per_worker)
   uint64_t served = 0;           // results this process delivered
-  uint32_t crash_streak = 0;     // deaths in a row of processes that served nothing
+  uint32_t crash_streak = 0;     // deaths in a row of processes that never became ready
+  // Dynamic dispatch: `served` when the take-back timer was armed, and whether its queued
+  // tasks were taken back (it gets no more until its running task delivers).
+  uint64_t served_mark = 0;
+  bool stalled = false;
   // task_timeout: when the front task started (as the host saw it: its dispatch to an
   // idle worker, or the result before it), and the id of a task already told to stop.
-  std::chrono::steady_clock::time_point front_started;
+  TimePoint front_started;
   uint64_t timed_out_id = 0;
   bool timeout_kill = false;     // killed because a task ignored its timeout
-  std::chrono::steady_clock::time_point respawn_at;
-  std::chrono::steady_clock::time_point start_deadline;  // start_timeout, while starting
+  TimePoint respawn_at;
+  TimePoint start_deadline;  // start_timeout, while starting
+  TimePoint kill_at = TimePoint::max();  // a stop asked of it ends in SIGKILL by then
 };
 
 enum class Phase { starting, running, stopping, done };
@@ -174,11 +187,11 @@ struct Pool::Impl {
   std::string worker_exe;
   detail::SegmentLayout layout;
   detail::Fd segment;
-  detail::Mapping header_map;
-  detail::PoolHeader* header = nullptr;
   // start_timer: fires at the earliest of the back-off respawns due and the start_timeout
-  // deadlines of the workers starting.
-  detail::Fd epoll, result_event, submit_event, timer, start_timer, task_timer;
+  // deadlines of the workers starting. timer: the earliest kill deadline of a stopping
+  // worker. steal_timer: the take-back check of dynamic dispatch.
+  detail::Fd epoll, result_event, submit_event, timer, start_timer, task_timer, steal_timer;
+  int start_cancel_fd = -1;  // RuntimeOptions::start_cancel_fd, watched while starting
   // Before the workers and the queues: it outlives every TaskPtr that returns to it.
   detail::TaskCache task_cache;
   std::vector<detail::WorkerSlot> workers;
@@ -209,6 +222,7 @@ struct Pool::Impl {
   size_t inflight_total = 0;
   double avg_task_ns = 0;  // moving average of shoal_run time, drives dispatch depth
   uint32_t start_failures = 0;
+  bool steal_armed = false;
   bool stop_requested = false;  // workers were told to stop
   detail::StopMode stop_mode = detail::StopMode::run;
   bool terminate_seen = false;
@@ -216,7 +230,7 @@ struct Pool::Impl {
 
   // loop.cpp
   void run_loop();
-  void spawn_worker(detail::WorkerSlot& w);
+  void spawn_worker(detail::WorkerSlot& w, bool recover_only = false);
   void on_control(detail::WorkerSlot& w);
   void on_output(detail::WorkerSlot& w, bool final);
   void on_exit(detail::WorkerSlot& w);
@@ -232,18 +246,25 @@ struct Pool::Impl {
   void stop_worker(detail::WorkerSlot& w, detail::StopMode mode);
   Duration stop_deadline(detail::StopMode mode) const;
   void on_timer();
+  void set_kill_deadline(detail::WorkerSlot& w, Duration after);
+  void arm_kill_timer();
   void kill_worker(detail::WorkerSlot& w, std::string reason);
+  void settle_tasks(detail::WorkerSlot& w, const std::string& death, bool abandoned);
+  void maybe_arm_steal();
+  void on_steal_timer();
+  void take_back(detail::WorkerSlot& w);
+  void on_start_cancel();
   void fail_pool(const std::string& reason);
   void finish_start(bool ok, const std::string& error);
   void wake_worker(detail::WorkerSlot& w);
   void reset_rings(detail::WorkerSlot& w);
   void update_pids();
   bool any_result_waiting();
+  void set_host_sleeping(uint32_t value);
   size_t dispatch_depth() const;
   void sleep_for_events(bool spin);
   void complete(detail::TaskPtr task, Outcome&& outcome);
   void complete_view(detail::TaskPtr task, const OutcomeView& view);
-  void arm_timer(Duration after);
   void arm(int timerfd, Duration after);
   void schedule_respawn(detail::WorkerSlot& w);
   void arm_start_timer();

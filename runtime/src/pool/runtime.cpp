@@ -10,6 +10,9 @@ struct Runtime::State {
   RuntimeOptions options;
   std::mutex mu;
   std::map<std::string, std::unique_ptr<Pool>, std::less<>> pools;
+  // A pool that failed to start stays failed: asking again must not spawn its workers
+  // (and run their inits) once more.
+  std::map<std::string, Error, std::less<>> failed;
 };
 
 Runtime::Runtime(Config config, RuntimeOptions options) : state_(std::make_unique<State>()) {
@@ -39,10 +42,14 @@ const Config& Runtime::config() const noexcept { return state_->config; }
 Result<Pool*> Runtime::pool(std::string_view name) {
   std::lock_guard lock(state_->mu);
   if (auto it = state_->pools.find(name); it != state_->pools.end()) return it->second.get();
+  if (auto it = state_->failed.find(name); it != state_->failed.end()) return it->second;
   for (const auto& pc : state_->config.pools) {
     if (pc.name != name) continue;
     auto pool = Pool::start(pc, state_->options);
-    if (!pool) return pool.error();
+    if (!pool) {
+      state_->failed.emplace(pc.name, pool.error());
+      return pool.error();
+    }
     Pool* raw = pool->get();
     state_->pools.emplace(pc.name, std::move(*pool));
     return raw;

@@ -1,6 +1,6 @@
 // The pool's workers from spawn to reaping: starting them, reading what they report,
-// stopping them within their deadlines, recycling, crash-loop back-off, task timeouts,
-// and the outcome of every task a dead worker held. Runs on the pool's loop thread.
+// stopping them, and the outcome of every task a dead worker held. Runs on the pool's
+// loop thread; the deadlines (back-off, timeouts, kills) are in deadlines.cpp.
 #include "common/log.hpp"
 #include "pool/loop_common.hpp"
 
@@ -17,91 +17,6 @@ namespace shoal {
 
 using namespace detail;
 
-namespace {
-
-bool send_all(int fd, const std::string& bytes) {
-  size_t off = 0;
-  while (off < bytes.size()) {
-    // MSG_NOSIGNAL: a worker that died already must not kill the host with SIGPIPE.
-    ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-}  // namespace
-
-void Pool::Impl::arm_timer(Duration after) { arm(timer.get(), after); }
-
-// A timerfd stays readable until its expiration count is read.
-static void consume_expirations(int timerfd) {
-  uint64_t expirations;
-  (void)!::read(timerfd, &expirations, sizeof expirations);
-}
-
-void Pool::Impl::arm(int fd, Duration after) {
-  itimerspec spec{};
-  auto ns = std::max<int64_t>(after.count(), 1);
-  spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
-  spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
-  ::timerfd_settime(fd, 0, &spec, nullptr);
-}
-
-void Pool::Impl::schedule_respawn(WorkerSlot& w) {
-  if (w.served > 0) w.crash_streak = 0;
-  Duration delay{0};
-  if (w.crash_streak > 0) {
-    auto d = kBackoffFirst * (int64_t{1} << std::min<uint32_t>(w.crash_streak - 1, 16));
-    delay = std::min<Duration>(d, kBackoffMax);
-  }
-  ++w.crash_streak;
-  if (delay.count() == 0) {
-    spawn_worker(w);
-    return;
-  }
-  logf(LogLevel::warn, "pool %s: worker %u keeps failing; next start in %s", config.name.c_str(), w.index,
-       seconds_text(delay).c_str());
-  w.respawn_at = std::chrono::steady_clock::now() + delay;
-  w.state = WorkerSlot::State::waiting;
-  arm_start_timer();
-}
-
-void Pool::Impl::arm_start_timer() {
-  auto earliest = std::chrono::steady_clock::time_point::max();
-  for (auto& w : workers) {
-    if (w.state == WorkerSlot::State::waiting) earliest = std::min(earliest, w.respawn_at);
-    // A worker killed at its deadline is left out: until its exit is reaped, its passed
-    // deadline would fire the timer again and again.
-    if (w.state == WorkerSlot::State::starting && !w.killed && config.start_timeout.count() != 0)
-      earliest = std::min(earliest, w.start_deadline);
-  }
-  if (earliest == std::chrono::steady_clock::time_point::max()) {
-    itimerspec off{};
-    ::timerfd_settime(start_timer.get(), 0, &off, nullptr);
-    return;
-  }
-  arm(start_timer.get(), std::max<Duration>(earliest - std::chrono::steady_clock::now(), Duration(1)));
-}
-
-void Pool::Impl::on_start_timer() {
-  consume_expirations(start_timer.get());
-  auto now = std::chrono::steady_clock::now();
-  for (auto& w : workers) {
-    if (w.state == WorkerSlot::State::starting && config.start_timeout.count() != 0 && w.start_deadline <= now) {
-      // An init that hangs (a database that never answers) must not hold the pool's start
-      // forever: its exit is a failed start, reported with this reason.
-      kill_worker(w, "worker " + std::to_string(w.index) + " did not finish init within start_timeout " +
-                         seconds_text(config.start_timeout) + " (raise pools." + config.name + ".start_timeout)");
-      continue;
-    }
-    if (w.state != WorkerSlot::State::waiting) continue;
-    if (stop_requested) w.state = WorkerSlot::State::down;
-    else if (w.respawn_at <= now) spawn_worker(w);
-  }
-  arm_start_timer();
-}
 
 void Pool::Impl::update_pids() {
   std::lock_guard lock(mu);
@@ -122,22 +37,31 @@ void Pool::Impl::reset_rings(WorkerSlot& w) {
   b->worker_sleeping.store(0);
   b->stop.store(0);
   b->running_task.store(0);
+  b->claimed.store(0);
   b->cancel_task.store(0);
+  b->wake_after_task.store(0);
+  b->host_sleeping.store(0);
   w.tasks = RingProducer(&b->tasks, w.task_map.data(), layout.capacity);
   w.results = RingConsumer(&b->results, w.result_map.data(), layout.capacity);
 }
 
-void Pool::Impl::spawn_worker(WorkerSlot& w) {
+void Pool::Impl::spawn_worker(WorkerSlot& w, bool recover_only) {
   reset_rings(w);
   w.fatal_message.clear();
   w.killed = false;
   w.kill_reason.clear();
   w.notes.clear();
+  w.chain_done = false;
+  w.was_ready = false;
+  w.stalled = false;
   w.dispatched = 0;
   w.served = 0;
   w.timed_out_id = 0;
   w.timeout_kill = false;
-  w.reader = MessageReader();
+  w.kill_at = WorkerSlot::TimePoint::max();
+  w.reader = MessageReader(kMaxWorkerMessage);
+  w.control_bytes = 0;
+  w.control_eof = false;
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     fail_pool(std::string("socketpair: ") + std::strerror(errno));
@@ -171,6 +95,10 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
   req.fds = {{segment.get(), kWorkerSegmentFd}, {worker_end->get(), kWorkerControlFd},
              {result_event.get(), kWorkerEventFd}, {out_write->get(), STDERR_FILENO}};
   req.stdout_to = out_write->get();
+  req.stdin_null = true;  // a plugin that reads stdin must not eat the host's input
+  // A stop asked right after the spawn waits for the worker's signalfd: a worker killed
+  // by it before main() would skip its recover hooks.
+  req.blocked = {SIGTERM, SIGINT, SIGHUP};
   auto child = spawn_process(req);
   if (!child) {
     fail_pool(child.error().message);
@@ -183,6 +111,7 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
   KeyValues init = {{"pool", config.name},
                     {"plugin", config.plugin.string()},
                     {"index", std::to_string(w.index)},
+                    {"workers", std::to_string(layout.workers)},
                     {"capacity", std::to_string(layout.capacity)},
                     {"segment_size", std::to_string(layout.total())},
                     {"grace_ns", std::to_string(config.grace.count())},
@@ -196,6 +125,8 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
                     {"limit.core_dumps", config.limits.core_dumps ? "1" : "0"},
                     {"limit.no_new_privs", config.limits.no_new_privs ? "1" : "0"}};
   if (!w.recover_cause.empty()) init.emplace_back("recover", w.recover_cause);
+  if (recover_only) init.emplace_back("recover_only", "1");
+  w.recover_sent = std::move(w.recover_cause);
   w.recover_cause.clear();
   for (const auto& [k, v] : config.params) init.emplace_back("param." + k, v);
   for (size_t i = 0; i < config.resources.size(); ++i) {
@@ -206,7 +137,7 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
     init.emplace_back(pre + "priority", std::to_string(r.priority));
     for (const auto& [k, v] : r.params) init.emplace_back(pre + "param." + k, v);
   }
-  (void)send_all(w.control.get(), encode_message(MsgType::init, encode_kv(init)));  // EOF shows up as an exit
+  (void)write_all(w.control.get(), encode_message(MsgType::init, encode_kv(init)));  // EOF shows up as an exit
   int flags = ::fcntl(w.control.get(), F_GETFL);
   ::fcntl(w.control.get(), F_SETFL, flags | O_NONBLOCK);
   epoll_event ev{};
@@ -217,6 +148,13 @@ void Pool::Impl::spawn_worker(WorkerSlot& w) {
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, w.control.get(), &ev);
   ev.data.u64 = event_key(kOutput, w.index);
   ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, w.output.get(), &ev);
+  if (recover_only) {
+    // It runs the recover hooks and exits; nothing waits on it but the pool's end.
+    w.state = WorkerSlot::State::recovering;
+    set_kill_deadline(w, stop_deadline(StopMode::drain));
+    update_pids();
+    return;
+  }
   w.state = WorkerSlot::State::starting;
   w.start_deadline = std::chrono::steady_clock::now() + config.start_timeout;
   counters->on_start(w.index, w.child.pid);
@@ -287,32 +225,51 @@ void Pool::Impl::finish_start(bool ok, const std::string& error) {
 }
 
 void Pool::Impl::on_control(WorkerSlot& w) {
+  if (!w.control) return;
   char buf[4096];
-  for (;;) {
+  // Bounded per wake-up and over the worker's life: a worker says little, and one that
+  // floods its socket must cost the host neither memory nor its loop.
+  for (int rounds = 0; rounds < 16; ++rounds) {
     ssize_t n = ::read(w.control.get(), buf, sizeof buf);
     if (n > 0) {
+      w.control_bytes += static_cast<uint64_t>(n);
+      if (w.control_bytes > kMaxWorkerControlBytes) {
+        kill_worker(w, "worker " + std::to_string(w.index) + " flooded its control channel (more than " +
+                           std::to_string(kMaxWorkerControlBytes) + " bytes of messages)");
+        break;
+      }
       w.reader.feed(buf, static_cast<size_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
+    if (n == 0 && !w.control_eof) {
+      // EOF: the process is exiting, or a plugin closed descriptor 4 in a live one. The
+      // socket leaves the epoll set so that its EOF does not spin the loop; a live worker
+      // notices the loss itself and stops (exit code kExitChannelLost), and if it does
+      // not, it is killed once a stop would have had to end.
+      w.control_eof = true;
+      ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.control.get(), nullptr);
+      if (w.state != WorkerSlot::State::down) set_kill_deadline(w, stop_deadline(StopMode::now));
+    }
     break;  // EAGAIN, or EOF: the pidfd reports the exit
   }
   while (auto m = w.reader.next()) {
     if (m->type == MsgType::ready && w.state == WorkerSlot::State::starting) {
       w.state = WorkerSlot::State::ready;
+      w.was_ready = true;
       start_failures = 0;
-      if (stop_requested) {
-        w.block->stop.store(static_cast<uint32_t>(stop_mode));
-        w.state = WorkerSlot::State::stopping;
-        wake_worker(w);
-      }
-    } else if (m->type == MsgType::fatal) {
+      if (stop_requested) stop_worker(w, stop_mode);
+    } else if (m->type == MsgType::fatal && !w.was_ready) {
       w.fatal_message = m->body;
-    } else if (m->type == MsgType::note) {
+    } else if (m->type == MsgType::note && w.notes.size() < 4096) {
       w.notes += (w.notes.empty() ? "" : "; ") + m->body;
+    } else if (m->type == MsgType::chain_done) {
+      w.chain_done = true;
     }
   }
-  if (w.reader.bad()) kill_worker(w, "worker sent a malformed control message");
+  if (w.reader.bad())
+    kill_worker(w, "worker " + std::to_string(w.index) + " flooded its control channel (a message over " +
+                       std::to_string(kMaxWorkerMessage) + " bytes)");
   if (phase == Phase::starting &&
       std::all_of(workers.begin(), workers.end(), [](const WorkerSlot& s) { return s.state == WorkerSlot::State::ready; })) {
     phase = Phase::running;
@@ -321,6 +278,7 @@ void Pool::Impl::on_control(WorkerSlot& w) {
 }
 
 void Pool::Impl::kill_worker(WorkerSlot& w, std::string reason) {
+  // Recovering processes can be killed too (at their deadline); only a live one, once.
   if (w.state == WorkerSlot::State::down || w.state == WorkerSlot::State::waiting || w.killed) return;
   w.killed = true;  // its death is reported with this reason, not as a crash
   w.kill_reason = std::move(reason);
@@ -328,12 +286,16 @@ void Pool::Impl::kill_worker(WorkerSlot& w, std::string reason) {
 }
 
 void Pool::Impl::stop_worker(WorkerSlot& w, StopMode mode) {
+  const bool starting = w.state == WorkerSlot::State::starting;
   w.state = WorkerSlot::State::stopping;
   w.block->stop.store(static_cast<uint32_t>(mode), std::memory_order_release);
   wake_worker(w);
   // The signal reaches the worker's control thread, which enforces shutdown.grace on a
-  // task that ignores should_stop; the shared flag alone would wait for the task.
-  if (mode == StopMode::now) signal_child(w.child.pidfd.get(), SIGTERM);
+  // task that ignores should_stop; the shared flag alone would wait for the task. A
+  // worker still starting gets it too: it runs its recover hooks, opens nothing more,
+  // and closes what it opened through its chain (grace bounds an init that hangs).
+  if (mode == StopMode::now || starting) signal_child(w.child.pidfd.get(), SIGTERM);
+  set_kill_deadline(w, stop_deadline(starting ? StopMode::now : mode));
 }
 
 Duration Pool::Impl::stop_deadline(StopMode mode) const {
@@ -350,22 +312,13 @@ void Pool::Impl::request_stop(StopMode mode) {
   stop_requested = true;
   stop_mode = mode;
   for (auto& w : workers) {
-    if (w.state == WorkerSlot::State::ready || w.state == WorkerSlot::State::stopping) {
+    if (w.state == WorkerSlot::State::ready || w.state == WorkerSlot::State::stopping ||
+        w.state == WorkerSlot::State::starting) {
       stop_worker(w, mode);
-    } else if (w.state == WorkerSlot::State::starting) {
-      // A worker still in init cannot be asked politely; its init may never return.
-      kill_worker(w, "pool stopped while the worker was starting");
     } else if (w.state == WorkerSlot::State::waiting) {
       w.state = WorkerSlot::State::down;  // its back-off ends with the pool
     }
   }
-  arm_timer(stop_deadline(mode));
-}
-
-void Pool::Impl::on_timer() {
-  consume_expirations(timer.get());
-  for (auto& w : workers)
-    kill_worker(w, "worker " + std::to_string(w.index) + " did not stop within its grace and fini timeouts");
 }
 
 void Pool::Impl::fail_pool(const std::string& reason) {
@@ -385,43 +338,6 @@ void Pool::Impl::fail_pool(const std::string& reason) {
   request_stop(StopMode::now);
 }
 
-void Pool::Impl::arm_task_timer() {
-  if (config.task_timeout.count() == 0) return;
-  auto earliest = std::chrono::steady_clock::time_point::max();
-  for (auto& w : workers) {
-    if (w.inflight.empty() || (w.state != WorkerSlot::State::ready && w.state != WorkerSlot::State::stopping) ||
-        w.killed)
-      continue;
-    auto due = w.front_started + config.task_timeout;
-    if (w.timed_out_id == w.inflight.front()->id) due += config.grace;
-    earliest = std::min(earliest, due);
-  }
-  if (earliest == std::chrono::steady_clock::time_point::max()) return;  // a stale expiry is harmless
-  arm(task_timer.get(), std::max<Duration>(earliest - std::chrono::steady_clock::now(), Duration(1)));
-}
-
-void Pool::Impl::on_task_timer() {
-  consume_expirations(task_timer.get());
-  auto now = std::chrono::steady_clock::now();
-  for (auto& w : workers) {
-    if (w.inflight.empty() || (w.state != WorkerSlot::State::ready && w.state != WorkerSlot::State::stopping)) continue;
-    uint64_t id = w.inflight.front()->id;
-    if (w.timed_out_id != id && now >= w.front_started + config.task_timeout) {
-      // First should_stop for this task only; the worker and its other tasks go on.
-      w.timed_out_id = id;
-      w.block->cancel_task.store(id, std::memory_order_release);
-      wake_worker(w);
-    } else if (w.timed_out_id == id && now >= w.front_started + config.task_timeout + config.grace) {
-      // A SIGSTOPped worker ends here too: it cannot answer, SIGKILL still works.
-      w.timeout_kill = true;
-      kill_worker(w, "task_timeout " + seconds_text(config.task_timeout) + " passed and the task did not stop within " +
-                         "shutdown.grace " + seconds_text(config.grace) + "; worker " + std::to_string(w.index) +
-                         " killed");
-    }
-  }
-  arm_task_timer();
-}
-
 void Pool::Impl::on_exit(WorkerSlot& w) {
   ExitStatus st;
   if (!reap(w.child.pidfd.get(), st)) return;
@@ -429,37 +345,77 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
   // it must not outlive the worker. The group id cannot name another process while a
   // member still uses it. A child that left the group (setsid) escapes this.
   ::kill(-w.child.pid, SIGKILL);
-  drain_results(w);  // outcomes published before it died still count
+  const auto prev = w.state;
+  if (prev != WorkerSlot::State::recovering) drain_results(w);  // outcomes published before it died still count
   ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.child.pidfd.get(), nullptr);
-  ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.control.get(), nullptr);
-  on_control(w);  // a Fatal or Note message may still be unread
+  if (!w.control_eof) ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.control.get(), nullptr);
+  on_control(w);  // a Fatal, Note or ChainDone message may still be unread
   on_output(w, true);
   if (w.output) ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.output.get(), nullptr);
   w.output.reset();
   w.child.pidfd.reset();
   w.control.reset();
-  auto prev = w.state;
   w.state = WorkerSlot::State::down;
   update_pids();
+  arm_kill_timer();
 
-  std::string who = "worker " + std::to_string(w.index);
-  std::string death = w.killed ? w.kill_reason : who + " died: " + describe(st);
+  const std::string who = "worker " + std::to_string(w.index);
+  if (prev == WorkerSlot::State::recovering) {
+    if (!st.exited || st.code != 0)
+      logf(LogLevel::warn, "pool %s: %s: the recover hooks did not finish: %s", config.name.c_str(), who.c_str(),
+           (w.killed ? w.kill_reason : describe(st)).c_str());
+    return;
+  }
+  std::string death = w.killed                        ? w.kill_reason
+                      : st.exited && st.code == kExitChannelLost ? who + " lost its control channel (a plugin closed or replaced descriptor 4 or 5)"
+                                                      : who + " died: " + describe(st);
   // The kill reason names the task and its limits (it is logged below); the stats keep
   // the kind of end only, so that equal ends count together.
   counters->on_exit(w.index, w.timeout_kill ? "killed by the host: task_timeout"
                              : w.killed     ? "killed by the host: " + describe(st)
                                             : describe(st));
   if (!w.notes.empty()) death += " (" + w.notes + ")";
-  bool abandoned = st.exited && st.code == kExitAbandoned;
-  // Nothing ran in the process (a signal) or the chain stopped at a hung entry: the
-  // replacement runs the recover hooks first.
-  if (!st.exited || st.code == kExitFiniTimeout) w.recover_cause = w.killed ? w.kill_reason + ": " + describe(st) : describe(st);
-  if (w.killed || !st.exited || (st.exited && st.code != 0 && prev != WorkerSlot::State::starting))
+  // Only a chain that ran to its end says so; after any other end (a signal, `_exit`, a
+  // finalizer cut short, a chain that could not report) the next process recovers first.
+  // A process that was to recover and ended before it was ready may not have run the
+  // hooks: the first cause stands.
+  if (!w.chain_done)
+    w.recover_cause = !w.was_ready && !w.recover_sent.empty() ? w.recover_sent
+                      : w.killed                              ? w.kill_reason + ": " + describe(st)
+                                                              : describe(st);
+  // While the pool starts, its one-line start error says it all.
+  if (phase == Phase::starting)
+    ;
+  else if (w.killed || !st.exited || (st.exited && st.code != 0 && prev != WorkerSlot::State::starting))
     logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), death.c_str());
   else if (!w.notes.empty())
     logf(LogLevel::info, "pool %s: %s stopped: %s", config.name.c_str(), who.c_str(), w.notes.c_str());
 
-  uint64_t running = w.block->running_task.load(std::memory_order_acquire);
+  settle_tasks(w, death, st.exited && st.code == kExitAbandoned);
+
+  if (prev == WorkerSlot::State::starting) {
+    std::string why = !w.fatal_message.empty() ? w.fatal_message + " (" + who + ")"
+                      : w.killed                ? w.kill_reason
+                                                : who + " exited before it was ready: " + describe(st);
+    // While the pool starts, one unusable worker means the plugin is unusable: fail at
+    // once with its cause. Later (a respawn), the cause may pass (a database that was
+    // down): retry with back-off, and give up after a few failed starts in a row.
+    if (phase == Phase::starting || ++start_failures >= kMaxStartFailures)
+      fail_pool(start_failures >= kMaxStartFailures
+                    ? std::to_string(kMaxStartFailures) + " workers in a row failed to start; last: " + why
+                    : why);
+    else
+      logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), why.c_str());
+  }
+  if (!stop_requested) schedule_respawn(w);
+  // No replacement will start, and the process left something behind: a process of its
+  // own runs the recover hooks before the pool's last exit (vendor code never runs in
+  // the host).
+  else if (!w.recover_cause.empty()) spawn_worker(w, true);
+}
+
+void Pool::Impl::settle_tasks(WorkerSlot& w, const std::string& death, bool abandoned) {
+  const uint64_t running = w.block->running_task.load(std::memory_order_acquire);
   std::deque<TaskPtr> back;
   bool first = true;
   while (!w.inflight.empty()) {
@@ -471,13 +427,18 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
     if (ran) ++t->attempts;
     Outcome o = rejection(death);
     o.attempts = t->attempts;
-    if (ran) o.worker = static_cast<int32_t>(w.index);
+    if (ran) {
+      o.worker = static_cast<int32_t>(w.index);
+      // The host's view of its run: the worker never reported a duration.
+      if (config.task_timeout.count() != 0)
+        o.duration = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - w.front_started);
+    }
     if (terminate_seen) {
       o.status = Status::cancelled;
       if (!ran) o.error = "pool terminated before the task started";
       else if (abandoned) o.error = "terminated while running, grace " + seconds_text(config.grace) + " passed";
       complete(std::move(t), std::move(o));
-    } else if (ran && t->attempts > config.retries) {
+    } else if (ran && (t->attempts > config.retries || failed)) {
       o.status = w.timeout_kill ? Status::timeout : Status::crashed;
       complete(std::move(t), std::move(o));
     } else {
@@ -488,23 +449,15 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
     push_pending_front(std::move(back.back()));
     back.pop_back();
   }
-
-  if (prev == WorkerSlot::State::starting) {
-    std::string why = !w.fatal_message.empty() ? w.fatal_message
-                      : w.killed                ? w.kill_reason
-                                                : who + " exited before it was ready: " + describe(st);
-    // While the pool starts, one unusable worker means the plugin is unusable: fail at
-    // once with its cause. Later (a respawn), the cause may pass (a database that was
-    // down): retry with back-off, and give up after a few failed starts in a row.
-    if (phase == Phase::starting || ++start_failures >= kMaxStartFailures) {
-      fail_pool(start_failures >= kMaxStartFailures
-                    ? std::to_string(kMaxStartFailures) + " workers in a row failed to start; last: " + why
-                    : why);
-      return;
+  // A failed pool starts no worker again: what went back to the queue ends here.
+  if (failed) {
+    std::string why;
+    {
+      std::lock_guard lock(mu);
+      why = closed_reason;
     }
-    logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), why.c_str());
+    cancel_pending(rejection(why));
   }
-  if (!stop_requested && phase == Phase::running) schedule_respawn(w);
 }
 
 }  // namespace shoal

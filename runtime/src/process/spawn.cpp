@@ -40,12 +40,14 @@ Result<Child> spawn_process(const SpawnRequest& request) {
     if (to > max_target) max_target = to;
   }
   if (request.stdout_to >= 0) posix_spawn_file_actions_adddup2(&actions.fa, request.stdout_to, STDOUT_FILENO);
+  if (request.stdin_null) posix_spawn_file_actions_addopen(&actions.fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   // Descriptors the host application opened without O_CLOEXEC must not leak into workers.
   posix_spawn_file_actions_addclosefrom_np(&actions.fa, max_target + 1);
 
   Attr attr;
   sigset_t none;
   sigemptyset(&none);
+  for (int sig : request.blocked) sigaddset(&none, sig);
   sigset_t all_defaults;
   sigfillset(&all_defaults);
   sigdelset(&all_defaults, SIGKILL);

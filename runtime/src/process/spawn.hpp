@@ -21,6 +21,8 @@ struct SpawnRequest {
   std::vector<std::string> env;        // "NAME=value", the whole environment
   std::vector<std::pair<int, int>> fds;  // (descriptor in the host, number in the child)
   int stdout_to = -1;                  // child's stdout goes to this host fd (-1: inherit)
+  bool stdin_null = false;             // child's stdin is /dev/null (else inherited)
+  std::vector<int> blocked;            // signals blocked in the child from its first instruction
 };
 
 struct Child {
@@ -28,7 +30,7 @@ struct Child {
   Fd pidfd;  // readable when the child exits; signals go through it (no pid reuse race)
 };
 
-/// posix_spawn with an empty signal mask, default dispositions, its own process group,
+/// posix_spawn with only `blocked` in its signal mask, default dispositions, its own process group,
 /// and every descriptor above the mapped ones closed.
 Result<Child> spawn_process(const SpawnRequest& request);
 

@@ -1,0 +1,233 @@
+// Issue 13, items 5-9: what a worker can reach (its shared memory, its descriptors, its
+// control socket, its stdin) it can spoil for its own tasks only, never for the host or
+// the other workers. The fx_hostile fixture does the damage from inside a task.
+#include "support/hostile.hpp"
+#include "support/subprocess.hpp"
+#include "support/test_env.hpp"
+
+#include <shoal/runtime.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+using namespace shoal;
+using namespace shoal::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The outcomes that arrived before `deadline`, in submit order; nullopt for the others.
+std::vector<std::optional<Outcome>> collect(std::vector<std::future<Outcome>>& futures, Clock::time_point deadline) {
+  std::vector<std::optional<Outcome>> out;
+  for (auto& f : futures) {
+    if (f.wait_until(deadline) == std::future_status::ready) out.emplace_back(f.get());
+    else out.emplace_back(std::nullopt);
+  }
+  return out;
+}
+
+// Closes and joins in time; terminates when the join does not return.
+void bounded_join(Pool& pool) {
+  pool.close();
+  returns_within("close + join", 10s * kSlow, [&] { pool.join(); }, [&] { pool.terminate(); });
+}
+
+// Input i of a run with one hostile task at `bad`: "echo i" everywhere else.
+std::vector<std::string> echo_inputs(size_t n, size_t bad, const std::string& hostile) {
+  std::vector<std::string> in;
+  for (size_t i = 0; i < n; ++i) in.push_back(i == bad ? hostile : "echo " + std::to_string(i));
+  return in;
+}
+
+// ok with its own output, or crashed (a task of the worker that damaged itself).
+void check_echo_or_crashed(const std::vector<std::string>& inputs, size_t i, const Outcome& o, size_t& ok) {
+  INFO("task " << i << " (" << inputs[i] << "): " << to_string(o.status) << " '" << o.output << "' " << o.error);
+  CHECK((o.status == Status::ok || o.status == Status::crashed));
+  if (o.status != Status::ok) return;
+  if (inputs[i].rfind("echo ", 0) == 0) CHECK(o.output == inputs[i].substr(5));
+  ++ok;
+}
+
+}  // namespace
+
+// Item 5: the header every new worker checks must be out of a worker's reach.
+TEST_CASE("a flipped byte in the pool header: replacements start, both workers serve on",
+          "[integration][hostile][segment]") {
+  auto pool = start_pool(hostile_config(2));
+  Outcome flip = get(pool->submit("scribble-header"));
+  INFO("scribble-header: " << to_string(flip.status) << " " << flip.output << flip.error);
+  CHECK(get(pool->submit("segv")).status == Status::crashed);  // forces a new worker
+  std::vector<std::future<Outcome>> oks;
+  for (int i = 0; i < 20; ++i) oks.push_back(pool->submit("ok"));
+  auto got = collect(oks, Clock::now() + 20s * kSlow);
+  for (const auto& o : got) {
+    REQUIRE(o.has_value());
+    CHECK(o->status == Status::ok);
+    CHECK(o->output == "ok");
+  }
+  // Both slots serve again: a slot whose replacements fail to start never answers.
+  std::set<std::string> serving;
+  auto deadline = Clock::now() + 10s * kSlow;
+  while (serving.size() < 2 && Clock::now() < deadline) {
+    std::vector<std::future<Outcome>> probe;
+    for (int i = 0; i < 4; ++i) probe.push_back(pool->submit("whoami 50"));
+    for (auto& o : collect(probe, deadline))
+      if (o && o->status == Status::ok) serving.insert(o->output);
+  }
+  CHECK(serving == std::set<std::string>{"0", "1"});
+  CHECK(pool->live_workers() == 2);
+  CHECK(get(pool->submit("ok")).status == Status::ok);
+  bounded_join(*pool);
+}
+
+// Item 6: a corrupt ring costs its worker, never the host's progress.
+TEST_CASE("a worker that scribbles over its shared memory: map returns, its tasks crash, the others are ok",
+          "[integration][hostile][segment]") {
+  const std::string mode = GENERATE(as<std::string>{}, "random", "ones", "cursors");
+  INFO("scribble " << mode);
+  auto pool = start_pool(hostile_config(2));
+  const auto inputs = echo_inputs(200, 50, "scribble " + mode);
+  std::vector<Outcome> outcomes;
+  returns_within("map", 20s * kSlow, [&] { outcomes = pool->map(inputs); }, [&] { pool->terminate(); });
+  REQUIRE(outcomes.size() == inputs.size());
+  size_t ok = 0;
+  for (size_t i = 0; i < outcomes.size(); ++i) check_echo_or_crashed(inputs, i, outcomes[i], ok);
+  CHECK(ok >= 150);
+  bounded_join(*pool);
+}
+
+TEST_CASE("shoal run with a worker that scribbles over its shared memory: every row, and it exits",
+          "[integration][hostile][segment][cli]") {
+  const std::string mode = GENERATE(as<std::string>{}, "random", "ones", "cursors");
+  INFO("scribble " << mode);
+  TempDir dir;
+  const auto inputs = echo_inputs(201, 50, "scribble " + mode);
+  std::string lines;
+  for (const auto& in : inputs) lines += in + "\n";
+  auto cfg = dir.write("pools.yaml", hostile_yaml(2));
+  auto input = dir.write("in.txt", lines);
+  ProcessResult r = run_process({SHOAL_BIN, "run", cfg.string(), "--input", input.string()}, {}, 30s * kSlow);
+  INFO(describe(r));
+  REQUIRE_FALSE(r.timed_out);
+  CHECK((r.exit_code == 0 || r.exit_code == 1));
+  auto all = run_rows(r.out);
+  REQUIRE(all.size() == inputs.size());
+  auto rows = rows_by_seq(all, inputs.size());
+  size_t ok = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Outcome o;
+    o.status = rows[i].at("status").text == "ok" ? Status::ok
+               : rows[i].at("status").text == "crashed" ? Status::crashed
+                                                        : Status::rejected;
+    o.output = rows[i].at("output").text;
+    o.error = rows[i].at("error").text;
+    check_echo_or_crashed(inputs, i, o, ok);
+  }
+  CHECK(ok >= 150);
+}
+
+// Item 7: the worker's channels to the host survive a plugin that closes its fds, or
+// their loss is the worker's death; never silence.
+TEST_CASE("a plugin that closes every descriptor: every outcome arrives, none is a false timeout",
+          "[integration][hostile][fds]") {
+  const bool with_timeout = GENERATE(false, true);
+  INFO((with_timeout ? "task_timeout 2s" : "no task_timeout"));
+  PoolConfig c = hostile_config(1);
+  if (with_timeout) c.task_timeout = 2s;
+  auto pool = start_pool(c);
+  std::vector<std::future<Outcome>> futures;
+  futures.push_back(pool->submit("close-fds"));
+  for (int i = 1; i <= 50; ++i) futures.push_back(pool->submit("echo " + std::to_string(i)));
+  auto got = collect(futures, Clock::now() + 20s * kSlow);
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("task " << i);
+    CHECK(got[i].has_value());
+    if (!got[i]) continue;
+    INFO(to_string(got[i]->status) << " '" << got[i]->output << "' " << got[i]->error);
+    CHECK(got[i]->status != Status::timeout);
+    if (i == 0) {
+      CHECK((got[i]->status == Status::ok || got[i]->status == Status::crashed));
+    } else {
+      CHECK(got[i]->status == Status::ok);
+      CHECK(got[i]->output == std::to_string(i));
+    }
+  }
+  bounded_join(*pool);
+}
+
+TEST_CASE("a plugin that closes its descriptors and opens files in their place: nothing lands in them",
+          "[integration][hostile][fds]") {
+  TempDir dir;
+  auto pool = start_pool(hostile_config(1));
+  std::vector<std::future<Outcome>> futures;
+  futures.push_back(pool->submit("close-reopen-fds " + dir.path().string()));
+  for (int i = 1; i <= 50; ++i) futures.push_back(pool->submit("echo " + std::to_string(i)));
+  auto got = collect(futures, Clock::now() + 20s * kSlow);
+  for (size_t i = 1; i < got.size(); ++i) {
+    INFO("task " << i);
+    CHECK(got[i].has_value());
+    if (got[i]) CHECK(got[i]->output == std::to_string(i));
+  }
+  bounded_join(*pool);
+  for (const char* name : {"fd-3", "fd-4", "fd-5"}) {
+    INFO(name);
+    auto path = dir.path() / name;
+    REQUIRE(std::filesystem::exists(path));
+    CHECK(std::filesystem::file_size(path) == 0);
+  }
+}
+
+// Item 8: a worker's stdin is /dev/null, never the host's input.
+TEST_CASE("a plugin that reads stdin: it reads nothing, and every input line is a row",
+          "[integration][hostile][stdin][cli]") {
+  const bool from_stdin = GENERATE(false, true);
+  INFO((from_stdin ? "--input -" : "--input FILE, the same file on stdin"));
+  TempDir dir;
+  std::string lines = "read-stdin\n";
+  for (int i = 1; i <= 1000; ++i) lines += "echo " + std::to_string(i) + "\n";
+  auto input = dir.write("in.txt", lines);
+  auto cfg = dir.write("pools.yaml", hostile_yaml(2));
+  ProcessResult r = run_process({SHOAL_BIN, "run", cfg.string(), "--input", from_stdin ? "-" : input.string()},
+                                input.string(), 60s * kSlow);
+  INFO(describe(r));
+  REQUIRE_FALSE(r.timed_out);
+  CHECK(r.exit_code == 0);
+  auto all = run_rows(r.out);
+  REQUIRE(all.size() == 1001);
+  auto rows = rows_by_seq(all, 1001);
+  CHECK(rows[0].at("status").text == "ok");
+  CHECK(rows[0].at("output").text == "0");
+  for (size_t i = 1; i < rows.size(); ++i) {
+    INFO("row " << i);
+    CHECK(rows[i].at("output").text == std::to_string(i));
+  }
+}
+
+// Item 9: what the host buffers of one worker is bounded; a flooding worker is killed.
+TEST_CASE("a worker that floods its control socket is killed, and the host's memory stays bounded",
+          "[integration][hostile][control]") {
+  const std::string payload = GENERATE(as<std::string>{}, "flood-control", "flood-big");
+  INFO(payload);
+  auto pool = start_pool(hostile_config(1));
+  CHECK(get(pool->submit("ok")).status == Status::ok);
+  reset_peak_rss();
+  const long before = status_kib("VmRSS");
+  Outcome o = get(pool->submit(payload), 30s * kSlow);
+  const long peak = status_kib("VmHWM");
+  INFO(to_string(o.status) << " '" << o.output << "' " << o.error << "; RSS " << before << " KiB, peak " << peak
+                           << " KiB");
+  CHECK(o.status == Status::crashed);
+  CHECK(o.error.find("flooded its control channel") != std::string::npos);
+  CHECK(peak - before < (64 << 10));
+  Outcome next = get(pool->submit("echo next"));
+  CHECK(next.status == Status::ok);
+  CHECK(next.output == "next");
+  bounded_join(*pool);
+}
