@@ -179,9 +179,15 @@ void Pool::Impl::on_steal_timer() {
   steal_armed = false;
   if (stop_requested) return;
   for (auto& w : workers) {
-    if (w.state != WorkerSlot::State::ready || w.killed || w.stalled || w.inflight.size() < 2) continue;
+    if (w.state != WorkerSlot::State::ready || w.killed || w.inflight.empty()) continue;
     drain_results(w);
-    if (w.served == w.served_mark && w.inflight.size() > 1) take_back(w);
+    // A worker claims only what it was given: a claim beyond its last task is a scribbled
+    // block, and such a worker would pass over every task it gets without a word.
+    if (w.block->claimed.load(std::memory_order_relaxed) > w.last_dispatched) {
+      kill_worker(w, "worker " + std::to_string(w.index) + " corrupted its control block", true);
+      continue;
+    }
+    if (!w.stalled && w.served == w.served_mark && w.inflight.size() > 1) take_back(w);
   }
 }
 

@@ -79,7 +79,7 @@ bool Pool::Impl::drain_results(WorkerSlot& w) {
   while (auto rec = w.results.peek()) {
     if (w.inflight.empty() || w.inflight.front()->id != rec->header.task_id) {
       w.results.release();
-      kill_worker(w, "worker " + std::to_string(w.index) + " wrote a result for a task it was not given");
+      kill_worker(w, "worker " + std::to_string(w.index) + " wrote a result for a task it was not given", true);
       return any;
     }
     w.stalled = false;
@@ -119,7 +119,7 @@ bool Pool::Impl::drain_results(WorkerSlot& w) {
     }
     any = true;
   }
-  if (w.results.corrupt()) kill_worker(w, "worker " + std::to_string(w.index) + " corrupted its result ring");
+  if (w.results.corrupt()) kill_worker(w, "worker " + std::to_string(w.index) + " corrupted its result ring", true);
   if (any) {
     // One release of the read records per drain, not one per record: the cursor's cache
     // line is what the worker reads when its result ring fills.
@@ -169,6 +169,7 @@ TaskPtr Pool::Impl::pop_pending() {
   t->cache = &task_cache;
   t->index = b->next;
   t->attempts = 0;
+  t->suspect = false;
   if (++b->next == b->inputs.size()) pending.pop_front();
   return t;
 }
@@ -209,9 +210,12 @@ void Pool::Impl::dispatch() {
         guarded(config.name, [&] { finish(pop_pending(), rejection(too_large(input.size()))); });
         continue;
       }
+      // A suspect task runs alone: only into an empty queue, and nothing after it.
+      const bool suspect = pending.front().task && pending.front().task->suspect;
+      if (suspect && !w.inflight.empty()) break;
       std::byte* at = w.tasks.reserve(record_bytes(input.size()));
       if (at == nullptr) {
-        if (w.tasks.corrupt()) kill_worker(w, "worker " + std::to_string(w.index) + " corrupted its task ring");
+        if (w.tasks.corrupt()) kill_worker(w, "worker " + std::to_string(w.index) + " corrupted its task ring", true);
         break;
       }
       TaskPtr t = pop_pending();
@@ -223,10 +227,12 @@ void Pool::Impl::dispatch() {
       std::memcpy(at + sizeof(RecordHeader), input.data(), input.size());
       w.tasks.advance(record_bytes(input.size()));
       if (timeouts && w.inflight.empty()) w.front_started = std::chrono::steady_clock::now();
+      w.last_dispatched = t->id;
       w.inflight.push_back(std::move(t));
       ++inflight_total;
       ++w.dispatched;
       w.published = true;
+      if (suspect) break;
     }
   }
   for (auto& w : workers) {

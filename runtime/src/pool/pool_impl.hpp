@@ -66,6 +66,11 @@ struct Task {
   uint64_t id = 0;                      // id of its current dispatch (changes on retry)
   uint32_t attempts = 0;                // attempts that started in a worker
   Kind kind = Kind::batch;
+  // It was queued in a worker killed for breaking the protocol, whose word on what ran
+  // counts for nothing: it is dispatched alone, so that if it is the task that scribbles
+  // it is the one in front (and counted as run) when that worker dies too. Otherwise a
+  // scribbling task would come back as "never started" again and again.
+  bool suspect = false;
 };
 // A submit() task with a callback, or with the promise behind the future it returned,
 // and the copy of its input, in one allocation. Keep each at most 120 bytes: glibc frees
@@ -155,6 +160,7 @@ struct WorkerSlot {
   std::deque<TaskPtr> inflight;  // in ring order; the front is running or next
   bool published = false;        // tasks advanced but not yet published this round
   bool killed = false;           // the host killed it (deadline passed, protocol violation)
+  bool violation = false;        // killed for breaking the protocol: its word counts for nothing
   std::string kill_reason;
   std::string notes;             // Note messages: why it stopped or what hung
   std::string recover_cause;     // set when it died without its chain: the next one recovers
@@ -162,6 +168,7 @@ struct WorkerSlot {
   bool chain_done = false;       // it said its finalizer chain ran to the end
   bool was_ready = false;        // this process reported ready: its death is no failed start
   uint64_t dispatched = 0;       // tasks given to this process (max_tasks_per_worker)
+  uint64_t last_dispatched = 0;  // id of the last task given to it (what it may claim)
   uint64_t served = 0;           // results this process delivered
   uint32_t crash_streak = 0;     // deaths in a row of processes that never became ready
   // Dynamic dispatch: `served` when the take-back timer was armed, and whether its queued
@@ -248,7 +255,8 @@ struct Pool::Impl {
   void on_timer();
   void set_kill_deadline(detail::WorkerSlot& w, Duration after);
   void arm_kill_timer();
-  void kill_worker(detail::WorkerSlot& w, std::string reason);
+  /// SIGKILLs it once; `violation`: it broke the protocol (its front task counts as run).
+  void kill_worker(detail::WorkerSlot& w, std::string reason, bool violation = false);
   void settle_tasks(detail::WorkerSlot& w, const std::string& death, bool abandoned);
   void maybe_arm_steal();
   void on_steal_timer();

@@ -49,12 +49,14 @@ void Pool::Impl::spawn_worker(WorkerSlot& w, bool recover_only) {
   reset_rings(w);
   w.fatal_message.clear();
   w.killed = false;
+  w.violation = false;
   w.kill_reason.clear();
   w.notes.clear();
   w.chain_done = false;
   w.was_ready = false;
   w.stalled = false;
   w.dispatched = 0;
+  w.last_dispatched = 0;
   w.served = 0;
   w.timed_out_id = 0;
   w.timeout_kill = false;
@@ -235,7 +237,8 @@ void Pool::Impl::on_control(WorkerSlot& w) {
       w.control_bytes += static_cast<uint64_t>(n);
       if (w.control_bytes > kMaxWorkerControlBytes) {
         kill_worker(w, "worker " + std::to_string(w.index) + " flooded its control channel (more than " +
-                           std::to_string(kMaxWorkerControlBytes) + " bytes of messages)");
+                           std::to_string(kMaxWorkerControlBytes) + " bytes of messages)",
+                    true);
         break;
       }
       w.reader.feed(buf, static_cast<size_t>(n));
@@ -262,14 +265,19 @@ void Pool::Impl::on_control(WorkerSlot& w) {
     } else if (m->type == MsgType::fatal && !w.was_ready) {
       w.fatal_message = m->body;
     } else if (m->type == MsgType::note && w.notes.size() < 4096) {
-      w.notes += (w.notes.empty() ? "" : "; ") + m->body;
+      // A note names a finalizer or a limit: a few hundred bytes. More is cut, so that a
+      // worker's words stay one readable log line.
+      constexpr size_t kNoteMax = 512;
+      w.notes += (w.notes.empty() ? "" : "; ") + m->body.substr(0, kNoteMax);
+      if (m->body.size() > kNoteMax) w.notes += "… [note cut]";
     } else if (m->type == MsgType::chain_done) {
       w.chain_done = true;
     }
   }
   if (w.reader.bad())
     kill_worker(w, "worker " + std::to_string(w.index) + " flooded its control channel (a message over " +
-                       std::to_string(kMaxWorkerMessage) + " bytes)");
+                       std::to_string(kMaxWorkerMessage) + " bytes)",
+                true);
   if (phase == Phase::starting &&
       std::all_of(workers.begin(), workers.end(), [](const WorkerSlot& s) { return s.state == WorkerSlot::State::ready; })) {
     phase = Phase::running;
@@ -277,10 +285,11 @@ void Pool::Impl::on_control(WorkerSlot& w) {
   }
 }
 
-void Pool::Impl::kill_worker(WorkerSlot& w, std::string reason) {
+void Pool::Impl::kill_worker(WorkerSlot& w, std::string reason, bool violation) {
   // Recovering processes can be killed too (at their deadline); only a live one, once.
   if (w.state == WorkerSlot::State::down || w.state == WorkerSlot::State::waiting || w.killed) return;
   w.killed = true;  // its death is reported with this reason, not as a crash
+  w.violation = violation;
   w.kill_reason = std::move(reason);
   signal_child(w.child.pidfd.get(), SIGKILL);
 }
@@ -422,7 +431,10 @@ void Pool::Impl::settle_tasks(WorkerSlot& w, const std::string& death, bool aban
     TaskPtr t = std::move(w.inflight.front());
     w.inflight.pop_front();
     --inflight_total;
-    bool ran = first && running != 0 && t->id == running;
+    // What the worker says it runs is its word only. A worker killed for breaking the
+    // protocol (a scribbled ring or block) may lie about it: its front task counts as
+    // run, or a task that scribbles would be handed out again for ever.
+    bool ran = first && ((running != 0 && t->id == running) || w.violation);
     first = false;
     if (ran) ++t->attempts;
     Outcome o = rejection(death);
@@ -442,6 +454,9 @@ void Pool::Impl::settle_tasks(WorkerSlot& w, const std::string& death, bool aban
       o.status = w.timeout_kill ? Status::timeout : Status::crashed;
       complete(std::move(t), std::move(o));
     } else {
+      // A task that scribbles need not be the one in front: each task that was queued in
+      // a worker that broke the protocol runs alone next time, where it is in front.
+      if (!ran && w.violation) t->suspect = true;
       back.push_back(std::move(t));  // never started, or a retry is allowed
     }
   }
