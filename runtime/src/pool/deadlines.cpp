@@ -24,12 +24,16 @@ void consume_expirations(int timerfd) {
   (void)!::read(timerfd, &expirations, sizeof expirations);
 }
 
-void disarm(int timerfd) {
-  itimerspec off{};
-  ::timerfd_settime(timerfd, 0, &off, nullptr);
-}
-
 }  // namespace
+
+void Pool::Impl::arm_at(int fd, Clock::time_point when) {
+  if (when == Clock::time_point::max()) {
+    itimerspec off{};
+    ::timerfd_settime(fd, 0, &off, nullptr);
+    return;
+  }
+  arm(fd, std::max<Duration>(when - Clock::now(), Duration(1)));
+}
 
 void Pool::Impl::arm(int fd, Duration after) {
   itimerspec spec{};
@@ -69,8 +73,7 @@ void Pool::Impl::arm_start_timer() {
     if (w.state == WorkerSlot::State::starting && !w.killed && config.start_timeout.count() != 0)
       earliest = std::min(earliest, w.start_deadline);
   }
-  if (earliest == Clock::time_point::max()) return disarm(start_timer.get());
-  arm(start_timer.get(), std::max<Duration>(earliest - Clock::now(), Duration(1)));
+  arm_at(start_timer.get(), earliest);
 }
 
 void Pool::Impl::on_start_timer() {
@@ -101,8 +104,7 @@ void Pool::Impl::arm_kill_timer() {
   for (auto& w : workers)
     if (w.state != WorkerSlot::State::down && w.state != WorkerSlot::State::waiting && !w.killed)
       earliest = std::min(earliest, w.kill_at);
-  if (earliest == Clock::time_point::max()) return disarm(timer.get());
-  arm(timer.get(), std::max<Duration>(earliest - Clock::now(), Duration(1)));
+  arm_at(timer.get(), earliest);
 }
 
 void Pool::Impl::on_timer() {
@@ -162,16 +164,20 @@ void Pool::Impl::on_task_timer() {
 // idle, a worker that delivers nothing for kTakeBackAfter gives its queued tasks back.
 void Pool::Impl::maybe_arm_steal() {
   if (steal_armed || stop_requested || !pending.empty()) return;
-  bool idle = false, queued = false;
+  bool idle = false, queued = false, busy = false;
   for (const auto& w : workers) {
     if (w.state != WorkerSlot::State::ready || w.killed) continue;
     idle |= w.inflight.empty();
     queued |= w.inflight.size() > 1 && !w.stalled;
+    busy |= !w.inflight.empty();
   }
-  if (!idle || !queued) return;
+  if (!idle || !busy) return;
   for (auto& w : workers) w.served_mark = w.served;
   steal_armed = true;
-  arm(steal_timer.get(), kTakeBackAfter);
+  // With nothing queued behind a running task there is nothing to take back; the check
+  // then only looks, less often, for a worker whose scribbled block makes it pass over
+  // its tasks in silence.
+  arm(steal_timer.get(), queued ? Duration(kTakeBackAfter) : Duration(kBlockCheckEvery));
 }
 
 void Pool::Impl::on_steal_timer() {

@@ -40,6 +40,7 @@ inline constexpr uint32_t kMaxStartFailures = 5;
 // back the tasks queued behind its running one. Far above a tiny task's time, so a
 // worker that makes progress is never robbed, and far below what a user would notice.
 inline constexpr auto kTakeBackAfter = std::chrono::milliseconds(5);
+inline constexpr auto kBlockCheckEvery = std::chrono::milliseconds(200);
 // Crash-loop back-off: a process that died having served no task is replaced after
 // 250 ms, doubling up to 30 s; the first death after a healthy run is replaced at once.
 inline constexpr auto kBackoffFirst = std::chrono::milliseconds(250);

@@ -274,6 +274,8 @@ struct Pool::Impl {
   void complete(detail::TaskPtr task, Outcome&& outcome);
   void complete_view(detail::TaskPtr task, const OutcomeView& view);
   void arm(int timerfd, Duration after);
+  /// Arms `timerfd` for `when`, or disarms it when `when` is time_point::max().
+  void arm_at(int timerfd, std::chrono::steady_clock::time_point when);
   void schedule_respawn(detail::WorkerSlot& w);
   void arm_start_timer();
   void on_start_timer();
