@@ -145,6 +145,7 @@ TEST_CASE("a start that fails while a sibling is in init: the sibling closes wha
   auto log = dir.path() / "events.log";
   PoolConfig c = lifecycle_config(log, 2);
   c.params["fail_init_index"] = "1";
+  c.params["fail_init_after"] = "open cache";  // worker 0 has opened both resources
   c.params["init_sleep_ms"] = "2000";
   auto t0 = std::chrono::steady_clock::now();
   auto pool = Pool::start(c);
@@ -199,7 +200,9 @@ TEST_CASE("a pool that fails while tasks are queued: shoal run writes every row 
   // The worker that runs "kill9-after" has served a task or waits for the other's: either
   // way it dies once the flag exists, and every replacement's init is refused.
   std::string lines = "touch " + flag.string() + "\nkill9-after " + flag.string() + "\n";
-  for (int i = 0; i < 30; ++i) lines += "sleep 300\n";
+  // 9 s of work on one worker (more where starts are slower): the five failed starts
+  // and their back-off (3.75 s) end first, with tasks still queued.
+  for (int i = 0; i < 30; ++i) lines += "sleep " + std::to_string(300 * kSlow) + "\n";
   auto input = dir.write("in.txt", lines);
   auto t0 = std::chrono::steady_clock::now();
   ProcessOptions opts;

@@ -68,20 +68,6 @@ TEST_CASE("a slow task among instant ones on 4 workers: no instant task waits be
   returns_within("join", 10s * kSlow, [&] { pool->join(); });
 }
 
-TEST_CASE("16 tasks of 250 ms on 4 workers take about 1 s", "[integration][hostile][dispatch]") {
-  auto pool = start_pool(hostile_config(4));
-  std::vector<std::string> inputs(16, "sleep 250");
-  std::vector<Outcome> outcomes;
-  auto t0 = Clock::now();
-  returns_within("map", 20s * kSlow, [&] { outcomes = pool->map(inputs); }, [&] { pool->terminate(); });
-  auto took = Clock::now() - t0;
-  for (const auto& o : outcomes) CHECK(o.output == "slept");
-  CHECK(took >= 1000ms);
-  CHECK(took < 1600ms * kSlow);
-  pool->close();
-  returns_within("join", 10s * kSlow, [&] { pool->join(); });
-}
-
 // Item 11: a crash during a task, even the worker's first, is not a failed start.
 TEST_CASE("16 crashing tasks in a row: each worker is replaced at once", "[integration][hostile][backoff]") {
   PoolConfig c = hostile_config(1);
