@@ -71,11 +71,12 @@ void Worker::begin_stop(LocalStop why) {
   wake_self();
 }
 
-bool Worker::channels_intact() const noexcept {
+bool Worker::FdId::is(int fd) const noexcept {
   struct stat st {};
-  if (::fstat(kWorkerControlFd, &st) != 0 || st.st_dev != control_id_.dev || st.st_ino != control_id_.ino) return false;
-  return ::fstat(kWorkerEventFd, &st) == 0 && st.st_dev == event_id_.dev && st.st_ino == event_id_.ino;
+  return ::fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
 }
+
+bool Worker::channels_intact() const noexcept { return control_id_.is(kWorkerControlFd) && event_id_.is(kWorkerEventFd); }
 
 void Worker::send_control(MsgType type, std::string_view body) noexcept {
   // Before the threads start nothing foreign has run: the descriptor is still the host's.

@@ -58,7 +58,7 @@ void Worker::wake_host() noexcept {
     // A plugin may have closed the eventfd and opened a file of its own on the number:
     // the wake-up must not land in it. A lost eventfd ends the worker (its exit wakes
     // the host, which then reads the results still in the ring).
-    if (!channels_intact()) {
+    if (!event_id_.is(kWorkerEventFd)) {
       begin_stop(LocalStop::channel_lost);
       return;
     }

@@ -131,6 +131,7 @@ class Worker {
   struct FdId {
     dev_t dev = 0;
     ino_t ino = 0;
+    bool is(int fd) const noexcept;  // fd still names this file (one fstat)
   };
   FdId control_id_, event_id_;
   std::atomic<bool> chain_reported_{false};

@@ -419,12 +419,7 @@ void Pool::Impl::on_start_cancel() {
   start_cancel_fd = -1;
   if (phase != Phase::starting) return;
   finish_start(false, "start cancelled");
-  {
-    std::lock_guard lock(mu);
-    closed = true;
-    terminating = true;
-    has_incoming.store(true);
-  }
+  request_terminate();
 }
 
 }  // namespace shoal

@@ -388,13 +388,15 @@ void Pool::join() {
   if (impl_->loop.joinable()) impl_->loop.join();
 }
 
-void Pool::terminate() {
-  std::lock_guard lock(impl_->mu);
-  impl_->closed = true;
-  impl_->closed_reason = "pool closed";
-  impl_->terminating = true;
-  impl_->has_incoming.store(true);
-  eventfd_signal(impl_->submit_event.get());
+void Pool::terminate() { impl_->request_terminate(); }
+
+void Pool::Impl::request_terminate() {
+  std::lock_guard lock(mu);
+  closed = true;
+  closed_reason = "pool closed";
+  terminating = true;
+  has_incoming.store(true);
+  eventfd_signal(submit_event.get());
 }
 
 const PoolConfig& Pool::config() const noexcept { return impl_->config; }

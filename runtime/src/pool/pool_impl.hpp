@@ -263,6 +263,7 @@ struct Pool::Impl {
   void take_back(detail::WorkerSlot& w);
   void on_start_cancel();
   void fail_pool(const std::string& reason);
+  std::string failure_reason();  // "pool failed: …" once failed
   void finish_start(bool ok, const std::string& error);
   void wake_worker(detail::WorkerSlot& w);
   void reset_rings(detail::WorkerSlot& w);
@@ -285,6 +286,7 @@ struct Pool::Impl {
 
   // pool.cpp
   void enqueue(detail::Queued entry);
+  void request_terminate();  // Pool::terminate(), also from the loop thread
   void wake_loop();
   std::string too_large(size_t bytes) const;
   Outcome rejection(const std::string& why) const;

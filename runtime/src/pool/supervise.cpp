@@ -330,6 +330,11 @@ void Pool::Impl::request_stop(StopMode mode) {
   }
 }
 
+std::string Pool::Impl::failure_reason() {
+  std::lock_guard lock(mu);
+  return closed_reason;
+}
+
 void Pool::Impl::fail_pool(const std::string& reason) {
   if (failed) return;
   failed = true;
@@ -445,10 +450,17 @@ void Pool::Impl::settle_tasks(WorkerSlot& w, const std::string& death, bool aban
       if (config.task_timeout.count() != 0)
         o.duration = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - w.front_started);
     }
+    const std::string cut_off = "terminated while running, grace " + seconds_text(config.grace) + " passed";
     if (terminate_seen) {
       o.status = Status::cancelled;
       if (!ran) o.error = "pool terminated before the task started";
-      else if (abandoned) o.error = "terminated while running, grace " + seconds_text(config.grace) + " passed";
+      else if (abandoned) o.error = cut_off;
+      complete(std::move(t), std::move(o));
+    } else if (ran && abandoned && failed) {
+      // Stopped because the pool failed, not by a fault of its own: cancelled, with the
+      // pool's cause (decision 1, as for a terminate).
+      o.status = Status::cancelled;
+      o.error = failure_reason() + "; " + cut_off;
       complete(std::move(t), std::move(o));
     } else if (ran && (t->attempts > config.retries || failed)) {
       o.status = w.timeout_kill ? Status::timeout : Status::crashed;
@@ -465,14 +477,7 @@ void Pool::Impl::settle_tasks(WorkerSlot& w, const std::string& death, bool aban
     back.pop_back();
   }
   // A failed pool starts no worker again: what went back to the queue ends here.
-  if (failed) {
-    std::string why;
-    {
-      std::lock_guard lock(mu);
-      why = closed_reason;
-    }
-    cancel_pending(rejection(why));
-  }
+  if (failed) cancel_pending(rejection(failure_reason()));
 }
 
 }  // namespace shoal
