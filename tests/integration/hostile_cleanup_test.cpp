@@ -114,29 +114,7 @@ TEST_CASE("host kill -9 while tasks hang: every chain runs", "[integration][host
   CHECK(all_gone(pids_of(ev), 2000ms * kSlow));
 }
 
-// Item 2: `_exit` skips the chain as surely as a signal does.
-TEST_CASE("_exit(N) inside run: crashed with the exit code, recover hooks in the replacement",
-          "[integration][hostile][recover]") {
-  TempDir dir;
-  auto log = dir.path() / "events.log";
-  auto pool = start_pool(lifecycle_config(log, 1));
-  int first = pool->worker_pids().at(0);
-  Outcome o = get(pool->submit("_exit 7"));
-  CHECK(o.status == Status::crashed);
-  CHECK(o.error == "worker 0 died: exit code 7");
-  CHECK(get(pool->submit("echo after")).output == "after");
-  int second = pool->worker_pids().at(0);
-  pool->close();
-  pool->join();
-  Events ev = read_events(log);
-  CHECK(ev.size() == 2);
-  CHECK(ev[first] == kStart);
-  std::vector<std::string> expect = {"recover db worker=0 cause=exit code 7",    "open db",
-                                     "recover cache worker=0 cause=exit code 7", "open cache",
-                                     "recover plugin worker=0 cause=exit code 7", "init"};
-  expect.insert(expect.end(), kChain.begin(), kChain.end());
-  CHECK(ev[second] == expect);
-}
+// Item 2 (`_exit` in a task) is a case of lifecycle_test's "SIGKILL or _exit(N) of a worker".
 
 // Item 3: a sibling still in init is stopped through its chain, not SIGKILLed.
 TEST_CASE("a start that fails while a sibling is in init: the sibling closes what it opened",

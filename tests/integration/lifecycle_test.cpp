@@ -173,24 +173,29 @@ TEST_CASE("exit() inside run: the chain runs from the exit path, the task is cra
   for (const auto& [pid, events] : ev) CHECK(events == full_life());
 }
 
-TEST_CASE("SIGKILL of a worker: no chain in it, recover hooks in its replacement before open and init",
+// `_exit` skips the chain as surely as a signal does (issue 13, item 2).
+TEST_CASE("SIGKILL or _exit(N) of a worker: no chain in it, recover hooks in its replacement before open and init",
           "[integration][lifecycle]") {
+  const auto [payload, cause] = GENERATE(table<std::string, std::string>(
+      {{"kill9", "signal 9 (SIGKILL)"}, {"_exit 7", "exit code 7"}}));
+  INFO(payload);
   TempDir dir;
   auto log = dir.path() / "events.log";
   auto pool = start_pool(lifecycle_config(log, 1));
   int first = pool->worker_pids().at(0);
-  Outcome o = get(pool->submit("kill9"));
+  Outcome o = get(pool->submit(payload));
   CHECK(o.status == Status::crashed);
-  CHECK(o.error == "worker 0 died: signal 9 (SIGKILL)");
+  CHECK(o.error == "worker 0 died: " + cause);
   CHECK(get(pool->submit("echo next")).output == "next");
   int second = pool->worker_pids().at(0);
   pool->close();
   pool->join();
   Events ev = read_events(log);
+  CHECK(ev.size() == 2);
   CHECK(ev[first] == kStart);  // nothing ran after the kill
-  std::vector<std::string> expect = {"recover db worker=0 cause=signal 9 (SIGKILL)", "open db",
-                                     "recover cache worker=0 cause=signal 9 (SIGKILL)", "open cache",
-                                     "recover plugin worker=0 cause=signal 9 (SIGKILL)", "init"};
+  std::vector<std::string> expect = {"recover db worker=0 cause=" + cause, "open db",
+                                     "recover cache worker=0 cause=" + cause, "open cache",
+                                     "recover plugin worker=0 cause=" + cause, "init"};
   expect.insert(expect.end(), kChain.begin(), kChain.end());
   CHECK(ev[second] == expect);
 }
