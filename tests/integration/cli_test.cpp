@@ -2,6 +2,7 @@
 // workers and plugins, input from a file, rows read back from stdout field by field.
 #include "fixture_paths.hpp"
 #include "support/json_rows.hpp"
+#include "support/run_rows.hpp"
 #include "support/subprocess.hpp"
 #include "support/test_env.hpp"
 
@@ -20,19 +21,6 @@ using namespace shoal::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-// Every stdout line as a row; fails the test on a line that is not one.
-std::vector<Row> rows_of(const ProcessResult& r) {
-  if (!r.out.empty()) CHECK(r.out.back() == '\n');
-  std::vector<Row> rows;
-  for (const auto& line : lines_of(r.out)) {
-    auto row = Parser(line).row();
-    INFO("row: " << line);
-    REQUIRE(row.has_value());
-    rows.push_back(*row);
-  }
-  return rows;
-}
 
 const std::vector<std::string> kKeys = {"seq", "status", "output", "error", "worker", "attempts", "ms"};
 const std::regex kMs("^[0-9]+\\.[0-9]{3}$");
@@ -134,7 +122,7 @@ TEST_CASE("cli: run writes one JSON row per input line, in input order", "[integ
     auto r = shoal_cli({"run", config}, input_file.string());
     INFO(describe(r));
     CHECK(r.exit_code == 0);
-    auto rows = rows_of(r);
+    auto rows = run_rows(r.out);
     REQUIRE(rows.size() == inputs.size());
     std::set<std::string> workers_used;
     for (size_t i = 0; i < rows.size(); ++i) {
@@ -151,7 +139,7 @@ TEST_CASE("cli: run writes one JSON row per input line, in input order", "[integ
     auto r = shoal_cli({"run", config, "--pool", "echo", "--input", input_file.string()});
     INFO(describe(r));
     CHECK(r.exit_code == 0);
-    auto rows = rows_of(r);
+    auto rows = run_rows(r.out);
     REQUIRE(rows.size() == inputs.size());
     for (size_t i = 0; i < rows.size(); ++i) check_echo_row(rows[i], i, inputs[i], kWorkers);
   }
@@ -165,7 +153,7 @@ TEST_CASE("cli: line splitting and byte handling", "[integration][cli]") {
     INFO(describe(r));
     CHECK(r.exit_code == 0);
     std::vector<std::string> outputs;
-    for (const auto& row : rows_of(r)) {
+    for (const auto& row : run_rows(r.out)) {
       check_row_shape(row, kWorkers);
       CHECK(row.at("status").text == "ok");
       outputs.push_back(row.at("output").text);
@@ -207,7 +195,7 @@ TEST_CASE("cli: --unordered writes the same rows, in completion order", "[integr
   INFO(describe(r));
   CHECK(r.exit_code == 0);
   std::map<std::string, std::string> seen;
-  for (const auto& row : rows_of(r)) {
+  for (const auto& row : run_rows(r.out)) {
     check_row_shape(row, kWorkers);
     CHECK(row.at("status").text == "ok");
     CHECK(row.at("error").kind == Value::Kind::null);
@@ -228,7 +216,7 @@ TEST_CASE("cli: --output FILE receives the rows, stdout stays empty", "[integrat
   CHECK(r.out.empty());
   ProcessResult as_stdout;
   as_stdout.out = read_file(out_file);
-  auto rows = rows_of(as_stdout);
+  auto rows = run_rows(as_stdout.out);
   REQUIRE(rows.size() == 3);
   check_echo_row(rows[0], 0, "one", kWorkers);
   check_echo_row(rows[1], 1, "two", kWorkers);
@@ -260,7 +248,7 @@ TEST_CASE("cli: sha256 digests real files and an unreadable one is an error row 
   auto r = shoal_cli({"run", config}, dir.write("paths.txt", input).string());
   INFO(describe(r));
   CHECK(r.exit_code == 1);
-  auto rows = rows_of(r);
+  auto rows = run_rows(r.out);
   REQUIRE(rows.size() == 4);
   const std::vector<size_t> file_rows = {0, 1, 3};
   for (size_t k = 0; k < files.size(); ++k) {
@@ -379,7 +367,7 @@ TEST_CASE("cli: several pools, one chosen with --pool", "[integration][cli]") {
   auto r = shoal_cli({"run", config, "--pool", "first"}, dir.write("in.txt", "x\n").string());
   INFO(describe(r));
   CHECK(r.exit_code == 0);
-  auto rows = rows_of(r);
+  auto rows = run_rows(r.out);
   REQUIRE(rows.size() == 1);
   check_echo_row(rows[0], 0, "x", 1);
 }
@@ -420,7 +408,7 @@ TEST_CASE("cli: the shipped lookup example answers from SQLite through a resourc
   auto asked = lines_of(read_file(input));
   auto r = shoal_cli({"run", std::string(SHOAL_SOURCE_DIR) + "/config/examples/lookup.yaml", "--input", input});
   CHECK(r.exit_code == 1);  // one word of the input is not in the database
-  auto rows = rows_of(r);
+  auto rows = run_rows(r.out);
   REQUIRE(rows.size() == asked.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     check_row_shape(rows[i], 2);
@@ -448,7 +436,7 @@ TEST_CASE("cli: a plugin's stdout and stderr reach the host's log prefixed, neve
   auto r = shoal_cli({"run", config, "--input", input.string()});
   INFO(describe(r));
   CHECK(r.exit_code == 0);
-  auto rows = rows_of(r);  // every stdout line is a row: the plugin's print did not land there
+  auto rows = run_rows(r.out);  // every stdout line is a row: the plugin's print did not land there
   REQUIRE(rows.size() == 2);
   for (const auto& row : rows) CHECK(row.at("output").text == "printed");
   auto lines = lines_of(r.err);

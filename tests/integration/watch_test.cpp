@@ -3,6 +3,7 @@
 // shown under a pseudo-terminal and absent otherwise.
 #include "fixture_paths.hpp"
 #include "support/json_rows.hpp"
+#include "support/run_rows.hpp"
 #include "support/subprocess.hpp"
 #include "support/test_env.hpp"
 
@@ -26,17 +27,6 @@ std::string fault_config(const TempDir& dir, uint32_t workers) {
       .write("fault.yaml", "pools:\n  fault:\n    plugin: \"" + fixture("fx_fault") + "\"\n    workers: " +
                                std::to_string(workers) + "\n    shutdown: {grace: 2s, fini_timeout: 2s}\n")
       .string();
-}
-
-std::vector<Row> rows_of(const std::string& out) {
-  std::vector<Row> rows;
-  for (const auto& line : lines_of(out)) {
-    auto row = Parser(line).row();
-    INFO("row: " << line);
-    REQUIRE(row.has_value());
-    rows.push_back(*row);
-  }
-  return rows;
 }
 
 json parse_stats(const std::filesystem::path& file) {
@@ -76,7 +66,7 @@ TEST_CASE("watch: --stats agrees with the rows of the same run", "[integration][
 
   auto r = run_shoal({"run", config, "--input", input_file.string(), "--stats", stats_file.string()}, {});
   CHECK(r.exit_code == 1);
-  const auto rows = rows_of(r.out);
+  const auto rows = run_rows(r.out);
   REQUIRE(rows.size() == 64);
 
   std::map<std::string, uint64_t> by_status;

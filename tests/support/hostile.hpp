@@ -4,6 +4,7 @@
 #define SHOAL_TESTS_HOSTILE_HPP
 
 #include "support/json_rows.hpp"
+#include "support/run_rows.hpp"
 #include "support/subprocess.hpp"
 #include "support/test_env.hpp"
 
@@ -72,17 +73,6 @@ inline std::string hostile_yaml(uint32_t workers, const std::string& extra = {})
 }
 
 /// Every stdout line of `shoal run` as a row; fails the test on a line that is not one.
-inline std::vector<Row> run_rows(const std::string& out) {
-  if (!out.empty()) CHECK(out.back() == '\n');
-  std::vector<Row> rows;
-  for (const auto& line : lines_of(out)) {
-    auto row = Parser(line).row();
-    INFO("row: " << line);
-    REQUIRE(row.has_value());
-    rows.push_back(*row);
-  }
-  return rows;
-}
 
 /// Rows by seq; fails the test on a seq out of range or seen twice.
 inline std::vector<Row> rows_by_seq(const std::vector<Row>& rows, size_t n) {
