@@ -6,7 +6,8 @@ set(SHOAL_SANITIZER "" CACHE STRING "empty | address,undefined | thread")
 add_library(shoal_options INTERFACE)
 target_compile_features(shoal_options INTERFACE cxx_std_20)
 target_compile_options(shoal_options INTERFACE
-  -Wall -Wextra -Wpedantic -Wshadow -Wcast-align $<$<COMPILE_LANGUAGE:CXX>:-Wnon-virtual-dtor>
+  -Wall -Wextra -Wpedantic -Wshadow -Wcast-align -Wconversion -Wsign-conversion -Wformat=2
+  $<$<COMPILE_LANGUAGE:CXX>:-Wnon-virtual-dtor>
   $<$<BOOL:${SHOAL_WERROR}>:-Werror>)
 if(SHOAL_FUZZ)
   # Coverage feedback for the fuzzers from the code under test, not only the targets.

@@ -80,7 +80,7 @@ TEST_CASE("fork-child: a grandchild does not outlive its worker", "[integration]
   int grandchild = std::stoi(o.output);
   CHECK(::kill(grandchild, 0) == 0);  // alive while its worker is
   pool->join();
-  CHECK(all_gone({grandchild}, 2000ms));
+  CHECK(all_gone({grandchild}, 2000ms * kSlow));
 }
 
 TEST_CASE("task_timeout: a task that honours should_stop gets timeout and its worker lives on",
@@ -98,7 +98,7 @@ TEST_CASE("task_timeout: a task that honours should_stop gets timeout and its wo
   CHECK(o.output == "stopped");
   CHECK(o.attempts == 1);
   CHECK(took >= 200ms);
-  CHECK(took < 1500ms);
+  CHECK(took < 1500ms * kSlow);
   CHECK(pool->worker_pids() == std::vector<int>{pid});  // not killed, not replaced
   still_serving(*pool);
   pool->join();
@@ -120,7 +120,7 @@ TEST_CASE("task_timeout: a task that ignores should_stop is killed after grace a
     CHECK(o.error == "task_timeout 0.2s passed and the task did not stop within shutdown.grace 0.2s; worker 0 killed");
     CHECK(o.attempts == 1);
     CHECK(took >= 400ms);
-    CHECK(took < 3s);
+    CHECK(took < 3s * kSlow);
     still_serving(*pool);
   }
   CHECK(pool->worker_pids().at(0) != pid);
@@ -148,13 +148,13 @@ TEST_CASE("a SIGSTOPped worker is caught by the task timeout like a hung task", 
   auto started = dir.path() / "started";
   int pid = pool->worker_pids().at(0);
   auto f = pool->submit("@" + started.string() + " sleep 100");
-  REQUIRE(wait_for_file(started, 5s));
+  REQUIRE(wait_for_file(started, 5s * kSlow));
   ::kill(pid, SIGSTOP);
   Outcome o = get(std::move(f));
   CHECK(o.status == Status::timeout);
   CHECK(o.error.find("did not stop within shutdown.grace") != std::string::npos);
   still_serving(*pool);
-  CHECK(all_gone({pid}, 2000ms));
+  CHECK(all_gone({pid}, 2000ms * kSlow));
   pool->join();
 }
 

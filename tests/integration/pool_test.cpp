@@ -175,7 +175,7 @@ TEST_CASE("submit after close or terminate is rejected at once", "[integration][
   CHECK(o.status == Status::rejected);
   CHECK(o.error == "pool closed");
   pool->join();
-  Outcome after_join = get(pool->submit("later"), 1s);
+  Outcome after_join = get(pool->submit("later"), 1s * kSlow);
   CHECK(after_join.status == Status::rejected);
 }
 
@@ -212,8 +212,8 @@ TEST_CASE("terminate cancels queued tasks and stops running ones within grace", 
   auto stubborn = pool->submit("@" + started_b.string() + " sleep 20000");  // ignores it: killed after grace
   std::vector<std::future<Outcome>> queued;
   for (int i = 0; i < 6; ++i) queued.push_back(pool->submit("sleep 1"));
-  REQUIRE(wait_for_file(started_a, 10s));
-  REQUIRE(wait_for_file(started_b, 10s));
+  REQUIRE(wait_for_file(started_a, 10s * kSlow));
+  REQUIRE(wait_for_file(started_b, 10s * kSlow));
   auto pids = pool->worker_pids();
   auto t0 = std::chrono::steady_clock::now();
   pool->terminate();
@@ -303,7 +303,7 @@ TEST_CASE("a pool destroyed without join stops its workers and leaves nothing be
     CHECK(shm_entries() == shm_before);  // memfd: nothing named in /dev/shm
     pending = pool->submit("wait-stop");
   }
-  Outcome o = get(std::move(pending), 1s);
+  Outcome o = get(std::move(pending), 1s * kSlow);
   CHECK((o.status == Status::ok || o.status == Status::cancelled));
   CHECK(all_gone(pids, 0ms));
   CHECK(no_child_left());

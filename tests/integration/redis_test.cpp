@@ -362,7 +362,7 @@ TEST_CASE("redis: usage errors of serve, submit and collect", "[integration][red
   const auto one_line = [](const std::vector<std::string>& args, const std::string& expected) {
     std::vector<std::string> argv = {SHOAL_BIN};
     argv.insert(argv.end(), args.begin(), args.end());
-    auto r = run_process(argv, {}, 30s);
+    auto r = run_process(argv, {}, bounded(30s));
     INFO(describe(r));
     CHECK(r.exit_code == 2);
     CHECK(r.out.empty());

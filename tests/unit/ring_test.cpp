@@ -251,7 +251,7 @@ TEST_CASE("a million records cross between two real processes intact", "[unit][r
       sched_yield();
       continue;
     }
-    for (unsigned char c : payload) sum = fnv1a(sum, c);
+    for (char c : payload) sum = fnv1a(sum, static_cast<unsigned char>(c));
     ++i;
   }
   std::string text;

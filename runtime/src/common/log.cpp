@@ -1,5 +1,7 @@
 #include "common/log.hpp"
 
+#include "common/check.hpp"
+
 #include "common/json.hpp"
 #include "common/printable.hpp"
 
@@ -7,7 +9,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace shoal::detail {
 
@@ -151,6 +157,23 @@ void log_raw(std::string_view text) noexcept {
   }
   ssize_t n = ::write(STDERR_FILENO, text.data(), text.size());
   (void)n;
+}
+
+void logf(LogLevel level, const char* fmt, ...) noexcept {
+  if (level < log_threshold()) return;
+  char buf[1024];
+  va_list args;
+  va_start(args, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, args);
+  va_end(args);
+  log_line(level, buf);
+}
+
+void check_failed(const char* expr, const char* file, int line) noexcept {
+  const int err = errno;  // most checks guard a system call: its errno is the clue
+  logf(LogLevel::error, "internal error: check failed at %s:%d: %s (errno %d: %s)", file, line, expr, err,
+       std::strerror(err));
+  std::abort();
 }
 
 }  // namespace shoal::detail

@@ -52,13 +52,8 @@ void log_raw(std::string_view text) noexcept;
 /// The CLI's progress bar says whether it is on stderr now.
 void set_progress_visible(bool visible) noexcept;
 
-template <class... Args>
-void logf(LogLevel level, const char* fmt, Args&&... args) noexcept {
-  if (level < log_threshold()) return;
-  char buf[1024];
-  std::snprintf(buf, sizeof buf, fmt, std::forward<Args>(args)...);
-  log_line(level, buf);
-}
+/// printf-style logging; the attribute lets -Wformat check every call's arguments.
+void logf(LogLevel level, const char* fmt, ...) noexcept __attribute__((format(printf, 2, 3)));
 
 }  // namespace shoal::detail
 

@@ -81,7 +81,7 @@ Result<Mapping> map_ring(int fd, uint64_t offset, uint64_t capacity) {
   void* base = ::mmap(nullptr, 2 * capacity, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (base == MAP_FAILED) return sys_error("mmap(ring reservation)");
   Mapping whole(base, 2 * capacity);
-  for (int half = 0; half < 2; ++half) {
+  for (uint64_t half = 0; half < 2; ++half) {
     void* at = static_cast<std::byte*>(base) + half * capacity;
     void* p = ::mmap(at, capacity, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, static_cast<off_t>(offset));
     if (p == MAP_FAILED) return sys_error("mmap(ring)");

@@ -2,6 +2,7 @@
 // task_timeout, the kill deadline of a worker asked to stop, and the take-back check
 // that keeps dispatch dynamic. Each is one timerfd armed at the earliest deadline of its
 // kind; a stale expiry is harmless, because every handler looks at the clock.
+#include "common/check.hpp"
 #include "common/log.hpp"
 #include "pool/loop_common.hpp"
 
@@ -29,7 +30,7 @@ void consume_expirations(int timerfd) {
 void Pool::Impl::arm_at(int fd, Clock::time_point when) {
   if (when == Clock::time_point::max()) {
     itimerspec off{};
-    ::timerfd_settime(fd, 0, &off, nullptr);
+    SHOAL_CHECK(::timerfd_settime(fd, 0, &off, nullptr) == 0);  // our timerfd, valid values
     return;
   }
   arm(fd, std::max<Duration>(when - Clock::now(), Duration(1)));
@@ -40,7 +41,7 @@ void Pool::Impl::arm(int fd, Duration after) {
   auto ns = std::max<int64_t>(after.count(), 1);
   spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
   spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
-  ::timerfd_settime(fd, 0, &spec, nullptr);
+  SHOAL_CHECK(::timerfd_settime(fd, 0, &spec, nullptr) == 0);
 }
 
 void Pool::Impl::schedule_respawn(WorkerSlot& w) {

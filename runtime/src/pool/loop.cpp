@@ -5,6 +5,7 @@
 //
 // This thread spawns every worker and lives as long as the pool, so nothing a worker
 // relies on is tied to a caller's thread that may end earlier.
+#include "common/check.hpp"
 #include "common/log.hpp"
 #include "pool/loop_common.hpp"
 
@@ -341,24 +342,20 @@ void Pool::Impl::sleep_for_events(bool spin) {
   }
 }
 
-void Pool::Impl::run_loop() {
+bool Pool::Impl::watch(int fd, uint64_t key) {
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.u64 = event_key(kSubmit, 0);
-  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, submit_event.get(), &ev);
-  ev.data.u64 = event_key(kResult, 0);
-  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, result_event.get(), &ev);
-  ev.data.u64 = event_key(kTimer, 0);
-  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, timer.get(), &ev);
-  ev.data.u64 = event_key(kStartTimer, 0);
-  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, start_timer.get(), &ev);
-  ev.data.u64 = event_key(kTaskTimer, 0);
-  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, task_timer.get(), &ev);
-  ev.data.u64 = event_key(kStealTimer, 0);
-  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, steal_timer.get(), &ev);
-  ev.data.u64 = event_key(kStartCancel, 0);
-  if (start_cancel_fd >= 0 && ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, start_cancel_fd, &ev) != 0) start_cancel_fd = -1;
+  ev.data.u64 = key;
+  return ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
+}
 
+void Pool::Impl::unwatch(int fd) {
+  // Only EBADF, ENOENT or EINVAL can come back, each a bug of ours; the close that follows
+  // would drop the registration anyway.
+  SHOAL_CHECK(::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, fd, nullptr) == 0);
+}
+
+void Pool::Impl::run_loop() {
   for (auto& w : workers) {
     spawn_worker(w);
     if (phase == Phase::done || start_state == StartState::failed) break;
@@ -415,7 +412,7 @@ void Pool::Impl::run_loop() {
 void Pool::Impl::on_start_cancel() {
   // Once: the descriptor stays readable (the caller reads it), and it means nothing
   // after the start.
-  ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, start_cancel_fd, nullptr);
+  unwatch(start_cancel_fd);
   start_cancel_fd = -1;
   if (phase != Phase::starting) return;
   finish_start(false, "start cancelled");

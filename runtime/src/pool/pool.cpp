@@ -1,6 +1,7 @@
 // Pool's public face: starting, submitting from any thread, closing. The work itself
 // happens on the loop thread (loop.cpp).
 #include "common/log.hpp"
+#include "pool/loop_common.hpp"
 #include "pool/pool_impl.hpp"
 #include "pool/worker_path.hpp"
 
@@ -92,7 +93,13 @@ Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const Runtim
   impl->steal_timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   if (!impl->submit_event || !impl->timer || !impl->start_timer || !impl->task_timer || !impl->steal_timer)
     return ipc_error("eventfd/timerfd");
-  impl->start_cancel_fd = options.start_cancel_fd;
+  for (auto [fd, kind] : {std::pair{impl->submit_event.get(), kSubmit}, {impl->result_event.get(), kResult},
+                          {impl->timer.get(), kTimer}, {impl->start_timer.get(), kStartTimer},
+                          {impl->task_timer.get(), kTaskTimer}, {impl->steal_timer.get(), kStealTimer}})
+    if (!impl->watch(fd, event_key(kind, 0))) return ipc_error("epoll_ctl");
+  // A descriptor epoll cannot watch (not pollable, closed) only loses the start cancel.
+  if (options.start_cancel_fd >= 0 && impl->watch(options.start_cancel_fd, event_key(kStartCancel, 0)))
+    impl->start_cancel_fd = options.start_cancel_fd;
 
   std::vector<std::pair<std::string, std::string>> env(impl->config.env.begin(), impl->config.env.end());
   impl->worker_env = environment_with(env);

@@ -237,6 +237,11 @@ struct Pool::Impl {
 
   // loop.cpp
   void run_loop();
+  /// Adds fd to the loop's epoll for EPOLLIN under key; false (errno set) if the kernel
+  /// refuses (ENOMEM, ENOSPC of max_user_watches): a descriptor nobody watches would hang.
+  bool watch(int fd, uint64_t key);
+  /// Removes fd from the loop's epoll before it is closed.
+  void unwatch(int fd);
   void spawn_worker(detail::WorkerSlot& w, bool recover_only = false);
   void on_control(detail::WorkerSlot& w);
   void on_output(detail::WorkerSlot& w, bool final);

@@ -17,7 +17,7 @@ constexpr size_t kMaxCauses = 16;  // distinct exit causes kept per slot; the re
 
 size_t DurationHistogram::index(uint64_t ns) noexcept {
   if (ns < 8) return static_cast<size_t>(ns);
-  const int exp = std::bit_width(ns) - 1;  // >= 3
+  const int exp = static_cast<int>(std::bit_width(ns)) - 1;  // >= 3
   const uint64_t sub = (ns >> (exp - 3)) & 7;
   const size_t i = static_cast<size_t>(exp - 2) * 8 + static_cast<size_t>(sub);
   return i < kBuckets ? i : kBuckets - 1;

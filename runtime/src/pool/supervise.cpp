@@ -1,6 +1,7 @@
 // The pool's workers from spawn to reaping: starting them, reading what they report,
 // stopping them, and the outcome of every task a dead worker held. Runs on the pool's
 // loop thread; the deadlines (back-off, timeouts, kills) are in deadlines.cpp.
+#include "common/check.hpp"
 #include "common/log.hpp"
 #include "pool/loop_common.hpp"
 
@@ -8,6 +9,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -89,7 +91,8 @@ void Pool::Impl::spawn_worker(WorkerSlot& w, bool recover_only) {
     fail_pool(out_write.error().message);
     return;
   }
-  ::fcntl(out_read.get(), F_SETFL, ::fcntl(out_read.get(), F_GETFL) | O_NONBLOCK);
+  // F_GETFL/F_SETFL on a pipe we just made can fail only with EBADF.
+  SHOAL_CHECK(::fcntl(out_read.get(), F_SETFL, ::fcntl(out_read.get(), F_GETFL) | O_NONBLOCK) == 0);
   SpawnRequest req;
   req.executable = worker_exe;
   req.argv = {"shoal-worker", "--pool", config.name, "--index", std::to_string(w.index)};
@@ -140,16 +143,22 @@ void Pool::Impl::spawn_worker(WorkerSlot& w, bool recover_only) {
     for (const auto& [k, v] : r.params) init.emplace_back(pre + "param." + k, v);
   }
   (void)write_all(w.control.get(), encode_message(MsgType::init, encode_kv(init)));  // EOF shows up as an exit
-  int flags = ::fcntl(w.control.get(), F_GETFL);
-  ::fcntl(w.control.get(), F_SETFL, flags | O_NONBLOCK);
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = event_key(kPidfd, w.index);
-  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, w.child.pidfd.get(), &ev);
-  ev.data.u64 = event_key(kControl, w.index);
-  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, w.control.get(), &ev);
-  ev.data.u64 = event_key(kOutput, w.index);
-  ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, w.output.get(), &ev);
+  SHOAL_CHECK(::fcntl(w.control.get(), F_SETFL, ::fcntl(w.control.get(), F_GETFL) | O_NONBLOCK) == 0);
+  // Unwatched, the worker's exit would never be seen: its tasks would hang. It is killed
+  // and reaped here, and the pool fails with the cause.
+  if (!watch(w.child.pidfd.get(), event_key(kPidfd, w.index)) || !watch(w.control.get(), event_key(kControl, w.index)) ||
+      !watch(w.output.get(), event_key(kOutput, w.index))) {
+    const std::string why = std::string("epoll_ctl: ") + std::strerror(errno);
+    for (int fd : {w.child.pidfd.get(), w.control.get(), w.output.get()}) (void)::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, fd, nullptr);
+    signal_child(w.child.pidfd.get(), SIGKILL);
+    siginfo_t info{};
+    (void)::waitid(P_PIDFD, static_cast<id_t>(w.child.pidfd.get()), &info, WEXITED);
+    w.child.pidfd.reset();
+    w.control.reset();
+    w.output.reset();
+    fail_pool(why);
+    return;
+  }
   if (recover_only) {
     // It runs the recover hooks and exits; nothing waits on it but the pool's end.
     w.state = WorkerSlot::State::recovering;
@@ -191,7 +200,7 @@ void Pool::Impl::on_output(WorkerSlot& w, bool final) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       if (n == 0) {  // every writer is gone: the last line ends here
-        ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.output.get(), nullptr);
+        unwatch(w.output.get());
         w.output.reset();
         final = true;
       }
@@ -251,7 +260,7 @@ void Pool::Impl::on_control(WorkerSlot& w) {
       // notices the loss itself and stops (exit code kExitChannelLost), and if it does
       // not, it is killed once a stop would have had to end.
       w.control_eof = true;
-      ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.control.get(), nullptr);
+      unwatch(w.control.get());
       if (w.state != WorkerSlot::State::down) set_kill_deadline(w, stop_deadline(StopMode::now));
     }
     break;  // EAGAIN, or EOF: the pidfd reports the exit
@@ -361,11 +370,14 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
   ::kill(-w.child.pid, SIGKILL);
   const auto prev = w.state;
   if (prev != WorkerSlot::State::recovering) drain_results(w);  // outcomes published before it died still count
-  ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.child.pidfd.get(), nullptr);
-  if (!w.control_eof) ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.control.get(), nullptr);
+  unwatch(w.child.pidfd.get());
+  if (!w.control_eof) {
+    unwatch(w.control.get());
+    w.control_eof = true;  // so that the read below does not remove it a second time
+  }
   on_control(w);  // a Fatal, Note or ChainDone message may still be unread
   on_output(w, true);
-  if (w.output) ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, w.output.get(), nullptr);
+  if (w.output) unwatch(w.output.get());
   w.output.reset();
   w.child.pidfd.reset();
   w.control.reset();

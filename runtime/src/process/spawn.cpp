@@ -1,5 +1,7 @@
 #include "process/spawn.hpp"
 
+#include "common/check.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -80,7 +82,7 @@ Result<Child> spawn_process(const SpawnRequest& request) {
     ::waitpid(pid, nullptr, 0);
     return Error{Errc::spawn, std::string("pidfd_open: ") + std::strerror(err)};
   }
-  ::fcntl(child.pidfd.get(), F_SETFD, FD_CLOEXEC);
+  // pidfd_open(2) always sets close-on-exec: a second worker never inherits the first's.
   return child;
 }
 
@@ -94,7 +96,11 @@ bool reap(int pidfd, ExitStatus& status) {
   return true;
 }
 
-void signal_child(int pidfd, int sig) noexcept { ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0); }
+void signal_child(int pidfd, int sig) noexcept {
+  // ESRCH (the child has exited; its pidfd lives until the reap) is the only failure a
+  // valid pidfd of our own child can give: the exit is reported through the pidfd anyway.
+  if (::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) != 0) SHOAL_CHECK(errno == ESRCH);
+}
 
 std::string describe(const ExitStatus& status) {
   if (status.exited) return "exit code " + std::to_string(status.code);
