@@ -249,6 +249,9 @@ class StopSignals {
     }
     ::pthread_sigmask(SIG_BLOCK, &set_, &old_);
     fd_ = Fd(::signalfd(-1, &set_, SFD_NONBLOCK | SFD_CLOEXEC));
+    // Without a signalfd (EMFILE) nobody would read the blocked signals and Ctrl-C would
+    // be lost: the default action (the host ends, its workers follow) is better.
+    if (!fd_) release();
   }
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
