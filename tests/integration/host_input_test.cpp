@@ -245,6 +245,13 @@ TEST_CASE("input: Ctrl-C and SIGTERM work while a config or --input FIFO has no 
   SECTION("config is the FIFO, SIGTERM") { stops_on({"run", fifo.string()}, SIGTERM); }
   SECTION("--input is the FIFO, SIGINT") { stops_on({"run", config, "--input", fifo.string()}, SIGINT); }
   SECTION("--input is the FIFO, SIGTERM") { stops_on({"run", config, "--input", fifo.string()}, SIGTERM); }
+  // serve and submit open their config and input the same way; nothing listens on port 1.
+  SECTION("serve: config is the FIFO, SIGTERM") {
+    stops_on({"serve", fifo.string(), "--redis", "redis://127.0.0.1:1"}, SIGTERM);
+  }
+  SECTION("submit: --input is the FIFO, SIGINT") {
+    stops_on({"submit", "--redis", "redis://127.0.0.1:1", "--input", fifo.string()}, SIGINT);
+  }
   SECTION("--output is the FIFO, SIGTERM") {
     const auto in = dir.write("in.txt", "a\n");
     stops_on({"run", config, "--input", in.string(), "--output", fifo.string()}, SIGTERM);
