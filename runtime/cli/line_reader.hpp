@@ -20,31 +20,47 @@ namespace shoal::cli {
 // be able to stop (Ctrl-C, a broken output) and join this thread.
 class LineReader {
  public:
-  enum class Read { line, eof, stopped, error };
+  // too_long: a line longer than max_line; `line` is empty and too_long_size() tells its
+  // length. The reader held at most max_line bytes of it and skipped the rest.
+  enum class Read { line, too_long, eof, stopped, error };
 
-  LineReader(int fd, int wake_fd) : fd_(fd), wake_fd_(wake_fd), buf_(kChunk) {}
+  /// `max_line`: the longest line returned (without its \r\n); a longer one is skipped
+  /// to its newline and reported as too_long, so memory stays bounded whatever the input
+  /// (/dev/zero is one endless line).
+  LineReader(int fd, int wake_fd, size_t max_line = SIZE_MAX)
+      : fd_(fd), wake_fd_(wake_fd), max_line_(max_line), buf_(kChunk) {}
 
   Read next(std::string& line) {
     for (;;) {
       const char* base = buf_.data();
       if (const void* nl = std::memchr(base + begin_, '\n', end_ - begin_)) {
         const size_t stop = static_cast<size_t>(static_cast<const char*>(nl) - base);
-        take(line, stop);
+        const Read r = take(line, stop);
         begin_ = stop + 1;
         consumed_ += line_bytes_ + 1;
-        return Read::line;
+        return r;
       }
       if (eof_) {
-        if (begin_ == end_) return Read::eof;
+        if (begin_ == end_ && !skipping_) return Read::eof;
         // The last line had no newline: it is still a line.
-        take(line, end_);
+        const Read r = take(line, end_);
         begin_ = end_;
         consumed_ += line_bytes_;
-        return Read::line;
+        return r;
+      }
+      // Past the limit (one byte more for a \r that would be stripped) the line can only
+      // be refused: its bytes are counted and dropped instead of kept.
+      if (end_ - begin_ > max_line_ + 1 && max_line_ != SIZE_MAX) {
+        skipping_ = true;
+        skipped_ += end_ - begin_ - 1;
+        begin_ = end_ - 1;  // keep the last byte: it may be the \r before the newline
       }
       if (Read r = fill(); r != Read::line) return r;
     }
   }
+
+  /// The length of the line next() last reported as too_long (a trailing \r excluded).
+  uint64_t too_long_size() const { return too_long_size_; }
 
   /// True when next() would wait for input: no complete line is buffered and the
   /// descriptor has nothing to read yet. A caller that batches lines sends what it has
@@ -61,11 +77,19 @@ class LineReader {
  private:
   static constexpr size_t kChunk = 64 * 1024;
 
-  void take(std::string& line, size_t stop) {
-    line_bytes_ = stop - begin_;
-    size_t len = line_bytes_;
-    if (len > 0 && buf_[begin_ + len - 1] == '\r') --len;
-    line.assign(buf_.data() + begin_, len);
+  Read take(std::string& line, size_t stop) {
+    line_bytes_ = skipped_ + (stop - begin_);
+    uint64_t len = line_bytes_;
+    if (stop > begin_ && buf_[stop - 1] == '\r') --len;
+    skipped_ = 0;
+    if (skipping_ || len > max_line_) {
+      skipping_ = false;
+      too_long_size_ = len;
+      line.clear();
+      return Read::too_long;
+    }
+    line.assign(buf_.data() + begin_, static_cast<size_t>(len));
+    return Read::line;
   }
 
   // Read::line here means "more bytes, or end of input: look for a line again".
@@ -102,9 +126,14 @@ class LineReader {
 
   int fd_;
   int wake_fd_;
+  size_t max_line_;
   std::vector<char> buf_;
-  size_t begin_ = 0, end_ = 0, line_bytes_ = 0;
+  size_t begin_ = 0, end_ = 0;
+  uint64_t line_bytes_ = 0;
   uint64_t consumed_ = 0;
+  bool skipping_ = false;      // inside a line past max_line_: counting, not keeping
+  uint64_t skipped_ = 0;       // bytes of that line dropped so far
+  uint64_t too_long_size_ = 0;
   bool eof_ = false;
   int error_ = 0;
 };

@@ -5,6 +5,7 @@
 #include "scale_out.hpp"
 
 #include "common/log.hpp"
+#include "common/printable.hpp"
 
 #include <shoal/plugin.h>
 
@@ -68,6 +69,15 @@ void write_err(const std::string& message) {
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
+bool valid_log_value(bool format, std::string_view value) {
+  return format ? shoal::detail::parse_log_format(value).has_value() : shoal::detail::parse_log_level(value).has_value();
+}
+
+std::string unknown_log_value(bool format, std::string_view value) {
+  return "unknown value '" + shoal::detail::printable(value, 60) + "' (" +
+         (format ? "text or json" : "debug, info, warn or error") + ")";
+}
+
 // Takes --log-format and --log-level out of the arguments, wherever they are before a
 // "--", and puts them in the environment: the log reads it once, and the workers the
 // pools spawn inherit it.
@@ -92,17 +102,23 @@ std::optional<int> take_log_options(int& argc, char** argv) {
       write_err("option '" + std::string(name) + "' needs a value (see 'shoal --help')");
       return kExitUsage;
     }
-    const bool valid = format ? shoal::detail::parse_log_format(value).has_value()
-                              : shoal::detail::parse_log_level(value).has_value();
-    if (!valid) {
-      write_err("option '" + std::string(name) + "': unknown value '" + std::string(value) + "' (" +
-                (format ? "text or json" : "debug, info, warn or error") + ")");
+    if (!valid_log_value(format, value)) {
+      write_err("option '" + std::string(name) + "': " + unknown_log_value(format, value));
       return kExitUsage;
     }
     ::setenv(format ? "SHOAL_LOG_FORMAT" : "SHOAL_LOG", std::string(value).c_str(), 1);
   }
   argv[out] = nullptr;
   argc = out;
+  // The variables are checked like the flags (a flag given above has replaced its
+  // variable): the log would otherwise fall back to its default without a word.
+  for (const bool format : {false, true}) {
+    const char* name = format ? "SHOAL_LOG_FORMAT" : "SHOAL_LOG";
+    if (const char* value = std::getenv(name); value != nullptr && !valid_log_value(format, value)) {
+      write_err(std::string(name) + ": " + unknown_log_value(format, value));
+      return kExitUsage;
+    }
+  }
   return std::nullopt;
 }
 
@@ -144,7 +160,7 @@ int dispatch(int argc, char** argv) {
       write_out(topic == "check" ? shoal::cli::check_usage() : shoal::cli::inspect_usage());
       return 0;
     }
-    write_err("unknown command '" + std::string(topic) + "' (see 'shoal --help')");
+    write_err("unknown command '" + shoal::detail::printable(topic, 60) + "' (see 'shoal --help')");
     return kExitUsage;
   }
   if (command == "run") return shoal::cli::run_command(argc - 2, argv + 2);
@@ -154,10 +170,10 @@ int dispatch(int argc, char** argv) {
   if (command == "check") return shoal::cli::check_command(argc - 2, argv + 2);
   if (command == "inspect") return shoal::cli::inspect_command(argc - 2, argv + 2);
   if (command.starts_with("-")) {
-    write_err("unknown option '" + std::string(command) + "' (see 'shoal --help')");
+    write_err("unknown option '" + shoal::detail::printable(command, 60) + "' (see 'shoal --help')");
     return kExitUsage;
   }
-  write_err("unknown command '" + std::string(command) + "' (see 'shoal --help')");
+  write_err("unknown command '" + shoal::detail::printable(command, 60) + "' (see 'shoal --help')");
   return kExitUsage;
 }
 

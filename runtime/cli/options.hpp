@@ -5,6 +5,7 @@
 #define SHOAL_CLI_OPTIONS_HPP
 
 #include "terminal.hpp"
+#include "common/printable.hpp"
 
 #include <shoal/config.hpp>
 
@@ -63,8 +64,8 @@ inline std::optional<int> parse_options(const CommandSpec& cmd, int argc, char**
     }
     const auto it = std::find_if(specs.begin(), specs.end(), [&](const OptionSpec& s) { return s.name == name; });
     if (it == specs.end()) {
-      print_error(prefix + "unknown option '" + std::string(name) + "' (see 'shoal " + std::string(cmd.command) +
-                  " --help')");
+      print_error(prefix + "unknown option '" + detail::printable(name, 60) + "' (see 'shoal " +
+                  std::string(cmd.command) + " --help')");
       return 2;
     }
     const size_t index = static_cast<size_t>(it - specs.begin());
@@ -100,7 +101,7 @@ inline std::optional<int> parse_options(const CommandSpec& cmd, int argc, char**
     return 2;
   }
   if (positional.size() > cmd.max_positional) {
-    print_error(prefix + "unexpected argument '" + positional[cmd.max_positional] + "'");
+    print_error(prefix + "unexpected argument '" + detail::printable(positional[cmd.max_positional], 60) + "'");
     return 2;
   }
   return std::nullopt;
@@ -128,8 +129,8 @@ inline Result<std::string> choose_pool(const Config& config, const std::string& 
   }
   if (std::none_of(config.pools.begin(), config.pools.end(),
                    [&](const PoolConfig& p) { return p.name == requested; }))
-    return Error{Errc::not_found,
-                 "no pool named '" + requested + "' in " + config_path + " (pools: " + pool_names(config) + ")"};
+    return Error{Errc::not_found, "no pool named '" + detail::printable(requested, 60) + "' in " +
+                                      detail::printable(config_path) + " (pools: " + pool_names(config) + ")"};
   return requested;
 }
 

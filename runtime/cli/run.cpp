@@ -5,7 +5,10 @@
 #include "stats.hpp"
 #include "terminal.hpp"
 #include "common/json.hpp"
+#include "common/printable.hpp"
+#include "config/values.hpp"
 #include "ipc/segment.hpp"
+#include "pool/input_limit.hpp"
 
 #include <shoal/runtime.hpp>
 
@@ -47,7 +50,9 @@ constexpr std::string_view kRunUsage =
     "  {\"seq\":0,\"status\":\"ok\",\"output\":\"...\",\"error\":null,\"worker\":1,\"attempts\":1,\"ms\":0.412}\n"
     "seq is the 0-based input line; status is ok, error, crashed, timeout, cancelled or\n"
     "rejected. A trailing \\r is stripped from each line; an empty line is a task with an\n"
-    "empty input. Bytes that are not UTF-8 are written as \\ufffd.\n"
+    "empty input; a line longer than the pool's largest input (queue.capacity) is\n"
+    "rejected without being read into memory. Bytes that are not UTF-8 are written as\n"
+    "\\ufffd.\n"
     "\n"
     "Options:\n"
     "  --pool NAME     the pool to use (required when CONFIG has several)\n"
@@ -59,7 +64,9 @@ constexpr std::string_view kRunUsage =
     "                  seconds while it runs, and at its end (\"final\":true): per pool\n"
     "                  and per worker tasks, outcomes by status, process starts, restarts\n"
     "                  and why processes ended, busy fraction, RSS, and the p50 and p99\n"
-    "                  time in shoal_run (ms)\n"
+    "                  time in shoal_run (ms). A regular FILE is replaced atomically; a\n"
+    "                  FIFO, terminal or device (or a link to one: /dev/stderr) is\n"
+    "                  written in place; a symbolic link to a regular file is refused\n"
     "  --stats-interval SECONDS\n"
     "                  how often --stats is rewritten, 0.05 to 86400 (default 5)\n"
     "  -h, --help      show this help\n"
@@ -103,13 +110,16 @@ std::optional<int> parse_args(int argc, char** argv, RunOptions& opts) {
   std::vector<std::string> positional;
   if (auto code = parse_options({"run", kRunUsage, "CONFIG", 1, 1}, argc, argv, specs, positional)) return code;
   if (!opts.stats_interval.empty()) {
-    char* end = nullptr;
-    const double secs = std::strtod(opts.stats_interval.c_str(), &end);
-    if (end == opts.stats_interval.c_str() || *end != '\0' || !(secs >= 0.05 && secs <= 86400)) {
-      print_error("run: --stats-interval takes seconds from 0.05 to 86400, not '" + opts.stats_interval + "'");
+    // Decimal seconds as the config writes numbers (strtod would take 0x10, 1e1 or inf).
+    constexpr uint64_t kSecond = 1'000'000'000;
+    constexpr std::array kSeconds{detail::Unit{"", kSecond}};
+    uint64_t ns = 0;
+    if (!detail::parse_scaled(opts.stats_interval, kSeconds, 86400 * kSecond, ns) || ns < kSecond / 20) {
+      print_error("run: --stats-interval takes seconds from 0.05 to 86400, not '" +
+                  detail::printable(opts.stats_interval, 60) + "'");
       return kExitUsage;
     }
-    opts.stats_every = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(secs));
+    opts.stats_every = Duration(static_cast<Duration::rep>(ns));
   }
   opts.config = positional[0];
   return std::nullopt;
@@ -163,10 +173,10 @@ struct Shared {
   }
 };
 
-void reader_main(Shared& shared, LineReader& reader, Pool& pool) {
+void reader_main(Shared& shared, LineReader& reader, Pool& pool, uint64_t max_input) {
   std::string line;
   LineReader::Read r;
-  while ((r = reader.next(line)) == LineReader::Read::line) {
+  while ((r = reader.next(line)) == LineReader::Read::line || r == LineReader::Read::too_long) {
     uint64_t seq = 0;
     {
       std::unique_lock lock(shared.m);
@@ -175,6 +185,12 @@ void reader_main(Shared& shared, LineReader& reader, Pool& pool) {
       seq = shared.submitted++;
     }
     shared.input_bytes.store(reader.consumed(), std::memory_order_relaxed);
+    if (r == LineReader::Read::too_long) {  // the pool would refuse it with the same words
+      Outcome refused;
+      refused.error = detail::too_large_message(reader.too_long_size(), max_input, pool.config().name);
+      shared.deliver(seq, std::move(refused));
+      continue;
+    }
     // Not under the mutex: a task rejected at once runs its callback on this thread.
     pool.submit(line, [&shared, seq](Outcome&& outcome) { shared.deliver(seq, std::move(outcome)); });
   }
@@ -194,7 +210,7 @@ int run(const RunOptions& opts) {
   Fd input_owner;
   int input_fd = STDIN_FILENO;
   if (opts.input != "-") {
-    input_owner = Fd(::open(opts.input.c_str(), O_RDONLY | O_CLOEXEC));
+    input_owner = Fd(signals.interruptible([&] { return ::open(opts.input.c_str(), O_RDONLY | O_CLOEXEC); }));
     if (input_owner.get() < 0) {
       print_error("cannot open input " + opts.input + ": " + errno_text(errno));
       return kExitUsage;
@@ -218,7 +234,8 @@ int run(const RunOptions& opts) {
   // Ctrl-C while a pool starts (a slow init) stops its workers through their chains.
   RuntimeOptions runtime_options;
   runtime_options.start_cancel_fd = signals.fd();
-  auto runtime_result = Runtime::from_file(opts.config, runtime_options);
+  // The config may be a FIFO (`<(...)` is not, but a named one is) that never delivers.
+  auto runtime_result = signals.interruptible([&] { return Runtime::from_file(opts.config, runtime_options); });
   if (!runtime_result) {
     print_error(runtime_result.error().message);
     return kExitUsage;
@@ -247,17 +264,17 @@ int run(const RunOptions& opts) {
   Pool& pool = **pool_result;
 
   const Clock::time_point start = Clock::now();
-  int stats_error = 0;
+  std::string stats_error;
   const auto write_stats = [&](bool final, uint64_t submitted, uint64_t written) {
-    if (opts.stats.empty() || stats_error != 0) return;
+    if (opts.stats.empty() || !stats_error.empty()) return;
     RunStats s{std::chrono::duration<double>(Clock::now() - start).count(), final, submitted, written,
                {{pool_name, pool.stats()}}};
     stats_error = write_stats_file(opts.stats, stats_json(s));
   };
   // The first write proves the file can be written before any task runs.
   write_stats(false, 0, 0);
-  if (stats_error != 0) {
-    print_error("cannot write --stats " + opts.stats + ": " + errno_text(stats_error));
+  if (!stats_error.empty()) {
+    print_error("cannot write --stats " + opts.stats + ": " + stats_error);
     return kExitUsage;
   }
 
@@ -266,7 +283,8 @@ int run(const RunOptions& opts) {
   Fd output_owner;
   int output_fd = STDOUT_FILENO;
   if (opts.output != "-") {
-    output_owner = Fd(::open(opts.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
+    output_owner = Fd(signals.interruptible(
+        [&] { return ::open(opts.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666); }));
     if (output_owner.get() < 0) {
       print_error("cannot open output " + opts.output + ": " + errno_text(errno));
       return kExitUsage;
@@ -293,7 +311,9 @@ int run(const RunOptions& opts) {
   };
 
   Shared shared(window, !opts.unordered);
-  LineReader reader(input_fd, wake.get());
+  // A line longer than any task input is skipped, not held: its row is `rejected`.
+  const uint64_t max_input = detail::max_input(pool.config().queue_capacity);
+  LineReader reader(input_fd, wake.get(), max_input);
   Progress progress(::isatty(STDERR_FILENO) == 1, input_size);
   // When stdout and stderr share a terminal, output lines would land in the middle of the
   // bar; erase it before each flush and let the next tick redraw it.
@@ -302,7 +322,7 @@ int run(const RunOptions& opts) {
   if (input_size > 0) progress.count_lines(input_fd);
 
   Clock::time_point next_stats = start + opts.stats_every;
-  std::thread reader_thread(reader_main, std::ref(shared), std::ref(reader), std::ref(pool));
+  std::thread reader_thread(reader_main, std::ref(shared), std::ref(reader), std::ref(pool), max_input);
 
   Counts counts;
   std::string out;
@@ -409,7 +429,7 @@ int run(const RunOptions& opts) {
   pool.join();
   progress.clear();
   write_stats(true, submitted, counts.total());
-  if (stats_error != 0) print_error("cannot write --stats " + opts.stats + ": " + errno_text(stats_error));
+  if (!stats_error.empty()) print_error("cannot write --stats " + opts.stats + ": " + stats_error);
 
   if (input_error != 0) {
     print_error("cannot read input " + (opts.input == "-" ? std::string("(standard input)") : opts.input) + ": " +
@@ -422,7 +442,7 @@ int run(const RunOptions& opts) {
   }
   print_summary(counts, secs);
 
-  if (input_error != 0 || output_error != 0 || stats_error != 0) return kExitUsage;
+  if (input_error != 0 || output_error != 0 || !stats_error.empty()) return kExitUsage;
   if (stopped_by != 0) return 128 + stopped_by;
   return counts.ok() == counts.total() ? kExitOk : kExitFailed;
 }

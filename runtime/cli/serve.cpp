@@ -306,7 +306,8 @@ int serve_command(int argc, char** argv) {
   // SIGTERM while the pool starts (a slow init) stops its workers through their chains.
   RuntimeOptions runtime_options;
   runtime_options.start_cancel_fd = signals.fd();
-  auto runtime = Runtime::from_file(config_path, runtime_options);
+  // The config may be a FIFO that never delivers: Ctrl-C must still end the host.
+  auto runtime = signals.interruptible([&] { return Runtime::from_file(config_path, runtime_options); });
   if (!runtime) {
     print_error(runtime.error().message);
     return 2;

@@ -5,6 +5,9 @@
 #include "pool/stats.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -92,16 +95,69 @@ std::string stats_json(const RunStats& stats) {
   return out;
 }
 
-int write_stats_file(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return errno;
-  const std::string body = text + "\n";
+namespace {
+
+// A FIFO, a terminal or a device (/dev/null, /dev/stderr) is written where it is: renaming
+// a file over it would replace the node itself (as root, /dev/null for the whole machine).
+// O_NONBLOCK: a FIFO without a reader fails at once with ENXIO, and a reader that stops
+// reading costs at most kStallLimit, not a host that blocks in write(2).
+std::string write_in_place(const std::string& path, const std::string& body) {
+  constexpr int kStallLimitMs = 1000;
+  Fd fd(::open(path.c_str(), O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
+  if (fd.get() < 0) return errno_text(errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return errno_text(errno);
+  // Written through, it would not be replaced atomically (a reader could see half a
+  // document); replaced, the link would become a file. Neither is what was asked.
+  if (S_ISREG(st.st_mode)) return "a symbolic link to a regular file (give the file's own path)";
+  size_t done = 0;
+  while (done < body.size()) {
+    const ssize_t n = ::write(fd.get(), body.data() + done, body.size() - done);
+    if (n >= 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return errno_text(errno);
+    pollfd p{fd.get(), POLLOUT, 0};
+    if (::poll(&p, 1, kStallLimitMs) == 0)
+      return "no room for " + std::to_string(kStallLimitMs) + " ms (its reader is not reading)";
+  }
+  return {};
+}
+
+// A regular file (or a new one) is replaced whole through a temporary file in the same
+// folder and rename(2), so a reader sees the old document or the new one. The temporary
+// name is random and created with O_EXCL | O_NOFOLLOW: a link planted under any name in
+// the folder is never followed, and a name that exists is never reused.
+std::string replace_atomically(const std::string& path, const std::string& body) {
+  constexpr int kAttempts = 16;
+  std::string tmp;
+  int fd = -1;
+  for (int attempt = 0; attempt < kAttempts && fd < 0; ++attempt) {
+    uint64_t r = 0;
+    if (::getrandom(&r, sizeof r, 0) != static_cast<ssize_t>(sizeof r)) return errno_text(errno);
+    char suffix[24];
+    std::snprintf(suffix, sizeof suffix, ".tmp.%016llx", static_cast<unsigned long long>(r));
+    tmp = path + suffix;
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0 && errno != EEXIST) return errno_text(errno);
+  }
+  if (fd < 0) return errno_text(EEXIST);
   int err = write_all(fd, body.data(), body.size());
   if (::close(fd) != 0 && err == 0) err = errno;
   if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
   if (err != 0) ::unlink(tmp.c_str());
-  return err;
+  return err == 0 ? std::string() : errno_text(err);
+}
+
+}  // namespace
+
+std::string write_stats_file(const std::string& path, const std::string& text) {
+  const std::string body = text + "\n";
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) return write_in_place(path, body);
+  return replace_atomically(path, body);
 }
 
 }  // namespace shoal::cli

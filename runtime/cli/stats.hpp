@@ -1,6 +1,6 @@
 // `--stats FILE`: a run's counters as one JSON document, rewritten every few seconds
-// during the run and once at its end. Written to FILE.tmp and renamed, so a reader (a
-// dashboard, `watch jq`) never sees half a file.
+// during the run and once at its end. A regular file is replaced atomically, so a reader
+// (a dashboard, `watch jq`) never sees half a file; a device or FIFO is written in place.
 #ifndef SHOAL_CLI_STATS_HPP
 #define SHOAL_CLI_STATS_HPP
 
@@ -23,8 +23,12 @@ struct RunStats {
 /// The document (see `shoal run --help`), one line, no newline.
 std::string stats_json(const RunStats& stats);
 
-/// Writes `text` to `path` through a temporary file and rename(2). Returns 0 or the errno.
-int write_stats_file(const std::string& path, const std::string& text);
+/// Writes `text` and a newline to `path`. A regular file, or a new one, is replaced
+/// atomically (a random temporary name, O_EXCL | O_NOFOLLOW, rename(2)); anything else
+/// that exists (a device, a FIFO, a symbolic link to one, such as /dev/stderr) is written
+/// in place, without truncation, and never waited on for more than a second. A symbolic
+/// link to a regular file is refused. Returns "" or why it failed.
+std::string write_stats_file(const std::string& path, const std::string& text);
 
 }  // namespace shoal::cli
 

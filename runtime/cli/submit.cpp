@@ -144,7 +144,8 @@ int submit_command(int argc, char** argv) {
 
   StopSignals signals;
   ignore_sigpipe();
-  auto target = redis_target(positional, flags, "submit");
+  // The config and the input may be FIFOs that never deliver: Ctrl-C must still work.
+  auto target = signals.interruptible([&] { return redis_target(positional, flags, "submit"); });
   if (!target) {
     print_error(target.error().message);
     return 2;
@@ -153,7 +154,7 @@ int submit_command(int argc, char** argv) {
   Fd input_owner;
   int input_fd = STDIN_FILENO;
   if (input != "-") {
-    input_owner = Fd(::open(input.c_str(), O_RDONLY | O_CLOEXEC));
+    input_owner = Fd(signals.interruptible([&] { return ::open(input.c_str(), O_RDONLY | O_CLOEXEC); }));
     if (!input_owner) {
       print_error("cannot open input " + input + ": " + errno_text(errno));
       return 2;

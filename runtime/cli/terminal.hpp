@@ -5,6 +5,7 @@
 #define SHOAL_CLI_TERMINAL_HPP
 
 #include "common/log.hpp"
+#include "common/printable.hpp"
 #include "ipc/segment.hpp"
 
 #include <shoal/runtime.hpp>
@@ -47,7 +48,14 @@ inline void print_message(detail::LogLevel level, std::string_view message) {
   line.reserve(line.size() + message.size() + 1);
   // Messages from lower layers may carry a newline (a yaml-cpp excerpt, say); the CLI
   // promises one line per error, so scripts can read stderr line by line.
-  for (char c : message) line.push_back(c == '\n' || c == '\r' ? ' ' : c);
+  // Other control characters are escaped: a value echoed from the command line or a file
+  // (an ESC sequence in --pool) must not reach the terminal raw.
+  for (char c : message) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\n' || c == '\r') line.push_back(' ');
+    else if (u < 0x20 || u == 0x7f) line += detail::printable(std::string_view(&c, 1));
+    else line.push_back(c);
+  }
   line.push_back('\n');
   detail::log_raw(line);
 }
@@ -266,6 +274,26 @@ class StopSignals {
     signalfd_siginfo info{};
     ssize_t n = ::read(fd_.get(), &info, sizeof info);
     return n == static_cast<ssize_t>(sizeof info) ? static_cast<int>(info.ssi_signo) : 0;
+  }
+
+  // Runs `f` with the stop signals deliverable on this thread, for a step that blocks in
+  // the kernel out of any poll(2)'s reach: open(2) of a FIFO that has no writer (or no
+  // reader), a read of a config FIFO nobody writes to. Blocked, the signal would wait in
+  // the signalfd while the run waited forever; deliverable, it takes its default action
+  // and ends the host (128+N to the shell), which is all a run can do before its work
+  // started. One already pending is delivered at once. Other threads keep the mask, so a
+  // pool already running is ended with the host, its workers through their death watch.
+  template <class F>
+  decltype(auto) interruptible(F&& f) {
+    struct Reblock {
+      const StopSignals& s;
+      ~Reblock() {
+        if (!s.released_) ::pthread_sigmask(SIG_BLOCK, &s.set_, nullptr);
+      }
+    };
+    if (!released_) ::pthread_sigmask(SIG_UNBLOCK, &set_, nullptr);
+    const Reblock reblock{*this};
+    return f();
   }
 
   // Unblocks the signals on this thread only: the pool's threads keep them blocked, so a

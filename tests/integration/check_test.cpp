@@ -256,6 +256,27 @@ TEST_CASE("check: a file whose symbols all name one huge string is one problem l
   CHECK(inspect_blocks(inspect.out).size() == 1);
 }
 
+TEST_CASE("check: a shoal_run that is data, not a function, is a problem line", "[integration][cli][check]") {
+  // `int shoal_run;` has the right name: loaded, every task would jump into data.
+  TempDir dir;
+  CraftedElf spec;
+  spec.machine = elf_machine(SHOAL_PLUGIN_ECHO);
+  spec.dynstr = std::string(1, '\0') + "shoal_plugin_abi" + '\0' + "shoal_init" + '\0' + "shoal_fini" + '\0' +
+                "shoal_run" + '\0';
+  spec.symbols = {1, 18, 29};
+  spec.objects = {40};
+  const auto bytes = craft_elf(spec);
+  const auto data = dir.write("data_run.so", std::string(bytes.begin(), bytes.end()));
+  const auto config = dir.write("data.yaml", "pools:\n" + pool_yaml("data", data.string()));
+  auto r = shoal_cli({"check", config.string()});
+  INFO(describe(r));
+  CHECK(r.exit_code == 2);
+  CHECK(lines_of(r.out) == std::vector<std::string>{at(config, plugin_line(0), kPluginColumn) + "pool 'data': plugin " +
+                                                    data.string() +
+                                                    ": shoal_run is a data symbol, not a function (calling it "
+                                                    "would crash the worker)"});
+}
+
 TEST_CASE("check and inspect: usage", "[integration][cli][check]") {
   for (const auto& args : std::vector<std::vector<std::string>>{{"check"}, {"inspect"}, {"check", "a", "b"}}) {
     auto r = shoal_cli(args);

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <utility>
 
 namespace shoal::test {
 
@@ -24,12 +25,14 @@ std::vector<char> craft_elf(const CraftedElf& spec) {
 
   const uint64_t dynsym_at = out.size();
   append(out, Elf64_Sym{});  // the reserved null symbol
-  for (uint32_t name : spec.symbols) {
-    Elf64_Sym sym{};
-    sym.st_name = name;
-    sym.st_info = ELF64_ST_INFO(STB_GLOBAL, STT_FUNC);
-    sym.st_shndx = 1;  // defined (in .dynsym itself: only "not undefined" matters here)
-    append(out, sym);
+  for (const auto& [names, type] : {std::pair{&spec.symbols, STT_FUNC}, std::pair{&spec.objects, STT_OBJECT}}) {
+    for (uint32_t name : *names) {
+      Elf64_Sym sym{};
+      sym.st_name = name;
+      sym.st_info = ELF64_ST_INFO(STB_GLOBAL, type);
+      sym.st_shndx = 1;  // defined (in .dynsym itself: only "not undefined" matters here)
+      append(out, sym);
+    }
   }
   const uint64_t dynsym_size = out.size() - dynsym_at;
 

@@ -16,6 +16,7 @@ struct CraftedElf {
   uint16_t machine = 0;                     ///< e_machine; the test copies a real plugin's
   std::string dynstr;                       ///< .dynstr bytes, written as they are
   std::vector<uint32_t> symbols;            ///< .dynstr offset of each exported function
+  std::vector<uint32_t> objects;            ///< .dynstr offset of each exported data object (STT_OBJECT)
   std::vector<uint32_t> needed;             ///< .dynstr offset of each DT_NEEDED entry
 };
 

@@ -623,3 +623,73 @@ TEST_CASE("edit distance and suggestions", "[unit][config]") {
   CHECK(closest_match("colour", keys).empty());
   CHECK(closest_match("envs", keys) == "env");
 }
+
+TEST_CASE("a NUL inside a quoted string is refused at its position, wherever the string is", "[unit][config]") {
+  using namespace std::string_literals;
+  // yaml-cpp turns "\0" into a real NUL; a C string would then end there and a different
+  // plugin, value or param would be used.
+  const std::string nul = "a NUL character (\\x00) at byte ";
+  const Failure plugin = fail("pools:\n  digest:\n    plugin: \"good.so\\0evil\"\n");
+  CHECK(plugin.line == 3);
+  CHECK(plugin.column == 13);
+  CHECK(plugin.message == "plugin: " + nul + "8 of 'good.so\\x00evil'");
+  const Failure env = fail(pool("    env: {A: \"1\\0\"}\n"));
+  CHECK(env.line == 4);
+  CHECK(env.column == 14);
+  CHECK(env.message == "env.A: " + nul + "2 of '1\\x00'");
+  const Failure param = fail(pool("    params:\n      k: [x, \"v\\0\"]\n"));
+  CHECK(param.line == 5);
+  CHECK(param.column == 14);
+  CHECK(param.message == "params.k[1]: " + nul + "2 of 'v\\x00'");
+  const Failure key = fail(pool("    params: {\"k\\0\": v}\n"));
+  CHECK(key.line == 4);
+  CHECK(key.column == 14);
+  CHECK(key.message == "params: " + nul + "2 of 'k\\x00'");
+  const Failure module =
+      fail(pool("    resources:\n      - {name: db, module: \"\\0m.so\"}\n"));
+  CHECK(module.line == 5);
+  CHECK(module.message == "resources[0].module: " + nul + "1 of '\\x00m.so'");
+  // A NUL written as an escape anywhere else is still text, not a NUL: "\\0" stays two bytes.
+  CHECK(load(pool("    params: {k: \"a\\\\0\"}\n")).pools.at(0).params.at("k") == "a\\0");
+}
+
+TEST_CASE("a quoted number or boolean is a string, not the integer or flag a key takes", "[unit][config]") {
+  const Failure w = fail(pool("    workers: \"2\"\n"));
+  CHECK(w.line == 4);
+  CHECK(w.column == 14);
+  CHECK(w.message == "workers: expected an integer from 1 to 1024, found the string '2' (write it without quotes)");
+  const Failure r = fail(pool("    retries: '1'\n"));
+  CHECK(r.message == "retries: expected an integer from 0 to 100, found the string '1' (write it without quotes)");
+  const Failure b = fail(pool("    limits: {core_dumps: \"true\"}\n"));
+  CHECK(b.message ==
+        "limits.core_dumps: expected true or false, found the string 'true' (write it without quotes)");
+  // Unquoted they are read as before; a quoted value that is no number is reported as usual.
+  CHECK(load(pool("    workers: 2\n")).pools.at(0).workers == 2);
+  CHECK(fail(pool("    workers: \"many\"\n")).message == "workers: expected an integer from 1 to 1024, found 'many'");
+}
+
+TEST_CASE("a config file larger than the limit is refused without reading it whole", "[unit][config]") {
+  // /dev/zero never ends: the loader must stop at its limit instead of growing until
+  // bad_alloc.
+  const auto start = std::chrono::steady_clock::now();
+  auto zero = shoal::load_config_file("/dev/zero");
+  REQUIRE_FALSE(zero);
+  CHECK(zero.error().code == Errc::io);
+  CHECK(zero.error().message == "/dev/zero: cannot read: larger than 16 MiB, the most a config file may hold");
+  CHECK(std::chrono::steady_clock::now() - start < 10s);
+
+  std::random_device rd;
+  const fs::path file = fs::temp_directory_path() / ("shoal_config_big_" + std::to_string(::getpid()) + "_" +
+                                                      std::to_string(rd()) + ".yaml");
+  {
+    std::ofstream out(file);
+    out << "pools:\n  p:\n    plugin: p.so\n#" << std::string((16u << 20) - 30, 'x') << "\n";
+  }
+  CHECK(fs::file_size(file) == (16u << 20) + 1);
+  auto big = shoal::load_config_file(file);
+  REQUIRE_FALSE(big);
+  CHECK(big.error().message == file.string() + ": cannot read: larger than 16 MiB, the most a config file may hold");
+  fs::resize_file(file, 16u << 20);  // exactly the limit: read (the comment is cut short)
+  CHECK(shoal::load_config_file(file).ok());
+  fs::remove(file);
+}

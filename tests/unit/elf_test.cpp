@@ -334,3 +334,29 @@ TEST_CASE("elf: the names a file makes the reader look at are bounded in total",
     CHECK(verdict(dir, shoal::test::craft_elf(spec)) == malformed + "more than 4096 DT_NEEDED entries");
   }
 }
+
+TEST_CASE("elf: a required entry point that is data, not a function, is refused", "[unit][elf]") {
+  // `int shoal_run;` links and passes a name check, then every task jumps into data.
+  TempDir dir;
+  CraftedElf spec;
+  spec.machine = shoal::test::elf_machine(SHOAL_PLUGIN_ECHO);
+  std::vector<uint32_t> at;
+  spec.dynstr = string_table({"shoal_plugin_abi", "shoal_init", "shoal_run", "shoal_fini", "shoal_recover"}, at);
+  spec.symbols = {at[0], at[1], at[3]};
+  spec.objects = {at[2]};
+  const auto path = save(dir, shoal::test::craft_elf(spec));
+  auto result = shoal::detail::check_module_file(path, ModuleKind::task_plugin);
+  REQUIRE_FALSE(result);
+  CHECK(result.error().message ==
+        "plugin " + path.string() + ": shoal_run is a data symbol, not a function (calling it would crash the worker)");
+
+  // Every entry point is a function: accepted. An optional one that is data is refused too.
+  spec.symbols = {at[0], at[1], at[2], at[3]};
+  spec.objects = {};
+  CHECK(shoal::detail::check_module_file(save(dir, shoal::test::craft_elf(spec)), ModuleKind::task_plugin).ok());
+  spec.objects = {at[4]};
+  auto recover = shoal::detail::check_module_file(save(dir, shoal::test::craft_elf(spec)), ModuleKind::task_plugin);
+  REQUIRE_FALSE(recover);
+  CHECK(recover.error().message ==
+        "plugin " + path.string() + ": shoal_recover is a data symbol, not a function (calling it would crash the worker)");
+}

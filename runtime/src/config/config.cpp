@@ -8,7 +8,10 @@
 //  - aliases are shared nodes, so a small file can expand to ~10^8 nodes when walked
 //    (and `&a [*a]` is a cycle): every node visited is counted against kMaxNodes and
 //    rendering is depth-bounded;
-//  - past 499 levels the parser throws DeepRecursion saying "bad file": reworded.
+//  - past 499 levels the parser throws DeepRecursion saying "bad file": reworded;
+//  - a double-quoted "\0" becomes a real NUL inside the std::string, which every C string
+//    made from it (a plugin path, an env value, a param) would silently end at: refused
+//    where each node is visited.
 #include <shoal/config.hpp>
 
 #include "common/printable.hpp"
@@ -39,6 +42,9 @@ namespace fs = std::filesystem;
 using Status = Result<void>;
 
 constexpr std::size_t kMaxNodes = 100000;
+// Real configs are a few KiB; the cap bounds what an endless or huge file (/dev/zero, a
+// log given by mistake) costs before it is refused, instead of growing until bad_alloc.
+constexpr std::size_t kMaxFileBytes = std::size_t{16} << 20;
 constexpr int kMaxDepth = 499;         // yaml-cpp 0.7 refuses a 500th level (DepthGuard<500>)
 constexpr std::size_t kMaxShown = 60;  // characters of a value quoted in a message
 constexpr std::string_view kNameRule = "a name of letters, digits, '_', '.' or '-'";
@@ -135,6 +141,18 @@ Status visit(Ctx& ctx, const YAML::Node& node, const YAML::Mark& fallback) {
                       " nodes after expanding aliases");
 }
 
+// Every scalar the walkers hand on passes here first (keys, values, sequence items), so
+// no reader needs its own check for an embedded NUL.
+Status no_nul(const Ctx& ctx, const Located& at) {
+  if (!at.node.IsScalar()) return {};
+  const std::string& text = at.node.Scalar();
+  const std::size_t nul = text.find('\0');
+  if (nul == std::string::npos) return {};
+  return error_at(ctx, at.mark,
+                  with_label(at.label, "a NUL character (\\x00) at byte " + std::to_string(nul + 1) + " of " +
+                                           in_quotes(text)));
+}
+
 // Calls f(key, value) for each pair of a mapping in file order, after counting both
 // nodes and checking that the key is a scalar not seen before in this mapping.
 template <class F>
@@ -149,12 +167,15 @@ Status for_each_pair(Ctx& ctx, const Located& map, F&& f) {
     if (!key.IsScalar())
       return error_at(ctx, key_mark,
                       with_label(map.label, "expected a key name, found " + describe(key)));
+    if (auto s = no_nul(ctx, Located{key, key_mark, map.label, map.prefix}); !s) return s;
     const auto [first, fresh] = seen.emplace(key.Scalar(), key_mark);
     if (!fresh)
       return error_at(ctx, key_mark,
                       "duplicate key " + in_quotes(key.Scalar()) + " (first at " +
                           position(first->second) + ")");
-    if (auto s = f(key, member(map, key, value)); !s) return s;
+    const Located located = member(map, key, value);
+    if (auto s = no_nul(ctx, located); !s) return s;
+    if (auto s = f(key, located); !s) return s;
   }
   return {};
 }
@@ -166,7 +187,9 @@ Status for_each_item(Ctx& ctx, const Located& seq, F&& f) {
   for (auto it = seq.node.begin(); it != seq.node.end(); ++it, ++index) {
     const YAML::Node item = *it;
     if (auto s = visit(ctx, item, seq.mark); !s) return s;
-    if (auto s = f(element(seq, item, index)); !s) return s;
+    const Located located = element(seq, item, index);
+    if (auto s = no_nul(ctx, located); !s) return s;
+    if (auto s = f(located); !s) return s;
   }
   return {};
 }
@@ -243,13 +266,28 @@ Result<std::string> expanded(const Ctx& ctx, const Located& at, std::string_view
                                            " (write ${NAME}, or $$ for a literal $)"));
 }
 
+// yaml-cpp tags a quoted scalar "!" (a plain one "?").
+bool quoted(const YAML::Node& node) { return node.Tag() == "!"; }
+
+// `workers: "2"` is a string in YAML; reading it as a number would make the loader
+// disagree with every other YAML tool about the same file. Refused, saying why, when the
+// text would otherwise have been read.
+template <class Parse>
+Status read_unquoted(const Ctx& ctx, const Located& at, std::string_view what, Parse&& parse) {
+  if (at.node.IsScalar() && quoted(at.node) && parse(at.node.Scalar()))
+    return error_at(ctx, at.mark,
+                    with_label(at.label, "expected " + std::string(what) + ", found the string " +
+                                             in_quotes(at.node.Scalar()) + " (write it without quotes)"));
+  return read_scalar(ctx, at, what, parse);
+}
+
 template <class I>
 Status read_int(const Ctx& ctx, const Located& at, I min, I max, I& out) {
   const std::string what =
       min == 0 && max == std::numeric_limits<I>::max()
           ? std::string("a non-negative integer")
           : "an integer from " + std::to_string(min) + " to " + std::to_string(max);
-  return read_scalar(ctx, at, what, [&](const std::string& text) {
+  return read_unquoted(ctx, at, what, [&](const std::string& text) {
     return detail::parse_int_in(text, min, max, out);
   });
 }
@@ -270,7 +308,7 @@ Status read_size(const Ctx& ctx, const Located& at, uint64_t min, uint64_t max,
 }
 
 Status read_bool(const Ctx& ctx, const Located& at, bool& out) {
-  return read_scalar(ctx, at, "true or false", [&](const std::string& t) {
+  return read_unquoted(ctx, at, "true or false", [&](const std::string& t) {
     if (t == "true") out = true;
     else if (t == "false") out = false;
     else return false;
@@ -321,7 +359,7 @@ Status render(Ctx& ctx, const Located& at, YAML::Emitter& out, int depth) {
   }
   Result<std::string> text = expanded(ctx, at, "a value");
   if (!text) return text.error();
-  if (at.node.Tag() == "!") out << YAML::DoubleQuoted;  // it was quoted: keep it a string
+  if (quoted(at.node)) out << YAML::DoubleQuoted;  // it was quoted: keep it a string
   out << *text;
   return {};
 }
@@ -609,6 +647,11 @@ Result<std::string> read_file(const fs::path& file) {
   char buf[65536];
   for (;;) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0 && text.size() + static_cast<std::size_t>(n) > kMaxFileBytes) {
+      ::close(fd);
+      return Error{Errc::io, printable(file.string(), std::string::npos) + ": cannot read: larger than " +
+                                 std::to_string(kMaxFileBytes >> 20) + " MiB, the most a config file may hold"};
+    }
     if (n > 0) {
       text.append(buf, static_cast<std::size_t>(n));
     } else if (n == 0 || errno != EINTR) {

@@ -165,6 +165,8 @@ class Reader {
         auto value = read_abi_value(sym, *name);
         if (!value) return value.error();
         (*name == kPluginAbiSymbol ? out.plugin_abi : out.resource_abi) = *value;
+      } else if (name->starts_with("shoal_") && !is_code(sym)) {
+        out.data_symbols.emplace_back(*name);
       }
       names.push_back(*name);
     }
@@ -179,6 +181,12 @@ class Reader {
       }
     }
     return {};
+  }
+
+  // STT_NOTYPE counts as code: an assembler label without .type is still a function.
+  static bool is_code(const Elf64_Sym& sym) {
+    const unsigned type = ELF64_ST_TYPE(sym.st_info);
+    return type == STT_FUNC || type == STT_GNU_IFUNC || type == STT_NOTYPE;
   }
 
   // What dlsym could find: defined here, global or weak, default or protected visibility.
@@ -302,6 +310,14 @@ Result<ElfExports> check_module_file(const std::filesystem::path& path, ModuleKi
                         std::string(missing.size() == 1 ? "missing symbol " : "missing symbols ") + names +
                             " (not a shoal " + what + "?)");
   }
+  // The loader resolves these by name and calls them: data under one of these names
+  // passes dlsym and crashes the worker at the first call.
+  std::vector<std::string_view> entry_points(required_exports(kind).begin(), required_exports(kind).end());
+  entry_points.push_back(kind == ModuleKind::task_plugin ? "shoal_recover" : "shoal_resource_recover");
+  for (std::string_view name : entry_points)
+    if (std::find(elf->data_symbols.begin(), elf->data_symbols.end(), name) != elf->data_symbols.end())
+      return plugin_error(what, path,
+                          std::string(name) + " is a data symbol, not a function (calling it would crash the worker)");
   if (auto abi = declared_abi(*elf, kind))
     if (auto s = check_abi(*abi, path, what); !s) return s.error();
   return elf;

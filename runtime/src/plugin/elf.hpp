@@ -29,6 +29,9 @@ inline constexpr size_t kMaxElfName = 1024;
 struct ElfExports {
   std::vector<std::string> symbols;  ///< exported dynamic symbols named shoal_*; sorted, unique
   size_t other_exports = 0;          ///< how many other names it exports (unique)
+  /// The shoal_* exports that are not code (STT_OBJECT, STT_TLS, STT_COMMON): an entry
+  /// point among them links and resolves, then crashes the worker that calls it.
+  std::vector<std::string> data_symbols;
   std::vector<std::string> needed;   ///< DT_NEEDED entries, in file order
   std::string soname;                ///< DT_SONAME, empty when there is none
   /// Value of the `shoal_plugin_abi_version` data symbol, when the file defines it.
@@ -61,8 +64,8 @@ enum class Fit { complete, partial, none };
 Fit fit(const ElfExports& elf, ModuleKind kind);
 
 /// Everything that can be known about `path` as a `kind` without loading it: a shared
-/// object exporting every required symbol and, when it declares an ABI version, one of
-/// this runtime's major. Errors are the loader's "plugin PATH: cause" lines.
+/// object exporting every required symbol, each entry point (required or optional) a
+/// function, and, when it declares an ABI version, one of this runtime's major. Errors are the loader's "plugin PATH: cause" lines.
 Result<ElfExports> check_module_file(const std::filesystem::path& path, ModuleKind kind);
 
 }  // namespace shoal::detail

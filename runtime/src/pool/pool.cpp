@@ -1,6 +1,7 @@
 // Pool's public face: starting, submitting from any thread, closing. The work itself
 // happens on the loop thread (loop.cpp).
 #include "common/log.hpp"
+#include "pool/input_limit.hpp"
 #include "pool/loop_common.hpp"
 #include "pool/pool_impl.hpp"
 #include "pool/worker_path.hpp"
@@ -166,8 +167,7 @@ void Pool::Impl::wake_loop() {
 }
 
 std::string Pool::Impl::too_large(size_t bytes) const {
-  return "input of " + std::to_string(bytes) + " bytes exceeds the task ring limit of " +
-         std::to_string(max_payload(layout.capacity)) + " bytes (raise pools." + config.name + ".queue.capacity)";
+  return too_large_message(bytes, max_payload(layout.capacity), config.name);
 }
 
 void detail::finish(TaskPtr task, Outcome&& outcome) {
