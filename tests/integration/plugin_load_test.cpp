@@ -1,5 +1,6 @@
 // Every way a plugin can be unusable gives one clear line naming the file and the cause,
 // quickly: no hang, no crash of the host, no endless respawn, no worker left behind.
+#include "support/crafted_elf.hpp"
 #include "support/test_env.hpp"
 
 #include <shoal/runtime.hpp>
@@ -60,6 +61,22 @@ TEST_CASE("a directory is not a plugin", "[integration][plugin]") {
 TEST_CASE("a plugin without shoal_run names the missing symbol", "[integration][plugin]") {
   std::string path = fixture("fx_no_run");
   CHECK(start_error(path) == "pool test: plugin " + path + ": missing symbol shoal_run (not a shoal plugin?)");
+}
+
+TEST_CASE("a shoal_run exported as data is refused before loading, not crashed on at each task", "[integration][plugin]") {
+  // The worker's loader makes the check `shoal check` makes: a pool built from C++ (no
+  // CLI) gets a start error instead of a worker that dies at every task.
+  TempDir dir;
+  CraftedElf spec;
+  spec.machine = elf_machine(SHOAL_PLUGIN_ECHO);
+  spec.dynstr = std::string(1, '\0') + "shoal_plugin_abi" + '\0' + "shoal_init" + '\0' + "shoal_fini" + '\0' +
+                "shoal_run" + '\0';
+  spec.symbols = {1, 18, 29};
+  spec.objects = {40};
+  const auto bytes = craft_elf(spec);
+  const std::string path = dir.write("data_run.so", std::string(bytes.begin(), bytes.end())).string();
+  CHECK(start_error(path) ==
+        "pool test: plugin " + path + ": shoal_run is a data symbol, not a function (calling it would crash the worker)");
 }
 
 TEST_CASE("a plugin built for another ABI major names both versions", "[integration][plugin]") {

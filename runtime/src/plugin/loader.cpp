@@ -1,6 +1,7 @@
 #include "plugin/loader.hpp"
 
 #include "common/printable.hpp"
+#include "plugin/elf.hpp"
 
 #include <boost/dll/shared_library.hpp>
 #include <elf.h>
@@ -95,9 +96,11 @@ class Library {
   F* fn(const char* name) const {
     return lib_->has(name) ? &lib_->get<F>(name) : nullptr;
   }
-  static Result<Library> open(const std::filesystem::path& path, const char* what,
-                              std::span<const char* const> required) {
-    if (auto check = check_shared_object(path, what); !check) return check.error();
+  static Result<Library> open(const std::filesystem::path& path, ModuleKind kind) {
+    const char* what = role_name(kind);
+    // What `shoal check` checks, before dlopen runs any of the file's code: a data symbol
+    // under an entry point's name would load and resolve, then crash every task.
+    if (auto check = check_module_file(path, kind); !check) return check.error();
     auto lib = std::make_unique<dll::shared_library>();
     try {
       lib->load(path, dll::load_mode::rtld_now | dll::load_mode::rtld_local);
@@ -111,7 +114,7 @@ class Library {
         why = why.substr(at + tag.size(), end - at - tag.size());
       return plugin_error(what, path, "cannot load: " + why);
     }
-    for (const char* sym : required)
+    for (const char* sym : required_exports(kind))
       if (!lib->has(sym)) return plugin_error(what, path, std::string("missing symbol ") + sym + " (not a shoal " + what + "?)");
     static std::vector<std::unique_ptr<dll::shared_library>> keep_loaded;
     keep_loaded.push_back(std::move(lib));
@@ -127,7 +130,7 @@ class Library {
 
 Result<PluginApi> load_plugin(const std::filesystem::path& path) {
   const char* what = role_name(ModuleKind::task_plugin);
-  auto lib = Library::open(path, what, kPluginExports);
+  auto lib = Library::open(path, ModuleKind::task_plugin);
   if (!lib) return lib.error();
   PluginApi api;
   api.abi = lib->fn<uint32_t()>("shoal_plugin_abi");
@@ -142,7 +145,7 @@ Result<PluginApi> load_plugin(const std::filesystem::path& path) {
 
 Result<ResourceApi> load_resource_module(const std::filesystem::path& path) {
   const char* what = role_name(ModuleKind::resource_module);
-  auto lib = Library::open(path, what, kResourceExports);
+  auto lib = Library::open(path, ModuleKind::resource_module);
   if (!lib) return lib.error();
   ResourceApi api;
   api.abi = lib->fn<uint32_t()>("shoal_resource_abi");
