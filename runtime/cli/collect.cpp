@@ -24,14 +24,20 @@ constexpr std::string_view kCollectUsage =
     "\n"
     "Prints the results of STREAM (from STREAM:results) as JSON lines, one per task id:\n"
     "  {\"seq\":0,\"status\":\"ok\",\"output\":\"...\",\"error\":null,\"worker\":1,\"attempts\":1,\"ms\":0.412,\n"
-    "   \"id\":\"1716900000123-4242:0\",\"consumer\":\"hostA-311\"}\n"
+    "   \"id\":\"1716900000123-9f86d081884c7d65:0\",\"consumer\":\"hostA-311\"}\n"
     "Delivery is at-least-once: a task may have several results; the first is printed.\n"
     "\n"
     "Options (CONFIG's redis: section gives the defaults):\n"
     "  --redis URL     redis://HOST[:PORT][/DB] or unix:///PATH   (redis.url)\n"
+    "  --redis-password-file FILE\n"
+    "                  the password, kept out of the URL (which ps shows); or\n"
+    "                  $SHOAL_REDIS_PASSWORD                      (redis.password_file)\n"
     "  --stream NAME   the task stream (default shoal:tasks)      (redis.stream)\n"
     "  --expect N      wait until N distinct task ids have a result, then exit\n"
     "  --follow        keep waiting for new results until SIGINT or SIGTERM\n"
+    "  --connect-timeout DURATION\n"
+    "                  give up (exit 2) after this long without an answer from Redis,\n"
+    "                  across reconnects (default 60s; 0 = never)\n"
     "  -h, --help      show this help\n"
     "Without --expect or --follow it prints the results there are and exits.\n"
     "\n"
@@ -47,10 +53,14 @@ std::string_view collect_usage() noexcept { return kCollectUsage; }
 
 int collect_command(int argc, char** argv) {
   RedisFlags flags;
-  std::string expect_text;
+  std::string expect_text, connect_timeout;
   bool follow = false;
-  const OptionSpec specs[] = {
-      {"--redis", &flags.url}, {"--stream", &flags.stream}, {"--expect", &expect_text}, {"--follow", nullptr, &follow}};
+  const OptionSpec specs[] = {{"--redis", &flags.url},
+                              {"--redis-password-file", &flags.password_file},
+                              {"--stream", &flags.stream},
+                              {"--expect", &expect_text},
+                              {"--follow", nullptr, &follow},
+                              {"--connect-timeout", &connect_timeout}};
   std::vector<std::string> positional;
   if (auto code = parse_options({"collect", kCollectUsage, "CONFIG", 0, 1}, argc, argv, specs, positional))
     return *code;
@@ -67,7 +77,12 @@ int collect_command(int argc, char** argv) {
     print_error(target.error().message);
     return 2;
   }
-  RedisLink link(target->url, signals, "collect");
+  auto give_up = connect_timeout_from(connect_timeout, "collect");
+  if (!give_up) {
+    print_error(give_up.error().message);
+    return 2;
+  }
+  RedisLink link(target->url, signals, "collect", *give_up);
   if (auto o = link.open(); !o) {
     print_error(o.error().message);
     return 2;
@@ -104,7 +119,8 @@ int collect_command(int argc, char** argv) {
         print_error(why);
         return 2;
       }
-      link.lost(why);
+      if (reply) link.lost(why);
+      else link.lost(reply.error());
       continue;
     }
     if (reply->is_error()) {

@@ -3,6 +3,7 @@
 #include "check.hpp"
 #include "run.hpp"
 #include "scale_out.hpp"
+#include "scale_out_shared.hpp"
 
 #include "common/log.hpp"
 #include "common/printable.hpp"
@@ -183,6 +184,7 @@ int main(int argc, char** argv) {
   // The runtime reports failures as values; what can still throw here is the standard
   // library (bad_alloc, thread creation). It ends the run as an error, never as abort().
   try {
+    shoal::cli::take_password_from_env();
     return dispatch(argc, argv);
   } catch (const std::exception& e) {
     write_err(std::string("internal error: ") + e.what());

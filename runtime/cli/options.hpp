@@ -136,7 +136,7 @@ inline Result<std::string> choose_pool(const Config& config, const std::string& 
 
 /// The Redis flags every scale-out command takes; an empty string was not given.
 struct RedisFlags {
-  std::string url, stream, group, consumer, pool;
+  std::string url, stream, group, consumer, pool, password_file;
 };
 
 /// The config's `redis:` section with each flag that was given on top. Fails (a usage
@@ -149,6 +149,7 @@ inline Result<RedisConfig> redis_settings(const RedisConfig& from_file, const Re
                            std::pair{&flags.pool, &r.pool}}) {
     if (!flag->empty()) *key = *flag;
   }
+  if (!flags.password_file.empty()) r.password_file = flags.password_file;
   if (r.url.empty())
     return Error{Errc::config, std::string(command) + ": missing --redis URL (or redis.url in CONFIG)"};
   return r;

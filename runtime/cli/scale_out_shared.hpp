@@ -8,16 +8,21 @@
 #include "options.hpp"
 #include "terminal.hpp"
 
+#include "common/printable.hpp"
 #include "redis/client.hpp"
 #include "redis/streams.hpp"
 
 #include <shoal/config.hpp>
 #include <shoal/runtime.hpp>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -47,6 +52,69 @@ inline std::optional<Status> status_from(std::string_view word) {
   return std::nullopt;
 }
 
+/// The variable that may carry the Redis password instead of the URL (which `ps` shows
+/// when it is a flag). main() takes it out of the environment before anything starts, so
+/// that no worker, nor anything else the host starts, inherits it.
+inline constexpr const char* kPasswordEnv = "SHOAL_REDIS_PASSWORD";
+
+/// $SHOAL_REDIS_PASSWORD as it was at start; nullopt when it was not set.
+inline std::optional<std::string>& password_from_env() {
+  static std::optional<std::string> password;
+  return password;
+}
+
+/// Called once by main(), while the process has one thread (unsetenv is not thread-safe).
+inline void take_password_from_env() {
+  if (const char* v = std::getenv(kPasswordEnv); v != nullptr) {
+    password_from_env() = std::string(v);
+    ::unsetenv(kPasswordEnv);
+  }
+}
+
+/// The password held in `file`: its text without one final line end. Bounded, and an
+/// empty one is an error rather than no password at all.
+inline Result<std::string> read_password_file(const std::filesystem::path& file) {
+  constexpr size_t kMax = 64 << 10;
+  const std::string what = "redis password file " + file.string();
+  Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) return Error{Errc::config, "cannot open " + what + ": " + errno_text(errno)};
+  std::string text(kMax + 1, '\0');
+  size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error{Errc::config, "cannot read " + what + ": " + errno_text(errno)};
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got > kMax) return Error{Errc::config, what + " is larger than 64 KiB"};
+  text.resize(got);
+  if (text.ends_with('\n')) text.pop_back();
+  if (text.ends_with('\r')) text.pop_back();
+  if (text.empty()) return Error{Errc::config, what + " is empty"};
+  return text;
+}
+
+/// The password from --redis-password-file (or redis.password_file) or
+/// $SHOAL_REDIS_PASSWORD, put into `url`. One source only: a password given twice is
+/// refused rather than one of them silently ignored.
+inline Result<void> apply_password(redis::Url& url, const std::filesystem::path& file) {
+  const std::optional<std::string>& env = password_from_env();
+  const int sources = (url.password.empty() ? 0 : 1) + (file.empty() ? 0 : 1) + (env ? 1 : 0);
+  if (sources > 1)
+    return Error{Errc::config, "the redis password is given more than once (in the URL " + url.display +
+                                  ", --redis-password-file / redis.password_file, $" + kPasswordEnv + "): give one"};
+  if (!file.empty()) {
+    auto p = read_password_file(file);
+    if (!p) return p.error();
+    url.password = std::move(*p);
+  } else if (env) {
+    if (env->empty()) return Error{Errc::config, std::string("$") + kPasswordEnv + " is set but empty"};
+    url.password = *env;
+  }
+  return {};
+}
+
 /// Where a command talks to: the settings (config file, flags on top) and their URL.
 struct RedisTarget {
   RedisConfig settings;
@@ -61,6 +129,7 @@ inline Result<RedisTarget> redis_target(const RedisConfig& from_file, const Redi
   if (!settings) return settings.error();
   auto url = redis::parse_url(settings->url);
   if (!url) return url.error();
+  if (auto p = apply_password(*url, settings->password_file); !p) return p.error();
   return RedisTarget{std::move(*settings), std::move(*url)};
 }
 
@@ -77,19 +146,40 @@ inline Result<RedisTarget> redis_target(const std::vector<std::string>& position
   return redis_target(from_file, flags, command);
 }
 
+/// How long `submit` and `collect` keep trying to get an answer from a server that
+/// went away or never spoke Redis, unless --connect-timeout says otherwise.
+inline constexpr auto kDefaultConnectTimeout = std::chrono::seconds(60);
+
+/// --connect-timeout's value: a duration, 0 for no limit; the default when not given.
+inline Result<std::chrono::milliseconds> connect_timeout_from(const std::string& text, std::string_view command) {
+  if (text.empty()) return std::chrono::milliseconds(kDefaultConnectTimeout);
+  Duration d{};
+  if (!parse_duration(text, d))
+    return Error{Errc::config, std::string(command) + ": --connect-timeout: expected a duration such as 30s or 0, found '" +
+                                   detail::printable(text, 100) + "'"};
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d);
+}
+
 /// One connection of a client that may wait for a server to come back (`submit`,
 /// `collect`): a failure closes it, and reconnect() pauses with back-off, a stop signal
-/// ending the pause, until it is open again. A refused AUTH or SELECT is fatal: retrying
-/// would never end.
+/// ending the pause, until it is open again, for at most `give_up` without one answer
+/// (0: no limit). A refused AUTH or SELECT, or a server that does not speak Redis, is
+/// fatal: retrying would never end.
 class RedisLink {
  public:
-  RedisLink(redis::Url url, StopSignals& signals, std::string command)
-      : url_(std::move(url)), signals_(signals), command_(std::move(command)) {}
+  RedisLink(redis::Url url, StopSignals& signals, std::string command,
+            std::chrono::milliseconds give_up = kDefaultConnectTimeout)
+      : url_(std::move(url)), signals_(signals), command_(std::move(command)), give_up_(give_up) {}
+
+  /// The most bytes one reply may take (redis::kMaxReplyBytes unless set before open()).
+  void set_max_reply(size_t bytes) { max_reply_ = bytes; }
 
   Result<void> open() {
     auto c = redis::Connection::open(url_, kIoTimeout);
     if (!c) return c.error();
     conn_ = std::move(*c);
+    conn_.set_interrupt_fd(signals_.fd());
+    conn_.set_max_reply(max_reply_);
     backoff_.reset();
     return {};
   }
@@ -98,9 +188,28 @@ class RedisLink {
   explicit operator bool() const { return bool(conn_); }
   const redis::Url& url() const { return url_; }
 
-  /// The connection failed (or Redis refused for a while): closes it and says so.
+  /// As below, but an error that retrying cannot cure (a server that does not speak
+  /// Redis, a reply past the bound) ends the command: fatal().
+  void lost(const Error& e) {
+    if (e.code == Errc::failed) {
+      conn_.close();
+      fatal_ = e.message;
+      return;
+    }
+    lost(e.message);
+  }
+
+  /// The connection failed (or Redis refused for a while): closes it and says so. A stop
+  /// signal that cut a wait short is no failure to report: it ends the command.
   void lost(const std::string& why) {
     conn_.close();
+    if (int sig = signals_.poll(); sig != 0) {
+      stopped_by_ = sig;
+      return;
+    }
+    if (failing_since_ == Clock::time_point{}) failing_since_ = Clock::now();
+    ++failures_;
+    last_error_ = why;
     print_warning(command_ + ": " + why + "; retrying");
   }
 
@@ -108,13 +217,23 @@ class RedisLink {
   /// (stopped_by()) or the server refused for good (fatal()). Call while !*this.
   bool reconnect() {
     while (!conn_ && stopped_by_ == 0 && fatal_.empty()) {
+      if (give_up_.count() > 0 && failing_since_ != Clock::time_point{} && Clock::now() - failing_since_ >= give_up_) {
+        fatal_ = "no answer from " + url_.display + " for " + std::to_string(give_up_.count() / 1000) + " s (" +
+                 std::to_string(failures_) + " failed attempts, the last: " + last_error_ +
+                 "); --connect-timeout sets this limit";
+        break;
+      }
       if (!pause(backoff_.next())) break;
       auto c = redis::Connection::open(url_, kIoTimeout);
       if (!c) {
+        ++failures_;
+        last_error_ = c.error().message;
         if (c.error().code != Errc::io) fatal_ = c.error().message;
         continue;
       }
       conn_ = std::move(*c);
+      conn_.set_interrupt_fd(signals_.fd());
+      conn_.set_max_reply(max_reply_);
       print_info(command_ + ": connected again to " + url_.display);
     }
     return bool(conn_);
@@ -128,16 +247,27 @@ class RedisLink {
     return stopped_by_ == 0;
   }
 
-  /// A command went through: the next outage starts with short pauses again.
-  void ok() { backoff_.reset(); }
+  /// A command went through: the next outage starts with short pauses again, and its
+  /// own --connect-timeout.
+  void ok() {
+    backoff_.reset();
+    failing_since_ = {};
+    failures_ = 0;
+  }
 
   int stopped_by() const { return stopped_by_; }
   const std::string& fatal() const { return fatal_; }
 
  private:
+  using Clock = std::chrono::steady_clock;
   redis::Url url_;
   StopSignals& signals_;
   std::string command_;
+  std::chrono::milliseconds give_up_;
+  Clock::time_point failing_since_{};  // the first failure since the last answer
+  uint64_t failures_ = 0;
+  std::string last_error_;
+  size_t max_reply_ = redis::kMaxReplyBytes;
   redis::Connection conn_;
   redis::Backoff backoff_ = reconnect_backoff();
   int stopped_by_ = 0;

@@ -40,6 +40,9 @@ constexpr std::string_view kServeUsage =
     "\n"
     "Options (each overrides the key of CONFIG's redis: section):\n"
     "  --redis URL       redis://HOST[:PORT][/DB] or unix:///PATH              (redis.url)\n"
+    "  --redis-password-file FILE\n"
+    "                    the password, kept out of the URL (which ps shows); or\n"
+    "                    $SHOAL_REDIS_PASSWORD, which workers never see   (redis.password_file)\n"
     "  --stream NAME     the task stream (default shoal:tasks)                 (redis.stream)\n"
     "  --group NAME      the consumer group of the fleet (default shoal)       (redis.group)\n"
     "  --consumer NAME   this host's name in the group (default HOSTNAME-PID)  (redis.consumer)\n"
@@ -286,7 +289,7 @@ std::string_view serve_usage() noexcept { return kServeUsage; }
 
 int serve_command(int argc, char** argv) {
   RedisFlags flags;
-  const OptionSpec specs[] = {{"--redis", &flags.url},       {"--stream", &flags.stream},
+  const OptionSpec specs[] = {{"--redis", &flags.url},       {"--redis-password-file", &flags.password_file}, {"--stream", &flags.stream},
                               {"--group", &flags.group},     {"--consumer", &flags.consumer},
                               {"--pool", &flags.pool}};
   std::vector<std::string> positional;

@@ -11,10 +11,12 @@
 #include "terminal.hpp"
 
 #include <fcntl.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -27,15 +29,22 @@ constexpr std::string_view kSubmitUsage =
     "Usage: shoal submit [CONFIG] [--redis URL] [--stream NAME] [--input FILE|-] [--prefix TEXT]\n"
     "\n"
     "Queues one task per input line on a Redis stream for 'shoal serve' hosts: the entry\n"
-    "holds the line (input), its 0-based number (seq) and a task id PREFIX:SEQ. Prints how\n"
-    "many were queued. The stream never holds more than redis.max_stream_length entries\n"
-    "(tasks not yet finished): submit waits for room, nothing is dropped.\n"
+    "holds the line (input), its 0-based number (seq) and a task id PREFIX-RUN:SEQ, where\n"
+    "RUN is random per submit, so that two submits never share an id. Prints how many\n"
+    "were queued and their ids. The stream never holds more than redis.max_stream_length\n"
+    "entries (tasks not yet finished): submit waits for room, nothing is dropped.\n"
     "\n"
     "Options (CONFIG's redis: section gives the defaults):\n"
     "  --redis URL     redis://HOST[:PORT][/DB] or unix:///PATH   (redis.url)\n"
+    "  --redis-password-file FILE\n"
+    "                  the password, kept out of the URL (which ps shows); or\n"
+    "                  $SHOAL_REDIS_PASSWORD                      (redis.password_file)\n"
     "  --stream NAME   the task stream (default shoal:tasks)      (redis.stream)\n"
     "  --input FILE    read tasks from FILE (default -, standard input)\n"
-    "  --prefix TEXT   task ids are TEXT:SEQ (default: the time in ms and this process id)\n"
+    "  --prefix TEXT   task ids are TEXT-RUN:SEQ (default: the time in ms)\n"
+    "  --connect-timeout DURATION\n"
+    "                  give up (exit 2) after this long without an answer from Redis,\n"
+    "                  across reconnects (default 60s; 0 = never)\n"
     "  -h, --help      show this help\n"
     "\n"
     "Exit status: 0 every line queued; 2 usage, config, input or first connection error;\n"
@@ -45,10 +54,14 @@ constexpr size_t kBatch = 512;
 
 class Submitter {
  public:
-  Submitter(redis::Url url, const RedisConfig& cfg, StopSignals& signals)
-      : link_(std::move(url), signals, "submit"), cfg_(cfg), keys_(redis::Keys::of(cfg.stream)) {}
+  Submitter(redis::Url url, const RedisConfig& cfg, StopSignals& signals, std::chrono::milliseconds give_up)
+      : link_(std::move(url), signals, "submit", give_up), cfg_(cfg), keys_(redis::Keys::of(cfg.stream)) {}
 
-  Result<void> open() { return link_.open(); }
+  Result<void> open() {
+    // XLEN and XADD answers are a few bytes: anything near this is not Redis.
+    link_.set_max_reply(64 << 10);
+    return link_.open();
+  }
 
   // Queues the batch, never letting the stream grow past max_stream_length; returns how
   // many entries were queued: fewer than the batch when a signal or an error stopped it.
@@ -63,9 +76,14 @@ class Submitter {
       if (!link_ && !link_.reconnect()) break;
       auto len = link_.conn().command({"XLEN", keys_.tasks});
       if (!len) {
-        link_.lost(len.error().message);
+        link_.lost(len.error());
         continue;
       }
+      if (!len->view().is_integer()) {
+        fatal_ = "XLEN " + keys_.tasks + ": " + len->view().error_text();
+        return done;
+      }
+      link_.ok();
       const auto held = static_cast<uint64_t>(std::max<long long>(0, len->view().integer()));
       if (held >= cfg_.max_stream_length) {
         if (!waiting_reported) {
@@ -83,7 +101,7 @@ class Submitter {
       for (size_t i = 0; i < room; ++i) chunk.push_back(batch[todo[i]]);
       auto replies = link_.conn().pipeline(chunk);
       if (!replies) {
-        link_.lost(replies.error().message);
+        link_.lost(replies.error());
         continue;
       }
       // Each command stands alone: the ones Redis took are queued, only those it refused
@@ -127,7 +145,20 @@ class Submitter {
 std::string default_prefix() {
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
-  return std::to_string(ms.count()) + "-" + std::to_string(::getpid());
+  return std::to_string(ms.count());
+}
+
+// Collect keeps one result per task id: two submits must never share one, even with the
+// same --prefix (a time and a pid repeat across machines and containers). 64 random bits
+// per submit; the same id for every resend of the same line within it, which is what the
+// de-duplication is for.
+Result<std::string> run_token() {
+  uint64_t r = 0;
+  if (::getrandom(&r, sizeof r, 0) != static_cast<ssize_t>(sizeof r))
+    return Error{Errc::io, "getrandom: " + errno_text(errno)};
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(r));
+  return std::string(hex);
 }
 
 }  // namespace
@@ -136,8 +167,8 @@ std::string_view submit_usage() noexcept { return kSubmitUsage; }
 
 int submit_command(int argc, char** argv) {
   RedisFlags flags;
-  std::string input = "-", prefix;
-  const OptionSpec specs[] = {{"--redis", &flags.url}, {"--stream", &flags.stream}, {"--input", &input},
+  std::string input = "-", prefix, connect_timeout;
+  const OptionSpec specs[] = {{"--connect-timeout", &connect_timeout}, {"--redis", &flags.url}, {"--redis-password-file", &flags.password_file}, {"--stream", &flags.stream}, {"--input", &input},
                               {"--prefix", &prefix}};
   std::vector<std::string> positional;
   if (auto code = parse_options({"submit", kSubmitUsage, "CONFIG", 0, 1}, argc, argv, specs, positional)) return *code;
@@ -161,9 +192,15 @@ int submit_command(int argc, char** argv) {
     }
     input_fd = input_owner.get();
   }
-  if (prefix.empty()) prefix = default_prefix();
+  auto give_up = connect_timeout_from(connect_timeout, "submit");
+  auto token = run_token();
+  if (!give_up || !token) {
+    print_error((give_up ? token.error() : give_up.error()).message);
+    return 2;
+  }
+  prefix = (prefix.empty() ? default_prefix() : prefix) + "-" + *token;
 
-  Submitter submitter(target->url, settings, signals);
+  Submitter submitter(target->url, settings, signals, *give_up);
   if (auto o = submitter.open(); !o) {
     print_error(o.error().message);
     return 2;

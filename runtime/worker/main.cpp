@@ -1,11 +1,15 @@
 // shoal-worker: started by a shoal host with posix_spawn, never by hand. Descriptors 3
-// (segment), 4 (control socket) and 5 (host eventfd) are set up by the host.
+// (segment), 4 (control socket), 5 (host eventfd) and 6 (log records) are set up by the host.
 #include "worker.hpp"
+
+#include "common/log.hpp"
+#include "ipc/control.hpp"
 
 #include <cstdio>
 #include <cstring>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 // In a sanitizer build the sanitizer would catch a plugin's SIGSEGV or SIGABRT and exit
@@ -38,6 +42,11 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
   ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Log records go to the host on their own pipe, apart from what the plugin prints
+  // (common/log.hpp says why); without it (a worker started by hand) they go to stderr.
+  struct stat log_pipe {};
+  if (::fstat(shoal::detail::kWorkerLogFd, &log_pipe) == 0 && S_ISFIFO(log_pipe.st_mode))
+    shoal::detail::set_log_channel(shoal::detail::kWorkerLogFd);
   // Never destroyed: its threads and the exit path (a plugin's exit()) use it until the
   // process is gone.
   auto* worker = new shoal::detail::Worker();

@@ -156,7 +156,8 @@ TEST_CASE("check: a plugin whose static constructor crashes is checked without l
   TempDir dir;
   const auto marker = dir.path() / "constructor-ran";
   const std::vector<std::pair<std::string, std::string>> env = {{"SHOAL_FX_CTOR_MARKER", marker.string()}};
-  const auto config = dir.write("crash.yaml", "pools:\n" + pool_yaml("crash", fixture("fx_ctor_crash")));
+  const auto config = dir.write("crash.yaml", "pools:\n" + pool_yaml("crash", fixture("fx_ctor_crash")) +
+                                                 "    env_inherit: [SHOAL_FX_CTOR_MARKER]\n");
 
   auto check = shoal_cli({"check", config.string()}, env);
   INFO(describe(check));

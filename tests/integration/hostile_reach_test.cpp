@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <set>
@@ -230,4 +231,33 @@ TEST_CASE("a worker that floods its control socket is killed, and the host's mem
   CHECK(next.status == Status::ok);
   CHECK(next.output == "next");
   bounded_join(*pool);
+}
+
+// Issue 14 item 8: a worker runs foreign code; the host's environment reaches it only by
+// name (pool `env`, `env_inherit`) plus the basic variables every program needs.
+TEST_CASE("hostile: a host variable the config does not name does not reach the worker",
+          "[integration][hostile][secrets]") {
+  REQUIRE(::setenv("SHOAL_TEST_HOST_SECRET", "host-only-value", 1) == 0);
+  REQUIRE(::setenv("SHOAL_TEST_NAMED", "named-value", 1) == 0);
+  auto ask = [](const PoolConfig& config, const std::string& name) {
+    auto pool = start_pool(config);
+    const Outcome o = get(pool->submit("getenv " + name));
+    bounded_join(*pool);
+    INFO(name << ": " << o.error);
+    CHECK(o.status == Status::ok);
+    return o.output;
+  };
+  PoolConfig config = hostile_config(1);
+  CHECK(ask(config, "SHOAL_TEST_HOST_SECRET") == "<unset>");
+  CHECK(ask(config, "SHOAL_TEST_NAMED") == "<unset>");
+  CHECK(ask(config, "PATH") == std::getenv("PATH"));
+  config.env_inherit = {"SHOAL_TEST_NAMED"};
+  config.env["SHOAL_TEST_SET"] = "set-value";
+  CHECK(ask(config, "SHOAL_TEST_NAMED") == "named-value");
+  CHECK(ask(config, "SHOAL_TEST_SET") == "set-value");
+  CHECK(ask(config, "SHOAL_TEST_HOST_SECRET") == "<unset>");
+  config.env_inherit_all = true;  // the explicit opt-in to everything
+  CHECK(ask(config, "SHOAL_TEST_HOST_SECRET") == "host-only-value");
+  ::unsetenv("SHOAL_TEST_HOST_SECRET");
+  ::unsetenv("SHOAL_TEST_NAMED");
 }

@@ -204,7 +204,7 @@ TEST_CASE("redis: submit waits while the stream is full and drops nothing", "[in
   int code = -1;
   REQUIRE(submitter.wait(bounded(30s), code));
   CHECK(code == 0);
-  CHECK(read_file(out) == "queued 40 tasks to " + kStream + " (ids t:0 to t:39)\n");
+  check_submitted(read_file(out), 40);
   const auto rows = collect(fleet.config("collect"), 40);
   for (size_t i = 0; i < 40; ++i) {
     INFO("task " << id(i));
@@ -234,13 +234,13 @@ TEST_CASE("redis: a task that crashes every time ends in the dead-letter stream"
 
   const auto dead = redis::parse_entries(fleet.redis.command({"XRANGE", kStream + ":dead", "-", "+"}).view());
   REQUIRE(dead.size() == 1);
-  CHECK(dead[0].field("id") == std::optional<std::string_view>("t:5"));
+  CHECK(dead[0].field("id") == std::optional<std::string_view>(id(5)));
   CHECK(dead[0].field("input") == std::optional<std::string_view>("segv"));
   CHECK(dead[0].field("deliveries") == std::optional<std::string_view>("3"));
   const auto result = Parser(std::string(dead[0].field("result").value_or(""))).row();
   REQUIRE(result.has_value());
   CHECK(result->at("status").text == "crashed");
-  CHECK(result->at("id").text == "t:5");
+  CHECK(result->at("id").text == id(5));
   CHECK(fleet.results() == static_cast<int64_t>(inputs.size()));
 
   a.signal(SIGTERM);

@@ -2,6 +2,7 @@
 // log formats (text and JSON, the runtime's lines and a plugin's), and the progress bar,
 // shown under a pseudo-terminal and absent otherwise.
 #include "fixture_paths.hpp"
+#include "support/hostile.hpp"
 #include "support/json_rows.hpp"
 #include "support/run_rows.hpp"
 #include "support/subprocess.hpp"
@@ -282,6 +283,61 @@ TEST_CASE("watch: --log-format json turns every stderr line into a JSON object",
     CHECK(bad.err.find("--log-format") != std::string::npos);
     auto bad_level = run_shoal({"--log-level", "loud", "check", config}, {});
     CHECK(bad_level.exit_code == 2);
+  }
+}
+
+// Issue 14 item 7: what a plugin prints is data. The fixture prints lines shaped like the
+// host's own (a JSON entry of another pool at level error, a "shoal: " line), terminal
+// escapes, and writes a record of its own onto the worker's log pipe.
+TEST_CASE("watch: a plugin's lines are wrapped and escaped, never taken for the host's log",
+          "[integration][watch][logs]") {
+  TempDir dir;
+  const std::string config = dir.write("h.yaml", hostile_yaml(1)).string();
+  const auto input_file = dir.write("input.txt", "forge-logs\n");
+  SECTION("json: each line is the host's entry for pool h, worker 0, the printed line its message") {
+    auto r = run_shoal({"--log-format", "json", "run", config, "--input", input_file.string()}, {});
+    CHECK(r.exit_code == 0);
+    size_t printed = 0, records = 0;
+    for (const auto& line : lines_of(r.err)) {
+      INFO("stderr line: " << line);
+      json j = json::parse(line);  // every line, or the test fails
+      const std::string msg = j.at("message");
+      if (msg.find("forged") == std::string::npos) continue;
+      CHECK(j.at("pool") == "h");
+      CHECK(j.at("worker") == 0);
+      if (j.value("stream", "") == "output") {
+        ++printed;
+        CHECK(j.at("level") == "info");
+      } else {
+        ++records;  // the record on descriptor 6: its level and component, the host's pool and worker
+        CHECK(msg == "forged record");
+        CHECK(j.at("component") == "other");
+      }
+    }
+    CHECK(printed == 6);  // three lines, on stdout and on stderr
+    CHECK(records == 1);
+    CHECK(r.err.find("\"pool\":\"other\"") == std::string::npos);
+    CHECK(r.err.find("\xc2\x9b") == std::string::npos);  // C1 CSI as \u009b
+    CHECK(r.err.find("\\u009b") != std::string::npos);
+  }
+  SECTION("text: each printed line keeps its prefix, and no control byte reaches the terminal") {
+    auto r = run_shoal({"run", config, "--input", input_file.string()}, {});
+    CHECK(r.exit_code == 0);
+    size_t printed = 0;
+    for (const auto& line : lines_of(r.err)) {
+      INFO("stderr line: " << line);
+      if (line.find("forged") == std::string::npos) continue;
+      if (line.starts_with("shoal: h[0]: ")) ++printed;
+      else CHECK(line == "shoal: error: h[0] other: forged record");
+    }
+    CHECK(printed == 6);
+    CHECK(r.err.find("shoal: h[0]: shoal: error: other[9]: forged text\n") != std::string::npos);
+    CHECK(r.err.find("shoal: h[0]: forged \\x1b]0;retitled\\x07\\x1b[2J\\x0dforged escapes \\xc2\\x9b31m forged c1 "
+                     "\\xff forged byte\n") != std::string::npos);
+    for (char c : {'\x1b', '\x07', '\r', '\x9b', '\xff'}) {
+      INFO("byte " << static_cast<int>(static_cast<unsigned char>(c)));
+      CHECK(r.err.find(c) == std::string::npos);
+    }
   }
 }
 

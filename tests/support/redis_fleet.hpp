@@ -22,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <sstream>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -183,7 +184,25 @@ inline void wait_ready(const Fleet& fleet, const std::vector<const Host*>& hosts
   REQUIRE(ready);
 }
 
-/// Queues `inputs` with ids t:0, t:1, …
+/// The task ids of the last submit() are ID_PREFIX:0, ID_PREFIX:1, … (id() below), where
+/// ID_PREFIX is "t-" and the submit's own random part. Tests run one at a time.
+inline std::string& id_prefix() {
+  static std::string prefix = "t";
+  return prefix;
+}
+
+/// What `shoal submit --prefix t` printed for `n` tasks; sets id_prefix() from it.
+inline void check_submitted(const std::string& out, size_t n) {
+  std::smatch m;
+  const std::regex printed("queued ([0-9]+) tasks? to " + kStream + " \\(ids (t-[0-9a-f]{16}):0 to \\2:([0-9]+)\\)\n");
+  INFO("submit printed: " << out);
+  REQUIRE(std::regex_match(out, m, printed));
+  CHECK(m[1].str() == std::to_string(n));
+  CHECK(m[3].str() == std::to_string(n - 1));
+  id_prefix() = m[2].str();
+}
+
+/// Queues `inputs` with ids ID_PREFIX:0, ID_PREFIX:1, …
 inline void submit(const Fleet& fleet, const std::string& config, const std::vector<std::string>& inputs) {
   std::string text;
   for (const auto& s : inputs) text += s + "\n";
@@ -191,8 +210,7 @@ inline void submit(const Fleet& fleet, const std::string& config, const std::vec
   auto r = run_process({SHOAL_BIN, "submit", config, "--input", file.string(), "--prefix", "t"}, {}, bounded(30s));
   INFO(describe(r));
   REQUIRE(r.exit_code == 0);
-  CHECK(r.out == "queued " + std::to_string(inputs.size()) + (inputs.size() == 1 ? " task" : " tasks") + " to " +
-                     kStream + " (ids t:0 to t:" + std::to_string(inputs.size() - 1) + ")\n");
+  check_submitted(r.out, inputs.size());
 }
 
 /// `shoal collect --expect N`: the rows by task id (each id printed once, checked).
@@ -213,7 +231,7 @@ inline std::map<std::string, Row> collect(const std::string& config, size_t expe
   return rows;
 }
 
-inline std::string id(size_t i) { return "t:" + std::to_string(i); }
+inline std::string id(size_t i) { return id_prefix() + ":" + std::to_string(i); }
 
 inline double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();

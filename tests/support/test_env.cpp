@@ -101,7 +101,7 @@ Background::Background(const std::vector<std::string>& argv, const std::filesyst
   shoal::detail::SpawnRequest req;
   req.executable = argv.at(0);
   req.argv = argv;
-  req.env = shoal::detail::environment_with({});
+  req.env = shoal::detail::environment_with({}, {.all = true, .names = {}});
   req.fds = {{in.get(), 0}, {out.get(), 1}, {err.get(), 2}};
   auto child = shoal::detail::spawn_process(req);
   if (!child) return;

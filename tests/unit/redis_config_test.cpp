@@ -2,6 +2,7 @@
 // key, errors at their position) and Redis URL parsing.
 #include <shoal/config.hpp>
 
+#include "config/values.hpp"
 #include "redis/client.hpp"
 
 #include <catch2/catch.hpp>
@@ -108,6 +109,27 @@ TEST_CASE("redis URL: forms accepted and refused", "[unit][redis]") {
     INFO(bad);
     auto r = redis::parse_url(bad);
     REQUIRE_FALSE(r.ok());
-    CHECK(r.error().message.find(bad) != std::string::npos);
+    CHECK(r.error().message.find(shoal::detail::redact_url(bad)) != std::string::npos);
   }
+}
+
+// Issue 14 item 8: a password in a URL never reaches a message, whatever is wrong with
+// the rest of it, nor the config's errors.
+TEST_CASE("redis URL: errors show the URL with its password redacted", "[unit][redis][secrets]") {
+  CHECK(shoal::detail::redact_url("redis://app:hunter2@h:1/2") == "redis://app:***@h:1/2");
+  CHECK(shoal::detail::redact_url("redis://hunter2@h") == "redis://***@h");
+  CHECK(shoal::detail::redact_url("redis://a:b@hunter2@h") == "redis://a:***@h");
+  CHECK(shoal::detail::redact_url("redis://h:6379") == "redis://h:6379");
+  for (const char* bad : {"redis://app:hunter2@h:x", "redis://hunter2@h:0", "redis://app:hunter2@", "redis://a:%zzhunter2@h",
+                          "redis://app:hunter2@h/x", "redis://app:hunter2@[::1"}) {
+    INFO(bad);
+    auto r = redis::parse_url(bad);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("hunter2") == std::string::npos);
+    const std::string& m = r.error().message;
+    CHECK((m.find(":***@") != std::string::npos || m.find("//***@") != std::string::npos));
+  }
+  const std::string err = error_of(kPools + "redis:\n  url: http://app:hunter2@h\n");
+  CHECK(err.find("hunter2") == std::string::npos);
+  CHECK(err.find("http://app:***@h") != std::string::npos);
 }

@@ -234,7 +234,7 @@ TEST_CASE("a million records cross between two real processes intact", "[unit][r
   SpawnRequest req;
   req.executable = SHOAL_RING_PEER;
   req.argv = {"shoal_ring_peer", std::to_string(f.layout.capacity), std::to_string(kCount), std::to_string(kMaxSize)};
-  req.env = environment_with({});
+  req.env = environment_with({}, {.all = true, .names = {}});
   req.fds = {{seg->get(), 3}};
   req.stdout_to = out_write.get();
   auto child = spawn_process(req);

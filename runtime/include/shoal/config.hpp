@@ -61,6 +61,10 @@ struct PoolConfig {
   Duration fini_timeout = std::chrono::seconds(2);  ///< shutdown.fini_timeout
   int32_t fini_priority = 100;                ///< priority of shoal_fini in the chain
   std::map<std::string, std::string> env;     ///< extra environment of the workers
+  /// Host variables a worker gets besides the basic ones (PATH, HOME, LANG, LC_*, TZ, …;
+  /// config/reference.md lists them): by name, or every one with env_inherit_all.
+  std::vector<std::string> env_inherit;
+  bool env_inherit_all = false;               ///< `env_inherit: all`
   std::vector<ResourceConfig> resources;
   Limits limits;
   SourcePosition plugin_at{};                 ///< where `plugin:` was written
@@ -70,6 +74,7 @@ struct PoolConfig {
 /// `collect` (their command-line flags override each key).
 struct RedisConfig {
   std::string url;                      ///< redis://HOST[:PORT][/DB]; empty = not given
+  std::filesystem::path password_file;  ///< holds the password (not in the URL: `ps` shows it); empty = none
   std::string stream = "shoal:tasks";   ///< tasks; results go to STREAM:results, dead letters to STREAM:dead
   std::string group = "shoal";          ///< the consumer group every serving host reads through
   std::string consumer;                 ///< this host's name in the group; empty = HOSTNAME-PID

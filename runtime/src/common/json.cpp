@@ -1,35 +1,11 @@
 #include "common/json.hpp"
 
+#include "common/printable.hpp"
+
 #include <cstdio>
 
 namespace shoal::detail {
 
-namespace {
-
-// Length of the well-formed UTF-8 sequence starting at s[i], or 0 if it is not one
-// (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
-size_t utf8_sequence(std::string_view s, size_t i) {
-  auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  auto cont = [&](size_t k) { return i + k < s.size() && (b(k) & 0xC0) == 0x80; };
-  unsigned char c = b(0);
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
-  if (c >= 0xE0 && c <= 0xEF) {
-    if (!cont(1) || !cont(2)) return 0;
-    if (c == 0xE0 && b(1) < 0xA0) return 0;  // overlong
-    if (c == 0xED && b(1) >= 0xA0) return 0;  // surrogate
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    if (!cont(1) || !cont(2) || !cont(3)) return 0;
-    if (c == 0xF0 && b(1) < 0x90) return 0;  // overlong
-    if (c == 0xF4 && b(1) >= 0x90) return 0;  // above U+10FFFF
-    return 4;
-  }
-  return 0;
-}
-
-}  // namespace
 
 void append_json_string(std::string& out, std::string_view bytes) {
   out += '"';
@@ -40,6 +16,11 @@ void append_json_string(std::string& out, std::string_view bytes) {
       if (n == 0) {
         out += "\\ufffd";
         ++i;
+      } else if (is_c1(bytes, i)) {  // valid JSON raw, but a terminal obeys it like ESC
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(bytes[i + 1]));
+        out += buf;
+        i += n;
       } else {
         out.append(bytes.data() + i, n);
         i += n;

@@ -121,9 +121,40 @@ std::string render(LogLevel level, std::string_view msg, const LogOrigin& origin
 
 }  // namespace
 
+namespace {
+std::atomic<int> g_log_channel{-1};
+}  // namespace
+
+void set_log_channel(int fd) noexcept { g_log_channel.store(fd, std::memory_order_relaxed); }
+
+std::string encode_log_record(LogLevel level, std::string_view component, std::string_view msg) {
+  component = component.substr(0, kMaxName);
+  std::string out;
+  out += static_cast<char>(level);
+  out += static_cast<char>(component.size());
+  out += component;
+  out += msg.substr(0, kLogRecordMax - out.size());
+  return out;
+}
+
+std::optional<LogRecord> decode_log_record(std::string_view packet) {
+  if (packet.size() < 2 || static_cast<unsigned char>(packet[0]) > static_cast<unsigned char>(LogLevel::error))
+    return std::nullopt;
+  const auto component = static_cast<unsigned char>(packet[1]);
+  if (packet.size() < 2 + size_t{component}) return std::nullopt;
+  return LogRecord{static_cast<LogLevel>(packet[0]), std::string(packet.substr(2, component)),
+                   std::string(packet.substr(2 + size_t{component}))};
+}
+
 void log_line(LogLevel level, std::string_view msg, const LogOrigin& origin) noexcept {
   if (level < log_threshold()) return;
   try {
+    if (const int fd = g_log_channel.load(std::memory_order_relaxed); fd >= 0) {
+      const std::string record = encode_log_record(level, origin.component, msg);
+      ssize_t n = ::write(fd, record.data(), record.size());  // best effort, as below
+      (void)n;
+      return;
+    }
     const LogOrigin o{origin.pool.substr(0, kMaxName), origin.worker, origin.component.substr(0, kMaxName)};
     std::string line = render(level, msg.substr(0, kMaxMessage), o);
     // Escaping can make a message six times longer (\u0001 for one byte): a line past

@@ -7,6 +7,7 @@
 #ifndef SHOAL_COMMON_LOG_HPP
 #define SHOAL_COMMON_LOG_HPP
 
+#include <cstddef>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -51,6 +52,31 @@ void log_raw(std::string_view text) noexcept;
 
 /// The CLI's progress bar says whether it is on stderr now.
 void set_progress_visible(bool visible) noexcept;
+
+// A worker's own log lines (the runtime's and a plugin's host->log) do not share its
+// stderr with what the plugin prints: a plugin line that looks like a log line would pass
+// for one (any pool, any level). They go as records on a pipe of their own, in packet
+// mode (one write, one record), and the host renders them with the pool and worker it
+// knows the pipe belongs to. A plugin can write records too, but only as what host->log
+// already lets it say: its own pool and worker, a level, escaped text.
+
+/// The largest record: PIPE_BUF, so that a write is one packet, never split or interleaved.
+inline constexpr std::size_t kLogRecordMax = 4096;
+
+struct LogRecord {
+  LogLevel level = LogLevel::info;
+  std::string component;
+  std::string message;
+};
+
+/// u8 level, u8 component length, the component, the message (cut to fit kLogRecordMax).
+std::string encode_log_record(LogLevel level, std::string_view component, std::string_view msg);
+/// nullopt when `packet` is not a record (a level out of range, a length past the end).
+std::optional<LogRecord> decode_log_record(std::string_view packet);
+
+/// In a worker: log_line writes records to `fd` from now on, not text to stderr (the
+/// origin's pool and worker are left to the host). Set once, before other threads start.
+void set_log_channel(int fd) noexcept;
 
 /// printf-style logging; the attribute lets -Wformat check every call's arguments.
 void logf(LogLevel level, const char* fmt, ...) noexcept __attribute__((format(printf, 2, 3)));

@@ -405,6 +405,23 @@ Status read_env(Ctx& ctx, const Located& at, std::map<std::string, std::string>&
   });
 }
 
+// `all`, or a sequence of variable names: the host variables a worker gets besides the
+// basic ones (process/spawn.hpp). Names only, never values: a value belongs in `env`.
+Status read_env_inherit(Ctx& ctx, const Located& at, PoolConfig& p) {
+  constexpr std::string_view what = "all or a sequence of variable names such as [CUDA_VISIBLE_DEVICES]";
+  if (at.node.IsScalar() && at.node.Scalar() == "all") {
+    p.env_inherit_all = true;
+    return {};
+  }
+  if (!at.node.IsSequence()) return expected(ctx, at, what);
+  return for_each_item(ctx, at, [&](const Located& item) {
+    if (auto s = read_scalar(ctx, item, "a variable name such as CUDA_VISIBLE_DEVICES", detail::is_env_name); !s)
+      return s;
+    p.env_inherit.push_back(item.node.Scalar());
+    return Status();
+  });
+}
+
 // ---------------------------------------------------------------- key tables
 
 constexpr Field<ResourceConfig> kResourceFields[] = {
@@ -518,6 +535,7 @@ constexpr Field<PoolConfig> kPoolFields[] = {
     {"limits", false,
      [](Ctx& c, const Located& v, PoolConfig& p) { return read_fields(c, v, kLimitsFields, p); }},
     {"env", false, [](Ctx& c, const Located& v, PoolConfig& p) { return read_env(c, v, p.env); }},
+    {"env_inherit", false, read_env_inherit},
     {"resources", false,
      [](Ctx& c, const Located& v, PoolConfig& p) { return read_resources(c, v, p.resources); }},
 };
@@ -553,8 +571,13 @@ constexpr Field<RedisConfig> kRedisFields[] = {
      [](Ctx& c, const Located& v, RedisConfig& r) {
        if (auto s = read_text(c, v, r.url); !s) return s;
        if (r.url.starts_with("redis://") || r.url.starts_with("unix://")) return Status();
-       return Status(expected(c, v, "a URL such as redis://127.0.0.1:6379 or unix:///run/redis.sock"));
+       // Not expected(): it would quote the value, password and all.
+       return Status(error_at(c, v.mark,
+                              with_label(v.label, "expected a URL such as redis://127.0.0.1:6379 or "
+                                                  "unix:///run/redis.sock, found '" +
+                                                      printable(detail::redact_url(r.url), 200) + "'")));
      }},
+    {"password_file", false, [](Ctx& c, const Located& v, RedisConfig& r) { return read_path(c, v, r.password_file); }},
     {"stream", false, [](Ctx& c, const Located& v, RedisConfig& r) { return read_text(c, v, r.stream); }},
     {"group", false, [](Ctx& c, const Located& v, RedisConfig& r) { return read_text(c, v, r.group); }},
     {"consumer", false, [](Ctx& c, const Located& v, RedisConfig& r) { return read_text(c, v, r.consumer); }},

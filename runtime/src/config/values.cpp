@@ -102,6 +102,22 @@ bool parse_integer(std::string_view text, IntText& out) {
   return true;
 }
 
+std::string redact_url(std::string_view url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string_view::npos) return std::string(url);
+  const size_t start = scheme + 3;
+  // The last '@': a password may hold '@' unescaped, and the URL parser reads it so too.
+  const size_t at = url.rfind('@');
+  if (at == std::string_view::npos || at < start) return std::string(url);
+  const std::string_view userinfo = url.substr(start, at - start);
+  const size_t colon = userinfo.find(':');
+  std::string out(url.substr(0, start));
+  if (colon != std::string_view::npos) out += userinfo.substr(0, colon + 1);
+  out += "***";
+  out += url.substr(at);
+  return out;
+}
+
 bool is_name(std::string_view text) noexcept {
   return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
     return is_alpha(c) || is_digit(c) || c == '_' || c == '.' || c == '-';

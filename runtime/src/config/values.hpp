@@ -53,6 +53,12 @@ bool parse_int_in(std::string_view text, I min, I max, I& out) {
   return true;
 }
 
+/// `url` with the password of its user part replaced by *** (scheme://USER:***@HOST…,
+/// scheme://***@HOST…). Every message or log line that may hold a URL given by the
+/// operator goes through this one function: a password must not reach a terminal, a log
+/// or an error report.
+std::string redact_url(std::string_view url);
+
 /// Pool and resource names: one or more of [A-Za-z0-9_.-].
 bool is_name(std::string_view text) noexcept;
 /// Environment variable names: [A-Za-z_][A-Za-z0-9_]*.

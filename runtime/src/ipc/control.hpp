@@ -33,6 +33,7 @@ inline constexpr uint64_t kMaxWorkerControlBytes = 1u << 20;
 inline constexpr int kWorkerSegmentFd = 3;  // the pool's memfd
 inline constexpr int kWorkerControlFd = 4;  // control socket
 inline constexpr int kWorkerEventFd = 5;    // eventfd that wakes the host's loop
+inline constexpr int kWorkerLogFd = 6;      // the worker's log records (common/log.hpp), a packet pipe
 
 // Worker exit codes the host interprets. kExitFatal before Ready means "do not respawn":
 // the plugin cannot be used, and the Fatal message says why.

@@ -338,6 +338,9 @@ void Pool::Impl::sleep_for_events(bool spin) {
       case kOutput:
         on_output(workers[index], false);
         break;
+      case kLog:
+        on_log(workers[index], false);
+        break;
     }
   }
 }

@@ -16,7 +16,7 @@ namespace shoal::detail {
 
 enum EventKind : uint32_t {
   kSubmit = 1, kResult = 2, kTimer = 3, kPidfd = 4, kControl = 5, kStartTimer = 6, kTaskTimer = 7, kOutput = 8,
-  kStealTimer = 9, kStartCancel = 10
+  kStealTimer = 9, kStartCancel = 10, kLog = 11
 };
 
 inline uint64_t event_key(EventKind kind, uint32_t index) { return (uint64_t{kind} << 32) | index; }

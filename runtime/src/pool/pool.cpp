@@ -103,7 +103,7 @@ Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const Runtim
     impl->start_cancel_fd = options.start_cancel_fd;
 
   std::vector<std::pair<std::string, std::string>> env(impl->config.env.begin(), impl->config.env.end());
-  impl->worker_env = environment_with(env);
+  impl->worker_env = environment_with(env, {impl->config.env_inherit_all, impl->config.env_inherit});
 
   Impl* raw = impl.get();
   impl->loop = std::thread([raw] { raw->run_loop(); });

@@ -137,6 +137,14 @@ inline std::pair<BatchSink*, size_t> release_batch_task(TaskPtr task) noexcept {
 /// Delivers the outcome and ends the task, exactly once.
 void finish(TaskPtr task, Outcome&& outcome);
 
+/// A pipe that carries what a worker writes to the host: the read end non-blocking (the
+/// loop reads it), the write end above the descriptor numbers the spawn maps. `flags`:
+/// O_DIRECT makes a packet pipe (one write, one read).
+struct WorkerPipe {
+  Fd read, write;
+};
+Result<WorkerPipe> worker_pipe(int flags);
+
 struct WorkerSlot {
   // waiting: back-off before a respawn. recovering: a process that only runs the recover
   // hooks, started when a worker died without its chain and no replacement will start.
@@ -151,7 +159,7 @@ struct WorkerSlot {
   bool control_eof = false;    // its end of the control socket closed while it lived
   Fd output;            // read end of the worker's stdout and stderr
   std::string partial;  // an output line not yet ended by '\n'
-  bool line_cut = false;  // `partial` continues a line already cut for length
+  Fd log;               // read end of the worker's log records (a packet pipe)
   std::string fatal_message;  // from a Fatal message, before Ready
   Mapping block_map, task_map, result_map;
   WorkerBlock* block = nullptr;
@@ -245,6 +253,7 @@ struct Pool::Impl {
   void spawn_worker(detail::WorkerSlot& w, bool recover_only = false);
   void on_control(detail::WorkerSlot& w);
   void on_output(detail::WorkerSlot& w, bool final);
+  void on_log(detail::WorkerSlot& w, bool final);
   void on_exit(detail::WorkerSlot& w);
   bool drain_results(detail::WorkerSlot& w);
   void dispatch();

@@ -79,27 +79,26 @@ void Pool::Impl::spawn_worker(WorkerSlot& w, bool recover_only) {
   }
   // The worker's stdout and stderr: one pipe the loop reads, so that every line reaches
   // the host's log prefixed with the pool and worker index, and nothing a plugin prints
-  // can end up on the host's stdout (it carries results).
-  int out_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
-    fail_pool(std::string("pipe2: ") + std::strerror(errno));
+  // can end up on the host's stdout (it carries results). Its own log records come on a
+  // second pipe (common/log.hpp says why).
+  auto out_pipe = worker_pipe(0);
+  if (!out_pipe) {
+    fail_pool(out_pipe.error().message);
     return;
   }
-  Fd out_read(out_pipe[0]);
-  auto out_write = move_fd_above(Fd(out_pipe[1]), 16);
-  if (!out_write) {
-    fail_pool(out_write.error().message);
+  auto log_pipe = worker_pipe(O_DIRECT);
+  if (!log_pipe) {
+    fail_pool(log_pipe.error().message);
     return;
   }
-  // F_GETFL/F_SETFL on a pipe we just made can fail only with EBADF.
-  SHOAL_CHECK(::fcntl(out_read.get(), F_SETFL, ::fcntl(out_read.get(), F_GETFL) | O_NONBLOCK) == 0);
   SpawnRequest req;
   req.executable = worker_exe;
   req.argv = {"shoal-worker", "--pool", config.name, "--index", std::to_string(w.index)};
   req.env = worker_env;
   req.fds = {{segment.get(), kWorkerSegmentFd}, {worker_end->get(), kWorkerControlFd},
-             {result_event.get(), kWorkerEventFd}, {out_write->get(), STDERR_FILENO}};
-  req.stdout_to = out_write->get();
+             {result_event.get(), kWorkerEventFd}, {out_pipe->write.get(), STDERR_FILENO},
+             {log_pipe->write.get(), kWorkerLogFd}};
+  req.stdout_to = out_pipe->write.get();
   req.stdin_null = true;  // a plugin that reads stdin must not eat the host's input
   // A stop asked right after the spawn waits for the worker's signalfd: a worker killed
   // by it before main() would skip its recover hooks.
@@ -111,8 +110,9 @@ void Pool::Impl::spawn_worker(WorkerSlot& w, bool recover_only) {
   }
   w.child = std::move(*child);
   w.control = std::move(host_end);
-  w.output = std::move(out_read);
+  w.output = std::move(out_pipe->read);
   w.partial.clear();
+  w.log = std::move(log_pipe->read);
   KeyValues init = {{"pool", config.name},
                     {"plugin", config.plugin.string()},
                     {"index", std::to_string(w.index)},
@@ -147,15 +147,17 @@ void Pool::Impl::spawn_worker(WorkerSlot& w, bool recover_only) {
   // Unwatched, the worker's exit would never be seen: its tasks would hang. It is killed
   // and reaped here, and the pool fails with the cause.
   if (!watch(w.child.pidfd.get(), event_key(kPidfd, w.index)) || !watch(w.control.get(), event_key(kControl, w.index)) ||
-      !watch(w.output.get(), event_key(kOutput, w.index))) {
+      !watch(w.output.get(), event_key(kOutput, w.index)) || !watch(w.log.get(), event_key(kLog, w.index))) {
     const std::string why = std::string("epoll_ctl: ") + std::strerror(errno);
-    for (int fd : {w.child.pidfd.get(), w.control.get(), w.output.get()}) (void)::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, fd, nullptr);
+    for (int fd : {w.child.pidfd.get(), w.control.get(), w.output.get(), w.log.get()})
+      (void)::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, fd, nullptr);
     signal_child(w.child.pidfd.get(), SIGKILL);
     siginfo_t info{};
     (void)::waitid(P_PIDFD, static_cast<id_t>(w.child.pidfd.get()), &info, WEXITED);
     w.child.pidfd.reset();
     w.control.reset();
     w.output.reset();
+    w.log.reset();
     fail_pool(why);
     return;
   }
@@ -171,60 +173,6 @@ void Pool::Impl::spawn_worker(WorkerSlot& w, bool recover_only) {
   counters->on_start(w.index, w.child.pid);
   update_pids();
   if (config.start_timeout.count() != 0) arm_start_timer();
-}
-
-void Pool::Impl::on_output(WorkerSlot& w, bool final) {
-  if (!w.output) return;
-  const bool json = log_format() == LogFormat::json;
-  const std::string prefix = "shoal: " + config.name + "[" + std::to_string(w.index) + "]: ";
-  // `whole`: the line began at a line start and ended with its newline. Only such a line
-  // can be one of the worker's own log lines, which are already in the host's format (it
-  // inherited it) and pass as they are; anything else, and every piece of a line cut for
-  // length, gets the pool and worker it came from (in JSON, as a string: valid whatever
-  // the bytes were).
-  auto emit = [&](std::string_view line, bool whole) {
-    std::string text;
-    if (whole && line.starts_with(json ? "{\"time\":" : "shoal: "))
-      text = line;
-    else if (json)
-      text = log_json(LogLevel::info, line, {config.name, static_cast<int>(w.index), {}}, "output");
-    else
-      text = prefix + std::string(line);
-    text += '\n';
-    log_raw(text);
-  };
-  char buf[16384];
-  // Bounded per wake-up: a plugin that prints without end must not starve the tasks.
-  for (int rounds = 0; rounds < 4 || final; ++rounds) {
-    ssize_t n = ::read(w.output.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      if (n == 0) {  // every writer is gone: the last line ends here
-        unwatch(w.output.get());
-        w.output.reset();
-        final = true;
-      }
-      break;
-    }
-    w.partial.append(buf, static_cast<size_t>(n));
-    size_t start = 0;
-    for (size_t nl; (nl = w.partial.find('\n', start)) != std::string::npos; start = nl + 1) {
-      emit(std::string_view(w.partial).substr(start, nl - start), !w.line_cut);
-      w.line_cut = false;
-    }
-    w.partial.erase(0, start);
-    // A line without an end in sight is cut rather than held without bound.
-    if (w.partial.size() > 4096) {
-      emit(w.partial, false);
-      w.partial.clear();
-      w.line_cut = true;
-    }
-  }
-  if (final && !w.partial.empty()) {
-    emit(w.partial, false);
-    w.partial.clear();
-  }
-  if (final) w.line_cut = false;
 }
 
 void Pool::Impl::finish_start(bool ok, const std::string& error) {
@@ -379,6 +327,9 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
   on_output(w, true);
   if (w.output) unwatch(w.output.get());
   w.output.reset();
+  on_log(w, true);
+  if (w.log) unwatch(w.log.get());
+  w.log.reset();
   w.child.pidfd.reset();
   w.control.reset();
   w.state = WorkerSlot::State::down;

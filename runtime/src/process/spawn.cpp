@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -108,12 +109,29 @@ std::string describe(const ExitStatus& status) {
   return "signal " + std::to_string(status.signal) + (abbrev ? std::string(" (SIG") + abbrev + ")" : std::string());
 }
 
-std::vector<std::string> environment_with(const std::vector<std::pair<std::string, std::string>>& overrides) {
+bool is_basic_env_name(std::string_view name) noexcept {
+  static constexpr std::string_view kNames[] = {"PATH", "HOME",     "USER",     "LOGNAME",         "SHELL",
+                                                "TMPDIR", "TZ",     "LANG",     "LANGUAGE",        "LD_LIBRARY_PATH",
+                                                "SHOAL_LOG", "SHOAL_LOG_FORMAT"};
+  for (std::string_view n : kNames)
+    if (name == n) return true;
+  return name.starts_with("LC_") || (name.ends_with("SAN_OPTIONS") && name.size() <= 16);
+}
+
+std::vector<std::string> environment_with(const std::vector<std::pair<std::string, std::string>>& overrides,
+                                          const EnvInherit& inherit) {
+  // A worker runs foreign code: the host's environment (credentials, tokens, a Redis
+  // password in a ${ENV} URL) reaches it only by name, never by default.
+  auto wanted = [&](std::string_view name) {
+    return inherit.all || is_basic_env_name(name) ||
+           std::find(inherit.names.begin(), inherit.names.end(), name) != inherit.names.end();
+  };
   std::map<std::string, std::string> env;
   for (char** e = environ; e && *e; ++e) {
     const char* eq = std::strchr(*e, '=');
     if (eq == nullptr) continue;
-    env[std::string(*e, static_cast<size_t>(eq - *e))] = eq + 1;
+    std::string name(*e, static_cast<size_t>(eq - *e));
+    if (wanted(name)) env[std::move(name)] = eq + 1;
   }
   for (const auto& [k, v] : overrides) env[k] = v;
   std::vector<std::string> out;

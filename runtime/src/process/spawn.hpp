@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -47,8 +48,21 @@ void signal_child(int pidfd, int sig) noexcept;
 /// "exit code 3" / "signal 11 (SIGSEGV)".
 std::string describe(const ExitStatus& status);
 
-/// The environment of this process as "NAME=value" strings, with `overrides` applied.
-std::vector<std::string> environment_with(const std::vector<std::pair<std::string, std::string>>& overrides);
+/// Which of this process's variables a child gets.
+struct EnvInherit {
+  bool all = false;                 ///< every one (a pool's `env_inherit: all`)
+  std::vector<std::string> names;   ///< these, besides what is_basic_env_name() accepts
+};
+
+/// What any program needs to run and that says nothing secret: PATH, HOME, USER, LOGNAME,
+/// SHELL, TMPDIR, TZ, LANG, LANGUAGE, LC_*, LD_LIBRARY_PATH, the sanitizers' *SAN_OPTIONS,
+/// and the runtime's own SHOAL_LOG and SHOAL_LOG_FORMAT.
+bool is_basic_env_name(std::string_view name) noexcept;
+
+/// The variables of this process that `inherit` lets through, as "NAME=value" strings,
+/// with `overrides` applied on top.
+std::vector<std::string> environment_with(const std::vector<std::pair<std::string, std::string>>& overrides,
+                                          const EnvInherit& inherit);
 
 }  // namespace shoal::detail
 

@@ -4,6 +4,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <poll.h>
 #include <sys/time.h>
 
 #include <algorithm>
@@ -16,7 +17,7 @@ namespace shoal::detail::redis {
 namespace {
 
 Error bad_url(std::string_view text, const std::string& why) {
-  return Error{Errc::config, "redis URL '" + std::string(text) + "': " + why};
+  return Error{Errc::config, "redis URL '" + redact_url(text) + "': " + why};
 }
 
 // %XX escapes, so a password may hold '@', ':' or '/'.
@@ -98,8 +99,7 @@ Result<Url> parse_url(std::string_view text) {
   }
   if (host.empty()) return bad_url(text, "missing host");
   url.host = std::string(host);
-  url.display = "redis://" + (auth.empty() ? std::string() : url.user + (url.password.empty() ? "" : ":***") + "@") +
-                std::string(rest);
+  url.display = redact_url(text);
   return url;
 }
 
@@ -138,15 +138,21 @@ void Reply::Free::operator()(redisReply* r) const noexcept { freeReplyObject(r);
 // ---------------------------------------------------------------------------------------
 // Connection
 
-Connection::Connection(redisContext* ctx, std::string where) noexcept : ctx_(ctx), where_(std::move(where)) {}
+Connection::Connection(redisContext* ctx, std::string where) noexcept
+    : ctx_(ctx), where_(std::move(where)), max_reply_(kMaxReplyBytes) {}
 
-Connection::Connection(Connection&& o) noexcept : ctx_(std::exchange(o.ctx_, nullptr)), where_(std::move(o.where_)) {}
+Connection::Connection(Connection&& o) noexcept
+    : ctx_(std::exchange(o.ctx_, nullptr)), where_(std::move(o.where_)), timeout_(o.timeout_),
+      interrupt_fd_(o.interrupt_fd_), max_reply_(o.max_reply_) {}
 
 Connection& Connection::operator=(Connection&& o) noexcept {
   if (this != &o) {
     close();
     ctx_ = std::exchange(o.ctx_, nullptr);
     where_ = std::move(o.where_);
+    timeout_ = o.timeout_;
+    interrupt_fd_ = o.interrupt_fd_;
+    max_reply_ = o.max_reply_;
   }
   return *this;
 }
@@ -179,6 +185,7 @@ Result<Connection> Connection::open(const Url& url, std::chrono::milliseconds ti
     return Error{Errc::io, url.display + ": " + why};
   }
   Connection conn(ctx, url.display);
+  conn.timeout_ = timeout;
   // A refused AUTH or SELECT does not pass with time (a wrong password, a database the
   // server does not have): Errc::config, so that callers stop instead of retrying forever.
   // Only a server still loading its data may say yes later.
@@ -197,15 +204,24 @@ Result<Connection> Connection::open(const Url& url, std::chrono::milliseconds ti
     if (!r) return r.error();
     if (r->is_error()) return refusal(*r, "SELECT " + std::to_string(url.db));
   }
+  // Without AUTH or SELECT nothing was asked yet: any server that accepts a connection
+  // would pass for Redis, and each later command would fail and be retried forever.
+  auto pong = conn.command({"PING"});
+  if (!pong) return pong.error();
+  if (pong->is_error() && !pong->str().starts_with("LOADING") && !pong->str().starts_with("NOAUTH"))
+    return Error{Errc::failed, url.display + ": PING: " + std::string(pong->str())};
   return conn;
 }
 
 Error Connection::lost(std::string_view during) {
   std::string why = ctx_ == nullptr ? std::string("not connected") : std::string(ctx_->errstr);
   if (ctx_ != nullptr && ctx_->err == REDIS_ERR_IO && why.empty()) why = std::strerror(errno);
+  // What answered does not speak Redis: reconnecting would get the same answer.
+  const bool protocol = ctx_ != nullptr && ctx_->err == REDIS_ERR_PROTOCOL;
   // A timed-out read leaves half a reply in the buffer; the connection cannot be used
   // again, whatever the error was.
   close();
+  if (protocol) return Error{Errc::failed, where_ + ": not a Redis server? " + std::string(during) + ": " + why};
   return Error{Errc::io, where_ + ": " + std::string(during) + ": " + (why.empty() ? "connection lost" : why)};
 }
 
@@ -235,14 +251,48 @@ Result<void> Connection::send(const Args& args) {
 
 Result<Reply> Connection::receive() {
   if (ctx_ == nullptr) return lost("receive");
+  // Not redisGetReply: it reads until a reply is whole, however long that takes and
+  // however much arrives, deaf to signals. Here the whole reply has one deadline, one
+  // size bound, and a stop signal (interrupt_fd_) ends the wait.
+  int done = 0;
+  while (done == 0) {
+    if (redisBufferWrite(ctx_, &done) != REDIS_OK) return lost("send");
+  }
   void* raw = nullptr;
-  if (redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr) return lost("receive");
+  if (redisGetReplyFromReader(ctx_, &raw) != REDIS_OK) return lost("receive");
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  size_t received = 0;
+  while (raw == nullptr) {
+    pollfd p[2] = {{ctx_->fd, POLLIN, 0}, {interrupt_fd_, POLLIN, 0}};
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      close();
+      return Error{Errc::io, where_ + ": no whole reply within " + std::to_string(timeout_.count()) + " ms"};
+    }
+    const int n = ::poll(p, interrupt_fd_ >= 0 ? 2 : 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return lost("poll");
+    if ((p[1].revents & POLLIN) != 0) {
+      close();
+      return Error{Errc::io, where_ + ": interrupted by a signal"};
+    }
+    if (n == 0) continue;
+    const size_t before = ctx_->reader->len - ctx_->reader->pos;
+    if (redisBufferRead(ctx_) != REDIS_OK) return lost("receive");
+    received += ctx_->reader->len - ctx_->reader->pos - std::min(before, ctx_->reader->len - ctx_->reader->pos);
+    if (redisGetReplyFromReader(ctx_, &raw) != REDIS_OK) return lost("receive");
+    if (raw == nullptr && received > max_reply_) {
+      close();
+      return Error{Errc::failed, where_ + ": a reply larger than " + std::to_string(max_reply_) +
+                                     " bytes (not a Redis server?)"};
+    }
+  }
   return Reply(static_cast<redisReply*>(raw));
 }
 
 Result<Reply> Connection::command(const Args& args) {
   if (auto a = append(args); !a) return a.error();
-  return receive();
+  return receive();  // which writes what append() buffered first
 }
 
 Result<std::vector<Reply>> Connection::pipeline(const std::vector<Args>& commands) {

@@ -77,12 +77,19 @@ class Reply {
 /// The words of one command; binary-safe.
 using Args = std::vector<std::string>;
 
+/// The most bytes one reply may take to arrive: a server that streams without end (or
+/// one that is not Redis) must not grow the client without bound. Redis's own largest
+/// bulk string is 512 MiB (proto-max-bulk-len).
+inline constexpr size_t kMaxReplyBytes = size_t{512} << 20;
+
 /// An owned connection. Blocking I/O bounded by a socket timeout.
 class Connection {
  public:
-  /// Connects, authenticates (AUTH) and selects the database of `url`. Errc::io naming
-  /// the server and the cause when the server cannot be reached (worth retrying);
-  /// Errc::config when it refuses AUTH or SELECT (retrying cannot help).
+  /// Connects, authenticates (AUTH), selects the database of `url` and checks with PING
+  /// that Redis answers. Errc::io naming the server and the cause when the server cannot
+  /// be reached (worth retrying); Errc::config when it refuses AUTH or SELECT, and
+  /// Errc::failed when what answers does not speak Redis (retrying cannot help).
+  /// `timeout` bounds the connect and each whole reply.
   static Result<Connection> open(const Url& url, std::chrono::milliseconds timeout);
 
   Connection() = default;
@@ -107,6 +114,13 @@ class Connection {
   /// The socket, for poll(); -1 when closed.
   int fd() const noexcept;
 
+  /// A descriptor (a signalfd) whose readiness cuts a wait for a reply short: the call
+  /// fails as a lost connection, and the caller sees the signal. -1: none.
+  void set_interrupt_fd(int fd) noexcept { interrupt_fd_ = fd; }
+  /// The most bytes one reply may take (kMaxReplyBytes by default); past it the call
+  /// fails with Errc::failed.
+  void set_max_reply(size_t bytes) noexcept { max_reply_ = bytes; }
+
   /// Closes the connection (after an error, or to reconnect).
   void close() noexcept;
 
@@ -117,7 +131,12 @@ class Connection {
 
   redisContext* ctx_ = nullptr;
   std::string where_;  // "redis://host:port" for messages
+  std::chrono::milliseconds timeout_{0};
+  int interrupt_fd_ = -1;
+  size_t max_reply_;
 };
+
+
 
 /// Delays between attempts to reach a server: `first`, doubling up to `max`; reset()
 /// after a success.

@@ -1,0 +1,124 @@
+// What a worker writes besides its results: the lines its plugin prints (stdout and
+// stderr, one pipe) and its own log records (a packet pipe). Both reach the host's log
+// attributed to the pool and worker the pipe belongs to, whatever the bytes claim: a
+// plugin's line is data, always wrapped (a JSON string value, or text behind the
+// "POOL[WORKER]: " prefix with every control character escaped), never passed through
+// because it looks like a log line of the host. Runs on the pool's loop thread.
+#include "common/check.hpp"
+#include "common/log.hpp"
+#include "common/printable.hpp"
+#include "pool/loop_common.hpp"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace shoal {
+
+using namespace detail;
+
+namespace detail {
+
+Result<WorkerPipe> worker_pipe(int flags) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC | flags) != 0) return Error{Errc::io, std::string("pipe2: ") + std::strerror(errno)};
+  WorkerPipe p;
+  p.read = Fd(fds[0]);
+  auto write = move_fd_above(Fd(fds[1]), 16);
+  if (!write) return write.error();
+  p.write = std::move(*write);
+  // F_GETFL/F_SETFL on a pipe just made can fail only with EBADF.
+  SHOAL_CHECK(::fcntl(p.read.get(), F_SETFL, ::fcntl(p.read.get(), F_GETFL) | O_NONBLOCK) == 0);
+  return p;
+}
+
+}  // namespace detail
+
+namespace {
+
+// One line a plugin printed, as the host logs it.
+void log_output_line(std::string_view pool, uint32_t worker, std::string_view line) {
+  std::string text;
+  if (log_format() == LogFormat::json) {
+    text = log_json(LogLevel::info, line, {pool, static_cast<int>(worker), {}}, "output");
+  } else {
+    text = "shoal: ";
+    text += pool;
+    text += '[';
+    text += std::to_string(worker);
+    text += "]: ";
+    // ESC, CR, backspace, C1 and broken UTF-8 would reach the operator's terminal as
+    // commands (move the cursor, rewrite a line, retitle the window): escaped, visibly.
+    text += printable(line);
+  }
+  text += '\n';
+  log_raw(text);
+}
+
+}  // namespace
+
+void Pool::Impl::on_output(WorkerSlot& w, bool final) {
+  if (!w.output) return;
+  auto emit = [&](std::string_view line) { log_output_line(config.name, w.index, line); };
+  char buf[16384];
+  // Bounded per wake-up: a plugin that prints without end must not starve the tasks.
+  for (int rounds = 0; rounds < 4 || final; ++rounds) {
+    ssize_t n = ::read(w.output.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) {  // every writer is gone: the last line ends here
+        unwatch(w.output.get());
+        w.output.reset();
+        final = true;
+      }
+      break;
+    }
+    w.partial.append(buf, static_cast<size_t>(n));
+    size_t start = 0;
+    for (size_t nl; (nl = w.partial.find('\n', start)) != std::string::npos; start = nl + 1)
+      emit(std::string_view(w.partial).substr(start, nl - start));
+    w.partial.erase(0, start);
+    // A line without an end in sight is cut rather than held without bound.
+    if (w.partial.size() > 4096) {
+      emit(w.partial);
+      w.partial.clear();
+    }
+  }
+  if (final && !w.partial.empty()) {
+    emit(w.partial);
+    w.partial.clear();
+  }
+}
+
+void Pool::Impl::on_log(WorkerSlot& w, bool final) {
+  if (!w.log) return;
+  char buf[kLogRecordMax];
+  static_assert(kLogRecordMax <= PIPE_BUF, "a record must be one packet");
+  // Bounded per wake-up, like the output: a flood of records must not starve the tasks.
+  for (int rounds = 0; rounds < 64 || final; ++rounds) {
+    ssize_t n = ::read(w.log.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) {
+        unwatch(w.log.get());
+        w.log.reset();
+      }
+      break;
+    }
+    const std::string_view packet(buf, static_cast<size_t>(n));
+    auto record = decode_log_record(packet);
+    if (!record) {  // not written by the worker's log_line: the plugin's bytes, as data
+      log_output_line(config.name, w.index, packet);
+      continue;
+    }
+    // The component is the worker's word (a plugin's, even): escaped like the message.
+    const std::string component = printable(record->component, 64);
+    log_line(record->level, record->message, {config.name, static_cast<int>(w.index), component});
+  }
+}
+
+}  // namespace shoal
