@@ -13,6 +13,7 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -310,6 +311,23 @@ TEST_CASE("a plugin reaches no shared memory but its own worker's block and ring
   REQUIRE(o.output.rfind("memfd ", 0) == 0);
   const uint64_t largest = std::stoull(o.output.substr(6));
   CHECK(largest <= own.total());
+  bounded_join(*pool);
+}
+
+TEST_CASE("each worker's memfd is mode 0600, one per worker", "[integration][hostile][reach]") {
+  auto pool = start_pool(hostile_config(3));
+  size_t memfds = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(entry.path(), ec).string();
+    if (ec || target.rfind("/memfd:shoal-worker", 0) != 0) continue;
+    struct stat st {};
+    REQUIRE(::stat(entry.path().c_str(), &st) == 0);
+    INFO(target << " mode " << std::oct << (st.st_mode & 07777));
+    CHECK((st.st_mode & 07777) == 0600);
+    ++memfds;
+  }
+  CHECK(memfds == 3);
   bounded_join(*pool);
 }
 

@@ -98,8 +98,8 @@ void Pool::Impl::spawn_worker(WorkerSlot& w, bool recover_only) {
              {result_event.get(), kWorkerEventFd}, {out_write->get(), STDERR_FILENO}};
   req.stdout_to = out_write->get();
   req.stdin_null = true;  // a plugin that reads stdin must not eat the host's input
-  // A stop asked right after the spawn waits for the worker's signalfd: a worker killed
-  // by it before main() would skip its recover hooks.
+  // A stop asked right after the spawn waits (queued) until the worker's handler is in
+  // place: a worker killed by it before then would skip its recover hooks.
   req.blocked = {SIGTERM, SIGINT, SIGHUP};
   auto child = spawn_process(req);
   if (!child) {
