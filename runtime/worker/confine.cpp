@@ -37,6 +37,8 @@ std::string errno_text(const char* what) { return std::string(what) + ": " + std
 
 // Removes one capability from every set of this process (and from the bounding set, so
 // that no exec gets it back). A process without it (any non-root worker) changes nothing.
+// Capabilities belong to a thread: this runs before the worker starts any thread, and
+// every later thread inherits the reduced sets.
 bool drop_capability(int cap, std::string& error) {
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
