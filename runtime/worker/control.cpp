@@ -5,9 +5,10 @@
 #include "common/log.hpp"
 
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@ namespace shoal::detail {
 namespace {
 
 Worker* g_worker = nullptr;
+pid_t g_worker_pid = 0;  // a process with another pid runs the handler in a forked child
 
 std::string seconds_text(int64_t ns) {
   char buf[32];
@@ -37,17 +39,47 @@ int64_t now_ns() noexcept {
       .count();
 }
 
+void Worker::stop_signal_handler(int sig) noexcept {
+  // A child a plugin forked without exec inherits this handler (exec resets it): the
+  // signal is the child's own, and its default action must stand, not the worker's stop.
+  if (::getpid() != g_worker_pid) {
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);  // pending until this handler returns (sig is blocked in it), then fatal
+    return;
+  }
+  // Only async-signal-safe steps: a lock-free atomic, a futex wake, fstat and write. The
+  // eventfd wakes the control thread at once, unless a plugin put a file of its own on
+  // its number; the flag alone still reaches the control thread within its next check.
+  g_worker->begin_stop(LocalStop::signal);
+  if (g_worker->stop_event_id_.is(g_worker->stop_event_fd_)) eventfd_signal(g_worker->stop_event_fd_);
+}
+
 void Worker::start_threads() {
-  // Blocked before any thread exists, so every thread (the plugin's too) inherits the
-  // mask and the stop signals arrive only through the signalfd: no code runs in an
-  // async signal handler, and a signal during the chain cannot re-enter it.
+  // The stop signals arrive through a handler that only sets flags, and are unblocked in
+  // every thread. WHY not a signalfd with the signals blocked in every thread: the mask
+  // is inherited by whatever a plugin starts (system(), posix_spawn, fork+exec), and
+  // neither exec nor glibc's posix_spawn (which runs no atfork handler) clears it, so
+  // those programs would ignore kill -TERM for ever. A handled signal is reset to its
+  // default by exec, and an empty mask is what they inherit. The cost: a stop signal may
+  // cut a plugin's blocking call short with EINTR (SA_RESTART avoids it where it can).
+  // The signals stay blocked from the spawn (SpawnRequest::blocked) until the handler is
+  // in place, so a stop during the start waits for it instead of killing the process.
+  stop_event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  struct stat ev {};
+  if (stop_event_fd_ >= 0 && ::fstat(stop_event_fd_, &ev) == 0) stop_event_id_ = {ev.st_dev, ev.st_ino};
+  g_worker = this;
+  g_worker_pid = ::getpid();
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal_fd_ = ::signalfd(-1, &stop_signals, SFD_CLOEXEC);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
+  struct sigaction action {};
+  action.sa_handler = stop_signal_handler;
+  action.sa_mask = stop_signals;  // one handler at a time: a second signal waits
+  action.sa_flags = SA_RESTART;
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::sigaction(sig, &action, nullptr);
+  // Threads created below inherit the empty mask; a signal queued during the start is
+  // delivered here, at once.
+  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
 
   // First line against an orphaned worker: SIGTERM when the host's spawning thread dies
   // (the pool's loop thread, which lives as long as the pool). It races with a host
@@ -60,7 +92,6 @@ void Worker::start_threads() {
   if (::fstat(kWorkerControlFd, &st) == 0) control_id_ = {st.st_dev, st.st_ino};
   if (::fstat(kWorkerEventFd, &st) == 0) event_id_ = {st.st_dev, st.st_ino};
 
-  g_worker = this;
   std::thread([this] { control_loop(); }).detach();
   std::thread([this] { watchdog_loop(); }).detach();
 }
@@ -101,7 +132,7 @@ void Worker::abandon(const std::string& why) {
 }
 
 void Worker::control_loop() {
-  pollfd fds[2] = {{kWorkerControlFd, POLLIN, 0}, {signal_fd_, POLLIN, 0}};
+  pollfd fds[2] = {{kWorkerControlFd, POLLIN, 0}, {stop_event_fd_, POLLIN, 0}};
   int64_t stop_deadline = 0;
   // How often the control thread checks that descriptors 4 and 5 are still the host's:
   // a plugin that closed them would otherwise leave a worker the host can never hear.
@@ -120,9 +151,11 @@ void Worker::control_loop() {
         begin_stop(channels_intact() ? LocalStop::host_gone : LocalStop::channel_lost);
       }
     }
-    if (n > 0 && (fds[1].revents & POLLIN) != 0) {
-      signalfd_siginfo si{};
-      if (::read(signal_fd_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) begin_stop(LocalStop::signal);
+    // The handler has set the stop already; this only wakes the loop. A descriptor a
+    // plugin closed or replaced leaves the poll set (the flag still works).
+    if (n > 0 && fds[1].revents != 0) {
+      if ((fds[1].revents & POLLNVAL) != 0 || !stop_event_id_.is(stop_event_fd_)) fds[1].fd = -1;
+      else eventfd_drain(stop_event_fd_);
     }
     if (local_stop_.load() == 0 && !channels_intact()) begin_stop(LocalStop::channel_lost);
     if (local_stop_.load() != 0 && stop_deadline == 0) stop_deadline = now_ns() + grace_ns_;

@@ -35,9 +35,9 @@ int main(int argc, char** argv) {
   pipe_action.sa_flags = SA_RESTART;
   sigemptyset(&pipe_action.sa_mask);
   ::sigaction(SIGPIPE, &pipe_action, nullptr);
-  // The stop signals wait (queued) until the control thread's signalfd reads them: a
-  // stop that arrives during the start must not kill the process before it can close
-  // what it opened.
+  // The stop signals wait (queued) until their handler is in place (start_threads, which
+  // unblocks them again): a stop that arrives during the start must not kill the process
+  // before it can close what it opened.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);

@@ -67,6 +67,8 @@ bool Worker::apply_init(const KeyValues& kv) {
     else if (k == "limit.open_files") limit_nofile_ = to_u64(v);
     else if (k == "limit.core_dumps") core_dumps_ = v == "1";
     else if (k == "limit.no_new_privs") no_new_privs_ = v == "1";
+    else if (k == "sandbox") sandbox_ = v == "1";
+    else if (k == "sandbox.read" || k == "sandbox.write") sandbox_paths_.emplace_back(v, k == "sandbox.write");
     else if (k.rfind("param.", 0) == 0) params_[k.substr(6)] = v;
     else if (k.rfind("resource.", 0) == 0) {
       // resource.<i>.<field> with fields name, module, priority, param.<key>
@@ -93,17 +95,17 @@ bool Worker::map_segment() {
   // instead of a SIGBUS later.
   struct stat st{};
   if (::fstat(kWorkerSegmentFd, &st) != 0) return fatal("segment descriptor missing");
-  SegmentLayout layout{workers_, capacity_};
-  if (index_ >= layout.workers || layout.total() != segment_size_ || static_cast<uint64_t>(st.st_size) < layout.total())
+  SegmentLayout layout{capacity_};
+  if (index_ >= workers_ || layout.total() != segment_size_ || static_cast<uint64_t>(st.st_size) < layout.total())
     return fatal("shared-memory segment does not match this worker (layout)");
-  auto block = map_shared(kWorkerSegmentFd, layout.block_offset(index_), kPageSize);
-  auto tasks = map_ring(kWorkerSegmentFd, layout.task_ring_offset(index_), capacity_);
-  auto results = map_ring(kWorkerSegmentFd, layout.result_ring_offset(index_), capacity_);
+  auto block = map_shared(kWorkerSegmentFd, SegmentLayout::block_offset(), kPageSize);
+  auto tasks = map_ring(kWorkerSegmentFd, layout.task_ring_offset(), capacity_);
+  auto results = map_ring(kWorkerSegmentFd, layout.result_ring_offset(), capacity_);
   if (!block) return fatal(block.error().message);
   if (!tasks) return fatal(tasks.error().message);
   if (!results) return fatal(results.error().message);
-  // The rest of the segment (the other workers' rings) is out of this process's reach
-  // once the descriptor is gone: no plugin can map it.
+  // The memfd holds this worker's block and rings only (the other workers' are in memfds
+  // of their own), and the header page is out of reach once the descriptor is gone.
   ::close(kWorkerSegmentFd);
   block_map_ = std::move(*block);
   task_map_ = std::move(*tasks);
@@ -195,7 +197,7 @@ Started Worker::start() {
     return Started::fatal;
   }
   chain_.set_owner("worker " + std::to_string(index_) + " (pid " + std::to_string(::getpid()) + ")");
-  if (!map_segment() || !apply_limits()) return Started::fatal;
+  if (!map_segment() || !apply_limits() || !harden()) return Started::fatal;
 
   host_.struct_size = sizeof(shoal_host);
   host_.abi_version = SHOAL_ABI_VERSION;
@@ -211,6 +213,11 @@ Started Worker::start() {
   plugin_ctx_ = shoal_ctx{this, &params_, "plugin"};
   statm_fd_ = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 
+  // The sandbox comes before anything foreign is loaded, so that static constructors run
+  // inside it too, and before the worker's own threads start: a Landlock ruleset binds
+  // the thread that applies it and what it starts afterwards, never threads that already
+  // run (and a plugin shares their address space).
+  if (!apply_sandbox()) return Started::fatal;
   start_threads();
   // A failure after some resources opened still closes them, in chain order.
   if (!open_resources() || !load_plugin_and_init()) {

@@ -4,7 +4,8 @@
 //
 // Threads: the main thread runs tasks and, on an orderly stop, the chain. The control
 // thread watches the host (control-socket EOF, the parent-death signal) and the stop
-// signals (SIGTERM, SIGINT, SIGHUP), and enforces shutdown.grace. The watchdog thread
+// signals (SIGTERM, SIGINT, SIGHUP; their handler only sets flags and wakes it), and
+// enforces shutdown.grace. The watchdog thread
 // bounds each finalizer by shutdown.fini_timeout, whichever thread runs the chain.
 #ifndef SHOAL_WORKER_WORKER_HPP
 #define SHOAL_WORKER_WORKER_HPP
@@ -81,6 +82,9 @@ class Worker {
   bool apply_init(const KeyValues& kv);
   bool map_segment();
   bool apply_limits();
+  // confine.cpp
+  bool harden();
+  bool apply_sandbox();
   bool open_resources();
   bool load_plugin_and_init();
   // control.cpp
@@ -88,6 +92,7 @@ class Worker {
   void control_loop();
   void watchdog_loop();
   void begin_stop(LocalStop why);
+  static void stop_signal_handler(int sig) noexcept;
   void run_chain();
   void abandon(const std::string& why);
   void note(const std::string& text);
@@ -122,6 +127,8 @@ class Worker {
   std::vector<ResourceSpec> resource_specs_;
   uint64_t limit_as_ = 0, limit_cpu_ = 0, limit_nofile_ = 0;
   bool core_dumps_ = false, no_new_privs_ = false;
+  bool sandbox_ = false;
+  std::vector<std::pair<std::string, bool>> sandbox_paths_;  // path, writable
 
   Mapping block_map_, task_map_, result_map_;
   WorkerBlock* block_ = nullptr;
@@ -146,7 +153,8 @@ class Worker {
   std::map<std::string, void*, std::less<>> handles_;
   FinalizerChain chain_;
 
-  int signal_fd_ = -1;
+  int stop_event_fd_ = -1;  // written by the stop signals' handler, read by the control thread
+  FdId stop_event_id_;
   int statm_fd_ = -1;
   int64_t next_memory_check_ns_ = 0;
   std::atomic<uint32_t> local_stop_{0};  // LocalStop
@@ -175,6 +183,8 @@ class Worker {
 };
 
 int64_t now_ns() noexcept;
+/// The Landlock ABI version of the running kernel; 0 when it has none.
+int landlock_abi() noexcept;
 
 }  // namespace shoal::detail
 

@@ -12,15 +12,15 @@ using namespace shoal::detail;
 namespace {
 
 struct Ring {
-  SegmentLayout layout{1, kMinRingCapacity};
+  SegmentLayout layout{kMinRingCapacity};
   Fd fd;
   Mapping block, data;
   Ring() {
-    auto seg = create_segment(layout);
+    auto seg = create_segment(layout, 0);
     if (!seg) __builtin_trap();
     fd = std::move(*seg);
-    auto b = map_shared(fd.get(), layout.block_offset(0), kPageSize);
-    auto d = map_ring(fd.get(), layout.task_ring_offset(0), layout.capacity);
+    auto b = map_shared(fd.get(), SegmentLayout::block_offset(), kPageSize);
+    auto d = map_ring(fd.get(), layout.task_ring_offset(), layout.capacity);
     if (!b || !d) __builtin_trap();
     block = std::move(*b);
     data = std::move(*d);

@@ -5,12 +5,23 @@
 #include "support/subprocess.hpp"
 #include "support/test_env.hpp"
 
+#include "ipc/layout.hpp"
+
 #include <shoal/runtime.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <set>
 #include <string>
@@ -260,4 +271,213 @@ TEST_CASE("hostile: a host variable the config does not name does not reach the 
   CHECK(ask(config, "SHOAL_TEST_HOST_SECRET") == "host-only-value");
   ::unsetenv("SHOAL_TEST_HOST_SECRET");
   ::unsetenv("SHOAL_TEST_NAMED");
+}
+
+// Issue 14, item 5: what a plugin can reach. The README's "What a plugin can reach" names
+// these tests.
+namespace {
+
+// The field of /proc/PID/status, "" when the process is gone.
+std::string proc_status(int pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field + ":", 0) == 0) {
+      auto v = line.substr(field.size() + 1);
+      return v.substr(v.find_first_not_of(" \t"));
+    }
+  return {};
+}
+
+// "fd:R getfd:R vm:R ptrace:R": every R must be a refusal, none "ok".
+void check_all_refused(const Outcome& o) {
+  INFO(to_string(o.status) << " '" << o.output << "' " << o.error);
+  REQUIRE(o.status == Status::ok);
+  for (const char* way : {"fd:", "getfd:", "vm:", "ptrace:"}) {
+    INFO(way);
+    auto at = o.output.find(way);
+    REQUIRE(at != std::string::npos);
+    CHECK(o.output.substr(at + std::strlen(way), 2) != "ok");
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a plugin cannot reach its host: /proc/HOST/fd, pidfd_getfd, process_vm_readv and ptrace are refused",
+          "[integration][hostile][reach]") {
+  auto pool = start_pool(hostile_config(1));
+  // The host is not dumpable while it runs pools (RuntimeOptions::keep_host_dumpable).
+  CHECK(::prctl(PR_GET_DUMPABLE) == 0);
+  check_all_refused(get(pool->submit("reach-host")));
+  bounded_join(*pool);
+}
+
+TEST_CASE("a plugin cannot reach its sibling workers' descriptors or memory", "[integration][hostile][reach]") {
+  auto pool = start_pool(hostile_config(2));
+  const auto pids = pool->worker_pids();
+  REQUIRE(pids.size() == 2);
+  // Tasks naming both workers' pids: a task that lands in the worker it names answers
+  // "self"; the others attack the sibling.
+  std::vector<std::string> inputs;
+  for (int i = 0; i < 8; ++i) inputs.push_back("reach-pid " + std::to_string(pids[static_cast<size_t>(i % 2)]));
+  size_t attacked = 0;
+  for (const Outcome& o : pool->map(inputs)) {
+    if (o.output == "self") continue;
+    ++attacked;
+    check_all_refused(o);
+  }
+  CHECK(attacked > 0);
+  bounded_join(*pool);
+}
+
+TEST_CASE("a plugin reaches no shared memory but its own worker's block and rings", "[integration][hostile][reach]") {
+  PoolConfig c = hostile_config(3);
+  c.queue_capacity = 64 << 10;
+  auto pool = start_pool(c);
+  const detail::SegmentLayout own{detail::SegmentLayout::round_capacity(c.queue_capacity)};
+  Outcome o = get(pool->submit("reach-memfd"));
+  INFO(to_string(o.status) << " '" << o.output << "' " << o.error << "; own segment " << own.total() << " bytes");
+  REQUIRE(o.status == Status::ok);
+  REQUIRE(o.output.rfind("memfd ", 0) == 0);
+  const uint64_t largest = std::stoull(o.output.substr(6));
+  CHECK(largest <= own.total());
+  bounded_join(*pool);
+}
+
+TEST_CASE("each worker's memfd is mode 0600, one per worker", "[integration][hostile][reach]") {
+  auto pool = start_pool(hostile_config(3));
+  size_t memfds = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(entry.path(), ec).string();
+    if (ec || target.rfind("/memfd:shoal-worker", 0) != 0) continue;
+    struct stat st {};
+    REQUIRE(::stat(entry.path().c_str(), &st) == 0);
+    INFO(target << " mode " << std::oct << (st.st_mode & 07777));
+    CHECK((st.st_mode & 07777) == 0600);
+    ++memfds;
+  }
+  CHECK(memfds == 3);
+  bounded_join(*pool);
+}
+
+// Item 6: the worker's stop signals stay the worker's; what a plugin starts gets an empty
+// mask and default dispositions, so kill -TERM ends it.
+TEST_CASE("what a plugin starts has no signal blocked or ignored, and kill -TERM ends it",
+          "[integration][hostile][signals]") {
+  const std::string how = GENERATE(as<std::string>{}, "posix_spawn", "fork-exec");
+  INFO(how);
+  auto pool = start_pool(hostile_config(1));
+  Outcome spawned = get(pool->submit("spawn " + how));
+  INFO(to_string(spawned.status) << " '" << spawned.output << "' " << spawned.error);
+  REQUIRE(spawned.status == Status::ok);
+  const int pid = std::stoi(spawned.output);
+  // Past its exec: before it, a forked child still runs the worker's code.
+  const auto deadline = std::chrono::steady_clock::now() + 10s * kSlow;
+  while (proc_status(pid, "Name") != "sleep" && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  REQUIRE(proc_status(pid, "Name") == "sleep");
+  CHECK(proc_status(pid, "SigBlk") == "0000000000000000");
+  // Signals 1-31 only: glibc's posix_spawn leaves its two internal signals (32, 33)
+  // ignored in a child of a process that handles them; nothing else uses them.
+  const uint64_t ignored = std::stoull(proc_status(pid, "SigIgn"), nullptr, 16);
+  INFO("SigIgn " << proc_status(pid, "SigIgn"));
+  CHECK((ignored & 0x7fffffffu) == 0);
+  REQUIRE(::kill(pid, SIGTERM) == 0);
+  Outcome reaped = get(pool->submit("reap " + std::to_string(pid)));
+  INFO("reap: " << to_string(reaped.status) << " '" << reaped.output << "' " << reaped.error);
+  CHECK(reaped.output == "signal 15");
+  if (reaped.output == "running") {  // leave nothing behind
+    ::kill(pid, SIGKILL);
+    get(pool->submit("reap " + std::to_string(pid)));
+  }
+  bounded_join(*pool);
+}
+
+// Item 5 (c): the optional sandbox. Landlock limits what a worker opens to what the
+// config lists (plus libraries, the plugin, /dev/null and its own /proc/PID); seccomp
+// refuses the calls that reach another process, even one the worker started itself.
+namespace {
+
+bool landlock_available() {
+  long abi = ::syscall(SYS_landlock_create_ruleset, nullptr, 0, 1U /* LANDLOCK_CREATE_RULESET_VERSION */);
+  return abi >= 1;
+}
+
+}  // namespace
+
+TEST_CASE("a sandboxed plugin opens only the files its config allows", "[integration][hostile][sandbox]") {
+  if (!landlock_available()) {
+    WARN("this kernel has no Landlock: the sandbox cannot start, nothing to test");
+    return;
+  }
+  TempDir dir;
+  const auto secret = dir.write("secret.txt", "not for plugins");
+  std::filesystem::create_directories(dir.path() / "in");
+  std::filesystem::create_directories(dir.path() / "out");
+  const auto input = dir.write("in/data.txt", "for the plugin");
+
+  // Unsandboxed, the same plugin reads the file: the refusal below is the sandbox's.
+  {
+    auto pool = start_pool(hostile_config(1));
+    Outcome o = get(pool->submit("open " + secret.string()));
+    INFO(to_string(o.status) << " '" << o.output << "' " << o.error);
+    CHECK(o.status == Status::ok);
+    CHECK(o.output == "opened");
+    bounded_join(*pool);
+  }
+  PoolConfig c = hostile_config(1);
+  c.sandbox.enabled = true;
+  c.sandbox.filesystem = {{dir.path() / "in", false}, {dir.path() / "out", true}};
+  auto pool = start_pool(c);
+  auto run = [&](const std::string& payload) {
+    Outcome o = get(pool->submit(payload));
+    UNSCOPED_INFO(payload << ": " << to_string(o.status) << " '" << o.output << "' " << o.error);
+    return o;
+  };
+  Outcome denied = run("open " + secret.string());
+  CHECK(denied.status == Status::error);
+  CHECK(denied.error.find("EACCES") != std::string::npos);
+  Outcome allowed = run("open " + input.string());
+  CHECK(allowed.status == Status::ok);
+  CHECK(allowed.output == "opened");
+  Outcome read_only = run("create " + (dir.path() / "in" / "new.txt").string());
+  CHECK(read_only.status == Status::error);
+  CHECK(read_only.error.find("EACCES") != std::string::npos);
+  Outcome writable = run("create " + (dir.path() / "out" / "new.txt").string());
+  CHECK(writable.status == Status::ok);
+  CHECK(writable.output == "created");
+  CHECK(std::filesystem::exists(dir.path() / "out" / "new.txt"));
+  CHECK(run("open /dev/null").output == "opened");
+  CHECK(run("open /proc/self/status").output == "opened");
+  bounded_join(*pool);
+}
+
+TEST_CASE("a sandboxed plugin cannot ptrace or read even a process it started itself",
+          "[integration][hostile][sandbox]") {
+  if (!landlock_available()) {
+    WARN("this kernel has no Landlock: the sandbox cannot start, nothing to test");
+    return;
+  }
+  const bool sandboxed = GENERATE(false, true);
+  INFO((sandboxed ? "sandboxed" : "not sandboxed"));
+  PoolConfig c = hostile_config(1);
+  c.sandbox.enabled = sandboxed;
+  c.sandbox.filesystem = {{"/usr/bin", false}};  // to run /bin/sleep ("read" includes execute)
+  auto pool = start_pool(c);
+  Outcome spawned = get(pool->submit("spawn posix_spawn"));
+  INFO("spawn: " << to_string(spawned.status) << " '" << spawned.output << "' " << spawned.error);
+  REQUIRE(spawned.status == Status::ok);
+  const int child = std::stoi(spawned.output);
+  Outcome o = get(pool->submit("reach-pid " + spawned.output));
+  INFO(to_string(o.status) << " '" << o.output << "' " << o.error);
+  REQUIRE(o.status == Status::ok);
+  if (sandboxed) {
+    check_all_refused(o);
+  } else {
+    CHECK(o.output.find("ptrace:ok") != std::string::npos);  // the refusal above is the sandbox's
+  }
+  ::kill(child, SIGKILL);
+  CHECK(get(pool->submit("reap " + spawned.output)).output == "signal 9");
+  bounded_join(*pool);
 }

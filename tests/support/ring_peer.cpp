@@ -19,11 +19,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: shoal_ring_peer CAPACITY COUNT MAXSIZE\n");
     return 2;
   }
-  SegmentLayout layout{1, std::strtoull(argv[1], nullptr, 10)};
+  SegmentLayout layout{std::strtoull(argv[1], nullptr, 10)};
   uint64_t count = std::strtoull(argv[2], nullptr, 10);
   auto max_size = static_cast<uint32_t>(std::strtoul(argv[3], nullptr, 10));
-  auto block = map_shared(3, layout.block_offset(0), kPageSize);
-  auto ring = map_ring(3, layout.task_ring_offset(0), layout.capacity);
+  auto block = map_shared(3, SegmentLayout::block_offset(), kPageSize);
+  auto ring = map_ring(3, layout.task_ring_offset(), layout.capacity);
   if (!block || !ring) {
     std::fprintf(stderr, "ring_peer: cannot map the segment\n");
     return 2;

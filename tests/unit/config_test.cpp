@@ -693,3 +693,27 @@ TEST_CASE("a config file larger than the limit is refused without reading it who
   CHECK(shoal::load_config_file(file).ok());
   fs::remove(file);
 }
+
+TEST_CASE("sandbox: paths relative to the config file (read or write) and its presence turns it on",
+          "[unit][config][sandbox]") {
+  const Config cfg = load(pool("    sandbox:\n      filesystem:\n        - {path: data, access: read}\n"
+                               "        - {path: /tmp/out, access: write}\n"));
+  const auto& s = cfg.pools[0].sandbox;
+  CHECK(s.enabled);
+  REQUIRE(s.filesystem.size() == 2);
+  CHECK(s.filesystem[0].path == "/base/data");
+  CHECK_FALSE(s.filesystem[0].write);
+  CHECK(s.filesystem[1].path == "/tmp/out");
+  CHECK(s.filesystem[1].write);
+  CHECK(load(pool("    sandbox:\n")).pools[0].sandbox.enabled);
+  CHECK(load(pool("    sandbox: {}\n")).pools[0].sandbox.enabled);
+  CHECK_FALSE(load(pool("")).pools[0].sandbox.enabled);
+
+  Failure f = fail(pool("    sandbox:\n      filesystem:\n        - {path: data, access: append}\n"));
+  CHECK(f.line == 6);
+  CHECK(f.message.find("read or write") != std::string::npos);
+  f = fail(pool("    sandbox:\n      filesystem:\n        - {access: read}\n"));
+  CHECK(f.message.find("missing required key 'path'") != std::string::npos);
+  f = fail(pool("    sandbox: {network: false}\n"));
+  CHECK(f.message.find("network") != std::string::npos);
+}

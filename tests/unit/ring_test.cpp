@@ -33,13 +33,13 @@ struct RingFixture {
   WorkerBlock* wb = nullptr;
 
   explicit RingFixture(uint64_t capacity = 4096) {
-    layout = SegmentLayout{1, SegmentLayout::round_capacity(capacity)};
-    auto seg = create_segment(layout);
+    layout = SegmentLayout{SegmentLayout::round_capacity(capacity)};
+    auto seg = create_segment(layout, 0);
     REQUIRE(seg.ok());
     fd = std::move(*seg);
-    auto b = map_shared(fd.get(), layout.block_offset(0), kPageSize);
-    auto p = map_ring(fd.get(), layout.task_ring_offset(0), layout.capacity);
-    auto c = map_ring(fd.get(), layout.task_ring_offset(0), layout.capacity);
+    auto b = map_shared(fd.get(), SegmentLayout::block_offset(), kPageSize);
+    auto p = map_ring(fd.get(), layout.task_ring_offset(), layout.capacity);
+    auto c = map_ring(fd.get(), layout.task_ring_offset(), layout.capacity);
     REQUIRE((b.ok() && p.ok() && c.ok()));
     block = std::move(*b);
     prod_map = std::move(*p);

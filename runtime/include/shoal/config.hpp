@@ -45,6 +45,22 @@ struct Limits {
   bool no_new_privs = false;   ///< PR_SET_NO_NEW_PRIVS: no setuid gains through exec
 };
 
+/// A path a sandboxed plugin may open (`sandbox.filesystem`).
+struct SandboxPath {
+  std::filesystem::path path;  ///< absolute after loading; a folder covers what is beneath it
+  bool write = false;          ///< false: read (and list, execute); true: also write, create, remove
+};
+
+/// `sandbox:` of a pool: what a plugin's worker may do past the default confinement
+/// (README, "What a plugin can reach"). Present = on: no_new_privs, a seccomp filter
+/// against calls that reach other processes or the kernel's configuration, and Landlock
+/// limiting the files the worker opens to `filesystem`, the system's libraries, the
+/// plugin and its modules, /dev/null and the worker's own /proc/PID.
+struct Sandbox {
+  bool enabled = false;
+  std::vector<SandboxPath> filesystem;
+};
+
 /// One pool of workers running one task plugin.
 struct PoolConfig {
   std::string name;
@@ -67,6 +83,7 @@ struct PoolConfig {
   bool env_inherit_all = false;               ///< `env_inherit: all`
   std::vector<ResourceConfig> resources;
   Limits limits;
+  Sandbox sandbox;
   SourcePosition plugin_at{};                 ///< where `plugin:` was written
 };
 

@@ -92,6 +92,14 @@ struct RuntimeOptions {
   /// fini_timeout) and the start fails with "start cancelled". The pool never reads it.
   /// `shoal run` passes its signalfd, so Ctrl-C works while a slow init runs. -1: none.
   int start_cancel_fd = -1;
+  /// false (the default): starting a pool makes the whole host process non-dumpable
+  /// (PR_SET_DUMPABLE 0), so that no worker (plugin code, same uid) can open the host's
+  /// descriptors through /proc/HOST/fd (the memfds of every pool, the input), read its
+  /// memory or ptrace it. It lasts for the process's life and also means: no core dump of
+  /// the host, /proc/HOST/* owned by root, and no debugger attach without CAP_SYS_PTRACE.
+  /// true: leave the process as it is (an application that needs its core dumps, and
+  /// trusts its plugins).
+  bool keep_host_dumpable = false;
 };
 
 /// A pool of worker processes running one plugin. Create with Pool::start.

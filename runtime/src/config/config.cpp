@@ -493,6 +493,30 @@ constexpr Field<PoolConfig> kLimitsFields[] = {
      [](Ctx& c, const Located& v, PoolConfig& p) { return read_bool(c, v, p.limits.no_new_privs); }},
 };
 
+constexpr Field<SandboxPath> kSandboxPathFields[] = {
+    {"path", true, [](Ctx& c, const Located& v, SandboxPath& s) { return read_path(c, v, s.path); }},
+    {"access", true,
+     [](Ctx& c, const Located& v, SandboxPath& s) {
+       return read_scalar(c, v, "read or write", [&](const std::string& t) {
+         s.write = t == "write";
+         return t == "read" || t == "write";
+       });
+     }},
+};
+
+constexpr Field<Sandbox> kSandboxFields[] = {
+    {"filesystem", false,
+     [](Ctx& c, const Located& v, Sandbox& s) {
+       if (!v.node.IsSequence()) return Status(expected(c, v, "a sequence of {path, access} entries"));
+       return for_each_item(c, v, [&](const Located& item) {
+         SandboxPath entry;
+         if (auto st = read_fields(c, item, kSandboxPathFields, entry); !st) return st;
+         s.filesystem.push_back(std::move(entry));
+         return Status();
+       });
+     }},
+};
+
 constexpr Field<PoolConfig> kPoolFields[] = {
     {"plugin", true,
      [](Ctx& c, const Located& v, PoolConfig& p) {
@@ -534,6 +558,12 @@ constexpr Field<PoolConfig> kPoolFields[] = {
      [](Ctx& c, const Located& v, PoolConfig& p) { return read_fields(c, v, kShutdownFields, p); }},
     {"limits", false,
      [](Ctx& c, const Located& v, PoolConfig& p) { return read_fields(c, v, kLimitsFields, p); }},
+    {"sandbox", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) {
+       p.sandbox.enabled = true;
+       if (v.node.IsNull()) return Status();  // `sandbox:` alone: on, nothing beyond the defaults
+       return read_fields(c, v, kSandboxFields, p.sandbox);
+     }},
     {"env", false, [](Ctx& c, const Located& v, PoolConfig& p) { return read_env(c, v, p.env); }},
     {"env_inherit", false, read_env_inherit},
     {"resources", false,

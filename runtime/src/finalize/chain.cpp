@@ -11,7 +11,7 @@ void FinalizerChain::add(int32_t priority, std::string name, std::function<void(
   entries_.push_back(Entry{priority, next_seq_++, std::move(name), std::move(fn)});
 }
 
-FinalizerChain::Entry* FinalizerChain::claim_next() {
+std::optional<FinalizerChain::Claimed> FinalizerChain::claim_next() {
   std::lock_guard lock(mu_);
   Entry* best = nullptr;
   for (auto& e : entries_) {
@@ -19,17 +19,16 @@ FinalizerChain::Entry* FinalizerChain::claim_next() {
     if (best == nullptr || e.priority > best->priority || (e.priority == best->priority && e.seq > best->seq))
       best = &e;
   }
-  if (best != nullptr) best->claimed = true;
-  return best;
+  if (best == nullptr) return std::nullopt;
+  best->claimed = true;
+  return Claimed{best->name, best->fn};
 }
 
 void FinalizerChain::run_all() { run_all(Observer{}); }
 
 void FinalizerChain::run_all(const Observer& observer) {
-  while (Entry* e = claim_next()) {
-    // Copied out: an entry may add entries, which can reallocate the vector.
-    auto fn = e->fn;
-    std::string name = e->name;
+  while (auto claimed = claim_next()) {
+    auto& [name, fn] = *claimed;
     if (observer) observer(&name);
     try {
       fn();

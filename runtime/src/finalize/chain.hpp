@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,9 +38,16 @@ class FinalizerChain {
     std::function<void()> fn;
     bool claimed = false;
   };
+  struct Claimed {
+    std::string name;
+    std::function<void()> fn;
+  };
   // Entries are claimed one at a time under the mutex and run outside it, so an entry
-  // that calls add() or run_all() does not deadlock.
-  Entry* claim_next();
+  // that calls add() or run_all() does not deadlock. The claim is a copy made under the
+  // mutex, never a pointer into entries_: add() may reallocate the vector at any time
+  // (the task thread, still in shoal_run, calls add_finalizer while the control thread
+  // runs the chain for the abandoned task).
+  std::optional<Claimed> claim_next();
   mutable std::mutex mu_;
   std::vector<Entry> entries_;
   uint64_t next_seq_ = 0;

@@ -30,7 +30,7 @@ inline constexpr uint32_t kMaxWorkerMessage = 64u << 10;
 inline constexpr uint64_t kMaxWorkerControlBytes = 1u << 20;
 
 // Descriptor numbers in a worker, placed there by the spawn's file actions.
-inline constexpr int kWorkerSegmentFd = 3;  // the pool's memfd
+inline constexpr int kWorkerSegmentFd = 3;  // the worker's own memfd (its block and rings)
 inline constexpr int kWorkerControlFd = 4;  // control socket
 inline constexpr int kWorkerEventFd = 5;    // eventfd that wakes the host's loop
 inline constexpr int kWorkerLogFd = 6;      // the worker's log records (common/log.hpp), a packet pipe

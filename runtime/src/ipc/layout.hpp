@@ -1,6 +1,8 @@
-// The shared-memory layout of one pool: one memfd holding a pool header page, one
-// control page per worker, and per worker a task ring (host -> worker) and a result ring
-// (worker -> host). Only offsets are stored in shared memory, never pointers.
+// The shared-memory layout of one worker: a memfd of its own holding a header page, the
+// worker's control page, its task ring (host -> worker) and its result ring (worker ->
+// host). One memfd per worker, not one per pool: a process that holds a memfd (or gets it
+// back through /proc/self/map_files) can map any offset of it, so a worker must hold
+// nothing but its own part. Only offsets are stored in shared memory, never pointers.
 //
 // No lock lives here: a process that dies holding a lock in shared memory blocks every
 // other process forever (Boost.Interprocess 1.74 has no robust mutexes). Every field is
@@ -16,7 +18,7 @@
 namespace shoal::detail {
 
 inline constexpr uint32_t kSegmentMagic = 0x53484f4cu;  // "SHOL"
-inline constexpr uint32_t kSegmentVersion = 3;  // 3: host_sleeping and claimed per worker block
+inline constexpr uint32_t kSegmentVersion = 4;  // 4: one memfd per worker
 inline constexpr size_t kPageSize = 4096;
 inline constexpr size_t kMinRingCapacity = 4096;
 
@@ -69,15 +71,15 @@ struct WorkerBlock {
 
 // Written by the host, for a reader of the memfd (a debugger); never mapped by a worker
 // and never read back: the layout reaches workers in their Init message.
-struct PoolHeader {
+struct SegmentHeader {
   uint32_t magic;
   uint32_t version;
-  uint32_t workers;
+  uint32_t worker_index;
   uint32_t reserved;
   uint64_t ring_capacity;
 };
 
-static_assert(sizeof(PoolHeader) <= kPageSize);
+static_assert(sizeof(SegmentHeader) <= kPageSize);
 static_assert(sizeof(WorkerBlock) <= kPageSize);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
@@ -101,17 +103,15 @@ inline constexpr uint64_t record_bytes(uint64_t payload) { return align8(sizeof(
 // Largest payload one ring of `capacity` bytes can carry in one record.
 inline constexpr uint64_t max_payload(uint64_t capacity) { return capacity - sizeof(RecordHeader); }
 
-// Byte offsets of every part of the segment.
+// Byte offsets of every part of one worker's segment.
 struct SegmentLayout {
-  uint32_t workers = 0;
   uint64_t capacity = 0;  // power of two, multiple of the page size
 
   static uint64_t round_capacity(uint64_t requested);
-  uint64_t block_offset(uint32_t i) const { return kPageSize * (1 + uint64_t{i}); }
-  uint64_t rings_base() const { return kPageSize * (1 + uint64_t{workers}); }
-  uint64_t task_ring_offset(uint32_t i) const { return rings_base() + 2 * capacity * i; }
-  uint64_t result_ring_offset(uint32_t i) const { return task_ring_offset(i) + capacity; }
-  uint64_t total() const { return rings_base() + 2 * capacity * workers; }
+  static constexpr uint64_t block_offset() { return kPageSize; }
+  uint64_t task_ring_offset() const { return 2 * kPageSize; }
+  uint64_t result_ring_offset() const { return task_ring_offset() + capacity; }
+  uint64_t total() const { return result_ring_offset() + capacity; }
 };
 
 }  // namespace shoal::detail

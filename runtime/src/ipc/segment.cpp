@@ -4,6 +4,7 @@
 #include <linux/futex.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -53,9 +54,13 @@ uint64_t SegmentLayout::round_capacity(uint64_t requested) {
   return std::bit_ceil(requested);
 }
 
-Result<Fd> create_segment(const SegmentLayout& layout) {
-  Fd fd(static_cast<int>(::syscall(SYS_memfd_create, "shoal-pool", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
+Result<Fd> create_segment(const SegmentLayout& layout, uint32_t worker_index) {
+  Fd fd(static_cast<int>(::syscall(SYS_memfd_create, "shoal-worker", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
   if (!fd) return sys_error("memfd_create");
+  // memfd_create takes no mode: the file is 0777. Whoever passes the ptrace check on a
+  // process holding it may open it through /proc/PID/fd (or map_files), and the mode is
+  // the only check left after that one.
+  if (::fchmod(fd.get(), 0600) != 0) return sys_error("fchmod(segment)");
   if (::ftruncate(fd.get(), static_cast<off_t>(layout.total())) != 0) return sys_error("ftruncate(segment)");
   // Sealed so that no process (a worker running foreign code included) can shrink the
   // segment under the others' mappings, which would turn every access into SIGBUS.
@@ -63,10 +68,10 @@ Result<Fd> create_segment(const SegmentLayout& layout) {
     return sys_error("fcntl(F_ADD_SEALS)");
   auto header_result = map_shared(fd.get(), 0, kPageSize);
   if (!header_result) return header_result.error();
-  auto* h = reinterpret_cast<PoolHeader*>(header_result->data());
+  auto* h = reinterpret_cast<SegmentHeader*>(header_result->data());
   h->magic = kSegmentMagic;
   h->version = kSegmentVersion;
-  h->workers = layout.workers;
+  h->worker_index = worker_index;
   h->ring_capacity = layout.capacity;
   return fd;
 }

@@ -46,9 +46,9 @@ class Mapping {
   size_t len_ = 0;
 };
 
-/// Creates the pool's memfd (mode 0600 by construction, sealed against resizing) sized
-/// for `layout`, with the header filled in.
-Result<Fd> create_segment(const SegmentLayout& layout);
+/// Creates one worker's memfd (mode 0600, sealed against resizing) sized for `layout`,
+/// with the header filled in.
+Result<Fd> create_segment(const SegmentLayout& layout, uint32_t worker_index);
 
 /// Maps `len` bytes at `offset` of `fd` read-write and shared.
 Result<Mapping> map_shared(int fd, uint64_t offset, uint64_t len);

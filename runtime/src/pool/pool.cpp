@@ -7,6 +7,7 @@
 #include "pool/worker_path.hpp"
 
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
@@ -54,27 +55,27 @@ Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const Runtim
   if (::access(impl->worker_exe.c_str(), X_OK) != 0)
     return Error{Errc::spawn, "worker executable " + impl->worker_exe + ": " + std::strerror(errno) +
                                   " (set SHOAL_WORKER to its path)"};
-  impl->layout.workers = impl->config.workers;
+  // Before the first worker exists: once one runs, it may try /proc/HOST/fd at once.
+  if (!options.keep_host_dumpable && ::prctl(PR_SET_DUMPABLE, 0) != 0) return ipc_error("prctl(PR_SET_DUMPABLE)");
   impl->layout.capacity = SegmentLayout::round_capacity(impl->config.queue_capacity);
-
-  auto seg = create_segment(impl->layout);
-  if (!seg) return seg.error();
-  // Above the numbers a worker's descriptors take (3..5), so the spawn's dup2 never maps
-  // a descriptor onto itself (which would leave it close-on-exec).
-  auto moved = move_fd_above(std::move(*seg), 16);
-  if (!moved) return moved.error();
-  impl->segment = std::move(*moved);
 
   impl->workers.resize(impl->config.workers);
   impl->counters = std::make_unique<detail::PoolCounters>(impl->config.workers);
   for (uint32_t i = 0; i < impl->config.workers; ++i) {
     auto& w = impl->workers[i];
     w.index = i;
-    auto block = map_shared(impl->segment.get(), impl->layout.block_offset(i), kPageSize);
+    auto seg = create_segment(impl->layout, i);
+    if (!seg) return seg.error();
+    // Above the numbers a worker's descriptors take (3..5), so the spawn's dup2 never maps
+    // a descriptor onto itself (which would leave it close-on-exec).
+    auto moved = move_fd_above(std::move(*seg), 16);
+    if (!moved) return moved.error();
+    w.segment = std::move(*moved);
+    auto block = map_shared(w.segment.get(), SegmentLayout::block_offset(), kPageSize);
     if (!block) return block.error();
-    auto tasks = map_ring(impl->segment.get(), impl->layout.task_ring_offset(i), impl->layout.capacity);
+    auto tasks = map_ring(w.segment.get(), impl->layout.task_ring_offset(), impl->layout.capacity);
     if (!tasks) return tasks.error();
-    auto results = map_ring(impl->segment.get(), impl->layout.result_ring_offset(i), impl->layout.capacity);
+    auto results = map_ring(w.segment.get(), impl->layout.result_ring_offset(), impl->layout.capacity);
     if (!results) return results.error();
     w.block_map = std::move(*block);
     w.task_map = std::move(*tasks);

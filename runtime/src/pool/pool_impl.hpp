@@ -161,6 +161,7 @@ struct WorkerSlot {
   std::string partial;  // an output line not yet ended by '\n'
   Fd log;               // read end of the worker's log records (a packet pipe)
   std::string fatal_message;  // from a Fatal message, before Ready
+  Fd segment;  // this slot's memfd: its block and rings, handed to each of its processes
   Mapping block_map, task_map, result_map;
   WorkerBlock* block = nullptr;
   RingProducer tasks;
@@ -201,7 +202,6 @@ struct Pool::Impl {
   PoolConfig config;
   std::string worker_exe;
   detail::SegmentLayout layout;
-  detail::Fd segment;
   // start_timer: fires at the earliest of the back-off respawns due and the start_timeout
   // deadlines of the workers starting. timer: the earliest kill deadline of a stopping
   // worker. steal_timer: the take-back check of dynamic dispatch.

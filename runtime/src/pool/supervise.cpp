@@ -95,13 +95,13 @@ void Pool::Impl::spawn_worker(WorkerSlot& w, bool recover_only) {
   req.executable = worker_exe;
   req.argv = {"shoal-worker", "--pool", config.name, "--index", std::to_string(w.index)};
   req.env = worker_env;
-  req.fds = {{segment.get(), kWorkerSegmentFd}, {worker_end->get(), kWorkerControlFd},
+  req.fds = {{w.segment.get(), kWorkerSegmentFd}, {worker_end->get(), kWorkerControlFd},
              {result_event.get(), kWorkerEventFd}, {out_pipe->write.get(), STDERR_FILENO},
              {log_pipe->write.get(), kWorkerLogFd}};
   req.stdout_to = out_pipe->write.get();
   req.stdin_null = true;  // a plugin that reads stdin must not eat the host's input
-  // A stop asked right after the spawn waits for the worker's signalfd: a worker killed
-  // by it before main() would skip its recover hooks.
+  // A stop asked right after the spawn waits (queued) until the worker's handler is in
+  // place: a worker killed by it before then would skip its recover hooks.
   req.blocked = {SIGTERM, SIGINT, SIGHUP};
   auto child = spawn_process(req);
   if (!child) {
@@ -116,7 +116,7 @@ void Pool::Impl::spawn_worker(WorkerSlot& w, bool recover_only) {
   KeyValues init = {{"pool", config.name},
                     {"plugin", config.plugin.string()},
                     {"index", std::to_string(w.index)},
-                    {"workers", std::to_string(layout.workers)},
+                    {"workers", std::to_string(config.workers)},
                     {"capacity", std::to_string(layout.capacity)},
                     {"segment_size", std::to_string(layout.total())},
                     {"grace_ns", std::to_string(config.grace.count())},
@@ -133,6 +133,9 @@ void Pool::Impl::spawn_worker(WorkerSlot& w, bool recover_only) {
   if (recover_only) init.emplace_back("recover_only", "1");
   w.recover_sent = std::move(w.recover_cause);
   w.recover_cause.clear();
+  if (config.sandbox.enabled) init.emplace_back("sandbox", "1");
+  for (const auto& p : config.sandbox.filesystem)
+    init.emplace_back(p.write ? "sandbox.write" : "sandbox.read", p.path.string());
   for (const auto& [k, v] : config.params) init.emplace_back("param." + k, v);
   for (size_t i = 0; i < config.resources.size(); ++i) {
     const auto& r = config.resources[i];
