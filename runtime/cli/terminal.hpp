@@ -4,6 +4,7 @@
 #ifndef SHOAL_CLI_TERMINAL_HPP
 #define SHOAL_CLI_TERMINAL_HPP
 
+#include "common/check.hpp"
 #include "common/log.hpp"
 #include "common/printable.hpp"
 #include "ipc/segment.hpp"
@@ -255,7 +256,7 @@ class StopSignals {
       if (::sigaction(sig, nullptr, &current) == 0 && current.sa_handler == SIG_IGN) continue;
       sigaddset(&set_, sig);
     }
-    ::pthread_sigmask(SIG_BLOCK, &set_, &old_);
+    SHOAL_CHECK(::pthread_sigmask(SIG_BLOCK, &set_, &old_) == 0);  // EINVAL only
     fd_ = Fd(::signalfd(-1, &set_, SFD_NONBLOCK | SFD_CLOEXEC));
     // Without a signalfd (EMFILE) nobody would read the blocked signals and Ctrl-C would
     // be lost: the default action (the host ends, its workers follow) is better.
@@ -288,10 +289,10 @@ class StopSignals {
     struct Reblock {
       const StopSignals& s;
       ~Reblock() {
-        if (!s.released_) ::pthread_sigmask(SIG_BLOCK, &s.set_, nullptr);
+        if (!s.released_) SHOAL_CHECK(::pthread_sigmask(SIG_BLOCK, &s.set_, nullptr) == 0);
       }
     };
-    if (!released_) ::pthread_sigmask(SIG_UNBLOCK, &set_, nullptr);
+    if (!released_) SHOAL_CHECK(::pthread_sigmask(SIG_UNBLOCK, &set_, nullptr) == 0);
     const Reblock reblock{*this};
     return f();
   }
@@ -301,7 +302,7 @@ class StopSignals {
   void release() {
     if (released_) return;
     released_ = true;
-    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+    SHOAL_CHECK(::pthread_sigmask(SIG_SETMASK, &old_, nullptr) == 0);
   }
 
  private:

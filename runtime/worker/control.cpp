@@ -2,6 +2,7 @@
 // how the finalizer chain stays bounded whoever runs it.
 #include "worker.hpp"
 
+#include "common/check.hpp"
 #include "common/log.hpp"
 
 #include <poll.h>
@@ -76,16 +77,17 @@ void Worker::start_threads() {
   action.sa_handler = stop_signal_handler;
   action.sa_mask = stop_signals;  // one handler at a time: a second signal waits
   action.sa_flags = SA_RESTART;
-  for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::sigaction(sig, &action, nullptr);
+  // sigaction, pthread_sigmask and prctl below fail only for an invalid argument (EINVAL).
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) SHOAL_CHECK(::sigaction(sig, &action, nullptr) == 0);
   // Threads created below inherit the empty mask; a signal queued during the start is
   // delivered here, at once.
-  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+  SHOAL_CHECK(::pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr) == 0);
 
   // First line against an orphaned worker: SIGTERM when the host's spawning thread dies
   // (the pool's loop thread, which lives as long as the pool). It races with a host
   // that died before this call, hence the getppid() check; the control socket's EOF is
   // the second line, for whatever the signal misses.
-  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  SHOAL_CHECK(::prctl(PR_SET_PDEATHSIG, SIGTERM) == 0);
   if (host_pid_ != 0 && ::getppid() != host_pid_) begin_stop(LocalStop::host_gone);
 
   struct stat st {};

@@ -2,6 +2,7 @@
 // (segment), 4 (control socket), 5 (host eventfd) and 6 (log records) are set up by the host.
 #include "worker.hpp"
 
+#include "common/check.hpp"
 #include "common/log.hpp"
 #include "ipc/control.hpp"
 
@@ -34,14 +35,14 @@ int main(int argc, char** argv) {
   pipe_action.sa_handler = [](int) {};
   pipe_action.sa_flags = SA_RESTART;
   sigemptyset(&pipe_action.sa_mask);
-  ::sigaction(SIGPIPE, &pipe_action, nullptr);
+  SHOAL_CHECK(::sigaction(SIGPIPE, &pipe_action, nullptr) == 0);  // EINVAL only
   // The stop signals wait (queued) until their handler is in place (start_threads, which
   // unblocks them again): a stop that arrives during the start must not kill the process
   // before it can close what it opened.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
-  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  SHOAL_CHECK(::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr) == 0);
   // Log records go to the host on their own pipe, apart from what the plugin prints
   // (common/log.hpp says why); without it (a worker started by hand) they go to stderr.
   struct stat log_pipe {};
