@@ -10,12 +10,14 @@
 
 #include <shoal/plugin.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <exception>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #ifndef SHOAL_VERSION
 #define SHOAL_VERSION "1.0.0"
@@ -178,6 +180,24 @@ int dispatch(int argc, char** argv) {
   return kExitUsage;
 }
 
+// A password written into an argument (`--redis redis://USER:PASSWORD@HOST`) is readable
+// by every user in /proc/PID/cmdline, which is the process's own argv memory, for as long
+// as the host runs. The arguments are parsed from copies and the password in the original
+// is overwritten with '*' (as mysql and psql do with theirs); only a `ps` that ran in the
+// first moments saw it, which is why the README points to a file or a variable instead.
+void scrub_url_password(char* arg) {
+  std::string_view text(arg);
+  const size_t scheme = text.find("://");
+  if (scheme == std::string_view::npos) return;
+  const size_t start = scheme + 3;
+  const size_t end = std::min(text.find('/', start), text.size());
+  const size_t at = text.substr(0, end).rfind('@');
+  if (at == std::string_view::npos || at < start) return;
+  const size_t colon = text.substr(0, at).find(':', start);
+  if (colon == std::string_view::npos) return;
+  std::fill(arg + colon + 1, arg + at, '*');
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -185,7 +205,12 @@ int main(int argc, char** argv) {
   // library (bad_alloc, thread creation). It ends the run as an error, never as abort().
   try {
     shoal::cli::take_password_from_env();
-    return dispatch(argc, argv);
+    std::vector<std::string> copies(argv, argv + argc);
+    std::vector<char*> args;
+    for (auto& a : copies) args.push_back(a.data());
+    args.push_back(nullptr);
+    for (int i = 1; i < argc; ++i) scrub_url_password(argv[i]);
+    return dispatch(argc, args.data());
   } catch (const std::exception& e) {
     write_err(std::string("internal error: ") + e.what());
   } catch (...) {

@@ -26,6 +26,7 @@ class FakeServer {
   enum class Mode {
     garbage,  // an HTTP error to whatever is sent
     endless,  // +PONG to the first command, then a bulk string that never ends
+    silent,   // reads, never answers
   };
   explicit FakeServer(Mode mode) : mode_(mode) {
     listen_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -68,6 +69,11 @@ class FakeServer {
   void talk(int c) {
     char buf[4096];
     if (::recv(c, buf, sizeof buf, 0) <= 0) return;
+    if (mode_ == Mode::silent) {
+      while (!stop_ && ::recv(c, buf, sizeof buf, 0) > 0) {
+      }
+      return;
+    }
     if (mode_ == Mode::garbage) {
       send_all(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
       return;
@@ -237,4 +243,28 @@ TEST_CASE("redis: a password from a file or $SHOAL_REDIS_PASSWORD is in no argv 
   }
   a.signal(SIGTERM);
   CHECK(a.wait_exit(20s) == 0);
+}
+
+TEST_CASE("redis: a password written in --redis is gone from the command line while the client runs",
+          "[integration][redis][secrets]") {
+  // `ps` shows /proc/PID/cmdline to every user: the password in it is overwritten at start.
+  FakeServer silent(FakeServer::Mode::silent);
+  TempDir dir;
+  const std::string password = "inline-hunter5";
+  const std::string url = "redis://shoal:" + password + "@" + silent.url().substr(std::string("redis://").size());
+  const auto out = dir.path() / "out", err = dir.path() / "err";
+  Background submit({SHOAL_BIN, "submit", "--redis", url, "--input", one_task(dir), "--connect-timeout", "0"},
+                    "/dev/null", out, err);
+  REQUIRE(submit.started());
+  // It connected, so it parsed the real URL: the scrubbed copy is not what it uses.
+  REQUIRE(eventually([&] { return silent.connections() >= 1; }, 10s));
+  const std::string cmdline = read_file("/proc/" + std::to_string(submit.pid()) + "/cmdline");
+  INFO(cmdline);
+  CHECK(cmdline.find(password) == std::string::npos);
+  CHECK(cmdline.find("redis://shoal:" + std::string(password.size(), '*') + "@127.0.0.1:") != std::string::npos);
+  submit.signal(SIGTERM);
+  int code = -1;
+  REQUIRE(submit.wait(bounded(10s), code));
+  CHECK(code == 128 + SIGTERM);
+  CHECK(read_file(err).find(password) == std::string::npos);
 }
