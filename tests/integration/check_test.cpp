@@ -260,13 +260,7 @@ TEST_CASE("check: a file whose symbols all name one huge string is one problem l
 TEST_CASE("check: a shoal_run that is data, not a function, is a problem line", "[integration][cli][check]") {
   // `int shoal_run;` has the right name: loaded, every task would jump into data.
   TempDir dir;
-  CraftedElf spec;
-  spec.machine = elf_machine(SHOAL_PLUGIN_ECHO);
-  spec.dynstr = std::string(1, '\0') + "shoal_plugin_abi" + '\0' + "shoal_init" + '\0' + "shoal_fini" + '\0' +
-                "shoal_run" + '\0';
-  spec.symbols = {1, 18, 29};
-  spec.objects = {40};
-  const auto bytes = craft_elf(spec);
+  const auto bytes = craft_plugin_with_data_run(elf_machine(SHOAL_PLUGIN_ECHO));
   const auto data = dir.write("data_run.so", std::string(bytes.begin(), bytes.end()));
   const auto config = dir.write("data.yaml", "pools:\n" + pool_yaml("data", data.string()));
   auto r = shoal_cli({"check", config.string()});

@@ -67,13 +67,7 @@ TEST_CASE("a shoal_run exported as data is refused before loading, not crashed o
   // The worker's loader makes the check `shoal check` makes: a pool built from C++ (no
   // CLI) gets a start error instead of a worker that dies at every task.
   TempDir dir;
-  CraftedElf spec;
-  spec.machine = elf_machine(SHOAL_PLUGIN_ECHO);
-  spec.dynstr = std::string(1, '\0') + "shoal_plugin_abi" + '\0' + "shoal_init" + '\0' + "shoal_fini" + '\0' +
-                "shoal_run" + '\0';
-  spec.symbols = {1, 18, 29};
-  spec.objects = {40};
-  const auto bytes = craft_elf(spec);
+  const auto bytes = craft_plugin_with_data_run(elf_machine(SHOAL_PLUGIN_ECHO));
   const std::string path = dir.write("data_run.so", std::string(bytes.begin(), bytes.end())).string();
   CHECK(start_error(path) ==
         "pool test: plugin " + path + ": shoal_run is a data symbol, not a function (calling it would crash the worker)");

@@ -95,4 +95,14 @@ uint16_t elf_machine(const std::filesystem::path& path) {
   return eh.e_machine;
 }
 
+std::vector<char> craft_plugin_with_data_run(uint16_t machine) {
+  CraftedElf spec;
+  spec.machine = machine;
+  spec.dynstr = std::string(1, '\0') + "shoal_plugin_abi" + '\0' + "shoal_init" + '\0' + "shoal_fini" + '\0' +
+                "shoal_run" + '\0';
+  spec.symbols = {1, 18, 29};
+  spec.objects = {40};
+  return craft_elf(spec);
+}
+
 }  // namespace shoal::test

@@ -23,6 +23,10 @@ struct CraftedElf {
 /// The file's bytes.
 std::vector<char> craft_elf(const CraftedElf& spec);
 
+/// A task plugin for `machine` whose `shoal_run` is a data object (`int shoal_run;`): it
+/// has every required name, and a loader that only resolves names would call into data.
+std::vector<char> craft_plugin_with_data_run(uint16_t machine);
+
 /// The e_machine of an existing ELF file (0 when it cannot be read).
 uint16_t elf_machine(const std::filesystem::path& path);
 

@@ -629,26 +629,26 @@ TEST_CASE("a NUL inside a quoted string is refused at its position, wherever the
   // yaml-cpp turns "\0" into a real NUL; a C string would then end there and a different
   // plugin, value or param would be used.
   const std::string nul = "a NUL character (\\x00) at byte ";
-  const Failure plugin = fail("pools:\n  digest:\n    plugin: \"good.so\\0evil\"\n");
-  CHECK(plugin.line == 3);
-  CHECK(plugin.column == 13);
-  CHECK(plugin.message == "plugin: " + nul + "8 of 'good.so\\x00evil'");
-  const Failure env = fail(pool("    env: {A: \"1\\0\"}\n"));
-  CHECK(env.line == 4);
-  CHECK(env.column == 14);
-  CHECK(env.message == "env.A: " + nul + "2 of '1\\x00'");
-  const Failure param = fail(pool("    params:\n      k: [x, \"v\\0\"]\n"));
-  CHECK(param.line == 5);
-  CHECK(param.column == 14);
-  CHECK(param.message == "params.k[1]: " + nul + "2 of 'v\\x00'");
-  const Failure key = fail(pool("    params: {\"k\\0\": v}\n"));
-  CHECK(key.line == 4);
-  CHECK(key.column == 14);
-  CHECK(key.message == "params: " + nul + "2 of 'k\\x00'");
-  const Failure module =
-      fail(pool("    resources:\n      - {name: db, module: \"\\0m.so\"}\n"));
-  CHECK(module.line == 5);
-  CHECK(module.message == "resources[0].module: " + nul + "1 of '\\x00m.so'");
+  struct Case {
+    std::string yaml;
+    int line, column;
+    std::string message;
+  };
+  const Case cases[] = {
+      {"pools:\n  digest:\n    plugin: \"good.so\\0evil\"\n", 3, 13, "plugin: " + nul + "8 of 'good.so\\x00evil'"},
+      {pool("    env: {A: \"1\\0\"}\n"), 4, 14, "env.A: " + nul + "2 of '1\\x00'"},
+      {pool("    params:\n      k: [x, \"v\\0\"]\n"), 5, 14, "params.k[1]: " + nul + "2 of 'v\\x00'"},
+      {pool("    params: {\"k\\0\": v}\n"), 4, 14, "params: " + nul + "2 of 'k\\x00'"},
+      {pool("    resources:\n      - {name: db, module: \"\\0m.so\"}\n"), 5, 28,
+       "resources[0].module: " + nul + "1 of '\\x00m.so'"},
+  };
+  for (const Case& c : cases) {
+    const Failure f = fail(c.yaml);
+    INFO(c.yaml);
+    CHECK(f.line == c.line);
+    CHECK(f.column == c.column);
+    CHECK(f.message == c.message);
+  }
   // A NUL written as an escape anywhere else is still text, not a NUL: "\\0" stays two bytes.
   CHECK(load(pool("    params: {k: \"a\\\\0\"}\n")).pools.at(0).params.at("k") == "a\\0");
 }
