@@ -47,7 +47,8 @@ constexpr std::string_view kSubmitUsage =
     "                  across reconnects (default 60s; 0 = never)\n"
     "  -h, --help      show this help\n"
     "\n"
-    "Exit status: 0 every line queued; 2 usage, config, input or first connection error;\n"
+    "Exit status: 0 every line queued; 1 a line longer than redis.max_input (64MiB) was\n"
+    "not queued (the others were); 2 usage, config, input or first connection error;\n"
     "128+N stopped by signal N (the count printed is what was queued).\n";
 
 constexpr size_t kBatch = 512;
@@ -208,13 +209,22 @@ int submit_command(int argc, char** argv) {
   const std::string stream = settings.stream;
   // The signalfd doubles as the reader's wake-up: a signal ends a read that waits on a
   // terminal or a pipe.
-  LineReader reader(input_fd, signals.fd());
+  LineReader reader(input_fd, signals.fd(), settings.max_input);
   std::vector<redis::Args> batch;
-  uint64_t queued = 0, seq = 0;
+  uint64_t queued = 0, seq = 0, line_no = 0, refused = 0;
   std::string line;
   LineReader::Read r = LineReader::Read::line;
   for (;;) {
     r = reader.next(line);
+    ++line_no;
+    if (r == LineReader::Read::too_long) {
+      // Held whole, /dev/zero (one endless line) would grow until bad_alloc.
+      print_error("submit: input line " + std::to_string(line_no) + " is " + std::to_string(reader.too_long_size()) +
+                  " bytes, more than redis.max_input (" + std::to_string(settings.max_input) +
+                  " bytes): not queued");
+      ++refused;
+      continue;
+    }
     if (r == LineReader::Read::line) {
       const std::string n = std::to_string(seq++);
       batch.push_back({"XADD", stream, "*", "id", prefix + ":" + n, "seq", n, "input", line});
@@ -245,7 +255,7 @@ int submit_command(int argc, char** argv) {
     return 2;
   }
   if (sig != 0) return 128 + sig;
-  return 0;
+  return refused > 0 ? 1 : 0;
 }
 
 }  // namespace shoal::cli

@@ -70,18 +70,6 @@ long blocked_syscall(int pid) {
   return in >> nr ? nr : -2;
 }
 
-// Resident set of a process in KiB (0 when it is gone).
-long rss_kib(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  long value = 0;
-  while (in >> key) {
-    if (key == "VmRSS:" && in >> value) return value;
-    in.ignore(1 << 10, '\n');
-  }
-  return 0;
-}
-
 // A child that is reading nothing but needs a memory cap: without it, an unbounded
 // buffer would take the machine's memory before failing. Not under sanitizers, whose
 // shadow memory needs terabytes of address space.

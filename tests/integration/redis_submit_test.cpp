@@ -268,3 +268,40 @@ TEST_CASE("redis: a password written in --redis is gone from the command line wh
   CHECK(code == 128 + SIGTERM);
   CHECK(read_file(err).find(password) == std::string::npos);
 }
+
+TEST_CASE("redis submit: a line past redis.max_input is not queued nor held, and the next lines are",
+          "[integration][redis][submit]") {
+  Fleet fleet;
+  const auto config = fleet.config("s", HostOptions().with_redis("  max_input: 1KiB\n"));
+  SECTION("a long line between two short ones") {
+    const auto input = fleet.dir.write("input.txt", "echo a\n" + std::string(5000, 'x') + "\necho b\n");
+    auto r = run_process({SHOAL_BIN, "submit", config, "--input", input.string()}, {}, bounded(20s));
+    INFO(describe(r));
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("submit: input line 2 is 5000 bytes, more than redis.max_input (1024 bytes): not queued") !=
+          std::string::npos);
+    std::vector<std::string> queued;
+    for (const auto& e : redis::parse_entries(fleet.redis.command({"XRANGE", kStream, "-", "+"}).view()))
+      queued.emplace_back(e.field("input").value_or(""));
+    CHECK(queued == std::vector<std::string>{"echo a", "echo b"});
+  }
+  SECTION("/dev/zero: memory stays small, SIGTERM ends it") {
+    const auto out = fleet.dir.path() / "out", err = fleet.dir.path() / "err";
+    Background submit({SHOAL_BIN, "submit", config, "--input", "/dev/zero"}, "/dev/null", out, err);
+    REQUIRE(submit.started());
+    long peak = 0;
+    const auto until = std::chrono::steady_clock::now() + 1s;
+    while (std::chrono::steady_clock::now() < until) {
+      peak = std::max(peak, rss_kib(submit.pid()));
+      std::this_thread::sleep_for(20ms);
+    }
+    CHECK(peak > 0);
+    CHECK(peak < 200 * 1024);
+    submit.signal(SIGTERM);
+    int code = -1;
+    REQUIRE(submit.wait(bounded(5s), code));
+    INFO("stderr: " << read_file(err));
+    CHECK(code == 128 + SIGTERM);
+    CHECK(fleet.integer({"XLEN", kStream}) == 0);
+  }
+}

@@ -135,4 +135,15 @@ bool Background::wait(std::chrono::milliseconds limit, int& code) {
   return true;
 }
 
+long rss_kib(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string key;
+  long value = 0;
+  while (in >> key) {
+    if (key == "VmRSS:" && in >> value) return value;
+    in.ignore(1 << 10, '\n');
+  }
+  return 0;
+}
+
 }  // namespace shoal::test

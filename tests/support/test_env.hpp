@@ -78,6 +78,9 @@ class Background {
   int pidfd_ = -1;
 };
 
+/// Resident set of a process in KiB (0 when it is gone).
+long rss_kib(int pid);
+
 /// Reads a whole file ("" if missing).
 std::string read_file(const std::filesystem::path& path);
 

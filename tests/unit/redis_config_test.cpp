@@ -43,6 +43,7 @@ TEST_CASE("redis config: defaults without a redis section", "[unit][redis]") {
   CHECK(c.redis.max_deliveries == 3);
   CHECK(c.redis.max_stream_length == 100000);
   CHECK(c.redis.in_flight == 0);
+  CHECK(c.redis.max_input == 64u << 20);
 }
 
 TEST_CASE("redis config: every key", "[unit][redis]") {
@@ -50,7 +51,7 @@ TEST_CASE("redis config: every key", "[unit][redis]") {
   const auto c = load(kPools +
                       "redis:\n  url: redis://10.0.0.5:6380/2\n  stream: jobs\n  group: fleet\n"
                       "  consumer: ${SHOAL_TEST_HOST}\n  pool: p\n  visibility_timeout: 1.5s\n"
-                      "  max_deliveries: 5\n  max_stream_length: 1000\n  in_flight: 16\n");
+                      "  max_deliveries: 5\n  max_stream_length: 1000\n  in_flight: 16\n  max_input: 1KiB\n");
   CHECK(c.redis.url == "redis://10.0.0.5:6380/2");
   CHECK(c.redis.stream == "jobs");
   CHECK(c.redis.group == "fleet");
@@ -60,6 +61,7 @@ TEST_CASE("redis config: every key", "[unit][redis]") {
   CHECK(c.redis.max_deliveries == 5);
   CHECK(c.redis.max_stream_length == 1000);
   CHECK(c.redis.in_flight == 16);
+  CHECK(c.redis.max_input == 1024);
 }
 
 TEST_CASE("redis config: errors name the key and position", "[unit][redis]") {
@@ -74,6 +76,8 @@ TEST_CASE("redis config: errors name the key and position", "[unit][redis]") {
         std::string::npos);
   CHECK(error_of(kPools + "redis:\n  stream: \"\"\n").find("redis.stream: expected a non-empty string") !=
         std::string::npos);
+  CHECK(error_of(kPools + "redis:\n  max_input: 1GiB\n") ==
+        "cfg.yaml:5:14: redis.max_input: expected a size from 1 byte to 512MiB such as 64MiB, found '1GiB'");
   CHECK(error_of(kPools + "redis: [a]\n").find("redis: expected a mapping") != std::string::npos);
 }
 

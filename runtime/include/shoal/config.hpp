@@ -99,6 +99,7 @@ struct RedisConfig {
   Duration visibility_timeout = std::chrono::seconds(30);  ///< idle time before another host claims an entry
   uint32_t max_deliveries = 3;          ///< deliveries before an entry goes to the dead-letter stream
   uint64_t max_stream_length = 100000;  ///< `submit` waits while the stream holds more entries
+  uint64_t max_input = uint64_t{64} << 20;  ///< the longest input line `submit` queues, in bytes
   uint32_t in_flight = 0;               ///< entries a host holds at once; 0 = 2 per worker
 };
 

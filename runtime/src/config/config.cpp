@@ -628,6 +628,11 @@ constexpr Field<RedisConfig> kRedisFields[] = {
      }},
     {"in_flight", false,
      [](Ctx& c, const Located& v, RedisConfig& r) { return read_int<uint32_t>(c, v, 0, 65536, r.in_flight); }},
+    {"max_input", false,
+     [](Ctx& c, const Located& v, RedisConfig& r) {
+       // 512MiB: Redis refuses a longer string (proto-max-bulk-len's default).
+       return read_size(c, v, 1, uint64_t{512} << 20, "a size from 1 byte to 512MiB such as 64MiB", r.max_input);
+     }},
 };
 
 constexpr Field<Config> kTopFields[] = {
