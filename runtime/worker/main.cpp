@@ -51,7 +51,10 @@ int main(int argc, char** argv) {
   // Never destroyed: its threads and the exit path (a plugin's exit()) use it until the
   // process is gone.
   auto* worker = new shoal::detail::Worker();
-  int code = worker->start() == shoal::detail::Started::fatal ? shoal::detail::kExitFatal : worker->serve();
+  const auto started = worker->start();
+  int code = started == shoal::detail::Started::fatal    ? shoal::detail::kExitFatal
+             : started == shoal::detail::Started::failed ? shoal::detail::kExitStartFailed
+                                                         : worker->serve();
   // _exit: the chain has run; static destructors of foreign code must not run after
   // their fini, and the worker's own threads are still alive.
   std::fflush(nullptr);

@@ -157,6 +157,7 @@ bool Worker::open_resources() {
     shoal_status rc = api->open(&host_, &ctx, spec.name.c_str(), &handle);
     if (rc != SHOAL_OK || failed_) {
       std::string why = error_.empty() ? "open returned " + std::to_string(rc) : error_;
+      start_may_pass_ = true;
       return fatal("resource " + spec.name + " (" + spec.module + "): open failed: " + why);
     }
     handles_[spec.name] = handle;
@@ -181,6 +182,7 @@ bool Worker::load_plugin_and_init() {
   shoal_status rc = api_.init(&host_, &plugin_ctx_, &user_);
   if (rc != SHOAL_OK || failed_) {
     std::string why = error_.empty() ? "returned " + std::to_string(rc) : error_;
+    start_may_pass_ = true;
     return fatal("plugin " + plugin_path_ + ": init failed: " + why);
   }
   chain_.add(fini_priority_, "plugin fini", [this] { api_.fini(&plugin_ctx_, user_); });
@@ -222,7 +224,7 @@ Started Worker::start() {
   // A failure after some resources opened still closes them, in chain order.
   if (!open_resources() || !load_plugin_and_init()) {
     run_chain();
-    return Started::fatal;
+    return start_may_pass_ ? Started::failed : Started::fatal;
   }
   phase_.store(static_cast<uint32_t>(Phase::idle));
   if (stopping()) return Started::stopped;

@@ -50,7 +50,9 @@ struct ResourceSpec {
 };
 
 enum class LocalStop : uint32_t { none = 0, signal = 1, host_gone = 2, recycle = 3, channel_lost = 4, recover_only = 5 };
-enum class Started { ready, fatal, stopped };
+// fatal: no new process could start either (kExitFatal); failed: init or an open refused,
+// which may pass (kExitStartFailed).
+enum class Started { ready, fatal, failed, stopped };
 enum class Phase : uint32_t { starting = 0, idle = 1, in_task = 2, in_chain = 3 };
 
 class Worker {
@@ -172,6 +174,7 @@ class Worker {
   std::byte* out_record_ = nullptr;
   uint64_t out_size_ = 0;
   bool failed_ = false;
+  bool start_may_pass_ = false;  // the start failed in init or an open, not in loading
   // When the last task ended, and whether this thread has waited since. Back-to-back
   // tasks take their start from the previous end: one clock read per task instead of two
   // (two were 7-10% of all CPU with tiny tasks); the duration then includes the ~50 ns of

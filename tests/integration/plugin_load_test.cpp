@@ -7,9 +7,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <chrono>
+#include <filesystem>
 #include <regex>
 
 using namespace shoal;
@@ -103,4 +105,31 @@ TEST_CASE("a missing worker executable is reported, not retried", "[integration]
   CHECK(pool.error().code == Errc::spawn);
   CHECK(pool.error().message ==
         "worker executable /nonexistent/shoal-worker: No such file or directory (set SHOAL_WORKER to its path)");
+}
+
+TEST_CASE("a respawned worker that cannot load its plugin is not retried: the pool fails at once",
+          "[integration][plugin]") {
+  // kExitFatal before Ready: a new worker would fail the same way, unlike an init that
+  // refused (a database down), which is retried with back-off (lifecycle_test).
+  TempDir dir;
+  const auto path = dir.path() / "echo.so";
+  std::filesystem::copy_file(SHOAL_PLUGIN_ECHO, path);
+  auto pool = start_pool(pool_config(path.string(), 1));
+  CHECK(get(pool->submit("before")).output == "before");
+  // Replaced the way a deploy should (a new file renamed over the old name): the running
+  // worker keeps its mapping of the old file; a new worker finds text.
+  const auto text = dir.write("text.so", "this is not an ELF file\n");
+  std::filesystem::rename(text, path);
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(::kill(pool->worker_pids().at(0), SIGKILL) == 0);
+  Outcome o = get(pool->submit("after"));
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(o.status == Status::rejected);
+  CHECK(o.error == "pool failed: plugin " + path.string() +
+                       ": not a shared object (no ELF header) (worker 0); not respawned: a new worker would fail the "
+                       "same way");
+  // Five starts with back-off would take 3.75 s at least.
+  CHECK(took < 3.0 * kSlow);
+  pool->join();
+  CHECK((::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD));
 }

@@ -35,9 +35,14 @@ inline constexpr int kWorkerControlFd = 4;  // control socket
 inline constexpr int kWorkerEventFd = 5;    // eventfd that wakes the host's loop
 inline constexpr int kWorkerLogFd = 6;      // the worker's log records (common/log.hpp), a packet pipe
 
-// Worker exit codes the host interprets. kExitFatal before Ready means "do not respawn":
-// the plugin cannot be used, and the Fatal message says why.
+// Worker exit codes the host interprets. Before Ready, with a Fatal message saying why:
+// kExitFatal: a new process would fail the same way (the plugin or a module cannot be
+//   loaded, a malformed Init, a limit or the sandbox refused): never respawned, the pool
+//   fails with the message.
+// kExitStartFailed: the plugin's init or a resource's open refused. That may pass (a
+//   database that was down), so a respawn is retried with back-off.
 inline constexpr int kExitFatal = 2;
+inline constexpr int kExitStartFailed = 3;
 inline constexpr int kExitFiniTimeout = 4;  // a finalizer passed fini_timeout (a note names it)
 inline constexpr int kExitAbandoned = 5;    // a task passed grace during a stop; the chain ran
 inline constexpr int kExitChannelLost = 6;  // the plugin closed or replaced descriptor 4 or 5

@@ -378,12 +378,17 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
                       : w.killed                ? w.kill_reason
                                                 : who + " exited before it was ready: " + describe(st);
     // While the pool starts, one unusable worker means the plugin is unusable: fail at
-    // once with its cause. Later (a respawn), the cause may pass (a database that was
-    // down): retry with back-off, and give up after a few failed starts in a row.
-    if (phase == Phase::starting || ++start_failures >= kMaxStartFailures)
-      fail_pool(start_failures >= kMaxStartFailures
-                    ? std::to_string(kMaxStartFailures) + " workers in a row failed to start; last: " + why
-                    : why);
+    // once with its cause. Later (a respawn), an init or open that refused may pass (a
+    // database that was down): retry with back-off, and give up after a few failed
+    // starts in a row. A worker that could not even load what it runs (kExitFatal) would
+    // fail the same way every time: the pool fails at once.
+    const bool cannot_pass = st.exited && st.code == kExitFatal;
+    if (phase == Phase::starting)
+      fail_pool(why);
+    else if (cannot_pass)
+      fail_pool(why + "; not respawned: a new worker would fail the same way");
+    else if (++start_failures >= kMaxStartFailures)
+      fail_pool(std::to_string(kMaxStartFailures) + " workers in a row failed to start; last: " + why);
     else
       logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), why.c_str());
   }
