@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <variant>
 
 namespace shoal::detail {
 
@@ -36,8 +37,6 @@ const char* host_param(shoal_ctx* c, const char* key) {
 void host_log(shoal_ctx* c, int32_t level, const char* msg) { c->worker->log(c, level, msg ? msg : ""); }
 uint32_t host_worker_index(shoal_ctx* c) { return c->worker->index(); }
 
-uint64_t to_u64(const std::string& v) { return std::strtoull(v.c_str(), nullptr, 10); }
-
 }  // namespace
 
 bool Worker::fatal(const std::string& message) {
@@ -45,47 +44,30 @@ bool Worker::fatal(const std::string& message) {
   return false;
 }
 
-bool Worker::apply_init(const KeyValues& kv) {
-  for (const auto& [k, v] : kv) {
-    if (k == "pool") pool_ = v;
-    else if (k == "plugin") plugin_path_ = v;
-    else if (k == "index") index_ = static_cast<uint32_t>(to_u64(v));
-    else if (k == "workers") workers_ = static_cast<uint32_t>(to_u64(v));
-    else if (k == "capacity") capacity_ = to_u64(v);
-    else if (k == "segment_size") segment_size_ = to_u64(v);
-    else if (k == "recover_only") {
-      if (v == "1") local_stop_.store(static_cast<uint32_t>(LocalStop::recover_only));
-    }
-    else if (k == "grace_ns") grace_ns_ = static_cast<int64_t>(to_u64(v));
-    else if (k == "fini_timeout_ns") fini_timeout_ns_ = static_cast<int64_t>(to_u64(v));
-    else if (k == "fini_priority") fini_priority_ = static_cast<int32_t>(std::strtol(v.c_str(), nullptr, 10));
-    else if (k == "max_memory") max_memory_ = to_u64(v);
-    else if (k == "host_pid") host_pid_ = static_cast<int>(to_u64(v));
-    else if (k == "recover") recover_cause_ = v;
-    else if (k == "limit.address_space") limit_as_ = to_u64(v);
-    else if (k == "limit.cpu_seconds") limit_cpu_ = to_u64(v);
-    else if (k == "limit.open_files") limit_nofile_ = to_u64(v);
-    else if (k == "limit.core_dumps") core_dumps_ = v == "1";
-    else if (k == "limit.no_new_privs") no_new_privs_ = v == "1";
-    else if (k == "sandbox") sandbox_ = v == "1";
-    else if (k == "sandbox.read" || k == "sandbox.write") sandbox_paths_.emplace_back(v, k == "sandbox.write");
-    else if (k.rfind("param.", 0) == 0) params_[k.substr(6)] = v;
-    else if (k.rfind("resource.", 0) == 0) {
-      // resource.<i>.<field> with fields name, module, priority, param.<key>
-      auto dot = k.find('.', 9);
-      if (dot == std::string::npos) return false;
-      size_t i = to_u64(k.substr(9, dot - 9));
-      if (i >= 4096) return false;
-      if (resource_specs_.size() <= i) resource_specs_.resize(i + 1);
-      std::string field = k.substr(dot + 1);
-      auto& r = resource_specs_[i];
-      if (field == "name") r.name = v;
-      else if (field == "module") r.module = v;
-      else if (field == "priority") r.priority = static_cast<int32_t>(std::strtol(v.c_str(), nullptr, 10));
-      else if (field.rfind("param.", 0) == 0) r.params[field.substr(6)] = v;
-    }
-  }
-  return capacity_ != 0 && workers_ != 0 && !plugin_path_.empty();
+void Worker::apply_init(InitMessage&& m) {
+  pool_ = std::move(m.pool);
+  plugin_path_ = std::move(m.plugin);
+  index_ = m.index;
+  workers_ = m.workers;
+  capacity_ = m.capacity;
+  segment_size_ = m.segment_size;
+  if (m.recover_only) local_stop_.store(static_cast<uint32_t>(LocalStop::recover_only));
+  grace_ns_ = m.grace_ns;
+  fini_timeout_ns_ = m.fini_timeout_ns;
+  fini_priority_ = m.fini_priority;
+  max_memory_ = m.max_memory;
+  host_pid_ = m.host_pid;
+  recover_cause_ = std::move(m.recover);
+  limit_as_ = m.limit_address_space;
+  limit_cpu_ = m.limit_cpu_seconds;
+  limit_nofile_ = m.limit_open_files;
+  core_dumps_ = m.core_dumps;
+  no_new_privs_ = m.no_new_privs;
+  sandbox_ = m.sandbox;
+  sandbox_paths_ = std::move(m.sandbox_paths);
+  params_ = std::move(m.params);
+  for (auto& r : m.resources)
+    resource_specs_.push_back({std::move(r.name), std::move(r.module), r.priority, std::move(r.params)});
 }
 
 bool Worker::map_segment() {
@@ -193,11 +175,12 @@ bool Worker::load_plugin_and_init() {
 Started Worker::start() {
   Message init;
   if (!read_message(kWorkerControlFd, init) || init.type != MsgType::init) return Started::fatal;
-  auto kv = decode_kv(init.body);
-  if (!kv || !apply_init(*kv)) {
-    fatal("malformed init message from the host");
+  auto decoded = decode_init(init.body);
+  if (auto* why = std::get_if<std::string>(&decoded)) {
+    fatal(*why);
     return Started::fatal;
   }
+  apply_init(std::get<InitMessage>(std::move(decoded)));
   chain_.set_owner("worker " + std::to_string(index_) + " (pid " + std::to_string(::getpid()) + ")");
   if (!map_segment() || !apply_limits() || !harden()) return Started::fatal;
 

@@ -12,6 +12,7 @@
 
 #include "finalize/chain.hpp"
 #include "ipc/control.hpp"
+#include "ipc/init_message.hpp"
 #include "ipc/ring.hpp"
 #include "ipc/segment.hpp"
 #include "plugin/loader.hpp"
@@ -81,7 +82,7 @@ class Worker {
  private:
   // start.cpp
   bool fatal(const std::string& message);
-  bool apply_init(const KeyValues& kv);
+  void apply_init(InitMessage&& m);
   bool map_segment();
   bool apply_limits();
   // confine.cpp

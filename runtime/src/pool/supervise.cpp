@@ -3,6 +3,7 @@
 // loop thread; the deadlines (back-off, timeouts, kills) are in deadlines.cpp.
 #include "common/check.hpp"
 #include "common/log.hpp"
+#include "ipc/init_message.hpp"
 #include "pool/loop_common.hpp"
 
 #include <fcntl.h>
@@ -113,39 +114,32 @@ void Pool::Impl::spawn_worker(WorkerSlot& w, bool recover_only) {
   w.output = std::move(out_pipe->read);
   w.partial.clear();
   w.log = std::move(log_pipe->read);
-  KeyValues init = {{"pool", config.name},
-                    {"plugin", config.plugin.string()},
-                    {"index", std::to_string(w.index)},
-                    {"workers", std::to_string(config.workers)},
-                    {"capacity", std::to_string(layout.capacity)},
-                    {"segment_size", std::to_string(layout.total())},
-                    {"grace_ns", std::to_string(config.grace.count())},
-                    {"fini_timeout_ns", std::to_string(config.fini_timeout.count())},
-                    {"fini_priority", std::to_string(config.fini_priority)},
-                    {"max_memory", std::to_string(config.max_memory)},
-                    {"host_pid", std::to_string(::getpid())},
-                    {"limit.address_space", std::to_string(config.limits.address_space)},
-                    {"limit.cpu_seconds", std::to_string(config.limits.cpu_seconds)},
-                    {"limit.open_files", std::to_string(config.limits.open_files)},
-                    {"limit.core_dumps", config.limits.core_dumps ? "1" : "0"},
-                    {"limit.no_new_privs", config.limits.no_new_privs ? "1" : "0"}};
-  if (!w.recover_cause.empty()) init.emplace_back("recover", w.recover_cause);
-  if (recover_only) init.emplace_back("recover_only", "1");
+  InitMessage init;
+  init.pool = config.name;
+  init.plugin = config.plugin.string();
+  init.index = w.index;
+  init.workers = config.workers;
+  init.capacity = layout.capacity;
+  init.segment_size = layout.total();
+  init.grace_ns = config.grace.count();
+  init.fini_timeout_ns = config.fini_timeout.count();
+  init.fini_priority = config.fini_priority;
+  init.max_memory = config.max_memory;
+  init.host_pid = ::getpid();
+  init.limit_address_space = config.limits.address_space;
+  init.limit_cpu_seconds = config.limits.cpu_seconds;
+  init.limit_open_files = config.limits.open_files;
+  init.core_dumps = config.limits.core_dumps;
+  init.no_new_privs = config.limits.no_new_privs;
+  init.recover = w.recover_cause;
+  init.recover_only = recover_only;
   w.recover_sent = std::move(w.recover_cause);
   w.recover_cause.clear();
-  if (config.sandbox.enabled) init.emplace_back("sandbox", "1");
-  for (const auto& p : config.sandbox.filesystem)
-    init.emplace_back(p.write ? "sandbox.write" : "sandbox.read", p.path.string());
-  for (const auto& [k, v] : config.params) init.emplace_back("param." + k, v);
-  for (size_t i = 0; i < config.resources.size(); ++i) {
-    const auto& r = config.resources[i];
-    std::string pre = "resource." + std::to_string(i) + ".";
-    init.emplace_back(pre + "name", r.name);
-    init.emplace_back(pre + "module", r.module.string());
-    init.emplace_back(pre + "priority", std::to_string(r.priority));
-    for (const auto& [k, v] : r.params) init.emplace_back(pre + "param." + k, v);
-  }
-  (void)write_all(w.control.get(), encode_message(MsgType::init, encode_kv(init)));  // EOF shows up as an exit
+  init.sandbox = config.sandbox.enabled;
+  for (const auto& p : config.sandbox.filesystem) init.sandbox_paths.emplace_back(p.path.string(), p.write);
+  init.params = config.params;
+  for (const auto& r : config.resources) init.resources.push_back({r.name, r.module.string(), r.priority, r.params});
+  (void)write_all(w.control.get(), encode_message(MsgType::init, encode_init(init)));  // EOF shows up as an exit
   SHOAL_CHECK(::fcntl(w.control.get(), F_SETFL, ::fcntl(w.control.get(), F_GETFL) | O_NONBLOCK) == 0);
   // Unwatched, the worker's exit would never be seen: its tasks would hang. It is killed
   // and reaped here, and the pool fails with the cause.

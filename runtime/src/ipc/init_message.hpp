@@ -1,0 +1,54 @@
+// The Init message: everything a worker learns from the host before it maps, loads or
+// opens anything. One type, one encode (host) and one decode (worker), so the two sides
+// cannot disagree on a key, and every number is checked whole and in range on the way in:
+// the worker runs foreign code next, and a misread limit or layout would be silent.
+#ifndef SHOAL_IPC_INIT_MESSAGE_HPP
+#define SHOAL_IPC_INIT_MESSAGE_HPP
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace shoal::detail {
+
+struct InitResource {
+  std::string name, module;
+  int32_t priority = 0;
+  std::map<std::string, std::string> params;
+};
+
+struct InitMessage {
+  /// Host and worker come from one build; a different version is refused, not guessed at.
+  static constexpr uint32_t kVersion = 1;
+
+  std::string pool, plugin;
+  uint32_t index = 0, workers = 0;
+  uint64_t capacity = 0;      ///< of each ring, bytes
+  uint64_t segment_size = 0;  ///< of this worker's memfd, checked against the layout
+  int64_t grace_ns = 0, fini_timeout_ns = 0;
+  int32_t fini_priority = 0;
+  uint64_t max_memory = 0;
+  int32_t host_pid = 0;
+  std::string recover;        ///< the cause to recover from; empty: nothing
+  bool recover_only = false;  ///< run the recover hooks and exit
+  uint64_t limit_address_space = 0, limit_cpu_seconds = 0, limit_open_files = 0;
+  bool core_dumps = false, no_new_privs = false;
+  bool sandbox = false;
+  std::vector<std::pair<std::string, bool>> sandbox_paths;  ///< path, writable
+  std::map<std::string, std::string> params;
+  std::vector<InitResource> resources;
+};
+
+/// The message body (key/value pairs, encode_kv).
+std::string encode_init(const InitMessage& m);
+
+/// The message, or one line naming the first key that is missing, unknown or malformed.
+std::variant<InitMessage, std::string> decode_init(std::string_view body);
+
+}  // namespace shoal::detail
+
+#endif
