@@ -7,6 +7,7 @@
 
 #include "common/log.hpp"
 #include "common/printable.hpp"
+#include "config/values.hpp"
 
 #include <shoal/plugin.h>
 
@@ -186,16 +187,8 @@ int dispatch(int argc, char** argv) {
 // is overwritten with '*' (as mysql and psql do with theirs); only a `ps` that ran in the
 // first moments saw it, which is why the README points to a file or a variable instead.
 void scrub_url_password(char* arg) {
-  std::string_view text(arg);
-  const size_t scheme = text.find("://");
-  if (scheme == std::string_view::npos) return;
-  const size_t start = scheme + 3;
-  const size_t end = std::min(text.find('/', start), text.size());
-  const size_t at = text.substr(0, end).rfind('@');
-  if (at == std::string_view::npos || at < start) return;
-  const size_t colon = text.substr(0, at).find(':', start);
-  if (colon == std::string_view::npos) return;
-  std::fill(arg + colon + 1, arg + at, '*');
+  const auto [first, last] = shoal::detail::url_password_span(arg);
+  std::fill(arg + first, arg + last, '*');
 }
 
 }  // namespace

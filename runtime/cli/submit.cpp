@@ -52,6 +52,9 @@ constexpr std::string_view kSubmitUsage =
     "128+N stopped by signal N (the count printed is what was queued).\n";
 
 constexpr size_t kBatch = 512;
+// A batch also goes out once its inputs reach this: 512 lines near redis.max_input would
+// otherwise be held (and copied for hiredis) all at once.
+constexpr size_t kBatchBytes = size_t{16} << 20;
 
 class Submitter {
  public:
@@ -212,6 +215,7 @@ int submit_command(int argc, char** argv) {
   LineReader reader(input_fd, signals.fd(), settings.max_input);
   std::vector<redis::Args> batch;
   uint64_t queued = 0, seq = 0, line_no = 0, refused = 0;
+  size_t batch_bytes = 0;
   std::string line;
   LineReader::Read r = LineReader::Read::line;
   for (;;) {
@@ -227,15 +231,17 @@ int submit_command(int argc, char** argv) {
     }
     if (r == LineReader::Read::line) {
       const std::string n = std::to_string(seq++);
+      batch_bytes += line.size();
       batch.push_back({"XADD", stream, "*", "id", prefix + ":" + n, "seq", n, "input", line});
       // A full batch goes out; so does a short one when the next line is not there yet.
-      if (batch.size() < kBatch && !reader.would_block()) continue;
+      if (batch.size() < kBatch && batch_bytes < kBatchBytes && !reader.would_block()) continue;
     }
     if (!batch.empty()) {
       const size_t sent = submitter.send(batch);
       queued += sent;
       if (sent < batch.size()) break;
       batch.clear();
+      batch_bytes = 0;
     }
     if (r != LineReader::Read::line) break;
   }

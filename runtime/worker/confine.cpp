@@ -106,7 +106,9 @@ bool Worker::harden() {
   // Not dumpable: a sibling worker (same uid, no CAP_SYS_PTRACE) can neither ptrace this
   // process nor open /proc/THIS/fd or /proc/THIS/mem. Core dumps need it dumpable, so a
   // pool with limits.core_dumps keeps it (documented: its workers can read each other).
-  if (!core_dumps_ && ::prctl(PR_SET_DUMPABLE, 0) != 0) return fatal(errno_text("prctl(PR_SET_DUMPABLE)"));
+  // main() made the process non-dumpable first thing (its memfd is still open then);
+  // only a pool that wants core dumps turns it back on, once the memfd is closed.
+  if (core_dumps_ && ::prctl(PR_SET_DUMPABLE, 1) != 0) return fatal(errno_text("prctl(PR_SET_DUMPABLE)"));
   // CAP_SYS_PTRACE passes every check above: a worker running as root would reach the
   // host and its siblings whatever they set. No plugin gets it.
   std::string error;

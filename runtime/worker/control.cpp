@@ -41,6 +41,7 @@ int64_t now_ns() noexcept {
 }
 
 void Worker::stop_signal_handler(int sig) noexcept {
+  const int saved_errno = errno;  // the interrupted code may be about to read it
   // A child a plugin forked without exec inherits this handler (exec resets it): the
   // signal is the child's own, and its default action must stand, not the worker's stop.
   if (::getpid() != g_worker_pid) {
@@ -53,6 +54,7 @@ void Worker::stop_signal_handler(int sig) noexcept {
   // its number; the flag alone still reaches the control thread within its next check.
   g_worker->begin_stop(LocalStop::signal);
   if (g_worker->stop_event_id_.is(g_worker->stop_event_fd_)) eventfd_signal(g_worker->stop_event_fd_);
+  errno = saved_errno;
 }
 
 void Worker::start_threads() {
@@ -220,5 +222,9 @@ void Worker::run_chain_at_exit() { run_chain(); }
 // registered after the plugin loaded, so it runs before the plugin's own static
 // destructors and fini still sees its globals alive.
 extern "C" void shoal_worker_atexit() {
-  if (shoal::detail::g_worker != nullptr) shoal::detail::g_worker->run_chain_at_exit();
+  // A child the plugin forked (no exec) inherits this handler: its exit() must not run
+  // the worker's fini and closes (a shared database socket would be closed under the
+  // worker) nor tell the host, over the inherited socket, that the chain ran.
+  if (shoal::detail::g_worker != nullptr && ::getpid() == shoal::detail::g_worker_pid)
+    shoal::detail::g_worker->run_chain_at_exit();
 }

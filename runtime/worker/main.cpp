@@ -10,6 +10,7 @@
 #include <cstring>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +29,12 @@ int main(int argc, char** argv) {
     std::fputs("shoal-worker: a worker process of a shoal pool; started by the shoal host, not by hand\n", stderr);
     return 0;
   }
+  // Not dumpable from the first instruction we run: until the Init is read and the
+  // memfd (descriptor 3) mapped and closed, another process of the same user could
+  // otherwise reopen it through /proc/PID/fd/3 and read or forge this worker's tasks.
+  // (The few instructions between exec and here remain; Worker::harden turns it back on
+  // for limits.core_dumps.)
+  SHOAL_CHECK(::prctl(PR_SET_DUMPABLE, 0) == 0);  // EINVAL only
   // A worker never dies of SIGPIPE: a write to a host that is gone (the control socket,
   // the log pipe) must fail with EPIPE so the finalizer chain still runs. A handler, not
   // SIG_IGN: an ignored signal would stay ignored in whatever a plugin execs.

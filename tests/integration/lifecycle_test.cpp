@@ -173,6 +173,24 @@ TEST_CASE("exit() inside run: the chain runs from the exit path, the task is cra
   for (const auto& [pid, events] : ev) CHECK(events == full_life());
 }
 
+TEST_CASE("exit() in a child the plugin forked runs no chain: the worker's resources stay open, its chain runs once",
+          "[integration][lifecycle]") {
+  // The child inherits the worker's atexit handler: it must not run fini and the closes
+  // (a shared connection closed under the worker), nor report the chain to the host.
+  TempDir dir;
+  auto log = dir.path() / "events.log";
+  auto pool = start_pool(lifecycle_config(log, 1));
+  const int worker = pool->worker_pids().at(0);
+  CHECK(get(pool->submit("fork-exit")).output == "child exited");
+  CHECK(get(pool->submit("echo after")).output == "after");
+  CHECK(pool->worker_pids().at(0) == worker);
+  pool->close();
+  pool->join();
+  Events ev = read_events(log);
+  REQUIRE(ev.size() == 1);  // only the worker wrote: the child logged no fini, no close
+  CHECK(ev[worker] == full_life());
+}
+
 // `_exit` skips the chain as surely as a signal does (issue 13, item 2).
 TEST_CASE("SIGKILL or _exit(N) of a worker: no chain in it, recover hooks in its replacement before open and init",
           "[integration][lifecycle]") {

@@ -250,7 +250,7 @@ TEST_CASE("redis: a password written in --redis is gone from the command line wh
   // `ps` shows /proc/PID/cmdline to every user: the password in it is overwritten at start.
   FakeServer silent(FakeServer::Mode::silent);
   TempDir dir;
-  const std::string password = "inline-hunter5";
+  const std::string password = "inline/hunter5@x";  // '/' and '@' unescaped, as the parser takes them
   const std::string url = "redis://shoal:" + password + "@" + silent.url().substr(std::string("redis://").size());
   const auto out = dir.path() / "out", err = dir.path() / "err";
   Background submit({SHOAL_BIN, "submit", "--redis", url, "--input", one_task(dir), "--connect-timeout", "0"},

@@ -124,6 +124,10 @@ TEST_CASE("redis URL: errors show the URL with its password redacted", "[unit][r
   CHECK(shoal::detail::redact_url("redis://hunter2@h") == "redis://***@h");
   CHECK(shoal::detail::redact_url("redis://a:b@hunter2@h") == "redis://a:***@h");
   CHECK(shoal::detail::redact_url("redis://h:6379") == "redis://h:6379");
+  // Mistyped URLs (no "://") still hide it; so does a password holding '/'.
+  CHECK(shoal::detail::redact_url("redis:/u:hunter2@h") == "redis:/u:***@h");
+  CHECK(shoal::detail::redact_url("redis:u:hunter2@h") == "redis:u:***@h");
+  CHECK(shoal::detail::redact_url("redis://:ab/cd@h/0") == "redis://:***@h/0");
   for (const char* bad : {"redis://app:hunter2@h:x", "redis://hunter2@h:0", "redis://app:hunter2@", "redis://a:%zzhunter2@h",
                           "redis://app:hunter2@h/x", "redis://app:hunter2@[::1"}) {
     INFO(bad);

@@ -102,20 +102,26 @@ bool parse_integer(std::string_view text, IntText& out) {
   return true;
 }
 
-std::string redact_url(std::string_view url) {
-  const size_t scheme = url.find("://");
-  if (scheme == std::string_view::npos) return std::string(url);
-  const size_t start = scheme + 3;
-  // The last '@': a password may hold '@' unescaped, and the URL parser reads it so too.
+std::pair<size_t, size_t> url_password_span(std::string_view url) {
+  size_t start = 0;
+  if (const size_t scheme = url.find("://"); scheme != std::string_view::npos)
+    start = scheme + 3;
+  else if (const size_t colon = url.find(':'); colon != std::string_view::npos)
+    start = colon + 1;  // a mistyped URL ("redis:/u:pw@h") must not show its password either
+  else
+    return {0, 0};
+  // The last '@': a password may hold '@' and '/' unescaped, and the URL parser reads it so.
   const size_t at = url.rfind('@');
-  if (at == std::string_view::npos || at < start) return std::string(url);
-  const std::string_view userinfo = url.substr(start, at - start);
-  const size_t colon = userinfo.find(':');
-  std::string out(url.substr(0, start));
-  if (colon != std::string_view::npos) out += userinfo.substr(0, colon + 1);
-  out += "***";
-  out += url.substr(at);
-  return out;
+  if (at == std::string_view::npos || at < start) return {0, 0};
+  // USER:PASSWORD, or a lone word, which may be a password as well: hidden whole.
+  const size_t colon = url.substr(start, at - start).find(':');
+  return {colon == std::string_view::npos ? start : start + colon + 1, at};
+}
+
+std::string redact_url(std::string_view url) {
+  const auto [first, last] = url_password_span(url);
+  if (first == last) return std::string(url);
+  return std::string(url.substr(0, first)) + "***" + std::string(url.substr(last));
 }
 
 bool is_name(std::string_view text) noexcept {

@@ -59,6 +59,11 @@ bool parse_int_in(std::string_view text, I min, I max, I& out) {
 /// or an error report.
 std::string redact_url(std::string_view url);
 
+/// Where redact_url's "***" goes: the password's bytes [first, last) in `url`, after the
+/// user's ':' up to the last '@'; first == last when there is none. Without "://" (a
+/// mistyped URL) the scheme ends at the first ':'.
+std::pair<size_t, size_t> url_password_span(std::string_view url);
+
 /// Pool and resource names: one or more of [A-Za-z0-9_.-].
 bool is_name(std::string_view text) noexcept;
 /// Environment variable names: [A-Za-z_][A-Za-z0-9_]*.

@@ -376,7 +376,9 @@ void Pool::Impl::on_exit(WorkerSlot& w) {
     // database that was down): retry with back-off, and give up after a few failed
     // starts in a row. A worker that could not even load what it runs (kExitFatal) would
     // fail the same way every time: the pool fails at once.
-    const bool cannot_pass = st.exited && st.code == kExitFatal;
+    // The code alone could be a plugin's own exit(2): only the worker's Fatal message
+    // with it says that loading failed.
+    const bool cannot_pass = st.exited && st.code == kExitFatal && !w.fatal_message.empty();
     if (phase == Phase::starting)
       fail_pool(why);
     else if (cannot_pass)

@@ -61,12 +61,18 @@ void log_output_line(std::string_view pool, uint32_t worker, std::string_view li
 
 }  // namespace
 
+// Reads of a worker's output and log pipes after its exit: what it wrote before it died
+// (up to 1 MiB) reaches the log; what outlives it is dropped with the pipe.
+constexpr int kFinalDrainRounds = 64;
+
 void Pool::Impl::on_output(WorkerSlot& w, bool final) {
   if (!w.output) return;
   auto emit = [&](std::string_view line) { log_output_line(config.name, w.index, line); };
   char buf[16384];
-  // Bounded per wake-up: a plugin that prints without end must not starve the tasks.
-  for (int rounds = 0; rounds < 4 || final; ++rounds) {
+  // Bounded per wake-up: a plugin that prints without end must not starve the tasks. The
+  // last drain after the exit is bounded too (1 MiB): a daemon the plugin started with
+  // setsid keeps the pipe's write end, and could keep it full for ever.
+  for (int rounds = 0; rounds < (final ? kFinalDrainRounds : 4); ++rounds) {
     ssize_t n = ::read(w.output.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
@@ -99,7 +105,7 @@ void Pool::Impl::on_log(WorkerSlot& w, bool final) {
   char buf[kLogRecordMax];
   static_assert(kLogRecordMax <= PIPE_BUF, "a record must be one packet");
   // Bounded per wake-up, like the output: a flood of records must not starve the tasks.
-  for (int rounds = 0; rounds < 64 || final; ++rounds) {
+  for (int rounds = 0; rounds < (final ? 4 * kFinalDrainRounds : 64); ++rounds) {
     ssize_t n = ::read(w.log.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
