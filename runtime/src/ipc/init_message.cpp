@@ -112,7 +112,9 @@ std::variant<InitMessage, std::string> decode_init(std::string_view body) {
     return "init message: " + key + ": malformed value '" + value.substr(0, 64) + "'";
   };
   for (size_t i = 1; i < kv->size(); ++i) {
-    const auto& [key, value] = (*kv)[i];
+    // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+    const std::string& key = (*kv)[i].first;
+    const std::string& value = (*kv)[i].second;
     bool known = false, ok = true;
     scalars(m, [&](const char* name, auto& field) {
       if (known || key != name) return;
