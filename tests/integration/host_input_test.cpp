@@ -286,12 +286,7 @@ TEST_CASE("input: --input /dev/zero stays small and stops on SIGTERM", "[integra
   REQUIRE(run.started());
   // Reading zeros at full speed for two seconds: the old reader held the whole "line"
   // (gigabytes, then bad_alloc and abort); the host must hold about one ring's worth.
-  long peak = 0;
-  const auto until = std::chrono::steady_clock::now() + 2s;
-  while (std::chrono::steady_clock::now() < until) {
-    peak = std::max(peak, rss_kib(run.pid()));
-    std::this_thread::sleep_for(20ms);
-  }
+  const long peak = peak_rss_kib(run.pid(), 2s);
   INFO("stderr: " << read_file(err));
   CHECK(peak > 0);
   CHECK(peak < 200 * 1024);

@@ -289,12 +289,7 @@ TEST_CASE("redis submit: a line past redis.max_input is not queued nor held, and
     const auto out = fleet.dir.path() / "out", err = fleet.dir.path() / "err";
     Background submit({SHOAL_BIN, "submit", config, "--input", "/dev/zero"}, "/dev/null", out, err);
     REQUIRE(submit.started());
-    long peak = 0;
-    const auto until = std::chrono::steady_clock::now() + 1s;
-    while (std::chrono::steady_clock::now() < until) {
-      peak = std::max(peak, rss_kib(submit.pid()));
-      std::this_thread::sleep_for(20ms);
-    }
+    const long peak = peak_rss_kib(submit.pid(), 1s);
     CHECK(peak > 0);
     CHECK(peak < 200 * 1024);
     submit.signal(SIGTERM);

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <random>
@@ -144,6 +145,16 @@ long rss_kib(int pid) {
     in.ignore(1 << 10, '\n');
   }
   return 0;
+}
+
+long peak_rss_kib(int pid, std::chrono::milliseconds span) {
+  long peak = 0;
+  const auto until = std::chrono::steady_clock::now() + span;
+  while (std::chrono::steady_clock::now() < until) {
+    peak = std::max(peak, rss_kib(pid));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return peak;
 }
 
 }  // namespace shoal::test

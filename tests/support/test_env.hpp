@@ -81,6 +81,10 @@ class Background {
 /// Resident set of a process in KiB (0 when it is gone).
 long rss_kib(int pid);
 
+/// The largest rss_kib(pid) seen every 20 ms for `span`: how much a process that keeps
+/// reading (an endless input) holds.
+long peak_rss_kib(int pid, std::chrono::milliseconds span);
+
 /// Reads a whole file ("" if missing).
 std::string read_file(const std::filesystem::path& path);
 
