@@ -36,6 +36,9 @@ std::string_view to_string(Status s) noexcept;
 /// What became of one task.
 struct Outcome {
   Status status = Status::rejected;
+  /// The generation of the worker that produced it (Pool::reload): 0 until the first
+  /// reload; each reload attempt gets the next number, so one number names one config.
+  uint32_t generation = 0;
   std::string output;               ///< bytes the plugin emitted (status ok; partial otherwise)
   std::string error;                ///< why, when status is not ok
   int32_t worker = -1;              ///< worker index that ran it last; -1 if none
@@ -48,6 +51,7 @@ struct Outcome {
 /// the view returns. Copy what must outlive it.
 struct OutcomeView {
   Status status = Status::rejected;
+  uint32_t generation = 0;
   std::string_view output;
   std::string_view error;
   int32_t worker = -1;
@@ -78,6 +82,12 @@ struct PoolStats {
   /// Time in shoal_run of tasks that returned (ok or error), to within 12.5%.
   std::chrono::nanoseconds p50{0}, p99{0};
   std::vector<WorkerStats> workers;
+  /// Pool::reload: the generation serving now, the reloads that completed, and the last
+  /// reload's result ("" before any; "ok"; or why it failed and was rolled back) and time.
+  uint32_t generation = 0;
+  uint32_t reloads = 0;
+  std::string last_reload;
+  std::chrono::nanoseconds last_reload_duration{0};
 };
 
 /// Options that do not belong in the YAML file.
@@ -153,7 +163,27 @@ class Pool {
   /// shutdown.grace to finish, then their worker is killed. Returns at once; join waits.
   void terminate();
 
-  const PoolConfig& config() const noexcept;
+  /// Rolling reload: validates `config` (keys, and the plugin and resource files as
+  /// `shoal check` does, without loading them), then replaces the workers one at a time:
+  /// a new-generation worker starts and finishes init, then one old worker stops as in
+  /// recycling (its running task finishes within shutdown.grace, its queued tasks go
+  /// back to the pool, its finalizer chain runs). Every task runs wholly in one
+  /// generation. If a new worker cannot start (init fails, start_timeout, a crash before
+  /// ready), the reload rolls back: the new workers stop, the old generation serves on,
+  /// and the error names the cause. A changed task_timeout or retries alone applies at
+  /// once, without new processes; a changed `workers` count resizes after the roll.
+  /// `name` and `queue.capacity` cannot change. Callable from any thread while tasks
+  /// flow; concurrent reloads and resizes run one after the other. Blocks until the roll
+  /// is over: every old worker stopped (or, rolled back, every new one).
+  Result<void> reload(const PoolConfig& config);
+  /// Changes the number of workers while tasks flow (0: one per CPU). More: the new
+  /// workers start on the current generation; the call returns once they are ready, or
+  /// with the error of the first that cannot start (the others stay). Fewer: the
+  /// highest-numbered workers stop as in recycling; returns once they have exited.
+  Result<void> resize(size_t workers);
+
+  /// The current generation's config (a copy: a reload may replace it).
+  PoolConfig config() const;
   /// Number of live worker processes (for tests and monitoring).
   size_t live_workers() const;
   /// Process ids of the live workers (for tests and monitoring).

@@ -407,7 +407,14 @@ void Pool::Impl::request_terminate() {
   eventfd_signal(submit_event.get());
 }
 
-const PoolConfig& Pool::config() const noexcept { return impl_->config; }
+PoolConfig Pool::config() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->config;
+}
+
+// Placeholders while the rolling reload is built (issue 15): they refuse, never pretend.
+Result<void> Pool::reload(const PoolConfig&) { return Error{Errc::failed, "reload: not available yet"}; }
+Result<void> Pool::resize(size_t) { return Error{Errc::failed, "resize: not available yet"}; }
 
 size_t Pool::live_workers() const {
   std::lock_guard lock(impl_->mu);
