@@ -277,7 +277,7 @@ class Batch final : public BatchSink {
 
   void put(size_t index, Outcome&& o) override {
     if (views_ != nullptr) {  // an outcome that never reached the ring (crashed, rejected, ...)
-      const OutcomeView v{o.status, o.output, o.error, o.worker, o.attempts, o.duration};
+      const OutcomeView v{o.status, o.generation, o.output, o.error, o.worker, o.attempts, o.duration};
       put_view(index, v);
       return;
     }
