@@ -45,11 +45,14 @@ TEST_CASE("stats: outcomes per worker and pool, exit causes bounded", "[unit][st
   c.on_refused();
   c.on_start(0, 100);
   for (int i = 0; i < 20; ++i) {
-    c.on_exit(0, "cause " + std::to_string(i));
+    c.on_exit(0, 100 + i, "cause " + std::to_string(i));
     c.on_start(0, 101 + i);
   }
-  c.on_exit(0, "cause 0");   // known: counted under its own name
-  c.on_exit(0, "cause 99");  // new, and the list is full: "other"
+  c.on_exit(0, 120, "cause 0");   // known: counted under its own name
+  c.on_start(0, 121);
+  // A reload starts the replacement before the old process ends: the slot's pid stays
+  // the replacement's.
+  c.on_exit(0, 120, "cause 99");  // new, and the list is full: "other"
   const auto s = c.snapshot();
   CHECK(s.outcomes[static_cast<size_t>(Status::ok)] == 5);
   CHECK(s.outcomes[static_cast<size_t>(Status::cancelled)] == 1);
@@ -58,9 +61,9 @@ TEST_CASE("stats: outcomes per worker and pool, exit causes bounded", "[unit][st
   CHECK(s.workers[1].tasks == 5);
   CHECK(s.workers[1].busy == std::chrono::microseconds(50));
   CHECK(s.workers[0].tasks == 0);
-  CHECK(s.workers[0].starts == 21);
-  CHECK(s.restarts == 20);
-  CHECK(s.workers[0].pid == -1);
+  CHECK(s.workers[0].starts == 22);
+  CHECK(s.restarts == 21);
+  CHECK(s.workers[0].pid == 121);
   const auto& exits = s.workers[0].exits;
   CHECK(exits.size() == 17);  // 16 causes and "other"
   CHECK(exits.front() == std::make_pair(std::string("cause 0"), 2u));

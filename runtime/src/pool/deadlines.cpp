@@ -44,90 +44,84 @@ void Pool::Impl::arm(int fd, Duration after) {
   SHOAL_CHECK(::timerfd_settime(fd, 0, &spec, nullptr) == 0);
 }
 
-void Pool::Impl::schedule_respawn(WorkerSlot& w) {
+void Pool::Impl::schedule_respawn(WorkerSlot& slot, bool was_ready) {
   // Only deaths before ready are failed starts: a plugin that crashes on a task (a bad
   // input, a timeout kill) is replaced at once, however early in its life.
-  if (w.was_ready) w.crash_streak = 0;
+  if (was_ready) slot.crash_streak = 0;
   Duration delay{0};
-  if (w.crash_streak > 0) {
-    auto d = kBackoffFirst * (int64_t{1} << std::min<uint32_t>(w.crash_streak - 1, 16));
+  if (slot.crash_streak > 0) {
+    auto d = kBackoffFirst * (int64_t{1} << std::min<uint32_t>(slot.crash_streak - 1, 16));
     delay = std::min<Duration>(d, kBackoffMax);
   }
-  ++w.crash_streak;
+  ++slot.crash_streak;
   if (delay.count() == 0) {
-    spawn_worker(w);
+    spawn_slot(slot);
     return;
   }
-  logf(LogLevel::warn, "pool %s: worker %u keeps failing; next start in %s", config.name.c_str(), w.index,
+  logf(LogLevel::warn, "pool %s: worker %u keeps failing; next start in %s", config.name.c_str(), slot.index,
        seconds_text(delay).c_str());
-  w.respawn_at = Clock::now() + delay;
-  w.state = WorkerSlot::State::waiting;
+  slot.respawn_at = Clock::now() + delay;
+  slot.waiting = true;
   arm_start_timer();
 }
 
 void Pool::Impl::arm_start_timer() {
   auto earliest = Clock::time_point::max();
-  for (auto& w : workers) {
-    if (w.state == WorkerSlot::State::waiting) earliest = std::min(earliest, w.respawn_at);
-    // A worker killed at its deadline is left out: until its exit is reaped, its passed
-    // deadline would fire the timer again and again.
-    if (w.state == WorkerSlot::State::starting && !w.killed && config.start_timeout.count() != 0)
-      earliest = std::min(earliest, w.start_deadline);
-  }
+  for (auto& slot : slots)
+    if (slot.waiting) earliest = std::min(earliest, slot.respawn_at);
+  // A worker killed at its deadline is left out: until its exit is reaped, its passed
+  // deadline would fire the timer again and again.
+  for (auto& p : procs)
+    if (p->phase() == WorkerProcess::Phase::starting && !p->killed()) earliest = std::min(earliest, p->start_deadline);
   arm_at(start_timer.get(), earliest);
 }
 
 void Pool::Impl::on_start_timer() {
   consume_expirations(start_timer.get());
   auto now = Clock::now();
-  for (auto& w : workers) {
-    if (w.state == WorkerSlot::State::starting && config.start_timeout.count() != 0 && w.start_deadline <= now) {
+  for (auto& p : procs) {
+    if (p->phase() == WorkerProcess::Phase::starting && p->start_deadline <= now) {
       // An init that hangs (a database that never answers) must not hold the pool's start
       // forever: its exit is a failed start, reported with this reason.
-      kill_worker(w, "worker " + std::to_string(w.index) + " did not finish init within start_timeout " +
-                         seconds_text(config.start_timeout) + " (raise pools." + config.name + ".start_timeout)");
-      continue;
+      kill_worker(*p, "worker " + std::to_string(p->index()) + " did not finish init within start_timeout " +
+                          seconds_text(p->config().start_timeout) + " (raise pools." + config.name + ".start_timeout)");
     }
-    if (w.state != WorkerSlot::State::waiting) continue;
-    if (stop_requested) w.state = WorkerSlot::State::down;
-    else if (w.respawn_at <= now) spawn_worker(w);
+  }
+  // spawn_slot adds to procs: the slots are walked apart.
+  for (auto& slot : slots) {
+    if (!slot.waiting) continue;
+    if (stop_requested) slot.waiting = false;
+    else if (slot.respawn_at <= now) spawn_slot(slot);
   }
   arm_start_timer();
 }
 
-void Pool::Impl::set_kill_deadline(WorkerSlot& w, Duration after) {
-  w.kill_at = std::min(w.kill_at, Clock::now() + after);
-  arm_kill_timer();
-}
-
 void Pool::Impl::arm_kill_timer() {
   auto earliest = Clock::time_point::max();
-  for (auto& w : workers)
-    if (w.state != WorkerSlot::State::down && w.state != WorkerSlot::State::waiting && !w.killed)
-      earliest = std::min(earliest, w.kill_at);
+  for (auto& p : procs)
+    if (!p->killed()) earliest = std::min(earliest, p->kill_at);
   arm_at(timer.get(), earliest);
 }
 
 void Pool::Impl::on_timer() {
   consume_expirations(timer.get());
   auto now = Clock::now();
-  for (auto& w : workers)
-    if (w.kill_at <= now)
-      kill_worker(w, "worker " + std::to_string(w.index) +
-                         (w.control_eof ? " closed its control channel and did not stop"
-                                        : " did not stop within its grace and fini timeouts"));
+  for (auto& p : procs)
+    if (p->kill_at <= now)
+      kill_worker(*p, "worker " + std::to_string(p->index()) +
+                          (p->control_lost() ? " closed its control channel and did not stop"
+                                             : " did not stop within its grace and fini timeouts"));
   arm_kill_timer();
 }
 
 void Pool::Impl::arm_task_timer() {
   if (config.task_timeout.count() == 0) return;
   auto earliest = Clock::time_point::max();
-  for (auto& w : workers) {
-    if (w.inflight.empty() || (w.state != WorkerSlot::State::ready && w.state != WorkerSlot::State::stopping) ||
-        w.killed)
-      continue;
+  for (auto& p : procs) {
+    const WorkerProcess& w = *p;
+    if (w.inflight.empty() || !w.drained()) continue;
     auto due = w.front_started + config.task_timeout;
-    if (w.timed_out_id == w.inflight.front()->id) due += config.grace;
+    if (w.timed_out_id == w.inflight.front()->id) due += w.config().grace;
     earliest = std::min(earliest, due);
   }
   if (earliest == Clock::time_point::max()) return;  // a stale expiry is harmless
@@ -136,24 +130,25 @@ void Pool::Impl::arm_task_timer() {
 
 void Pool::Impl::on_task_timer() {
   consume_expirations(task_timer.get());
-  for (auto& w : workers) {
-    if (w.inflight.empty() || (w.state != WorkerSlot::State::ready && w.state != WorkerSlot::State::stopping)) continue;
+  for (auto& p : procs) {
+    WorkerProcess& w = *p;
+    if (w.inflight.empty() || !w.drained()) continue;
     // A result already in the ring is not a timeout, whether or not its wake-up came.
     drain_results(w);
-    if (w.inflight.empty() || w.killed) continue;
+    if (w.inflight.empty() || w.killed()) continue;
     auto now = Clock::now();
     uint64_t id = w.inflight.front()->id;
+    const Duration grace = w.config().grace;
     if (w.timed_out_id != id && now >= w.front_started + config.task_timeout) {
       // First should_stop for this task only; the worker and its other tasks go on.
       w.timed_out_id = id;
       w.block->cancel_task.store(id, std::memory_order_release);
-      wake_worker(w);
-    } else if (w.timed_out_id == id && now >= w.front_started + config.task_timeout + config.grace) {
+      w.wake();
+    } else if (w.timed_out_id == id && now >= w.front_started + config.task_timeout + grace) {
       // A SIGSTOPped worker ends here too: it cannot answer, SIGKILL still works.
       w.timeout_kill = true;
       kill_worker(w, "task_timeout " + seconds_text(config.task_timeout) + " passed and the task did not stop within " +
-                         "shutdown.grace " + seconds_text(config.grace) + "; worker " + std::to_string(w.index) +
-                         " killed");
+                         "shutdown.grace " + seconds_text(grace) + "; worker " + std::to_string(w.index()) + " killed");
     }
   }
   arm_task_timer();
@@ -166,14 +161,15 @@ void Pool::Impl::on_task_timer() {
 void Pool::Impl::maybe_arm_steal() {
   if (steal_armed || stop_requested || !pending.empty()) return;
   bool idle = false, queued = false, busy = false;
-  for (const auto& w : workers) {
-    if (w.state != WorkerSlot::State::ready || w.killed) continue;
+  for (const auto& p : procs) {
+    const WorkerProcess& w = *p;
+    if (w.phase() != WorkerProcess::Phase::ready || w.killed()) continue;
     idle |= w.inflight.empty();
     queued |= w.inflight.size() > 1 && !w.stalled;
     busy |= !w.inflight.empty();
   }
   if (!idle || !busy) return;
-  for (auto& w : workers) w.served_mark = w.served;
+  for (auto& p : procs) p->served_mark = p->served;
   steal_armed = true;
   // With nothing queued behind a running task there is nothing to take back; the check
   // then only looks, less often, for a worker whose scribbled block makes it pass over
@@ -185,20 +181,21 @@ void Pool::Impl::on_steal_timer() {
   consume_expirations(steal_timer.get());
   steal_armed = false;
   if (stop_requested) return;
-  for (auto& w : workers) {
-    if (w.state != WorkerSlot::State::ready || w.killed || w.inflight.empty()) continue;
+  for (auto& p : procs) {
+    WorkerProcess& w = *p;
+    if (w.phase() != WorkerProcess::Phase::ready || w.killed() || w.inflight.empty()) continue;
     drain_results(w);
     // A worker claims only what it was given: a claim beyond its last task is a scribbled
     // block, and such a worker would pass over every task it gets without a word.
     if (w.block->claimed.load(std::memory_order_relaxed) > w.last_dispatched) {
-      kill_worker(w, "worker " + std::to_string(w.index) + " corrupted its control block", true);
+      kill_worker(w, "worker " + std::to_string(w.index()) + " corrupted its control block", true);
       continue;
     }
     if (!w.stalled && w.served == w.served_mark && w.inflight.size() > 1) take_back(w);
   }
 }
 
-void Pool::Impl::take_back(WorkerSlot& w) {
+bool Pool::Impl::take_back(WorkerProcess& w) {
   // Claim every task queued in its ring at once; the worker claims each task before it
   // starts it, so whichever swap succeeds first owns the task. A worker that keeps
   // changing the word (it runs foreign code) is left alone after a few tries: the host
@@ -208,7 +205,7 @@ void Pool::Impl::take_back(WorkerSlot& w) {
   bool took = false;
   for (int tries = 0; tries < 4 && seen < last && !took; ++tries)
     took = w.block->claimed.compare_exchange_strong(seen, last, std::memory_order_acq_rel);
-  if (!took) return;
+  if (!took) return false;
   // Tasks above `seen` never started: they run elsewhere, first in line.
   size_t n = 0;
   while (!w.inflight.empty() && w.inflight.back()->id > seen) {
@@ -222,6 +219,7 @@ void Pool::Impl::take_back(WorkerSlot& w) {
   // Its running task's result is the next it publishes: it must wake the host then, the
   // tasks it was told to wake after are gone.
   if (!w.inflight.empty()) w.block->wake_after_task.store(w.inflight.back()->id, std::memory_order_relaxed);
+  return true;
 }
 
 }  // namespace shoal

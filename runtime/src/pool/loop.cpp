@@ -27,14 +27,6 @@ namespace shoal {
 using namespace detail;
 
 
-void Pool::Impl::wake_worker(WorkerSlot& w) {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (w.block->worker_sleeping.load(std::memory_order_relaxed) != 0) {
-    w.block->worker_wake.fetch_add(1, std::memory_order_release);
-    futex_wake_all(&w.block->worker_wake);
-  }
-}
-
 namespace {
 
 // A user callback that throws must not take the loop (and every other task) down.
@@ -52,6 +44,7 @@ void guarded(const std::string& pool, Fn&& deliver) noexcept {
 Outcome to_outcome(const OutcomeView& v) {
   Outcome o;
   o.status = v.status;
+  o.generation = v.generation;
   o.output.assign(v.output);
   o.error.assign(v.error);
   o.worker = v.worker;
@@ -73,14 +66,14 @@ void Pool::Impl::complete_view(TaskPtr task, const OutcomeView& view) {
   guarded(config.name, [&] { to.first->put_view(to.second, view); });
 }
 
-bool Pool::Impl::drain_results(WorkerSlot& w) {
+bool Pool::Impl::drain_results(WorkerProcess& w) {
   const bool timeouts = config.task_timeout.count() != 0;
   bool any = false;
-  if (w.killed) return false;  // its ring is not to be trusted; its exit settles its tasks
+  if (w.killed()) return false;  // its ring is not to be trusted; its exit settles its tasks
   while (auto rec = w.results.peek()) {
     if (w.inflight.empty() || w.inflight.front()->id != rec->header.task_id) {
       w.results.release();
-      kill_worker(w, "worker " + std::to_string(w.index) + " wrote a result for a task it was not given", true);
+      kill_worker(w, "worker " + std::to_string(w.index()) + " wrote a result for a task it was not given", true);
       return any;
     }
     w.stalled = false;
@@ -93,7 +86,8 @@ bool Pool::Impl::drain_results(WorkerSlot& w) {
     v.status = rec->header.status == static_cast<uint32_t>(WireStatus::ok) ? Status::ok : Status::error;
     v.output = std::string_view(p, out_size);
     v.error = std::string_view(p + out_size, rec->header.error_size);
-    v.worker = static_cast<int32_t>(w.index);
+    v.worker = static_cast<int32_t>(w.index());
+    v.generation = w.generation().number;
     v.duration = std::chrono::nanoseconds(rec->header.duration_ns);
     v.attempts = ++task->attempts;
     const bool timed_out = task->id == w.timed_out_id;
@@ -120,19 +114,18 @@ bool Pool::Impl::drain_results(WorkerSlot& w) {
     }
     any = true;
   }
-  if (w.results.corrupt()) kill_worker(w, "worker " + std::to_string(w.index) + " corrupted its result ring", true);
+  if (w.results.corrupt()) kill_worker(w, "worker " + std::to_string(w.index()) + " corrupted its result ring", true);
   if (any) {
     // One release of the read records per drain, not one per record: the cursor's cache
     // line is what the worker reads when its result ring fills.
     w.results.release();
-    wake_worker(w);  // it may be waiting for result space
+    w.wake();  // it may be waiting for result space
   }
   // max_tasks_per_worker: the host gives a process no more than that, so when the last
   // result is in, the worker is empty and can run its chain and be replaced.
-  if (config.max_tasks_per_worker != 0 && w.state == WorkerSlot::State::ready &&
-      w.dispatched >= config.max_tasks_per_worker && w.inflight.empty()) {
+  const uint64_t max_tasks = w.config().max_tasks_per_worker;
+  if (max_tasks != 0 && w.phase() == WorkerProcess::Phase::ready && w.dispatched >= max_tasks && w.inflight.empty())
     stop_worker(w, StopMode::drain);
-  }
   return any;
 }
 
@@ -189,20 +182,21 @@ void Pool::Impl::dispatch() {
   size_t depth = dispatch_depth();
   size_t free_workers = 0;
   // A stalled worker gave its queued tasks back: it gets none until its running one ends.
-  auto usable = [](const WorkerSlot& w) { return w.state == WorkerSlot::State::ready && !w.stalled && !w.killed; };
-  for (auto& w : workers)
-    if (usable(w) && w.inflight.size() < depth) ++free_workers;
+  for (auto& p : procs)
+    if (p->usable() && p->inflight.size() < depth) ++free_workers;
   if (free_workers == 0) return;
   // Spread what is pending evenly over the workers that have room, so a short batch is
   // not all queued behind the first worker.
   size_t share = (pending_count + free_workers - 1) / free_workers;
   const bool timeouts = config.task_timeout.count() != 0;
-  const uint64_t limit = max_payload(layout.capacity);
-  for (auto& w : workers) {
+  const uint64_t limit = max_payload(site.layout.capacity);
+  for (auto& p : procs) {
     if (pending.empty()) break;
-    if (!usable(w)) continue;
+    WorkerProcess& w = *p;
+    if (!w.usable()) continue;
     size_t room = w.inflight.size() < depth ? depth - w.inflight.size() : 0;
-    if (config.max_tasks_per_worker != 0) room = std::min<size_t>(room, config.max_tasks_per_worker - w.dispatched);
+    const uint64_t max_tasks = w.config().max_tasks_per_worker;
+    if (max_tasks != 0) room = std::min<size_t>(room, max_tasks - w.dispatched);
     for (size_t n = std::min(room, share); n > 0 && !pending.empty(); --n) {
       if (!pending_ready()) break;
       const std::string_view input = pending_input();
@@ -216,7 +210,7 @@ void Pool::Impl::dispatch() {
       if (suspect && !w.inflight.empty()) break;
       std::byte* at = w.tasks.reserve(record_bytes(input.size()));
       if (at == nullptr) {
-        if (w.tasks.corrupt()) kill_worker(w, "worker " + std::to_string(w.index) + " corrupted its task ring", true);
+        if (w.tasks.corrupt()) kill_worker(w, "worker " + std::to_string(w.index()) + " corrupted its task ring", true);
         break;
       }
       TaskPtr t = pop_pending();
@@ -236,7 +230,8 @@ void Pool::Impl::dispatch() {
       if (suspect) break;
     }
   }
-  for (auto& w : workers) {
+  for (auto& p : procs) {
+    WorkerProcess& w = *p;
     if (!w.published) continue;
     w.published = false;
     // One host wake-up per half a queue: each one takes a CPU from a worker for a few
@@ -245,7 +240,7 @@ void Pool::Impl::dispatch() {
     const size_t k = w.inflight.size();
     w.block->wake_after_task.store(w.inflight[k > keep ? k - keep - 1 : 0]->id, std::memory_order_relaxed);
     w.tasks.publish();
-    wake_worker(w);
+    w.wake();
   }
 }
 
@@ -284,19 +279,15 @@ bool Pool::Impl::retry_or_complete(TaskPtr& task, Outcome&& outcome) {
 
 // Only the rings the loop drains count: a killed worker's ring may hold garbage for
 // ever, and must not keep the loop from sleeping until its exit is reaped.
-static bool drained_by_loop(const WorkerSlot& w) {
-  return (w.state == WorkerSlot::State::ready || w.state == WorkerSlot::State::stopping) && !w.killed;
-}
-
 bool Pool::Impl::any_result_waiting() {
-  for (auto& w : workers)
-    if (drained_by_loop(w) && w.results.has_data()) return true;
+  for (auto& p : procs)
+    if (p->drained() && p->results.has_data()) return true;
   return false;
 }
 
 void Pool::Impl::set_host_sleeping(uint32_t value) {
-  for (auto& w : workers)
-    if (drained_by_loop(w)) w.block->host_sleeping.store(value, std::memory_order_seq_cst);
+  for (auto& p : procs)
+    if (p->drained()) p->block->host_sleeping.store(value, std::memory_order_seq_cst);
 }
 
 void Pool::Impl::sleep_for_events(bool spin) {
@@ -330,18 +321,25 @@ void Pool::Impl::sleep_for_events(bool spin) {
       case kStealTimer: on_steal_timer(); break;
       case kStartCancel: on_start_cancel(); break;
       case kControl:
-        if (workers[index].state != WorkerSlot::State::down) on_control(workers[index]);
-        break;
       case kPidfd:
-        if (workers[index].state != WorkerSlot::State::down) on_exit(workers[index]);
-        break;
       case kOutput:
-        on_output(workers[index], false);
-        break;
-      case kLog:
-        on_log(workers[index], false);
-        break;
+      case kLog: on_process_event(kind, index); break;
     }
+  }
+}
+
+void Pool::Impl::on_process_event(uint32_t kind, uint32_t key) {
+  // A process reaped earlier in the same batch of events is gone: its events are stale.
+  WorkerProcess* w = nullptr;
+  for (auto& p : procs)
+    if (p->key() == key) w = p.get();
+  if (w == nullptr) return;
+  switch (kind) {
+    case kControl: on_control(*w); break;
+    case kPidfd: on_exit(*w); break;
+    case kOutput: w->on_output(false); break;
+    case kLog: w->on_log(false); break;
+    default: break;
   }
 }
 
@@ -359,15 +357,15 @@ void Pool::Impl::unwatch(int fd) {
 }
 
 void Pool::Impl::run_loop() {
-  for (auto& w : workers) {
-    spawn_worker(w);
+  for (auto& slot : slots) {
+    spawn_slot(slot);
     if (phase == Phase::done || start_state == StartState::failed) break;
   }
   for (;;) {
     take_incoming();
     bool progress = false;
-    for (auto& w : workers)
-      if (w.state == WorkerSlot::State::ready || w.state == WorkerSlot::State::stopping) progress |= drain_results(w);
+    for (auto& p : procs)
+      if (p->drained()) progress |= drain_results(*p);
     bool term = false, is_closed = false;
     {
       std::lock_guard lock(mu);
@@ -383,13 +381,15 @@ void Pool::Impl::run_loop() {
       if (phase == Phase::starting) finish_start(false, "pool terminated while starting");
       request_stop(StopMode::now);
     }
-    if (!stop_requested) dispatch();
+    if (!stop_requested) {
+      step_operation();
+      dispatch();
+    }
     maybe_arm_steal();
     if (is_closed && !stop_requested && pending.empty() && inflight_total == 0 && !has_incoming.load() &&
         phase == Phase::running)
       request_stop(StopMode::drain);
-    if (stop_requested &&
-        std::all_of(workers.begin(), workers.end(), [](const WorkerSlot& s) { return s.state == WorkerSlot::State::down; })) {
+    if (stop_requested && procs.empty()) {
       take_incoming();  // a submit racing with close already holds a task: it gets its outcome
       break;
     }

@@ -51,43 +51,29 @@ Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const Runtim
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   if (impl->config.workers == 0) impl->config.workers = std::max(1u, std::thread::hardware_concurrency());
-  impl->worker_exe = find_worker(options);
-  if (::access(impl->worker_exe.c_str(), X_OK) != 0)
-    return Error{Errc::spawn, "worker executable " + impl->worker_exe + ": " + std::strerror(errno) +
+  impl->site.exe = find_worker(options);
+  if (::access(impl->site.exe.c_str(), X_OK) != 0)
+    return Error{Errc::spawn, "worker executable " + impl->site.exe + ": " + std::strerror(errno) +
                                   " (set SHOAL_WORKER to its path)"};
   // Before the first worker exists: once one runs, it may try /proc/HOST/fd at once.
   if (!options.keep_host_dumpable && ::prctl(PR_SET_DUMPABLE, 0) != 0) return ipc_error("prctl(PR_SET_DUMPABLE)");
-  impl->layout.capacity = SegmentLayout::round_capacity(impl->config.queue_capacity);
-
-  impl->workers.resize(impl->config.workers);
+  impl->site.layout.capacity = SegmentLayout::round_capacity(impl->config.queue_capacity);
+  impl->generation = make_generation(impl->config, 0);
   impl->counters = std::make_unique<detail::PoolCounters>(impl->config.workers);
+  impl->slots.resize(impl->config.workers);
+  impl->site.workers = impl->config.workers;
   for (uint32_t i = 0; i < impl->config.workers; ++i) {
-    auto& w = impl->workers[i];
-    w.index = i;
-    auto seg = create_segment(impl->layout, i);
-    if (!seg) return seg.error();
-    // Above the numbers a worker's descriptors take (3..5), so the spawn's dup2 never maps
-    // a descriptor onto itself (which would leave it close-on-exec).
-    auto moved = move_fd_above(std::move(*seg), 16);
-    if (!moved) return moved.error();
-    w.segment = std::move(*moved);
-    auto block = map_shared(w.segment.get(), SegmentLayout::block_offset(), kPageSize);
-    if (!block) return block.error();
-    auto tasks = map_ring(w.segment.get(), impl->layout.task_ring_offset(), impl->layout.capacity);
-    if (!tasks) return tasks.error();
-    auto results = map_ring(w.segment.get(), impl->layout.result_ring_offset(), impl->layout.capacity);
-    if (!results) return results.error();
-    w.block_map = std::move(*block);
-    w.task_map = std::move(*tasks);
-    w.result_map = std::move(*results);
-    w.block = reinterpret_cast<WorkerBlock*>(w.block_map.data());
+    impl->slots[i].index = i;
+    impl->slots[i].generation = impl->generation;
   }
 
   impl->epoll = Fd(::epoll_create1(EPOLL_CLOEXEC));
   if (!impl->epoll) return ipc_error("epoll_create1");
+  impl->site.epoll = impl->epoll.get();
   auto result_event = move_fd_above(Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), 16);
   if (!result_event) return result_event.error();
   impl->result_event = std::move(*result_event);
+  impl->site.result_event = impl->result_event.get();
   impl->submit_event = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   impl->timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   impl->start_timer = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
@@ -102,9 +88,6 @@ Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const Runtim
   // A descriptor epoll cannot watch (not pollable, closed) only loses the start cancel.
   if (options.start_cancel_fd >= 0 && impl->watch(options.start_cancel_fd, event_key(kStartCancel, 0)))
     impl->start_cancel_fd = options.start_cancel_fd;
-
-  std::vector<std::pair<std::string, std::string>> env(impl->config.env.begin(), impl->config.env.end());
-  impl->worker_env = environment_with(env, {impl->config.env_inherit_all, impl->config.env_inherit});
 
   Impl* raw = impl.get();
   impl->loop = std::thread([raw] { raw->run_loop(); });
@@ -131,7 +114,7 @@ Pool::~Pool() {
 }
 
 void Pool::Impl::enqueue(Queued entry) {
-  const uint64_t limit = max_payload(layout.capacity);
+  const uint64_t limit = max_payload(site.layout.capacity);
   std::string why;
   {
     std::lock_guard lock(mu);
@@ -168,7 +151,7 @@ void Pool::Impl::wake_loop() {
 }
 
 std::string Pool::Impl::too_large(size_t bytes) const {
-  return too_large_message(bytes, max_payload(layout.capacity), config.name);
+  return too_large_message(bytes, max_payload(site.layout.capacity), config.name);
 }
 
 void detail::finish(TaskPtr task, Outcome&& outcome) {
@@ -412,9 +395,7 @@ PoolConfig Pool::config() const {
   return impl_->config;
 }
 
-// Placeholders while the rolling reload is built (issue 15): they refuse, never pretend.
-Result<void> Pool::reload(const PoolConfig&) { return Error{Errc::failed, "reload: not available yet"}; }
-Result<void> Pool::resize(size_t) { return Error{Errc::failed, "resize: not available yet"}; }
+
 
 size_t Pool::live_workers() const {
   std::lock_guard lock(impl_->mu);

@@ -45,14 +45,31 @@ uint64_t DurationHistogram::quantile(double q) const noexcept {
   return upper_bound(kBuckets - 1);
 }
 
-PoolCounters::PoolCounters(uint32_t workers)
-    : slots_(std::make_unique<Slot[]>(workers)), workers_(workers), lifecycle_(workers) {}
+PoolCounters::PoolCounters(uint32_t workers) : workers_(0) { set_workers(workers); }
+
+void PoolCounters::set_workers(uint32_t workers) {
+  std::lock_guard lock(mu_);
+  while (slots_.size() < workers) slots_.push_back(std::make_unique<Slot>());
+  if (lifecycle_.size() < workers) lifecycle_.resize(workers);
+  workers_ = workers;
+}
+
+void PoolCounters::on_reload(uint32_t generation, bool ok, const std::string& result, std::chrono::nanoseconds took) {
+  std::lock_guard lock(mu_);
+  if (ok) {
+    generation_ = generation;
+    ++reloads_;
+  }
+  last_reload_ = result;
+  last_reload_took_ = took;
+}
 
 void PoolCounters::on_outcome(Status status, int32_t worker, std::chrono::nanoseconds duration) noexcept {
   const auto s = static_cast<size_t>(status);
   bump(outcomes_[s]);
-  if (worker < 0 || static_cast<uint32_t>(worker) >= workers_) return;
-  Slot& slot = slots_[static_cast<size_t>(worker)];
+  // slots_ changes on this thread only: read without the lock.
+  if (worker < 0 || static_cast<size_t>(worker) >= slots_.size()) return;
+  Slot& slot = *slots_[static_cast<size_t>(worker)];
   bump(slot.outcomes[s]);
   const auto ns = static_cast<uint64_t>(duration.count());
   bump(slot.busy_ns, ns);
@@ -65,10 +82,10 @@ void PoolCounters::on_start(uint32_t index, int pid) {
   ++lifecycle_[index].starts;
 }
 
-void PoolCounters::on_exit(uint32_t index, const std::string& cause) {
+void PoolCounters::on_exit(uint32_t index, int pid, const std::string& cause) {
   std::lock_guard lock(mu_);
   Lifecycle& l = lifecycle_[index];
-  l.pid = -1;
+  if (l.pid == pid) l.pid = -1;  // during a reload, its replacement may have started already
   for (const std::string& key : {cause, std::string("other")}) {
     for (auto& [text, count] : l.exits) {
       if (text == key) {
@@ -86,33 +103,37 @@ void PoolCounters::on_exit(uint32_t index, const std::string& cause) {
 PoolStats PoolCounters::snapshot() const {
   PoolStats s;
   s.uptime = std::chrono::steady_clock::now() - started_;
-  s.workers.resize(workers_);
   {
     std::lock_guard lock(mu_);
+    s.workers.resize(workers_);
+    s.generation = generation_;
+    s.reloads = reloads_;
+    s.last_reload = last_reload_;
+    s.last_reload_duration = last_reload_took_;
     for (uint32_t i = 0; i < workers_; ++i) {
       WorkerStats& w = s.workers[i];
+      w.index = i;
       w.pid = lifecycle_[i].pid;
       w.starts = lifecycle_[i].starts;
       w.exits = lifecycle_[i].exits;
       w.rss_bytes = lifecycle_[i].last_rss;
+      for (size_t k = 0; k < w.outcomes.size(); ++k) {
+        w.outcomes[k] = slots_[i]->outcomes[k].load(std::memory_order_relaxed);
+        w.tasks += w.outcomes[k];
+      }
+      w.busy = std::chrono::nanoseconds(slots_[i]->busy_ns.load(std::memory_order_relaxed));
     }
   }
   // /proc is read outside the lock: the loop thread takes it whenever a worker starts or
   // exits, and must not wait on one read of /proc per worker of every stats() call.
-  for (uint32_t i = 0; i < workers_; ++i) {
+  for (uint32_t i = 0; i < s.workers.size(); ++i) {
     WorkerStats& w = s.workers[i];
-    w.index = i;
-    for (size_t k = 0; k < w.outcomes.size(); ++k) {
-      w.outcomes[k] = slots_[i].outcomes[k].load(std::memory_order_relaxed);
-      w.tasks += w.outcomes[k];
-    }
-    w.busy = std::chrono::nanoseconds(slots_[i].busy_ns.load(std::memory_order_relaxed));
     if (w.starts > 1) s.restarts += w.starts - 1;
     const uint64_t rss = w.pid > 0 ? resident_bytes(w.pid) : 0;
     if (rss == 0) continue;
     w.rss_bytes = rss;
     std::lock_guard lock(mu_);
-    if (lifecycle_[i].pid == w.pid) lifecycle_[i].last_rss = rss;  // still the same process
+    if (i < lifecycle_.size() && lifecycle_[i].pid == w.pid) lifecycle_[i].last_rss = rss;  // still the same process
   }
   // After the workers' counters: a snapshot taken mid-run never shows the pool with fewer
   // outcomes than its workers together.

@@ -48,7 +48,11 @@ class PoolCounters {
   void on_refused() noexcept { refused_.fetch_add(1, std::memory_order_relaxed); }
   /// Loop thread: a process was started in slot `index`, or one ended for `cause`.
   void on_start(uint32_t index, int pid);
-  void on_exit(uint32_t index, const std::string& cause);
+  void on_exit(uint32_t index, int pid, const std::string& cause);
+  /// Loop thread: the pool has `workers` slots now (Pool::resize).
+  void set_workers(uint32_t workers);
+  /// Loop thread: a reload ended ("ok", or why it was rolled back) after `took`.
+  void on_reload(uint32_t generation, bool ok, const std::string& result, std::chrono::nanoseconds took);
 
   PoolStats snapshot() const;
 
@@ -66,8 +70,13 @@ class PoolCounters {
   };
 
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
-  std::unique_ptr<Slot[]> slots_;
+  // Grown by the loop thread only, under mu_; other threads read them under mu_. Slots
+  // of a pool resized down stay (their counters are kept) but are not shown.
+  std::vector<std::unique_ptr<Slot>> slots_;
   uint32_t workers_;
+  uint32_t generation_ = 0, reloads_ = 0;
+  std::string last_reload_;
+  std::chrono::nanoseconds last_reload_took_{0};
   std::array<std::atomic<uint64_t>, 6> outcomes_{};
   std::atomic<uint64_t> refused_{0};
   DurationHistogram durations_;

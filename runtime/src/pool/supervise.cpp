@@ -24,152 +24,38 @@ using namespace detail;
 void Pool::Impl::update_pids() {
   std::lock_guard lock(mu);
   pids.clear();
-  for (auto& w : workers)
-    if (w.state != WorkerSlot::State::down && w.state != WorkerSlot::State::waiting) pids.push_back(w.child.pid);
+  for (const auto& p : procs) pids.push_back(p->pid());
 }
 
-void Pool::Impl::reset_rings(WorkerSlot& w) {
-  // Only called while no process maps this worker's rings as consumer/producer: a new
-  // worker starts from empty rings and a clean control block.
-  WorkerBlock* b = w.block;
-  b->tasks.write_pos.store(0);
-  b->tasks.read_pos.store(0);
-  b->results.write_pos.store(0);
-  b->results.read_pos.store(0);
-  b->worker_wake.store(0);
-  b->worker_sleeping.store(0);
-  b->stop.store(0);
-  b->running_task.store(0);
-  b->claimed.store(0);
-  b->cancel_task.store(0);
-  b->wake_after_task.store(0);
-  b->host_sleeping.store(0);
-  w.tasks = RingProducer(&b->tasks, w.task_map.data(), layout.capacity);
-  w.results = RingConsumer(&b->results, w.result_map.data(), layout.capacity);
-}
-
-void Pool::Impl::spawn_worker(WorkerSlot& w, bool recover_only) {
-  reset_rings(w);
-  w.fatal_message.clear();
-  w.killed = false;
-  w.violation = false;
-  w.kill_reason.clear();
-  w.notes.clear();
-  w.chain_done = false;
-  w.was_ready = false;
-  w.stalled = false;
-  w.dispatched = 0;
-  w.last_dispatched = 0;
-  w.served = 0;
-  w.timed_out_id = 0;
-  w.timeout_kill = false;
-  w.kill_at = WorkerSlot::TimePoint::max();
-  w.reader = MessageReader(kMaxWorkerMessage);
-  w.control_bytes = 0;
-  w.control_eof = false;
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    fail_pool(std::string("socketpair: ") + std::strerror(errno));
-    return;
+WorkerProcess* Pool::Impl::start_process(uint32_t index, GenerationPtr gen, WorkerProcess::Role role,
+                                         std::string recover, bool recover_only) {
+  auto p = WorkerProcess::spawn(site, std::move(gen), index, next_key++, std::move(recover), recover_only);
+  if (!p) {
+    fail_pool(p.error().message);
+    return nullptr;
   }
-  Fd host_end(sv[0]);
-  auto worker_end = move_fd_above(Fd(sv[1]), 16);
-  if (!worker_end) {
-    fail_pool(worker_end.error().message);
-    return;
+  WorkerProcess* w = p->get();
+  if (!recover_only) {
+    w->role = role;
+    counters->on_start(index, w->pid());
   }
-  // The worker's stdout and stderr: one pipe the loop reads, so that every line reaches
-  // the host's log prefixed with the pool and worker index, and nothing a plugin prints
-  // can end up on the host's stdout (it carries results). Its own log records come on a
-  // second pipe (common/log.hpp says why).
-  auto out_pipe = worker_pipe(0);
-  if (!out_pipe) {
-    fail_pool(out_pipe.error().message);
-    return;
-  }
-  auto log_pipe = worker_pipe(O_DIRECT);
-  if (!log_pipe) {
-    fail_pool(log_pipe.error().message);
-    return;
-  }
-  SpawnRequest req;
-  req.executable = worker_exe;
-  req.argv = {"shoal-worker", "--pool", config.name, "--index", std::to_string(w.index)};
-  req.env = worker_env;
-  req.fds = {{w.segment.get(), kWorkerSegmentFd}, {worker_end->get(), kWorkerControlFd},
-             {result_event.get(), kWorkerEventFd}, {out_pipe->write.get(), STDERR_FILENO},
-             {log_pipe->write.get(), kWorkerLogFd}};
-  req.stdout_to = out_pipe->write.get();
-  req.stdin_null = true;  // a plugin that reads stdin must not eat the host's input
-  // A stop asked right after the spawn waits (queued) until the worker's handler is in
-  // place: a worker killed by it before then would skip its recover hooks.
-  req.blocked = {SIGTERM, SIGINT, SIGHUP};
-  auto child = spawn_process(req);
-  if (!child) {
-    fail_pool(child.error().message);
-    return;
-  }
-  w.child = std::move(*child);
-  w.control = std::move(host_end);
-  w.output = std::move(out_pipe->read);
-  w.partial.clear();
-  w.log = std::move(log_pipe->read);
-  InitMessage init;
-  init.pool = config.name;
-  init.plugin = config.plugin.string();
-  init.index = w.index;
-  init.workers = config.workers;
-  init.capacity = layout.capacity;
-  init.segment_size = layout.total();
-  init.grace_ns = config.grace.count();
-  init.fini_timeout_ns = config.fini_timeout.count();
-  init.fini_priority = config.fini_priority;
-  init.max_memory = config.max_memory;
-  init.host_pid = ::getpid();
-  init.limit_address_space = config.limits.address_space;
-  init.limit_cpu_seconds = config.limits.cpu_seconds;
-  init.limit_open_files = config.limits.open_files;
-  init.core_dumps = config.limits.core_dumps;
-  init.no_new_privs = config.limits.no_new_privs;
-  init.recover = w.recover_cause;
-  init.recover_only = recover_only;
-  w.recover_sent = std::move(w.recover_cause);
-  w.recover_cause.clear();
-  init.sandbox = config.sandbox.enabled;
-  for (const auto& p : config.sandbox.filesystem) init.sandbox_paths.emplace_back(p.path.string(), p.write);
-  init.params = config.params;
-  for (const auto& r : config.resources) init.resources.push_back({r.name, r.module.string(), r.priority, r.params});
-  (void)write_all(w.control.get(), encode_message(MsgType::init, encode_init(init)));  // EOF shows up as an exit
-  SHOAL_CHECK(::fcntl(w.control.get(), F_SETFL, ::fcntl(w.control.get(), F_GETFL) | O_NONBLOCK) == 0);
-  // Unwatched, the worker's exit would never be seen: its tasks would hang. It is killed
-  // and reaped here, and the pool fails with the cause.
-  if (!watch(w.child.pidfd.get(), event_key(kPidfd, w.index)) || !watch(w.control.get(), event_key(kControl, w.index)) ||
-      !watch(w.output.get(), event_key(kOutput, w.index)) || !watch(w.log.get(), event_key(kLog, w.index))) {
-    const std::string why = std::string("epoll_ctl: ") + std::strerror(errno);
-    for (int fd : {w.child.pidfd.get(), w.control.get(), w.output.get(), w.log.get()})
-      (void)::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, fd, nullptr);
-    signal_child(w.child.pidfd.get(), SIGKILL);
-    siginfo_t info{};
-    (void)::waitid(P_PIDFD, static_cast<id_t>(w.child.pidfd.get()), &info, WEXITED);
-    w.child.pidfd.reset();
-    w.control.reset();
-    w.output.reset();
-    w.log.reset();
-    fail_pool(why);
-    return;
-  }
-  if (recover_only) {
-    // It runs the recover hooks and exits; nothing waits on it but the pool's end.
-    w.state = WorkerSlot::State::recovering;
-    set_kill_deadline(w, stop_deadline(StopMode::drain));
-    update_pids();
-    return;
-  }
-  w.state = WorkerSlot::State::starting;
-  w.start_deadline = std::chrono::steady_clock::now() + config.start_timeout;
-  counters->on_start(w.index, w.child.pid);
+  procs.push_back(std::move(*p));
   update_pids();
-  if (config.start_timeout.count() != 0) arm_start_timer();
+  if (recover_only) arm_kill_timer();
+  else if (w->start_deadline != WorkerProcess::TimePoint::max()) arm_start_timer();
+  return w;
+}
+
+void Pool::Impl::spawn_slot(WorkerSlot& slot) {
+  slot.waiting = false;
+  slot.process = start_process(slot.index, slot.generation, WorkerProcess::Role::serving,
+                               std::exchange(slot.recover_cause, {}));
+}
+
+bool Pool::Impl::all_slots_ready() const {
+  return std::all_of(slots.begin(), slots.end(), [](const WorkerSlot& s) {
+    return s.process != nullptr && s.process->phase() == WorkerProcess::Phase::ready;
+  });
 }
 
 void Pool::Impl::finish_start(bool ok, const std::string& error) {
@@ -180,93 +66,37 @@ void Pool::Impl::finish_start(bool ok, const std::string& error) {
   start_cv.notify_all();
 }
 
-void Pool::Impl::on_control(WorkerSlot& w) {
-  if (!w.control) return;
-  char buf[4096];
-  // Bounded per wake-up and over the worker's life: a worker says little, and one that
-  // floods its socket must cost the host neither memory nor its loop.
-  for (int rounds = 0; rounds < 16; ++rounds) {
-    ssize_t n = ::read(w.control.get(), buf, sizeof buf);
-    if (n > 0) {
-      w.control_bytes += static_cast<uint64_t>(n);
-      if (w.control_bytes > kMaxWorkerControlBytes) {
-        kill_worker(w, "worker " + std::to_string(w.index) + " flooded its control channel (more than " +
-                           std::to_string(kMaxWorkerControlBytes) + " bytes of messages)",
-                    true);
-        break;
-      }
-      w.reader.feed(buf, static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n == 0 && !w.control_eof) {
-      // EOF: the process is exiting, or a plugin closed descriptor 4 in a live one. The
-      // socket leaves the epoll set so that its EOF does not spin the loop; a live worker
-      // notices the loss itself and stops (exit code kExitChannelLost), and if it does
-      // not, it is killed once a stop would have had to end.
-      w.control_eof = true;
-      unwatch(w.control.get());
-      if (w.state != WorkerSlot::State::down) set_kill_deadline(w, stop_deadline(StopMode::now));
-    }
-    break;  // EAGAIN, or EOF: the pidfd reports the exit
+void Pool::Impl::on_control(WorkerProcess& w) {
+  if (!w.on_control()) {
+    if (w.killed()) arm_kill_timer();
+    return;
   }
-  while (auto m = w.reader.next()) {
-    if (m->type == MsgType::ready && w.state == WorkerSlot::State::starting) {
-      w.state = WorkerSlot::State::ready;
-      w.was_ready = true;
-      start_failures = 0;
-      if (stop_requested) stop_worker(w, stop_mode);
-    } else if (m->type == MsgType::fatal && !w.was_ready) {
-      w.fatal_message = m->body;
-    } else if (m->type == MsgType::note && w.notes.size() < 4096) {
-      // A note names a finalizer or a limit: a few hundred bytes. More is cut, so that a
-      // worker's words stay one readable log line.
-      constexpr size_t kNoteMax = 512;
-      w.notes += (w.notes.empty() ? "" : "; ") + m->body.substr(0, kNoteMax);
-      if (m->body.size() > kNoteMax) w.notes += "… [note cut]";
-    } else if (m->type == MsgType::chain_done) {
-      w.chain_done = true;
-    }
+  start_failures = 0;
+  if (stop_requested) {
+    stop_worker(w, stop_mode);
+    return;
   }
-  if (w.reader.bad())
-    kill_worker(w, "worker " + std::to_string(w.index) + " flooded its control channel (a message over " +
-                       std::to_string(kMaxWorkerMessage) + " bytes)",
-                true);
-  if (phase == Phase::starting &&
-      std::all_of(workers.begin(), workers.end(), [](const WorkerSlot& s) { return s.state == WorkerSlot::State::ready; })) {
+  if (w.role == WorkerProcess::Role::incoming || operation) on_operation_ready(w);
+  if (phase == Phase::starting && all_slots_ready()) {
     phase = Phase::running;
     finish_start(true, {});
   }
 }
 
-void Pool::Impl::kill_worker(WorkerSlot& w, std::string reason, bool violation) {
-  // Recovering processes can be killed too (at their deadline); only a live one, once.
-  if (w.state == WorkerSlot::State::down || w.state == WorkerSlot::State::waiting || w.killed) return;
-  w.killed = true;  // its death is reported with this reason, not as a crash
-  w.violation = violation;
-  w.kill_reason = std::move(reason);
-  signal_child(w.child.pidfd.get(), SIGKILL);
+void Pool::Impl::kill_worker(WorkerProcess& w, std::string reason, bool violation) {
+  w.kill(std::move(reason), violation);
 }
 
-void Pool::Impl::stop_worker(WorkerSlot& w, StopMode mode) {
-  const bool starting = w.state == WorkerSlot::State::starting;
-  w.state = WorkerSlot::State::stopping;
-  w.block->stop.store(static_cast<uint32_t>(mode), std::memory_order_release);
-  wake_worker(w);
-  // The signal reaches the worker's control thread, which enforces shutdown.grace on a
-  // task that ignores should_stop; the shared flag alone would wait for the task. A
-  // worker still starting gets it too: it runs its recover hooks, opens nothing more,
-  // and closes what it opened through its chain (grace bounds an init that hangs).
-  if (mode == StopMode::now || starting) signal_child(w.child.pidfd.get(), SIGTERM);
-  set_kill_deadline(w, stop_deadline(starting ? StopMode::now : mode));
+void Pool::Impl::stop_worker(WorkerProcess& w, StopMode mode) {
+  w.stop(mode);
+  arm_kill_timer();
 }
 
-Duration Pool::Impl::stop_deadline(StopMode mode) const {
-  // The worker bounds itself (grace for the task, fini_timeout per finalizer); this is
-  // the host's last line for a worker that cannot (stopped, or stuck in the kernel).
-  auto entries = static_cast<int64_t>(config.resources.size()) + 2;
-  Duration d = config.fini_timeout * entries + std::chrono::seconds(1);
-  return mode == StopMode::now ? d + config.grace : d;
+void Pool::Impl::retire(WorkerProcess& w) {
+  w.role = WorkerProcess::Role::retiring;
+  // Its queued tasks run elsewhere, first in line; only the one it runs finishes here.
+  if (w.inflight.size() > 1) take_back(w);
+  stop_worker(w, StopMode::drain);
 }
 
 void Pool::Impl::request_stop(StopMode mode) {
@@ -274,14 +104,10 @@ void Pool::Impl::request_stop(StopMode mode) {
   if (stop_requested && static_cast<uint32_t>(mode) <= static_cast<uint32_t>(stop_mode)) return;
   stop_requested = true;
   stop_mode = mode;
-  for (auto& w : workers) {
-    if (w.state == WorkerSlot::State::ready || w.state == WorkerSlot::State::stopping ||
-        w.state == WorkerSlot::State::starting) {
-      stop_worker(w, mode);
-    } else if (w.state == WorkerSlot::State::waiting) {
-      w.state = WorkerSlot::State::down;  // its back-off ends with the pool
-    }
-  }
+  for (auto& p : procs)
+    if (p->phase() != WorkerProcess::Phase::recovering) stop_worker(*p, mode);
+  for (auto& slot : slots) slot.waiting = false;  // a back-off ends with the pool
+  abandon_operations(mode == StopMode::now ? "pool stopping" : "pool closing");
 }
 
 std::string Pool::Impl::failure_reason() {
@@ -306,118 +132,98 @@ void Pool::Impl::fail_pool(const std::string& reason) {
   request_stop(StopMode::now);
 }
 
-void Pool::Impl::on_exit(WorkerSlot& w) {
-  ExitStatus st;
-  if (!reap(w.child.pidfd.get(), st)) return;
-  // Whatever the plugin forked is in the worker's process group (the worker leads it):
-  // it must not outlive the worker. The group id cannot name another process while a
-  // member still uses it. A child that left the group (setsid) escapes this.
-  ::kill(-w.child.pid, SIGKILL);
-  const auto prev = w.state;
-  if (prev != WorkerSlot::State::recovering) drain_results(w);  // outcomes published before it died still count
-  unwatch(w.child.pidfd.get());
-  if (!w.control_eof) {
-    unwatch(w.control.get());
-    w.control_eof = true;  // so that the read below does not remove it a second time
-  }
-  on_control(w);  // a Fatal, Note or ChainDone message may still be unread
-  on_output(w, true);
-  if (w.output) unwatch(w.output.get());
-  w.output.reset();
-  on_log(w, true);
-  if (w.log) unwatch(w.log.get());
-  w.log.reset();
-  w.child.pidfd.reset();
-  w.control.reset();
-  w.state = WorkerSlot::State::down;
+void Pool::Impl::on_exit(WorkerProcess& w) {
+  auto status = w.collect_exit();
+  if (!status) return;
+  if (w.phase() != WorkerProcess::Phase::recovering) drain_results(w);  // outcomes published before it died still count
+  on_worker_ended(w, w.ended(*status));
+  // Done with it: its mappings and descriptors go with the object.
+  for (auto it = procs.begin(); it != procs.end(); ++it)
+    if (it->get() == &w) {
+      procs.erase(it);
+      break;
+    }
   update_pids();
   arm_kill_timer();
+}
 
-  const std::string who = "worker " + std::to_string(w.index);
-  if (prev == WorkerSlot::State::recovering) {
-    if (!st.exited || st.code != 0)
+void Pool::Impl::on_worker_ended(WorkerProcess& w, WorkerProcess::Ended e) {
+  const std::string who = "worker " + std::to_string(w.index());
+  WorkerSlot* slot = w.index() < slots.size() && slots[w.index()].process == &w ? &slots[w.index()] : nullptr;
+  if (slot) slot->process = nullptr;
+  if (e.phase == WorkerProcess::Phase::recovering) {
+    if (!e.status.exited || e.status.code != 0)
       logf(LogLevel::warn, "pool %s: %s: the recover hooks did not finish: %s", config.name.c_str(), who.c_str(),
-           (w.killed ? w.kill_reason : describe(st)).c_str());
+           (e.killed ? e.death : describe(e.status)).c_str());
     return;
   }
-  std::string death = w.killed                        ? w.kill_reason
-                      : st.exited && st.code == kExitChannelLost ? who + " lost its control channel (a plugin closed or replaced descriptor 4 or 5)"
-                                                      : who + " died: " + describe(st);
-  // The kill reason names the task and its limits (it is logged below); the stats keep
-  // the kind of end only, so that equal ends count together.
-  counters->on_exit(w.index, w.timeout_kill ? "killed by the host: task_timeout"
-                             : w.killed     ? "killed by the host: " + describe(st)
-                                            : describe(st));
-  if (!w.notes.empty()) death += " (" + w.notes + ")";
-  // Only a chain that ran to its end says so; after any other end (a signal, `_exit`, a
-  // finalizer cut short, a chain that could not report) the next process recovers first.
-  // A process that was to recover and ended before it was ready may not have run the
-  // hooks: the first cause stands.
-  if (!w.chain_done)
-    w.recover_cause = !w.was_ready && !w.recover_sent.empty() ? w.recover_sent
-                      : w.killed                              ? w.kill_reason + ": " + describe(st)
-                                                              : describe(st);
+  counters->on_exit(w.index(), w.pid(), e.exit_kind);
   // While the pool starts, its one-line start error says it all.
+  const bool failed_start = e.phase == WorkerProcess::Phase::starting;
   if (phase == Phase::starting)
     ;
-  else if (w.killed || !st.exited || (st.exited && st.code != 0 && prev != WorkerSlot::State::starting))
-    logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), death.c_str());
-  else if (!w.notes.empty())
-    logf(LogLevel::info, "pool %s: %s stopped: %s", config.name.c_str(), who.c_str(), w.notes.c_str());
+  else if (e.killed || !e.status.exited || (e.status.code != 0 && !failed_start))
+    logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), e.death.c_str());
+  else if (!e.notes.empty())
+    logf(LogLevel::info, "pool %s: %s stopped: %s", config.name.c_str(), who.c_str(), e.notes.c_str());
 
-  settle_tasks(w, death, st.exited && st.code == kExitAbandoned);
+  settle_tasks(w, e);
 
-  if (prev == WorkerSlot::State::starting) {
-    std::string why = !w.fatal_message.empty() ? w.fatal_message + " (" + who + ")"
-                      : w.killed                ? w.kill_reason
-                                                : who + " exited before it was ready: " + describe(st);
+  if (failed_start && w.role == WorkerProcess::Role::incoming) {
+    // A reload's new generation that cannot start: the reload rolls back, the slot keeps
+    // its process. Nothing else about the pool changed.
+    on_operation_start_failed(w, e.start_failure);
+  } else if (failed_start) {
     // While the pool starts, one unusable worker means the plugin is unusable: fail at
     // once with its cause. Later (a respawn), an init or open that refused may pass (a
     // database that was down): retry with back-off, and give up after a few failed
     // starts in a row. A worker that could not even load what it runs (kExitFatal) would
     // fail the same way every time: the pool fails at once.
-    // The code alone could be a plugin's own exit(2): only the worker's Fatal message
-    // with it says that loading failed.
-    const bool cannot_pass = st.exited && st.code == kExitFatal && !w.fatal_message.empty();
     if (phase == Phase::starting)
-      fail_pool(why);
-    else if (cannot_pass)
-      fail_pool(why + "; not respawned: a new worker would fail the same way");
+      fail_pool(e.start_failure);
+    else if (e.cannot_pass)
+      fail_pool(e.start_failure + "; not respawned: a new worker would fail the same way");
     else if (++start_failures >= kMaxStartFailures)
-      fail_pool(std::to_string(kMaxStartFailures) + " workers in a row failed to start; last: " + why);
+      fail_pool(std::to_string(kMaxStartFailures) + " workers in a row failed to start; last: " + e.start_failure);
     else
-      logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), why.c_str());
+      logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), e.start_failure.c_str());
+    if (operation) on_operation_start_failed(w, e.start_failure);
   }
-  if (!stop_requested) schedule_respawn(w);
-  // No replacement will start, and the process left something behind: a process of its
-  // own runs the recover hooks before the pool's last exit (vendor code never runs in
-  // the host).
-  else if (!w.recover_cause.empty()) spawn_worker(w, true);
+  if (slot && !stop_requested) {
+    slot->recover_cause = std::move(e.recover_cause);
+    schedule_respawn(*slot, e.was_ready);
+  } else if (!e.recover_cause.empty() && !failed) {
+    // No replacement will start in its place (the pool stops, or it was retired or
+    // rolled back), and it left something behind: a process of its own runs the recover
+    // hooks (vendor code never runs in the host).
+    start_process(w.index(), w.generation_ptr(), WorkerProcess::Role::recovering, std::move(e.recover_cause), true);
+  }
 }
 
-void Pool::Impl::settle_tasks(WorkerSlot& w, const std::string& death, bool abandoned) {
-  const uint64_t running = w.block->running_task.load(std::memory_order_acquire);
+void Pool::Impl::settle_tasks(WorkerProcess& w, WorkerProcess::Ended& e) {
+  const bool abandoned = e.abandoned;
   std::deque<TaskPtr> back;
   bool first = true;
-  while (!w.inflight.empty()) {
-    TaskPtr t = std::move(w.inflight.front());
-    w.inflight.pop_front();
+  while (!e.tasks.empty()) {
+    TaskPtr t = std::move(e.tasks.front());
+    e.tasks.pop_front();
     --inflight_total;
     // What the worker says it runs is its word only. A worker killed for breaking the
     // protocol (a scribbled ring or block) may lie about it: its front task counts as
     // run, or a task that scribbles would be handed out again for ever.
-    bool ran = first && ((running != 0 && t->id == running) || w.violation);
+    bool ran = first && ((e.running != 0 && t->id == e.running) || e.violation);
     first = false;
     if (ran) ++t->attempts;
-    Outcome o = rejection(death);
+    Outcome o = rejection(e.death);
     o.attempts = t->attempts;
     if (ran) {
-      o.worker = static_cast<int32_t>(w.index);
+      o.worker = static_cast<int32_t>(w.index());
+      o.generation = w.generation().number;
       // The host's view of its run: the worker never reported a duration.
       if (config.task_timeout.count() != 0)
-        o.duration = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - w.front_started);
+        o.duration = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - e.front_started);
     }
-    const std::string cut_off = "terminated while running, grace " + seconds_text(config.grace) + " passed";
+    const std::string cut_off = "terminated while running, grace " + seconds_text(w.config().grace) + " passed";
     if (terminate_seen) {
       o.status = Status::cancelled;
       if (!ran) o.error = "pool terminated before the task started";
@@ -430,12 +236,12 @@ void Pool::Impl::settle_tasks(WorkerSlot& w, const std::string& death, bool aban
       o.error = failure_reason() + "; " + cut_off;
       complete(std::move(t), std::move(o));
     } else if (ran && (t->attempts > config.retries || failed)) {
-      o.status = w.timeout_kill ? Status::timeout : Status::crashed;
+      o.status = e.timeout_kill ? Status::timeout : Status::crashed;
       complete(std::move(t), std::move(o));
     } else {
       // A task that scribbles need not be the one in front: each task that was queued in
       // a worker that broke the protocol runs alone next time, where it is in front.
-      if (!ran && w.violation) t->suspect = true;
+      if (!ran && e.violation) t->suspect = true;
       back.push_back(std::move(t));  // never started, or a retry is allowed
     }
   }

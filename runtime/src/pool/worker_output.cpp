@@ -7,7 +7,7 @@
 #include "common/check.hpp"
 #include "common/log.hpp"
 #include "common/printable.hpp"
-#include "pool/loop_common.hpp"
+#include "pool/worker_process.hpp"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -17,11 +17,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace shoal {
-
-using namespace detail;
-
-namespace detail {
+namespace shoal::detail {
 
 Result<WorkerPipe> worker_pipe(int flags) {
   int fds[2];
@@ -35,8 +31,6 @@ Result<WorkerPipe> worker_pipe(int flags) {
   SHOAL_CHECK(::fcntl(p.read.get(), F_SETFL, ::fcntl(p.read.get(), F_GETFL) | O_NONBLOCK) == 0);
   return p;
 }
-
-}  // namespace detail
 
 namespace {
 
@@ -65,66 +59,62 @@ void log_output_line(std::string_view pool, uint32_t worker, std::string_view li
 // (up to 1 MiB) reaches the log; what outlives it is dropped with the pipe.
 constexpr int kFinalDrainRounds = 64;
 
-void Pool::Impl::on_output(WorkerSlot& w, bool final) {
-  if (!w.output) return;
-  auto emit = [&](std::string_view line) { log_output_line(config.name, w.index, line); };
+void WorkerProcess::on_output(bool final) {
+  if (!output_) return;
+  auto emit = [&](std::string_view line) { log_output_line(config().name, index_, line); };
   char buf[16384];
   // Bounded per wake-up: a plugin that prints without end must not starve the tasks. The
   // last drain after the exit is bounded too (1 MiB): a daemon the plugin started with
   // setsid keeps the pipe's write end, and could keep it full for ever.
   for (int rounds = 0; rounds < (final ? kFinalDrainRounds : 4); ++rounds) {
-    ssize_t n = ::read(w.output.get(), buf, sizeof buf);
+    ssize_t n = ::read(output_.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       if (n == 0) {  // every writer is gone: the last line ends here
-        unwatch(w.output.get());
-        w.output.reset();
+        unwatch(output_);
         final = true;
       }
       break;
     }
-    w.partial.append(buf, static_cast<size_t>(n));
+    partial_.append(buf, static_cast<size_t>(n));
     size_t start = 0;
-    for (size_t nl; (nl = w.partial.find('\n', start)) != std::string::npos; start = nl + 1)
-      emit(std::string_view(w.partial).substr(start, nl - start));
-    w.partial.erase(0, start);
+    for (size_t nl; (nl = partial_.find('\n', start)) != std::string::npos; start = nl + 1)
+      emit(std::string_view(partial_).substr(start, nl - start));
+    partial_.erase(0, start);
     // A line without an end in sight is cut rather than held without bound.
-    if (w.partial.size() > 4096) {
-      emit(w.partial);
-      w.partial.clear();
+    if (partial_.size() > 4096) {
+      emit(partial_);
+      partial_.clear();
     }
   }
-  if (final && !w.partial.empty()) {
-    emit(w.partial);
-    w.partial.clear();
+  if (final && !partial_.empty()) {
+    emit(partial_);
+    partial_.clear();
   }
 }
 
-void Pool::Impl::on_log(WorkerSlot& w, bool final) {
-  if (!w.log) return;
+void WorkerProcess::on_log(bool final) {
+  if (!log_) return;
   char buf[kLogRecordMax];
   static_assert(kLogRecordMax <= PIPE_BUF, "a record must be one packet");
   // Bounded per wake-up, like the output: a flood of records must not starve the tasks.
   for (int rounds = 0; rounds < (final ? 4 * kFinalDrainRounds : 64); ++rounds) {
-    ssize_t n = ::read(w.log.get(), buf, sizeof buf);
+    ssize_t n = ::read(log_.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      if (n == 0) {
-        unwatch(w.log.get());
-        w.log.reset();
-      }
+      if (n == 0) unwatch(log_);
       break;
     }
     const std::string_view packet(buf, static_cast<size_t>(n));
     auto record = decode_log_record(packet);
     if (!record) {  // not written by the worker's log_line: the plugin's bytes, as data
-      log_output_line(config.name, w.index, packet);
+      log_output_line(config().name, index_, packet);
       continue;
     }
     // The component is the worker's word (a plugin's, even): escaped like the message.
     const std::string component = printable(record->component, 64);
-    log_line(record->level, record->message, {config.name, static_cast<int>(w.index), component});
+    log_line(record->level, record->message, {config().name, static_cast<int>(index_), component});
   }
 }
 
-}  // namespace shoal
+}  // namespace shoal::detail

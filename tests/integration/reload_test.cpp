@@ -1,0 +1,302 @@
+// Pool::reload and Pool::resize while tasks flow: every task gets exactly one outcome,
+// each from one generation; a reload that cannot start its new generation rolls back and
+// leaves the old one serving; a resize up and down loses nothing.
+#include "support/test_env.hpp"
+
+#include <shoal/runtime.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <thread>
+
+using namespace shoal;
+using namespace shoal::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+PoolConfig versioned(uint32_t workers, const std::string& version) {
+  PoolConfig c = pool_config(fixture("fx_fault"), workers);
+  c.params["version"] = version;
+  return c;
+}
+
+// Tasks submitted from a thread of their own as fast as the pool takes them, each
+// asking for the version its worker runs; every outcome is recorded once.
+class Load {
+ public:
+  Load(Pool& pool, size_t count, std::string task = "param version") : outcomes_(count) {
+    feeder_ = std::thread([this, &pool, task] {
+      for (size_t i = 0; i < outcomes_.size(); ++i) {
+        pool.submit(task, [this, i](Outcome&& o) {
+          outcomes_[i] = std::move(o);
+          std::lock_guard lock(mu_);
+          ++done_;
+          cv_.notify_all();
+        });
+        // Keep a bounded backlog, so that the tasks spread over the whole reload.
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return i < done_ + 2000; });
+      }
+    });
+  }
+  ~Load() {
+    if (feeder_.joinable()) feeder_.join();
+  }
+  /// Waits until `n` outcomes are in; false at the deadline.
+  bool wait_done(size_t n, std::chrono::seconds limit = 60s) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, limit, [&] { return done_ >= n; });
+  }
+  const std::vector<Outcome>& finish() {
+    REQUIRE(wait_done(outcomes_.size()));
+    feeder_.join();
+    return outcomes_;
+  }
+
+ private:
+  std::vector<Outcome> outcomes_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t done_ = 0;
+  std::thread feeder_;
+};
+
+std::set<int> pid_set(const Pool& pool) {
+  const auto v = pool.worker_pids();
+  return {v.begin(), v.end()};
+}
+
+}  // namespace
+
+TEST_CASE("a reload under load: 100000 tasks each get one outcome from one version and each slot switches once",
+          "[integration][reload]") {
+  constexpr size_t kTasks = 100000;
+  auto pool = start_pool(versioned(4, "A"));
+  const auto old_pids = pool->worker_pids();
+  Load load(*pool, kTasks);
+  REQUIRE(load.wait_done(kTasks / 5));
+  auto reloaded = pool->reload(versioned(4, "B"));
+  REQUIRE(reloaded);
+  // The roll is over when reload returns: every old process has stopped.
+  CHECK(all_gone(old_pids, 0ms));
+  const auto& outcomes = load.finish();
+  size_t a = 0, b = 0;
+  for (const Outcome& o : outcomes) {
+    REQUIRE(o.status == Status::ok);
+    REQUIRE(o.attempts == 1);
+    // The output says which version ran it; the generation must say the same.
+    if (o.output == "A") {
+      ++a;
+      REQUIRE(o.generation == 0);
+    } else {
+      REQUIRE(o.output == "B");
+      REQUIRE(o.generation == 1);
+      ++b;
+    }
+  }
+  CHECK(a >= kTasks / 5);
+  CHECK(b > 0);
+  const PoolStats s = pool->stats();
+  CHECK(s.generation == 1);
+  CHECK(s.reloads == 1);
+  CHECK(s.last_reload == "ok");
+  CHECK(s.last_reload_duration > 0ns);
+  CHECK(s.outcomes[static_cast<size_t>(Status::ok)] == kTasks);
+  REQUIRE(s.workers.size() == 4);
+  for (const WorkerStats& w : s.workers) CHECK(w.starts == 2);  // one process per generation
+  CHECK(s.restarts == 4);
+  CHECK(pool->config().params.at("version") == "B");
+  // After the roll, new tasks run on the new version only.
+  Outcome after = get(pool->submit("param version"));
+  CHECK(after.output == "B");
+  CHECK(after.generation == 1);
+  pool->join();
+}
+
+TEST_CASE("a reload whose init fails in one worker rolls back and the old version serves on", "[integration][reload]") {
+  auto pool = start_pool(versioned(3, "A"));
+  const auto before = pid_set(*pool);
+  Load load(*pool, 20000);
+  REQUIRE(load.wait_done(2000));
+  PoolConfig broken = versioned(3, "B");
+  broken.params["fail_init_index"] = "1";  // worker 0 switches, worker 1 cannot: back
+  auto reloaded = pool->reload(broken);
+  REQUIRE(!reloaded);
+  CHECK_THAT(reloaded.error().message, Catch::Contains("rolled back to generation 0"));
+  CHECK_THAT(reloaded.error().message, Catch::Contains("init refused in worker 1"));
+  const auto& outcomes = load.finish();
+  // Worker 0 ran generation 1 for a while; every other outcome is the old version's, and
+  // none was lost or failed.
+  for (const Outcome& o : outcomes) {
+    REQUIRE(o.status == Status::ok);
+    REQUIRE(o.output == (o.generation == 0 ? "A" : "B"));
+  }
+  const PoolStats s = pool->stats();
+  CHECK(s.generation == 0);
+  CHECK(s.reloads == 0);
+  CHECK_THAT(s.last_reload, Catch::Contains("rolled back"));
+  // No new-generation process is left: three live workers, all on the old version.
+  CHECK(pool->live_workers() == 3);
+  const auto after = pid_set(*pool);
+  CHECK(after.size() == 3);
+  std::vector<std::future<Outcome>> probes;
+  for (int i = 0; i < 60; ++i) probes.push_back(pool->submit("param version"));
+  std::set<int32_t> workers_seen;
+  for (auto& f : probes) {
+    Outcome o = get(std::move(f));
+    CHECK(o.output == "A");
+    CHECK(o.generation == 0);
+    workers_seen.insert(o.worker);
+  }
+  CHECK(workers_seen.size() >= 1);
+  CHECK(pool->config().params.at("version") == "A");
+  // Slots 1 and 2 never switched: the same processes as before; slot 0 went to the new
+  // version and back, so its process is a third one.
+  size_t kept = 0;
+  for (int pid : after) kept += before.count(pid);
+  CHECK(kept == 2);
+  pool->join();
+}
+
+TEST_CASE("a reload whose init hangs past start_timeout rolls back without leaving a process",
+          "[integration][reload]") {
+  auto pool = start_pool(versioned(2, "A"));
+  const auto before = pid_set(*pool);
+  Load load(*pool, 5000);
+  PoolConfig hangs = versioned(2, "B");
+  hangs.params["init_hang"] = "1";
+  hangs.start_timeout = 1s;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto reloaded = pool->reload(hangs);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  REQUIRE(!reloaded);
+  CHECK_THAT(reloaded.error().message, Catch::Contains("start_timeout"));
+  CHECK(took < 10s);
+  for (const Outcome& o : load.finish()) {
+    REQUIRE(o.status == Status::ok);
+    REQUIRE(o.output == "A");
+    REQUIRE(o.generation == 0);
+  }
+  // The first new process never became ready: nothing switched, the old processes serve.
+  CHECK(pid_set(*pool) == before);
+  CHECK(pool->stats().generation == 0);
+  pool->join();
+}
+
+TEST_CASE("a reload that changes only task_timeout and retries applies at once without new processes",
+          "[integration][reload]") {
+  auto pool = start_pool(versioned(2, "A"));
+  const auto before = pid_set(*pool);
+  PoolConfig c = versioned(2, "A");
+  c.task_timeout = 300ms;
+  c.retries = 2;
+  REQUIRE(pool->reload(c));
+  CHECK(pid_set(*pool) == before);
+  CHECK(pool->config().task_timeout == 300ms);
+  Outcome o = get(pool->submit("wait-stop"));
+  CHECK(o.status == Status::timeout);
+  CHECK(o.generation == 0);
+  // A config the worker reads (its params) changed, with nothing else: a roll.
+  c.params["version"] = "B";
+  REQUIRE(pool->reload(c));
+  CHECK(get(pool->submit("param version")).output == "B");
+  CHECK(pool->stats().generation == 1);
+  // A new name or ring size cannot be reloaded; the pool is unchanged.
+  PoolConfig renamed = c;
+  renamed.name = "other";
+  auto r = pool->reload(renamed);
+  REQUIRE(!r);
+  CHECK_THAT(r.error().message, Catch::Contains("rename"));
+  PoolConfig bigger = c;
+  bigger.queue_capacity *= 4;
+  r = pool->reload(bigger);
+  REQUIRE(!r);
+  CHECK_THAT(r.error().message, Catch::Contains("queue.capacity"));
+  PoolConfig missing = c;
+  missing.plugin = "/nonexistent/plugin.so";
+  r = pool->reload(missing);
+  REQUIRE(!r);
+  CHECK_THAT(r.error().message, Catch::Contains("/nonexistent/plugin.so"));
+  CHECK(pool->stats().generation == 1);
+  pool->join();
+}
+
+TEST_CASE("resize 2 to 8 to 1 under load loses no task", "[integration][reload][resize]") {
+  auto pool = start_pool(versioned(2, "A"));
+  Load load(*pool, 30000, "sleep 0");
+  REQUIRE(load.wait_done(1000));
+  REQUIRE(pool->resize(8));
+  CHECK(pool->live_workers() == 8);
+  CHECK(pool->stats().workers.size() == 8);
+  CHECK(pool->config().workers == 8);
+  REQUIRE(load.wait_done(10000));
+  const auto eight = pool->worker_pids();
+  REQUIRE(pool->resize(1));
+  CHECK(pool->live_workers() == 1);
+  CHECK(pool->stats().workers.size() == 1);
+  size_t ran_by_high = 0;
+  for (const Outcome& o : load.finish()) {
+    REQUIRE(o.status == Status::ok);
+    REQUIRE(o.attempts == 1);
+    if (o.worker >= 2) ++ran_by_high;
+  }
+  CHECK(ran_by_high > 0);  // the grown workers took part
+  // Seven of the eight processes stopped when resize returned.
+  size_t gone = 0;
+  for (int pid : eight)
+    if (::kill(pid, 0) != 0) ++gone;
+  CHECK(gone == 7);
+  CHECK(get(pool->submit("index")).output == "0");
+  pool->join();
+}
+
+TEST_CASE("a kill -9 of a new-generation worker during the roll leaves every task one outcome",
+          "[integration][reload]") {
+  auto pool = start_pool(versioned(3, "A"));
+  const auto before = pid_set(*pool);
+  Load load(*pool, 20000);
+  PoolConfig slow = versioned(3, "B");
+  slow.params["init_sleep_ms"] = "300";  // each new worker takes a while: time to kill one
+  std::atomic<int> killed{0};
+  std::thread killer([&] {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      for (int pid : pool->worker_pids())
+        if (!before.count(pid)) {
+          ::kill(pid, SIGKILL);
+          killed = pid;
+          return;
+        }
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  auto reloaded = pool->reload(slow);
+  killer.join();
+  REQUIRE(killed != 0);
+  // Killed while starting, the roll turns back; killed once serving, it is replaced.
+  if (!reloaded) CHECK_THAT(reloaded.error().message, Catch::Contains("rolled back"));
+  size_t crashed = 0;
+  for (const Outcome& o : load.finish()) {
+    if (o.status == Status::crashed) {
+      ++crashed;
+      continue;
+    }
+    REQUIRE(o.status == Status::ok);
+    REQUIRE(o.output == (o.generation == 0 ? "A" : "B"));
+  }
+  CHECK(crashed <= 1);  // at most the task the killed worker ran
+  CHECK(pool->live_workers() == 3);
+  const uint32_t gen = pool->stats().generation;
+  CHECK(gen == (reloaded ? 1u : 0u));
+  CHECK(get(pool->submit("param version")).output == (reloaded ? "B" : "A"));
+  pool->join();
+}
