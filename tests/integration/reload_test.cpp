@@ -150,14 +150,11 @@ TEST_CASE("a reload whose init fails in one worker rolls back and the old versio
   CHECK(after.size() == 3);
   std::vector<std::future<Outcome>> probes;
   for (int i = 0; i < 60; ++i) probes.push_back(pool->submit("param version"));
-  std::set<int32_t> workers_seen;
   for (auto& f : probes) {
     Outcome o = get(std::move(f));
     CHECK(o.output == "A");
     CHECK(o.generation == 0);
-    workers_seen.insert(o.worker);
   }
-  CHECK(workers_seen.size() >= 1);
   CHECK(pool->config().params.at("version") == "A");
   // Slots 1 and 2 never switched: the same processes as before; slot 0 went to the new
   // version and back, so its process is a third one.

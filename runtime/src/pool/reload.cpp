@@ -120,11 +120,12 @@ Result<void> Pool::resize(size_t workers) {
 }
 
 Result<void> Pool::Impl::run_operation(std::unique_ptr<Operation> op) {
-  if (loop.get_id() == std::this_thread::get_id())
-    return Error{Errc::failed, "pool " + config.name + ": reload and resize cannot be called from an outcome callback"};
   auto result = op->done.get_future();
   {
+    // `config` is read under the lock here: the loop replaces it at the end of a reload.
     std::lock_guard lock(mu);
+    if (loop.get_id() == std::this_thread::get_id())
+      return Error{Errc::failed, "pool " + config.name + ": reload and resize cannot be called from an outcome callback"};
     if (closed) return Error{Errc::failed, "pool " + config.name + ": " + closed_reason};
     operations.push_back(std::move(op));
     has_operation.store(true, std::memory_order_relaxed);
