@@ -297,3 +297,37 @@ TEST_CASE("a kill -9 of a new-generation worker during the roll leaves every tas
   CHECK(get(pool->submit("param version")).output == (reloaded ? "B" : "A"));
   pool->join();
 }
+
+TEST_CASE("reloads and resizes from several threads run one after the other", "[integration][reload]") {
+  auto pool = start_pool(versioned(2, "A"));
+  Load load(*pool, 20000);
+  std::vector<std::thread> callers;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 3; ++i) {
+    callers.emplace_back([&, i] {
+      if (pool->reload(versioned(2, "v" + std::to_string(i)))) ++ok;
+    });
+    callers.emplace_back([&, i] {
+      if (pool->resize(static_cast<size_t>(1 + i))) ++ok;
+    });
+  }
+  for (auto& t : callers) t.join();
+  CHECK(ok == 6);
+  for (const Outcome& o : load.finish()) REQUIRE(o.status == Status::ok);
+  const PoolStats s = pool->stats();
+  CHECK(s.reloads == 3);
+  CHECK(s.generation == 3);  // each reload changed the params: three rolls
+  // The last operation decided the size; every live process serves the last version.
+  CHECK(pool->live_workers() == s.workers.size());
+  const std::string last = pool->config().params.at("version");
+  for (size_t i = 0; i < 20; ++i) CHECK(get(pool->submit("param version")).output == last);
+  // From an outcome callback (the pool's own loop thread) a reload would wait for itself.
+  std::promise<std::string> refused;
+  pool->submit("ok", [&](Outcome&&) { refused.set_value(pool->resize(1) ? "" : pool->resize(1).error().message); });
+  CHECK_THAT(refused.get_future().get(), Catch::Contains("outcome callback"));
+  pool->close();
+  auto after_close = pool->resize(3);
+  REQUIRE(!after_close);
+  CHECK_THAT(after_close.error().message, Catch::Contains("closed"));
+  pool->join();
+}

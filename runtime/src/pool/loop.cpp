@@ -410,6 +410,7 @@ void Pool::Impl::run_loop() {
   o.status = Status::cancelled;
   cancel_pending(o);
   finish_start(false, "pool stopped while starting");
+  abandon_operations("pool stopped");  // none can be queued after `closed`; none waits for ever
 }
 
 void Pool::Impl::on_start_cancel() {
