@@ -3,6 +3,7 @@
 #include "worker.hpp"
 
 #include "common/check.hpp"
+#include "common/event.hpp"
 #include "common/log.hpp"
 
 #include <poll.h>

@@ -2,7 +2,9 @@
 // in place, and the host-table calls a plugin makes meanwhile.
 #include "worker.hpp"
 
+#include "common/event.hpp"
 #include "common/log.hpp"
+#include "ipc/wake.hpp"
 
 #include <unistd.h>
 
@@ -33,27 +35,17 @@ void Worker::wait_until(Pred ready) {
     if (ready()) return;
     __builtin_ia32_pause();
   }
-  for (;;) {
-    uint32_t seq = block_->worker_wake.load(std::memory_order_acquire);
-    block_->worker_sleeping.store(1, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (ready()) break;
-    // The timeout is a safety net only; every state change bumps worker_wake.
-    futex_wait(&block_->worker_wake, seq, 1'000'000'000);
-    if (ready()) break;
-  }
-  block_->worker_sleeping.store(0, std::memory_order_relaxed);
+  // The one-second bound is a safety net only: every state change notifies.
+  WakeListener(worker_channel(*block_)).wait(ready, 1'000'000'000);
 }
 
 void Worker::wake_self() noexcept {
   if (block_ == nullptr) return;
-  block_->worker_wake.fetch_add(1);
-  futex_wake_all(&block_->worker_wake);
+  WakeNotifier(worker_channel(*block_)).wake();
 }
 
 void Worker::wake_host() noexcept {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (block_->host_sleeping.load(std::memory_order_relaxed) != 0 && block_->host_sleeping.exchange(0) != 0) {
+  if (WakeNotifier(host_channel(*block_)).notify_once()) {
     waited_ = true;  // the syscalls are not the next task's time
     // A plugin may have closed the eventfd and opened a file of its own on the number:
     // the wake-up must not land in it. A lost eventfd ends the worker (its exit wakes
