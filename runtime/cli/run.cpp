@@ -4,10 +4,11 @@
 #include "options.hpp"
 #include "stats.hpp"
 #include "terminal.hpp"
+#include "common/event.hpp"
+#include "common/fd.hpp"
 #include "common/json.hpp"
 #include "common/printable.hpp"
 #include "config/values.hpp"
-#include "ipc/segment.hpp"
 #include "pool/input_limit.hpp"
 
 #include <shoal/runtime.hpp>
@@ -304,11 +305,7 @@ int run(const RunOptions& opts) {
     print_error("eventfd: " + errno_text(errno));
     return kExitUsage;
   }
-  const auto stop_reader = [&wake] {
-    const uint64_t one = 1;
-    ssize_t n = ::write(wake.get(), &one, sizeof one);
-    (void)n;
-  };
+  const auto stop_reader = [&wake] { detail::eventfd_signal(wake.get()); };
 
   Shared shared(window, !opts.unordered);
   // A line longer than any task input is skipped, not held: its row is `rejected`.

@@ -1,5 +1,6 @@
 #include "serve_state.hpp"
 
+#include "common/event.hpp"
 #include "common/log.hpp"
 
 #include <sys/eventfd.h>

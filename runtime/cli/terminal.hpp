@@ -5,9 +5,9 @@
 #define SHOAL_CLI_TERMINAL_HPP
 
 #include "common/check.hpp"
+#include "common/fd.hpp"
 #include "common/log.hpp"
 #include "common/printable.hpp"
-#include "ipc/segment.hpp"
 
 #include <shoal/runtime.hpp>
 

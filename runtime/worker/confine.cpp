@@ -108,7 +108,7 @@ bool Worker::harden() {
   // pool with limits.core_dumps keeps it (documented: its workers can read each other).
   // main() made the process non-dumpable first thing (its memfd is still open then);
   // only a pool that wants core dumps turns it back on, once the memfd is closed.
-  if (core_dumps_ && ::prctl(PR_SET_DUMPABLE, 1) != 0) return fatal(errno_text("prctl(PR_SET_DUMPABLE)"));
+  if (init_.core_dumps && ::prctl(PR_SET_DUMPABLE, 1) != 0) return fatal(errno_text("prctl(PR_SET_DUMPABLE)"));
   // CAP_SYS_PTRACE passes every check above: a worker running as root would reach the
   // host and its siblings whatever they set. No plugin gets it.
   std::string error;
@@ -117,14 +117,14 @@ bool Worker::harden() {
 }
 
 bool Worker::apply_sandbox() {
-  if (!sandbox_) return true;
+  if (!init_.sandbox) return true;
   // Both the filter and the ruleset need it without CAP_SYS_ADMIN; it also keeps an exec
   // of a setuid program from leaving the sandbox.
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fatal(errno_text("sandbox: prctl(PR_SET_NO_NEW_PRIVS)"));
   const int abi = landlock_abi();
   if (abi < 1)
     return fatal("sandbox: this kernel has no Landlock (" + std::string(std::strerror(errno)) +
-                 "); remove pools." + pool_ + ".sandbox or enable Landlock (lsm=landlock)");
+                 "); remove pools." + init_.pool + ".sandbox or enable Landlock (lsm=landlock)");
   RulesetAttr attr{landlock_fs_rights(abi), 0, 0};
   // A sandboxed worker cannot signal a process outside its sandbox (the host) or connect
   // to an abstract Unix socket outside it.
@@ -148,13 +148,13 @@ bool Worker::apply_sandbox() {
   };
   for (const char* path : kSystemReadable)
     if (!allow(path, kLandlockRead, false)) return false;
-  if (!allow(plugin_path_, kLandlockRead, true)) return false;
-  for (const auto& spec : resource_specs_)
+  if (!allow(init_.plugin, kLandlockRead, true)) return false;
+  for (const auto& spec : init_.resources)
     if (!allow(spec.module, kLandlockRead, true)) return false;
   if (!allow("/dev/null", kLandlockWrite, true)) return false;
   // /proc/self resolves to /proc/PID: the worker's own entries, nobody else's.
   if (!allow("/proc/self/", kLandlockRead, true)) return false;
-  for (const auto& [path, write] : sandbox_paths_)
+  for (const auto& [path, write] : init_.sandbox_paths)
     if (!allow(path, write ? kLandlockWrite : kLandlockRead, true)) return false;
 
   // Calls that reach another process or change the kernel's configuration. Default allow:

@@ -3,6 +3,7 @@
 #include "worker.hpp"
 
 #include "common/check.hpp"
+#include "common/event.hpp"
 #include "common/log.hpp"
 
 #include <poll.h>
@@ -90,7 +91,7 @@ void Worker::start_threads() {
   // that died before this call, hence the getppid() check; the control socket's EOF is
   // the second line, for whatever the signal misses.
   SHOAL_CHECK(::prctl(PR_SET_PDEATHSIG, SIGTERM) == 0);
-  if (host_pid_ != 0 && ::getppid() != host_pid_) begin_stop(LocalStop::host_gone);
+  if (init_.host_pid != 0 && ::getppid() != init_.host_pid) begin_stop(LocalStop::host_gone);
 
   struct stat st {};
   if (::fstat(kWorkerControlFd, &st) == 0) control_id_ = {st.st_dev, st.st_ino};
@@ -162,16 +163,16 @@ void Worker::control_loop() {
       else eventfd_drain(stop_event_fd_);
     }
     if (local_stop_.load() == 0 && !channels_intact()) begin_stop(LocalStop::channel_lost);
-    if (local_stop_.load() != 0 && stop_deadline == 0) stop_deadline = now_ns() + grace_ns_;
+    if (local_stop_.load() != 0 && stop_deadline == 0) stop_deadline = now_ns() + init_.grace_ns;
     if (stop_deadline != 0 && now_ns() >= stop_deadline) {
       const auto phase = static_cast<Phase>(phase_.load());
       if (phase == Phase::in_task)
-        abandon("task abandoned: still running when shutdown.grace " + seconds_text(grace_ns_) + " passed");
+        abandon("task abandoned: still running when shutdown.grace " + seconds_text(init_.grace_ns) + " passed");
       // A stop must not wait for an init (or an open, or a recover hook) that takes
       // longer than grace: what opened closes through the chain, the plugin's fini does
       // not run (its init never returned).
       if (phase == Phase::starting)
-        abandon("stopped while starting: init had not returned when shutdown.grace " + seconds_text(grace_ns_) +
+        abandon("stopped while starting: init had not returned when shutdown.grace " + seconds_text(init_.grace_ns) +
                 " passed");
       stop_deadline = INT64_MAX;  // the main thread is past its task and stops by itself
     }
@@ -189,8 +190,8 @@ void Worker::watchdog_loop() {
     if (now >= wd_deadline_ns_) {
       std::string entry = wd_entry_;
       lock.unlock();
-      note("finalizer '" + entry + "' of worker " + std::to_string(index_) + " (pid " + std::to_string(::getpid()) +
-           ") did not return within shutdown.fini_timeout " + seconds_text(fini_timeout_ns_));
+      note("finalizer '" + entry + "' of worker " + std::to_string(init_.index) + " (pid " + std::to_string(::getpid()) +
+           ") did not return within shutdown.fini_timeout " + seconds_text(init_.fini_timeout_ns));
       // The rest of the chain cannot run after a hung entry: it may hold what they need.
       _exit(kExitFiniTimeout);
     }
@@ -204,7 +205,7 @@ void Worker::run_chain() {
     std::lock_guard lock(wd_mu_);
     if (entry != nullptr) {
       wd_entry_ = *entry;
-      wd_deadline_ns_ = now_ns() + fini_timeout_ns_;
+      wd_deadline_ns_ = now_ns() + init_.fini_timeout_ns;
     } else {
       wd_deadline_ns_ = 0;
     }

@@ -44,45 +44,19 @@ bool Worker::fatal(const std::string& message) {
   return false;
 }
 
-void Worker::apply_init(InitMessage&& m) {
-  pool_ = std::move(m.pool);
-  plugin_path_ = std::move(m.plugin);
-  index_ = m.index;
-  workers_ = m.workers;
-  capacity_ = m.capacity;
-  segment_size_ = m.segment_size;
-  if (m.recover_only) local_stop_.store(static_cast<uint32_t>(LocalStop::recover_only));
-  grace_ns_ = m.grace_ns;
-  fini_timeout_ns_ = m.fini_timeout_ns;
-  fini_priority_ = m.fini_priority;
-  max_memory_ = m.max_memory;
-  host_pid_ = m.host_pid;
-  recover_cause_ = std::move(m.recover);
-  limit_as_ = m.limit_address_space;
-  limit_cpu_ = m.limit_cpu_seconds;
-  limit_nofile_ = m.limit_open_files;
-  core_dumps_ = m.core_dumps;
-  no_new_privs_ = m.no_new_privs;
-  sandbox_ = m.sandbox;
-  sandbox_paths_ = std::move(m.sandbox_paths);
-  params_ = std::move(m.params);
-  for (auto& r : m.resources)
-    resource_specs_.push_back({std::move(r.name), std::move(r.module), r.priority, std::move(r.params)});
-}
-
 bool Worker::map_segment() {
   // The layout comes from the host's Init message, never from the segment: a page that
   // every worker could write is a page one plugin could break for every replacement.
   // Check the descriptor against it before mapping, so a mismatch is a clear error
   // instead of a SIGBUS later.
   struct stat st{};
-  if (::fstat(kWorkerSegmentFd, &st) != 0) return fatal("segment descriptor missing");
-  SegmentLayout layout{capacity_};
-  if (index_ >= workers_ || layout.total() != segment_size_ || static_cast<uint64_t>(st.st_size) < layout.total())
-    return fatal("shared-memory segment does not match this worker (layout)");
+  if (::fstat(kWorkerSegmentFd, &st) != 0)
+    return fatal(std::string("shared-memory segment (descriptor 3): fstat: ") + std::strerror(errno));
+  if (std::string why = segment_mismatch(init_, static_cast<uint64_t>(st.st_size)); !why.empty()) return fatal(why);
+  const SegmentLayout layout{init_.capacity};
   auto block = map_shared(kWorkerSegmentFd, SegmentLayout::block_offset(), kPageSize);
-  auto tasks = map_ring(kWorkerSegmentFd, layout.task_ring_offset(), capacity_);
-  auto results = map_ring(kWorkerSegmentFd, layout.result_ring_offset(), capacity_);
+  auto tasks = map_ring(kWorkerSegmentFd, layout.task_ring_offset(), init_.capacity);
+  auto results = map_ring(kWorkerSegmentFd, layout.result_ring_offset(), init_.capacity);
   if (!block) return fatal(block.error().message);
   if (!tasks) return fatal(tasks.error().message);
   if (!results) return fatal(results.error().message);
@@ -93,8 +67,8 @@ bool Worker::map_segment() {
   task_map_ = std::move(*tasks);
   result_map_ = std::move(*results);
   block_ = reinterpret_cast<WorkerBlock*>(block_map_.data());
-  tasks_ = RingConsumer(&block_->tasks, task_map_.data(), capacity_);
-  results_ = RingProducer(&block_->results, result_map_.data(), capacity_);
+  tasks_ = RingConsumer(&block_->tasks, task_map_.data(), init_.capacity);
+  results_ = RingProducer(&block_->results, result_map_.data(), init_.capacity);
   return true;
 }
 
@@ -106,30 +80,31 @@ bool Worker::apply_limits() {
     if (::setrlimit(resource, &rl) == 0) return true;
     return fatal(std::string("limits.") + key + ": setrlimit: " + std::strerror(errno));
   };
-  if (limit_as_ != 0 && !set(RLIMIT_AS, limit_as_, limit_as_, "address_space")) return false;
+  const uint64_t as = init_.limit_address_space, cpu = init_.limit_cpu_seconds, nofile = init_.limit_open_files;
+  if (as != 0 && !set(RLIMIT_AS, as, as, "address_space")) return false;
   // One second between the soft and the hard limit: SIGXCPU first, then SIGKILL.
-  if (limit_cpu_ != 0 && !set(RLIMIT_CPU, limit_cpu_, limit_cpu_ + 1, "cpu_seconds")) return false;
-  if (limit_nofile_ != 0 && !set(RLIMIT_NOFILE, limit_nofile_, limit_nofile_, "open_files")) return false;
-  if (!core_dumps_ && !set(RLIMIT_CORE, 0, 0, "core_dumps")) return false;
+  if (cpu != 0 && !set(RLIMIT_CPU, cpu, cpu + 1, "cpu_seconds")) return false;
+  if (nofile != 0 && !set(RLIMIT_NOFILE, nofile, nofile, "open_files")) return false;
+  if (!init_.core_dumps && !set(RLIMIT_CORE, 0, 0, "core_dumps")) return false;
   // When memory runs out, the kernel's OOM killer should pick a worker (replaceable, its
   // task gets an outcome) rather than the host. Raising one's own score needs no privilege.
   if (int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC); fd >= 0) {
     (void)!::write(fd, "1000", 4);
     ::close(fd);
   }
-  if (no_new_privs_ && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+  if (init_.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     return fatal(std::string("limits.no_new_privs: prctl: ") + std::strerror(errno));
   return true;
 }
 
 bool Worker::open_resources() {
-  for (const auto& spec : resource_specs_) {
+  for (const auto& spec : init_.resources) {
     auto api = load_resource_module(spec.module);
     if (!api) return fatal("resource " + spec.name + ": " + api.error().message);
     shoal_ctx& ctx = resource_ctx_.emplace_back(shoal_ctx{this, &spec.params, "resource " + spec.name});
-    if (!recover_cause_.empty() && api->recover != nullptr) {
-      log(&ctx, SHOAL_LOG_INFO, ("recovering after: " + recover_cause_).c_str());
-      api->recover(&host_, &ctx, spec.name.c_str(), index_, recover_cause_.c_str());
+    if (!init_.recover.empty() && api->recover != nullptr) {
+      log(&ctx, SHOAL_LOG_INFO, ("recovering after: " + init_.recover).c_str());
+      api->recover(&host_, &ctx, spec.name.c_str(), init_.index, init_.recover.c_str());
     }
     // Stopping: every recover hook still runs (that is cleanup), nothing more opens.
     if (stopping()) continue;
@@ -151,12 +126,12 @@ bool Worker::open_resources() {
 }
 
 bool Worker::load_plugin_and_init() {
-  auto api = load_plugin(plugin_path_);
+  auto api = load_plugin(init_.plugin);
   if (!api) return fatal(api.error().message);
   api_ = *api;
-  if (!recover_cause_.empty() && api_.recover != nullptr) {
-    log(&plugin_ctx_, SHOAL_LOG_INFO, ("recovering after: " + recover_cause_).c_str());
-    api_.recover(&host_, &plugin_ctx_, index_, recover_cause_.c_str());
+  if (!init_.recover.empty() && api_.recover != nullptr) {
+    log(&plugin_ctx_, SHOAL_LOG_INFO, ("recovering after: " + init_.recover).c_str());
+    api_.recover(&host_, &plugin_ctx_, init_.index, init_.recover.c_str());
   }
   if (stopping()) return true;
   failed_ = false;
@@ -165,23 +140,24 @@ bool Worker::load_plugin_and_init() {
   if (rc != SHOAL_OK || failed_) {
     std::string why = error_.empty() ? "returned " + std::to_string(rc) : error_;
     start_may_pass_ = true;
-    return fatal("plugin " + plugin_path_ + ": init failed: " + why);
+    return fatal("plugin " + init_.plugin + ": init failed: " + why);
   }
-  chain_.add(fini_priority_, "plugin fini", [this] { api_.fini(&plugin_ctx_, user_); });
+  chain_.add(init_.fini_priority, "plugin fini", [this] { api_.fini(&plugin_ctx_, user_); });
   std::atexit(shoal_worker_atexit);
   return true;
 }
 
 Started Worker::start() {
-  Message init;
-  if (!read_message(kWorkerControlFd, init) || init.type != MsgType::init) return Started::fatal;
-  auto decoded = decode_init(init.body);
+  Message msg;
+  if (!read_message(kWorkerControlFd, msg) || msg.type != MsgType::init) return Started::fatal;
+  auto decoded = decode_init(msg.body);
   if (auto* why = std::get_if<std::string>(&decoded)) {
     fatal(*why);
     return Started::fatal;
   }
-  apply_init(std::get<InitMessage>(std::move(decoded)));
-  chain_.set_owner("worker " + std::to_string(index_) + " (pid " + std::to_string(::getpid()) + ")");
+  init_ = std::get<InitMessage>(std::move(decoded));
+  if (init_.recover_only) local_stop_.store(static_cast<uint32_t>(LocalStop::recover_only));
+  chain_.set_owner("worker " + std::to_string(init_.index) + " (pid " + std::to_string(::getpid()) + ")");
   if (!map_segment() || !apply_limits() || !harden()) return Started::fatal;
 
   host_.struct_size = sizeof(shoal_host);
@@ -195,7 +171,7 @@ Started Worker::start() {
   host_.param = host_param;
   host_.log = host_log;
   host_.worker_index = host_worker_index;
-  plugin_ctx_ = shoal_ctx{this, &params_, "plugin"};
+  plugin_ctx_ = shoal_ctx{this, &init_.params, "plugin"};
   statm_fd_ = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 
   // The sandbox comes before anything foreign is loaded, so that static constructors run

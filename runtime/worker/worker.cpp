@@ -2,7 +2,9 @@
 // in place, and the host-table calls a plugin makes meanwhile.
 #include "worker.hpp"
 
+#include "common/event.hpp"
 #include "common/log.hpp"
+#include "ipc/wake.hpp"
 
 #include <unistd.h>
 
@@ -33,27 +35,17 @@ void Worker::wait_until(Pred ready) {
     if (ready()) return;
     __builtin_ia32_pause();
   }
-  for (;;) {
-    uint32_t seq = block_->worker_wake.load(std::memory_order_acquire);
-    block_->worker_sleeping.store(1, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (ready()) break;
-    // The timeout is a safety net only; every state change bumps worker_wake.
-    futex_wait(&block_->worker_wake, seq, 1'000'000'000);
-    if (ready()) break;
-  }
-  block_->worker_sleeping.store(0, std::memory_order_relaxed);
+  // The one-second bound is a safety net only: every state change notifies.
+  WakeListener(worker_channel(*block_)).wait(ready, 1'000'000'000);
 }
 
 void Worker::wake_self() noexcept {
   if (block_ == nullptr) return;
-  block_->worker_wake.fetch_add(1);
-  futex_wake_all(&block_->worker_wake);
+  WakeNotifier(worker_channel(*block_)).wake();
 }
 
 void Worker::wake_host() noexcept {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (block_->host_sleeping.load(std::memory_order_relaxed) != 0 && block_->host_sleeping.exchange(0) != 0) {
+  if (WakeNotifier(host_channel(*block_)).notify_once()) {
     waited_ = true;  // the syscalls are not the next task's time
     // A plugin may have closed the eventfd and opened a file of its own on the number:
     // the wake-up must not land in it. A lost eventfd ends the worker (its exit wakes
@@ -90,9 +82,9 @@ void* Worker::reserve(size_t size) {
     return nullptr;
   }
   uint64_t need = record_bytes(out_size_ + size);
-  if (size > capacity_ || need > capacity_) {
+  if (size > init_.capacity || need > init_.capacity) {
     report_error(SHOAL_E_NO_SPACE, ("output of " + std::to_string(out_size_ + size) +
-                                    " bytes exceeds the result ring capacity of " + std::to_string(capacity_) +
+                                    " bytes exceeds the result ring capacity of " + std::to_string(init_.capacity) +
                                     " bytes (raise queue.capacity)")
                                        .c_str());
     return nullptr;
@@ -116,7 +108,7 @@ void Worker::report_error(shoal_status, const char* msg) {
   error_ = msg != nullptr && *msg != '\0' ? msg : "plugin reported an error";
   // Outside a task (a finalizer, a close), nobody collects the message: log it.
   if (phase_.load() == static_cast<uint32_t>(Phase::in_chain))
-    logf(LogLevel::error, "%s[%u]: finalizer reported: %s", pool_.c_str(), index_, error_.c_str());
+    logf(LogLevel::error, "%s[%u]: finalizer reported: %s", init_.pool.c_str(), init_.index, error_.c_str());
 }
 
 void* Worker::resource(const char* name) const {
@@ -129,7 +121,7 @@ void Worker::log(const shoal_ctx* ctx, int32_t level, const char* msg) const {
             : level == SHOAL_LOG_INFO ? LogLevel::info
             : level == SHOAL_LOG_WARN ? LogLevel::warn
                                       : LogLevel::error;
-  log_line(lv, msg, {pool_, static_cast<int>(index_), ctx->component});
+  log_line(lv, msg, {init_.pool, static_cast<int>(init_.index), ctx->component});
 }
 
 void Worker::add_finalizer(int32_t priority, shoal_finalizer_fn fn, void* arg) {
@@ -137,7 +129,7 @@ void Worker::add_finalizer(int32_t priority, shoal_finalizer_fn fn, void* arg) {
 }
 
 bool Worker::over_memory_limit() {
-  if (max_memory_ == 0 || statm_fd_ < 0) return false;
+  if (init_.max_memory == 0 || statm_fd_ < 0) return false;
   const int64_t now = last_end_ns_;  // read at the end of the task just run
   if (now < next_memory_check_ns_) return false;
   next_memory_check_ns_ = now + kMemoryCheckNs;
@@ -149,8 +141,8 @@ bool Worker::over_memory_limit() {
   unsigned long long size_pages = 0, resident_pages = 0;
   if (std::sscanf(buf, "%llu %llu", &size_pages, &resident_pages) != 2) return false;
   uint64_t rss = resident_pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  if (rss <= max_memory_) return false;
-  note("recycled: RSS " + std::to_string(rss) + " bytes passed max_memory " + std::to_string(max_memory_));
+  if (rss <= init_.max_memory) return false;
+  note("recycled: RSS " + std::to_string(rss) + " bytes passed max_memory " + std::to_string(init_.max_memory));
   return true;
 }
 
@@ -205,7 +197,7 @@ void Worker::run_task(const RecordView& task) {
   if (rc != SHOAL_OK && !failed_) report_error(rc, ("shoal_run returned " + std::to_string(rc)).c_str());
   // The error text follows the output; cut it so that the record still fits the ring,
   // and say so at its end.
-  uint64_t room = max_payload(capacity_) - out_size_;
+  uint64_t room = max_payload(init_.capacity) - out_size_;
   if (error_.size() > room) {
     const std::string mark = " [error text cut: " + std::to_string(error_.size()) + " bytes]";
     error_.resize(room > mark.size() ? room - mark.size() : 0);

@@ -43,13 +43,6 @@ struct shoal_ctx {
 
 namespace shoal::detail {
 
-// Exit codes beyond kExitFatal that the host interprets (ipc/control.hpp has the rest).
-struct ResourceSpec {
-  std::string name, module;
-  int32_t priority = 0;
-  std::map<std::string, std::string> params;
-};
-
 enum class LocalStop : uint32_t { none = 0, signal = 1, host_gone = 2, recycle = 3, channel_lost = 4, recover_only = 5 };
 // fatal: no new process could start either (kExitFatal); failed: init or an open refused,
 // which may pass (kExitStartFailed).
@@ -76,13 +69,12 @@ class Worker {
   bool should_stop() const noexcept;
   void* resource(const char* name) const;
   void log(const shoal_ctx* ctx, int32_t level, const char* msg) const;
-  uint32_t index() const noexcept { return index_; }
+  uint32_t index() const noexcept { return init_.index; }
   void add_finalizer(int32_t priority, shoal_finalizer_fn fn, void* arg);
 
  private:
   // start.cpp
   bool fatal(const std::string& message);
-  void apply_init(InitMessage&& m);
   bool map_segment();
   bool apply_limits();
   // confine.cpp
@@ -113,25 +105,9 @@ class Worker {
   void run_task(const RecordView& task);
   bool over_memory_limit();
 
-  // from the Init message
-  std::string pool_;
-  std::string plugin_path_;
-  uint32_t index_ = 0;
-  uint32_t workers_ = 0;
-  uint64_t capacity_ = 0;
-  uint64_t segment_size_ = 0;
-  int64_t grace_ns_ = 5'000'000'000;
-  int64_t fini_timeout_ns_ = 2'000'000'000;
-  int32_t fini_priority_ = 100;
-  uint64_t max_memory_ = 0;
-  int host_pid_ = 0;
-  std::string recover_cause_;  // non-empty: the previous worker died without its chain
-  std::map<std::string, std::string> params_;
-  std::vector<ResourceSpec> resource_specs_;
-  uint64_t limit_as_ = 0, limit_cpu_ = 0, limit_nofile_ = 0;
-  bool core_dumps_ = false, no_new_privs_ = false;
-  bool sandbox_ = false;
-  std::vector<std::pair<std::string, bool>> sandbox_paths_;  // path, writable
+  // The host's Init message as decoded, read in place for the worker's whole life (set
+  // once in start(), before any other thread exists; never written again).
+  InitMessage init_;
 
   Mapping block_map_, task_map_, result_map_;
   WorkerBlock* block_ = nullptr;

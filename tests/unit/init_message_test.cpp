@@ -2,6 +2,7 @@
 // must come through as sent, and anything else must be refused with the key named.
 #include "ipc/control.hpp"
 #include "ipc/init_message.hpp"
+#include "ipc/layout.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -19,7 +20,7 @@ InitMessage full() {
   m.index = 2;
   m.workers = 3;
   m.capacity = 1 << 20;
-  m.segment_size = 3 << 20;
+  m.segment_size = SegmentLayout{m.capacity}.total();
   m.grace_ns = 5'000'000'000;
   m.fini_timeout_ns = -1;  // signed fields keep their sign
   m.fini_priority = -7;
@@ -117,4 +118,33 @@ TEST_CASE("init message: unknown keys, a wrong version and a bad resource index 
   CHECK(error_of(encode_kv({{"pool", "p"}})) ==
         "init message: version missing, this worker reads 1 (host and worker of different builds?)");
   CHECK(error_of("\x01") == "init message: not a list of keys and values");
+}
+
+TEST_CASE("init message: the segment is mapped only if the layout and the descriptor match it", "[unit][init]") {
+  const InitMessage f = full();
+  const uint64_t size = f.segment_size;
+  CHECK(size == 2 * kPageSize + 2 * f.capacity);
+  CHECK(segment_mismatch(f, size).empty());
+  // A descriptor of another size is not this worker's segment (a SIGBUS when the rings
+  // were mapped past its end, before the check).
+  CHECK(segment_mismatch(f, size - kPageSize) ==
+        "shared-memory segment (descriptor 3) is 2101248 bytes, the host sent 2105344: not this worker's segment");
+  CHECK(segment_mismatch(f, size + kPageSize) ==
+        "shared-memory segment (descriptor 3) is 2109440 bytes, the host sent 2105344: not this worker's segment");
+  CHECK(segment_mismatch(f, 0) ==
+        "shared-memory segment (descriptor 3) is 0 bytes, the host sent 2105344: not this worker's segment");
+  InitMessage m = full();
+  m.segment_size = 3 << 20;
+  CHECK(segment_mismatch(m, m.segment_size) ==
+        "init message: segment_size 3145728 does not match rings of 1048576 bytes (2105344 bytes; host and worker "
+        "of different builds?)");
+  for (uint64_t capacity : {uint64_t{0}, uint64_t{2048}, uint64_t{12288}, uint64_t{1} << 63}) {
+    m.capacity = capacity;
+    m.segment_size = SegmentLayout{capacity}.total();
+    CHECK(segment_mismatch(m, m.segment_size) == "init message: ring capacity " + std::to_string(capacity) +
+                                                    " is not a power of two from 4096 to 2^62 bytes");
+  }
+  m.capacity = uint64_t{1} << 62;
+  m.segment_size = SegmentLayout{m.capacity}.total();
+  CHECK(segment_mismatch(m, m.segment_size).empty());
 }

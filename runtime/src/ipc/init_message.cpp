@@ -1,7 +1,9 @@
 #include "ipc/init_message.hpp"
 
 #include "ipc/control.hpp"
+#include "ipc/layout.hpp"
 
+#include <bit>
 #include <charconv>
 #include <limits>
 #include <optional>
@@ -15,6 +17,7 @@ constexpr std::string_view kResource = "resource.";
 constexpr std::string_view kParam = "param.";
 // More would be a config no one writes; the bound keeps a bad index from allocating.
 constexpr size_t kMaxResources = 4096;
+constexpr uint64_t kMaxRingCapacity = uint64_t{1} << 62;
 
 // The whole text, decimal, in T's range: "12x", "", "-1" for an unsigned, or a value past
 // the type are errors, never a prefix or a wrapped number (strtoull took them).
@@ -155,6 +158,22 @@ std::variant<InitMessage, std::string> decode_init(std::string_view body) {
     if (m.resources[i].name.empty() || m.resources[i].module.empty())
       return "init message: resource " + std::to_string(i) + " has no name or module";
   return m;
+}
+
+std::string segment_mismatch(const InitMessage& m, uint64_t descriptor_size) {
+  // Bounded above so that the layout's size cannot wrap around.
+  if (m.capacity < kMinRingCapacity || m.capacity > kMaxRingCapacity || !std::has_single_bit(m.capacity))
+    return "init message: ring capacity " + std::to_string(m.capacity) + " is not a power of two from " +
+           std::to_string(kMinRingCapacity) + " to 2^62 bytes";
+  const uint64_t expected = SegmentLayout{m.capacity}.total();
+  if (m.segment_size != expected)
+    return "init message: segment_size " + std::to_string(m.segment_size) + " does not match rings of " +
+           std::to_string(m.capacity) + " bytes (" + std::to_string(expected) +
+           " bytes; host and worker of different builds?)";
+  if (descriptor_size != m.segment_size)
+    return "shared-memory segment (descriptor 3) is " + std::to_string(descriptor_size) + " bytes, the host sent " +
+           std::to_string(m.segment_size) + ": not this worker's segment";
+  return {};
 }
 
 }  // namespace shoal::detail

@@ -28,7 +28,7 @@ struct InitMessage {
   std::string pool, plugin;
   uint32_t index = 0, workers = 0;
   uint64_t capacity = 0;      ///< of each ring, bytes
-  uint64_t segment_size = 0;  ///< of this worker's memfd, checked against the layout
+  uint64_t segment_size = 0;  ///< of this worker's memfd: segment_mismatch() checks it
   int64_t grace_ns = 0, fini_timeout_ns = 0;
   int32_t fini_priority = 0;
   uint64_t max_memory = 0;
@@ -48,6 +48,14 @@ std::string encode_init(const InitMessage& m);
 
 /// The message, or one line naming the first key that is missing, unknown or malformed.
 std::variant<InitMessage, std::string> decode_init(std::string_view body);
+
+/// Why the worker must not map its segment, a descriptor of `descriptor_size` bytes
+/// (fstat), with this message; empty when it may. The ring capacity must be a power of
+/// two of at least kMinRingCapacity bytes, segment_size the size of that layout (else
+/// host and worker disagree on it), and the descriptor exactly segment_size bytes (else
+/// it is not the segment the host made for this worker). A mapping past the end of the
+/// file would be a SIGBUS at the first task instead of this one line.
+std::string segment_mismatch(const InitMessage& m, uint64_t descriptor_size);
 
 }  // namespace shoal::detail
 

@@ -1,53 +1,14 @@
 #include "ipc/segment.hpp"
 
 #include <fcntl.h>
-#include <linux/futex.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <bit>
-#include <cerrno>
-#include <cstring>
-#include <ctime>
-#include <string>
 
 namespace shoal::detail {
-
-namespace {
-Error sys_error(const char* what) {
-  return Error{Errc::ipc, std::string(what) + ": " + std::strerror(errno)};
-}
-}  // namespace
-
-Fd& Fd::operator=(Fd&& o) noexcept {
-  if (this != &o) {
-    reset();
-    fd_ = o.release();
-  }
-  return *this;
-}
-Fd::~Fd() { reset(); }
-void Fd::reset() noexcept {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-}
-
-Mapping& Mapping::operator=(Mapping&& o) noexcept {
-  if (this != &o) {
-    if (addr_ != nullptr) ::munmap(addr_, len_);
-    addr_ = o.addr_;
-    len_ = o.len_;
-    o.addr_ = nullptr;
-    o.len_ = 0;
-  }
-  return *this;
-}
-Mapping::~Mapping() {
-  if (addr_ != nullptr) ::munmap(addr_, len_);
-}
 
 uint64_t SegmentLayout::round_capacity(uint64_t requested) {
   if (requested < kMinRingCapacity) requested = kMinRingCapacity;
@@ -56,16 +17,16 @@ uint64_t SegmentLayout::round_capacity(uint64_t requested) {
 
 Result<Fd> create_segment(const SegmentLayout& layout, uint32_t worker_index) {
   Fd fd(static_cast<int>(::syscall(SYS_memfd_create, "shoal-worker", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
-  if (!fd) return sys_error("memfd_create");
+  if (!fd) return errno_error("memfd_create");
   // memfd_create takes no mode: the file is 0777. Whoever passes the ptrace check on a
   // process holding it may open it through /proc/PID/fd (or map_files), and the mode is
   // the only check left after that one.
-  if (::fchmod(fd.get(), 0600) != 0) return sys_error("fchmod(segment)");
-  if (::ftruncate(fd.get(), static_cast<off_t>(layout.total())) != 0) return sys_error("ftruncate(segment)");
+  if (::fchmod(fd.get(), 0600) != 0) return errno_error("fchmod(segment)");
+  if (::ftruncate(fd.get(), static_cast<off_t>(layout.total())) != 0) return errno_error("ftruncate(segment)");
   // Sealed so that no process (a worker running foreign code included) can shrink the
   // segment under the others' mappings, which would turn every access into SIGBUS.
   if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
-    return sys_error("fcntl(F_ADD_SEALS)");
+    return errno_error("fcntl(F_ADD_SEALS)");
   auto header_result = map_shared(fd.get(), 0, kPageSize);
   if (!header_result) return header_result.error();
   auto* h = reinterpret_cast<SegmentHeader*>(header_result->data());
@@ -76,56 +37,16 @@ Result<Fd> create_segment(const SegmentLayout& layout, uint32_t worker_index) {
   return fd;
 }
 
-Result<Mapping> map_shared(int fd, uint64_t offset, uint64_t len) {
-  void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(offset));
-  if (p == MAP_FAILED) return sys_error("mmap(segment)");
-  return Mapping(p, len);
-}
-
 Result<Mapping> map_ring(int fd, uint64_t offset, uint64_t capacity) {
   void* base = ::mmap(nullptr, 2 * capacity, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED) return sys_error("mmap(ring reservation)");
+  if (base == MAP_FAILED) return errno_error("mmap(ring reservation)");
   Mapping whole(base, 2 * capacity);
   for (uint64_t half = 0; half < 2; ++half) {
     void* at = static_cast<std::byte*>(base) + half * capacity;
     void* p = ::mmap(at, capacity, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, static_cast<off_t>(offset));
-    if (p == MAP_FAILED) return sys_error("mmap(ring)");
+    if (p == MAP_FAILED) return errno_error("mmap(ring)");
   }
   return whole;
-}
-
-void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, int64_t timeout_ns) noexcept {
-  struct timespec ts{};
-  struct timespec* tsp = nullptr;
-  if (timeout_ns >= 0) {
-    ts.tv_sec = static_cast<time_t>(timeout_ns / 1000000000);
-    ts.tv_nsec = static_cast<long>(timeout_ns % 1000000000);
-    tsp = &ts;
-  }
-  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected, tsp, nullptr, 0);
-}
-
-void futex_wake_all(std::atomic<uint32_t>* word) noexcept {
-  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
-}
-
-void eventfd_signal(int fd) noexcept {
-  uint64_t one = 1;
-  ssize_t n = ::write(fd, &one, sizeof one);
-  (void)n;
-}
-
-void eventfd_drain(int fd) noexcept {
-  uint64_t v;
-  ssize_t n = ::read(fd, &v, sizeof v);
-  (void)n;
-}
-
-Result<Fd> move_fd_above(Fd fd, int min_fd) {
-  if (fd.get() >= min_fd) return fd;
-  int moved = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, min_fd);
-  if (moved < 0) return sys_error("fcntl(F_DUPFD_CLOEXEC)");
-  return Fd(moved);
 }
 
 }  // namespace shoal::detail

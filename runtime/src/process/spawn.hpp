@@ -3,7 +3,7 @@
 #ifndef SHOAL_PROCESS_SPAWN_HPP
 #define SHOAL_PROCESS_SPAWN_HPP
 
-#include "ipc/segment.hpp"
+#include "common/fd.hpp"
 
 #include <shoal/result.hpp>
 
