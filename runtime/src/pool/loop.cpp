@@ -285,11 +285,6 @@ bool Pool::Impl::any_result_waiting() {
   return false;
 }
 
-void Pool::Impl::set_host_sleeping(uint32_t value) {
-  for (auto& p : procs)
-    if (p->drained()) p->block->host_sleeping.store(value, std::memory_order_seq_cst);
-}
-
 void Pool::Impl::sleep_for_events(bool spin) {
   if (spin) {
     int64_t until = now_ns() + kHostSpinNs;
@@ -299,16 +294,18 @@ void Pool::Impl::sleep_for_events(bool spin) {
       __builtin_ia32_pause();
     }
   }
-  // Announce the sleep, then look once more: a worker or caller that published just
-  // before the announcement is seen here; one that publishes after it sees the flag.
-  loop_sleeping.store(true, std::memory_order_seq_cst);
-  set_host_sleeping(1);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // Announce the sleep to callers and to every worker whose ring is drained, then look
+  // once more: one that published just before the announcement is seen here, one that
+  // publishes after it sees the announcement and writes an eventfd (ipc/wake.hpp).
+  WakeListener(loop_channel()).announce();
+  for (auto& p : procs)
+    if (p->drained()) WakeListener(host_channel(*p->block)).announce();
+  WakeListener::fence();
   bool skip = has_incoming.load() || any_result_waiting();
   epoll_event events[32];
   int n = skip ? ::epoll_wait(epoll.get(), events, 32, 0) : ::epoll_wait(epoll.get(), events, 32, -1);
-  set_host_sleeping(0);
-  loop_sleeping.store(false, std::memory_order_relaxed);
+  for (auto& p : procs) WakeListener(host_channel(*p->block)).withdraw();
+  WakeListener(loop_channel()).withdraw();
   for (int i = 0; i < n; ++i) {
     auto kind = static_cast<EventKind>(events[i].data.u64 >> 32);
     auto index = static_cast<uint32_t>(events[i].data.u64 & 0xffffffffu);

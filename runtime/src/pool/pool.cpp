@@ -146,8 +146,7 @@ void Pool::Impl::enqueue(Queued entry) {
 // After has_incoming was set (and whatever it announces): the loop looks at it before it
 // sleeps, or is woken here if it announced its sleep first.
 void Pool::Impl::wake_loop() {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (loop_sleeping.load(std::memory_order_relaxed)) eventfd_signal(submit_event.get());
+  if (WakeNotifier(loop_channel()).notify()) eventfd_signal(submit_event.get());
 }
 
 std::string Pool::Impl::too_large(size_t bytes) const {

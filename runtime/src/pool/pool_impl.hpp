@@ -74,7 +74,9 @@ struct Pool::Impl {
   bool closed = false;       // no more submissions
   bool terminating = false;  // terminate() was called
   std::string closed_reason = "pool closed";
-  std::atomic<bool> loop_sleeping{false};
+  // The loop announces its sleep here; callers after queueing look (ipc/wake.hpp).
+  std::atomic<uint32_t> loop_sleeping{0};
+  detail::WakeChannel loop_channel() noexcept { return {&loop_sleeping, nullptr}; }
   std::atomic<bool> has_incoming{false};
   std::deque<std::unique_ptr<detail::Operation>> operations;  // reloads and resizes asked, in order
   std::atomic<bool> has_operation{false};  // operations is not empty: the loop looks without the lock
@@ -121,7 +123,6 @@ struct Pool::Impl {
   void push_pending_front(detail::TaskPtr task);
   void cancel_pending(const Outcome& outcome);
   bool any_result_waiting();
-  void set_host_sleeping(uint32_t value);
   size_t dispatch_depth() const;
   void sleep_for_events(bool spin);
   void on_process_event(uint32_t kind, uint32_t key);

@@ -186,13 +186,7 @@ void WorkerProcess::unwatch(Fd& fd) {
   fd.reset();
 }
 
-void WorkerProcess::wake() noexcept {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (block->worker_sleeping.load(std::memory_order_relaxed) != 0) {
-    block->worker_wake.fetch_add(1, std::memory_order_release);
-    futex_wake_all(&block->worker_wake);
-  }
-}
+void WorkerProcess::wake() noexcept { (void)WakeNotifier(worker_channel(*block)).notify(); }
 
 void WorkerProcess::stop(StopMode mode) {
   if (!child_.pidfd) return;  // reaped already: its end is being settled
