@@ -331,3 +331,48 @@ TEST_CASE("reloads and resizes from several threads run one after the other", "[
   CHECK_THAT(after_close.error().message, Catch::Contains("closed"));
   pool->join();
 }
+
+TEST_CASE("a reload lets a running task finish within grace then asks it to stop and runs a cut one again",
+          "[integration][reload]") {
+  TempDir dir;
+  PoolConfig a = versioned(1, "A");
+  a.grace = 300ms;
+  auto pool = start_pool(a);
+  auto started = [&](const std::string& name) { return wait_for_file(dir.path() / name, 10s); };
+  auto next = [&, n = 0]() mutable {
+    PoolConfig c = a;
+    c.params["version"] = "v" + std::to_string(++n);
+    return c;
+  };
+  // Within grace: it finishes undisturbed in the old generation.
+  auto within = pool->submit("@" + (dir.path() / "1").string() + " sleep 150");
+  REQUIRE(started("1"));
+  REQUIRE(pool->reload(next()));
+  Outcome o = get(std::move(within));
+  CHECK(o.status == Status::ok);
+  CHECK(o.output == "slept");
+  CHECK(o.generation == 0);
+  CHECK(o.attempts == 1);
+  // Past grace, a task that honours should_stop ends when asked, in its generation.
+  auto stops = pool->submit("@" + (dir.path() / "2").string() + " wait-stop");
+  REQUIRE(started("2"));
+  REQUIRE(pool->reload(next()));
+  o = get(std::move(stops));
+  CHECK(o.status == Status::ok);
+  CHECK(o.output == "stopped");
+  CHECK(o.generation == 1);
+  CHECK(o.attempts == 1);
+  // One that ignores it is abandoned after a second grace (the old worker's chain runs)
+  // and runs again, whole, in the new generation: not crashed, not lost.
+  auto ignores = pool->submit("@" + (dir.path() / "3").string() + " sleep 1500");
+  REQUIRE(started("3"));
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(pool->reload(next()));
+  CHECK(std::chrono::steady_clock::now() - t0 < 1400ms);  // the old worker did not wait for the task
+  o = get(std::move(ignores));
+  CHECK(o.status == Status::ok);
+  CHECK(o.output == "slept");
+  CHECK(o.generation == 3);
+  CHECK(o.attempts == 2);
+  pool->join();
+}

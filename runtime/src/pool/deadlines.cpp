@@ -99,13 +99,19 @@ void Pool::Impl::on_start_timer() {
 void Pool::Impl::arm_kill_timer() {
   auto earliest = Clock::time_point::max();
   for (auto& p : procs)
-    if (!p->killed()) earliest = std::min(earliest, p->kill_at);
+    if (!p->killed()) earliest = std::min({earliest, p->kill_at, p->escalate_at});
   arm_at(timer.get(), earliest);
 }
 
 void Pool::Impl::on_timer() {
   consume_expirations(timer.get());
   auto now = Clock::now();
+  for (auto& p : procs) {
+    if (p->escalate_at <= now) {
+      p->escalate_at = Clock::time_point::max();
+      p->stop(StopMode::now);
+    }
+  }
   for (auto& p : procs)
     if (p->kill_at <= now)
       kill_worker(*p, "worker " + std::to_string(p->index()) +

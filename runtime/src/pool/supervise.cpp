@@ -96,7 +96,16 @@ void Pool::Impl::retire(WorkerProcess& w) {
   w.role = WorkerProcess::Role::retiring;
   // Its queued tasks run elsewhere, first in line; only the one it runs finishes here.
   if (w.inflight.size() > 1) take_back(w);
+  const bool ready = w.phase() == WorkerProcess::Phase::ready;
   stop_worker(w, StopMode::drain);
+  if (!ready) return;
+  // The running task finishes undisturbed within shutdown.grace. Then it is asked to stop
+  // (should_stop, SIGTERM) and gets grace once more before the worker abandons it: a
+  // reload must not kill a long task as a drain deadline alone would (it has no grace).
+  const auto now = std::chrono::steady_clock::now();
+  w.escalate_at = now + w.config().grace;
+  w.kill_at = w.escalate_at + w.stop_deadline(StopMode::now);
+  arm_kill_timer();
 }
 
 void Pool::Impl::request_stop(StopMode mode) {
@@ -235,6 +244,10 @@ void Pool::Impl::settle_tasks(WorkerProcess& w, WorkerProcess::Ended& e) {
       o.status = Status::cancelled;
       o.error = failure_reason() + "; " + cut_off;
       complete(std::move(t), std::move(o));
+    } else if (ran && abandoned && w.role == WorkerProcess::Role::retiring) {
+      // Cut off by a reload or a resize, not by a fault of its own: it runs again, in
+      // the generation that serves now (its first attempt counts).
+      back.push_back(std::move(t));
     } else if (ran && (t->attempts > config.retries || failed)) {
       o.status = e.timeout_kill ? Status::timeout : Status::crashed;
       complete(std::move(t), std::move(o));

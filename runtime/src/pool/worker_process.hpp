@@ -160,6 +160,7 @@ class WorkerProcess {
   bool timeout_kill = false;  // killed because a task ignored its timeout
   TimePoint start_deadline = TimePoint::max();  // start_timeout, while starting
   TimePoint kill_at = TimePoint::max();         // a stop asked of it ends in SIGKILL by then
+  TimePoint escalate_at = TimePoint::max();     // a retiring one's drain becomes a stop now then
 
  private:
   WorkerProcess(GenerationPtr gen, uint32_t index, uint32_t key, int epoll);
