@@ -98,8 +98,9 @@ bool Worker::apply_limits() {
 }
 
 bool Worker::open_resources() {
-  for (const auto& spec : init_.resources) {
-    auto api = load_resource_module(spec.module);
+  for (size_t i = 0; i < init_.resources.size(); ++i) {
+    const auto& spec = init_.resources[i];
+    auto api = load_resource_module(spec.module, module_source(init_, 1 + i, spec.module));
     if (!api) return fatal("resource " + spec.name + ": " + api.error().message);
     shoal_ctx& ctx = resource_ctx_.emplace_back(shoal_ctx{this, &spec.params, "resource " + spec.name});
     if (!init_.recover.empty() && api->recover != nullptr) {
@@ -126,8 +127,12 @@ bool Worker::open_resources() {
 }
 
 bool Worker::load_plugin_and_init() {
-  auto api = load_plugin(init_.plugin);
+  auto api = load_plugin(init_.plugin, module_source(init_, 0, init_.plugin));
   if (!api) return fatal(api.error().message);
+  // Every module is mapped now (resources load first): the pinned files are closed before
+  // the plugin's init runs, so that nothing it starts inherits them.
+  if (init_.pinned_files)
+    for (size_t n = 0; n <= init_.resources.size(); ++n) ::close(kWorkerFirstFileFd + static_cast<int>(n));
   api_ = *api;
   if (!init_.recover.empty() && api_.recover != nullptr) {
     log(&plugin_ctx_, SHOAL_LOG_INFO, ("recovering after: " + init_.recover).c_str());

@@ -303,6 +303,7 @@ TEST_CASE("reloads and resizes from several threads run one after the other", "[
   Load load(*pool, 20000);
   std::vector<std::thread> callers;
   std::atomic<int> ok{0};
+  const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 3; ++i) {
     callers.emplace_back([&, i] {
       if (pool->reload(versioned(2, "v" + std::to_string(i)))) ++ok;
@@ -313,6 +314,9 @@ TEST_CASE("reloads and resizes from several threads run one after the other", "[
   }
   for (auto& t : callers) t.join();
   CHECK(ok == 6);
+  // Each operation begins as the one before ends, not at some later event of the pool
+  // (an operation queued behind another once waited for the next task to finish).
+  CHECK(std::chrono::steady_clock::now() - t0 < 10s);
   for (const Outcome& o : load.finish()) REQUIRE(o.status == Status::ok);
   const PoolStats s = pool->stats();
   CHECK(s.reloads == 3);
@@ -374,5 +378,40 @@ TEST_CASE("a reload lets a running task finish within grace then asks it to stop
   CHECK(o.output == "slept");
   CHECK(o.generation == 3);
   CHECK(o.attempts == 2);
+  pool->join();
+}
+
+TEST_CASE("after a broken file is renamed over the plugin's path the old generation still respawns from its own file",
+          "[integration][reload][deploy]") {
+  // The deploy the README describes: the new file is written beside the old one and
+  // renamed over it, then the pool is reloaded. The new file's init fails: the reload
+  // rolls back, and a worker of the old generation that dies later must come back
+  // running the old code, not fail on the new file now at its path.
+  TempDir dir;
+  const auto plugin = dir.path() / "plugin.so";
+  std::filesystem::copy_file(fixture("fx_fault"), plugin);
+  PoolConfig a = versioned(2, "A");
+  a.plugin = plugin;
+  auto pool = start_pool(a);
+  std::filesystem::copy_file(fixture("fx_init_fails"), dir.path() / "plugin.so.new");
+  std::filesystem::rename(dir.path() / "plugin.so.new", plugin);
+  auto reloaded = pool->reload(a);  // same config, new file: it rolls
+  REQUIRE(!reloaded);
+  CHECK_THAT(reloaded.error().message, Catch::Contains("init refused"));
+  CHECK_THAT(reloaded.error().message, Catch::Contains(plugin.string()));  // named as configured
+  for (int round = 0; round < 3; ++round) {
+    const auto pids = pool->worker_pids();
+    REQUIRE(pids.size() == 2);
+    ::kill(pids[0], SIGKILL);
+    REQUIRE(all_gone({pids[0]}));
+    // The replacement starts from the generation's own file: it serves the old version.
+    for (int i = 0; i < 8; ++i) {
+      Outcome o = get(pool->submit("param version"));
+      REQUIRE(o.status == Status::ok);
+      CHECK(o.output == "A");
+    }
+  }
+  CHECK(pool->live_workers() == 2);
+  CHECK(pool->stats().generation == 0);
   pool->join();
 }

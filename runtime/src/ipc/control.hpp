@@ -34,6 +34,12 @@ inline constexpr int kWorkerSegmentFd = 3;  // the worker's own memfd (its block
 inline constexpr int kWorkerControlFd = 4;  // control socket
 inline constexpr int kWorkerEventFd = 5;    // eventfd that wakes the host's loop
 inline constexpr int kWorkerLogFd = 6;      // the worker's log records (common/log.hpp), a packet pipe
+// The plugin's file (7) and each resource module's (8, 9, ...) as the host opened them
+// for the worker's generation (InitMessage::pinned_files). Every descriptor the spawn
+// maps comes from above 16, so at most 9 files are pinned; a generation with more
+// resources pins none and its workers open the paths.
+inline constexpr int kWorkerFirstFileFd = 7;
+inline constexpr size_t kWorkerMaxPinnedFiles = 9;
 
 // Worker exit codes the host interprets. Before Ready, with a Fatal message saying why:
 // kExitFatal: a new process would fail the same way (the plugin or a module cannot be

@@ -66,7 +66,17 @@ void scalars(M& m, F&& f) {
   f("limit.core_dumps", m.core_dumps);
   f("limit.no_new_privs", m.no_new_privs);
   f("sandbox", m.sandbox);
+  f("pinned_files", m.pinned_files);
 }
+
+}  // namespace
+
+std::string module_source(const InitMessage& m, size_t n, const std::string& path) {
+  if (!m.pinned_files) return path;
+  return "/proc/self/fd/" + std::to_string(kWorkerFirstFileFd + static_cast<int>(n));
+}
+
+namespace {
 
 template <class T>
 bool assign(T& field, const std::string& text) {

@@ -96,14 +96,20 @@ class Library {
   F* fn(const char* name) const {
     return lib_->has(name) ? &lib_->get<F>(name) : nullptr;
   }
-  static Result<Library> open(const std::filesystem::path& path, ModuleKind kind) {
+  static Result<Library> open(const std::filesystem::path& path, const std::filesystem::path& from, ModuleKind kind) {
     const char* what = role_name(kind);
     // What `shoal check` checks, before dlopen runs any of the file's code: a data symbol
-    // under an entry point's name would load and resolve, then crash every task.
-    if (auto check = check_module_file(path, kind); !check) return check.error();
+    // under an entry point's name would load and resolve, then crash every task. Its
+    // errors name the file as configured, not the descriptor it was read through.
+    if (auto check = check_module_file(from, kind); !check) {
+      std::string message = check.error().message;
+      if (from != path)
+        if (auto at = message.find(from.string()); at != std::string::npos) message.replace(at, from.string().size(), path.string());
+      return Error{check.error().code, message};
+    }
     auto lib = std::make_unique<dll::shared_library>();
     try {
-      lib->load(path, dll::load_mode::rtld_now | dll::load_mode::rtld_local);
+      lib->load(from, dll::load_mode::rtld_now | dll::load_mode::rtld_local);
     } catch (const std::exception& e) {
       // Boost.DLL wraps dlerror's text: "... (dlerror system message: TEXT): strerror".
       std::string why = e.what();
@@ -128,9 +134,9 @@ class Library {
 
 }  // namespace
 
-Result<PluginApi> load_plugin(const std::filesystem::path& path) {
+Result<PluginApi> load_plugin(const std::filesystem::path& path, const std::filesystem::path& from) {
   const char* what = role_name(ModuleKind::task_plugin);
-  auto lib = Library::open(path, ModuleKind::task_plugin);
+  auto lib = Library::open(path, from.empty() ? path : from, ModuleKind::task_plugin);
   if (!lib) return lib.error();
   PluginApi api;
   api.abi = lib->fn<uint32_t()>("shoal_plugin_abi");
@@ -143,9 +149,9 @@ Result<PluginApi> load_plugin(const std::filesystem::path& path) {
   return api;
 }
 
-Result<ResourceApi> load_resource_module(const std::filesystem::path& path) {
+Result<ResourceApi> load_resource_module(const std::filesystem::path& path, const std::filesystem::path& from) {
   const char* what = role_name(ModuleKind::resource_module);
-  auto lib = Library::open(path, ModuleKind::resource_module);
+  auto lib = Library::open(path, from.empty() ? path : from, ModuleKind::resource_module);
   if (!lib) return lib.error();
   ResourceApi api;
   api.abi = lib->fn<uint32_t()>("shoal_resource_abi");

@@ -56,11 +56,12 @@ struct ResourceApi {
 /// (lazy binding would turn a missing symbol into a crash in the middle of a task),
 /// resolves every required export and negotiates the ABI version by calling only
 /// shoal_plugin_abi. The library stays loaded until the process exits. Errors are one
-/// line: "plugin PATH: cause".
-Result<PluginApi> load_plugin(const std::filesystem::path& path);
+/// line: "plugin PATH: cause". `from`: the file to read when it is not `path` itself (a
+/// descriptor the host pinned, /proc/self/fd/N); errors still name `path`.
+Result<PluginApi> load_plugin(const std::filesystem::path& path, const std::filesystem::path& from = {});
 
 /// The same for a resource module ("resource module PATH: cause").
-Result<ResourceApi> load_resource_module(const std::filesystem::path& path);
+Result<ResourceApi> load_resource_module(const std::filesystem::path& path, const std::filesystem::path& from = {});
 
 /// Checks the file before any loading: exists, regular, ELF shared object of this
 /// machine (architecture and word size), not an executable. Shared with `shoal check`.

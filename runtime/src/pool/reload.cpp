@@ -147,25 +147,33 @@ void Pool::Impl::abandon_operations(const std::string& why) {
 }
 
 void Pool::Impl::step_operation() {
-  if (!operation) {
-    if (phase != Phase::running || !has_operation.load(std::memory_order_relaxed)) return;
-    std::lock_guard lock(mu);
-    if (operations.empty()) return;
-    operation = std::move(operations.front());
-    operations.pop_front();
-    has_operation.store(!operations.empty(), std::memory_order_relaxed);
+  // One ends, the next queued one begins in the same turn: nothing else would wake the
+  // loop for it once the tasks are done.
+  for (;;) {
+    if (!operation) {
+      if (phase != Phase::running || !has_operation.load(std::memory_order_relaxed)) return;
+      std::lock_guard lock(mu);
+      if (operations.empty()) return;
+      operation = std::move(operations.front());
+      operations.pop_front();
+      has_operation.store(!operations.empty(), std::memory_order_relaxed);
+    }
+    // A reload that changes `workers` goes on as a resize: begun again, as the other kind.
+    while (operation && !operation->started) {
+      Operation& op = *operation;
+      op.started = true;
+      if (op.began == Clock::time_point()) op.began = Clock::now();
+      if (op.kind == Operation::Kind::reload) begin_reload(op);
+      else begin_resize(op);
+    }
+    if (operation) {
+      if (operation->kind == Operation::Kind::reload) step_reload(*operation);
+      else step_resize(*operation);
+    }
+    // Under way: an event of its processes moves it on. Ended, or turned into a resize:
+    // on at once.
+    if (operation && operation->started) return;
   }
-  // A reload that changes `workers` goes on as a resize: begun again, as the other kind.
-  while (operation && !operation->started) {
-    Operation& op = *operation;
-    op.started = true;
-    if (op.began == Clock::time_point()) op.began = Clock::now();
-    if (op.kind == Operation::Kind::reload) begin_reload(op);
-    else begin_resize(op);
-  }
-  if (!operation) return;
-  if (operation->kind == Operation::Kind::reload) step_reload(*operation);
-  else step_resize(*operation);
 }
 
 void Pool::Impl::end_operation(Result<void> result) {
@@ -236,8 +244,7 @@ void Pool::Impl::step_reload(Operation& op) {
   if (op.config.workers == slots.size()) return end_operation({});
   op.kind = Operation::Kind::resize;  // then the count
   op.workers = op.config.workers;
-  op.started = false;
-  step_operation();
+  op.started = false;  // step_operation begins it
 }
 
 bool Pool::Impl::any_leaving() const {

@@ -46,6 +46,7 @@ InitMessage init_message(const Generation& gen, const SpawnSite& site, uint32_t 
   init.recover = std::move(recover);
   init.recover_only = recover_only;
   init.sandbox = config.sandbox.enabled;
+  init.pinned_files = !gen.files.empty();
   for (const auto& p : config.sandbox.filesystem) init.sandbox_paths.emplace_back(p.path.string(), p.write);
   init.params = config.params;
   for (const auto& r : config.resources) init.resources.push_back({r.name, r.module.string(), r.priority, r.params});
@@ -77,6 +78,19 @@ GenerationPtr make_generation(const PoolConfig& config, uint32_t number) {
   const std::vector<std::pair<std::string, std::string>> env(config.env.begin(), config.env.end());
   gen->env = environment_with(env, {config.env_inherit_all, config.env_inherit});
   gen->files_stamp = files_stamp(config);
+  std::vector<std::filesystem::path> paths{config.plugin};
+  for (const auto& r : config.resources) paths.push_back(r.module);
+  if (paths.size() <= kWorkerMaxPinnedFiles) {
+    for (const auto& path : paths) {
+      auto fd = move_fd_above(Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)), 16);
+      // A file that cannot be opened is the worker's to report, by its path, as before.
+      if (!fd || !*fd) {
+        gen->files.clear();
+        break;
+      }
+      gen->files.push_back(std::move(*fd));
+    }
+  }
   return gen;
 }
 
@@ -136,6 +150,8 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(const SpawnSite& sit
   req.fds = {{p->segment_.get(), kWorkerSegmentFd}, {worker_end->get(), kWorkerControlFd},
              {site.result_event, kWorkerEventFd}, {out_pipe->write.get(), STDERR_FILENO},
              {log_pipe->write.get(), kWorkerLogFd}};
+  for (size_t n = 0; n < p->gen_->files.size(); ++n)
+    req.fds.emplace_back(p->gen_->files[n].get(), kWorkerFirstFileFd + static_cast<int>(n));
   req.stdout_to = out_pipe->write.get();
   req.stdin_null = true;  // a plugin that reads stdin must not eat the host's input
   // A stop asked right after the spawn waits (queued) until the worker's handler is in

@@ -36,6 +36,11 @@ struct Generation {
   // The plugin's and modules' files as they were (device, inode, size, mtime): a reload
   // of an unchanged config after a new file was moved over the old one still rolls.
   std::string files_stamp;
+  // The plugin's and modules' files, opened when the generation was made: its workers
+  // load these (kWorkerFirstFileFd), so a respawn, or a rollback to it, runs the code it
+  // was validated with even after a new file was renamed over the path. Empty: not
+  // pinned (a file could not be opened, or more than kWorkerMaxPinnedFiles).
+  std::vector<Fd> files;
 };
 using GenerationPtr = std::shared_ptr<const Generation>;
 GenerationPtr make_generation(const PoolConfig& config, uint32_t number);
