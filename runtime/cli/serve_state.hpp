@@ -121,6 +121,7 @@ class ServeState {
     Held held;
     std::string json;
     Status status;
+    uint32_t generation = 0;  ///< of the pool that ran it (Outcome::generation)
     /// Went out in a transaction whose answer was lost: it may have been applied.
     bool sent = false;
   };
