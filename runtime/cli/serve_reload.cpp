@@ -136,7 +136,7 @@ void apply(Reloader::Shared& s, const Prepared& p) {
       detail::log_line(LogLevel::info, "cut short by the stop: " + done.error().message, origin);
     else
       detail::log_line(LogLevel::error,
-                       "failed and rolled back: " + done.error().message + "; generation " +
+                       "failed, nothing changed: " + done.error().message + "; generation " +
                            std::to_string(stats.generation) + " keeps serving",
                        origin);
     return;

@@ -7,7 +7,7 @@
 //   error  FILE:LINE:COLUMN: why; generation N keeps serving   (nothing applied)
 //   warn   FILE: the redis: section changed (keys): it applies when this host restarts;
 //          reloading the pool only
-//   error  failed and rolled back: why; generation N keeps serving
+//   error  failed, nothing changed: why; generation N keeps serving (rolled back)
 //   info   generation N serving, rolled in S s (W workers)
 //
 // A SIGHUP that comes during a reload stays pending in the kernel (a standard signal is
