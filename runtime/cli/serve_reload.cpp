@@ -122,33 +122,46 @@ void apply(Reloader::Shared& s, const Prepared& p) {
     return;
   }
   const uint32_t workers_before = pool.config().workers;
+  const uint32_t generation_before = pool.stats().generation;
   const auto started = std::chrono::steady_clock::now();
   const Result<void> done = pool.reload(*p.pool);
   const auto took = std::chrono::steady_clock::now() - started;
   const PoolStats stats = pool.stats();
   if (!done) {
+    // The pool's errors start with "pool NAME: ", which the line's origin says already.
+    std::string why = done.error().message;
+    if (const std::string prefix = "pool " + s.pool_name + ": "; why.starts_with(prefix)) why.erase(0, prefix.size());
     bool stopping = false;
     {
       std::lock_guard lock(s.m);
       stopping = s.stopping;
     }
     if (stopping)
-      detail::log_line(LogLevel::info, "cut short by the stop: " + done.error().message, origin);
+      detail::log_line(LogLevel::info, "cut short by the stop: " + why, origin);
     else
       detail::log_line(LogLevel::error,
-                       "failed, nothing changed: " + done.error().message + "; generation " +
-                           std::to_string(stats.generation) + " keeps serving",
+                       "not applied: " + why + "; generation " + std::to_string(stats.generation) + " keeps serving",
                        origin);
     return;
   }
   const uint32_t workers = pool.config().workers;
-  // The pool's own figure (also in --stats); the call's when it has none.
-  const auto rolled = stats.last_reload_duration.count() > 0 ? stats.last_reload_duration
-                                                              : std::chrono::duration_cast<std::chrono::nanoseconds>(took);
-  detail::log_line(LogLevel::info,
-                   "generation " + std::to_string(stats.generation) + " serving, rolled in " + seconds_text(rolled) +
-                       " (" + std::to_string(workers) + (workers == 1 ? " worker)" : " workers)"),
-                   origin);
+  const std::string count = std::to_string(workers) + (workers == 1 ? " worker" : " workers");
+  if (stats.generation == generation_before) {
+    // Nothing a worker starts with changed (settings, file stamps): no process was replaced.
+    detail::log_line(LogLevel::info,
+                     "no worker setting or file changed: generation " + std::to_string(stats.generation) +
+                         " serves on (" + count + ")",
+                     origin);
+  } else {
+    // The pool's own figure (also in --stats); the call's when it has none.
+    const auto rolled = stats.last_reload_duration.count() > 0
+                            ? stats.last_reload_duration
+                            : std::chrono::duration_cast<std::chrono::nanoseconds>(took);
+    detail::log_line(LogLevel::info,
+                     "generation " + std::to_string(stats.generation) + " serving, rolled in " + seconds_text(rolled) +
+                         " (" + count + ")",
+                     origin);
+  }
   if (s.setup.in_flight_follows_workers && workers != workers_before)
     s.workers.store(workers, std::memory_order_relaxed);
 }

@@ -7,8 +7,10 @@
 //   error  FILE:LINE:COLUMN: why; generation N keeps serving   (nothing applied)
 //   warn   FILE: the redis: section changed (keys): it applies when this host restarts;
 //          reloading the pool only
-//   error  failed, nothing changed: why; generation N keeps serving (rolled back)
+//   error  not applied: why; generation N keeps serving   (refused, or rolled back)
 //   info   generation N serving, rolled in S s (W workers)
+//   info   no worker setting or file changed: generation N serves on (W workers)
+// (the pool logs its own lines about the roll besides: libshoal's, for every host)
 //
 // A SIGHUP that comes during a reload stays pending in the kernel (a standard signal is
 // pending once however often it is sent) and starts one more reload after this one.

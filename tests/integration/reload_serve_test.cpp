@@ -107,7 +107,7 @@ std::map<std::string, std::string> stream_generations(const Fleet& fleet) {
 }  // namespace
 
 TEST_CASE("reload: SIGHUP with new params while tasks flow: one result per task and each names its generation",
-          "[integration][redis][reload]") {
+          "[integration][redis][reload][serve]") {
   Fleet fleet;
   Seen seen;
   const std::string config = write_config(fleet, "a", HostConfig{});
@@ -164,7 +164,7 @@ TEST_CASE("reload: SIGHUP with new params while tasks flow: one result per task 
 }
 
 TEST_CASE("reload: SIGHUP with a broken config keeps the pool serving and logs FILE:LINE:COL",
-          "[integration][redis][reload]") {
+          "[integration][redis][reload][serve]") {
   Fleet fleet;
   Seen seen;
   const std::string config = write_config(fleet, "a", HostConfig{});
@@ -245,7 +245,7 @@ TEST_CASE("reload: SIGHUP with a broken config keeps the pool serving and logs F
   check_fini(fleet, "a");
 }
 
-TEST_CASE("reload: a SIGHUP during a reload runs one more reload after it", "[integration][redis][reload]") {
+TEST_CASE("reload: a SIGHUP during a reload runs one more reload after it", "[integration][redis][reload][serve]") {
   Fleet fleet;
   Seen seen;
   const std::string config = write_config(fleet, "a", HostConfig{});
@@ -290,7 +290,7 @@ TEST_CASE("reload: a SIGHUP during a reload runs one more reload after it", "[in
 }
 
 TEST_CASE("reload: SIGHUP with a changed redis section reloads the pool only and says the rest needs a restart",
-          "[integration][redis][reload]") {
+          "[integration][redis][reload][serve]") {
   Fleet fleet;
   Seen seen;
   const std::string config = write_config(fleet, "a", HostConfig{});
