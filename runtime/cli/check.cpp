@@ -45,13 +45,6 @@ constexpr std::string_view kCheckUsage =
     "\n"
     "Exit status: 0 no problem; 2 a problem in CONFIG or a file it names, or a usage error.\n";
 
-// The problems and notes found so far, and how many shared objects were looked at.
-struct Report {
-  std::vector<std::string> problems;
-  std::vector<std::string> notes;
-  size_t files = 0;
-};
-
 std::string location(const std::string& file, SourcePosition at) {
   return detail::printable(file) + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) + ": ";
 }
@@ -66,19 +59,8 @@ bool has_position(std::string_view text) {
   return text.starts_with(" ");
 }
 
-// Config errors read "FILE:LINE:COLUMN: message", except the one that has no position: a
-// file that cannot be read ("FILE: cannot read: why"). It is put at 1:1, so that every
-// problem line has the one form editors and scripts parse.
-std::string config_problem(const std::string& file, const std::string& message) {
-  const std::string prefix = detail::printable(file) + ":";
-  if (!message.starts_with(prefix)) return location(file, {1, 1}) + message;
-  const std::string_view rest = std::string_view(message).substr(prefix.size());
-  if (has_position(rest)) return message;
-  return location(file, {1, 1}) + std::string(rest.starts_with(" ") ? rest.substr(1) : rest);
-}
-
 void check_file(const Config& config, SourcePosition at, const std::string& owner, const std::filesystem::path& file,
-                ModuleKind kind, Report& report) {
+                ModuleKind kind, CheckReport& report) {
   ++report.files;
   const std::string where = location(config.source.string(), at) + owner + ": ";
   // The reader's allocations are bounded, but one that still fails is this file's
@@ -107,6 +89,25 @@ void write_lines(int fd, const std::vector<std::string>& lines) {
 
 }  // namespace
 
+// Config errors read "FILE:LINE:COLUMN: message", except the one that has no position: a
+// file that cannot be read ("FILE: cannot read: why"). It is put at 1:1, so that every
+// problem line has the one form editors and scripts parse.
+std::string config_problem(const std::string& file, const std::string& message) {
+  const std::string prefix = detail::printable(file) + ":";
+  if (!message.starts_with(prefix)) return location(file, {1, 1}) + message;
+  const std::string_view rest = std::string_view(message).substr(prefix.size());
+  if (has_position(rest)) return message;
+  return location(file, {1, 1}) + std::string(rest.starts_with(" ") ? rest.substr(1) : rest);
+}
+
+void check_pool_files(const Config& config, const PoolConfig& pool, CheckReport& report) {
+  const std::string owner = "pool '" + pool.name + "'";
+  check_file(config, pool.plugin_at, owner, pool.plugin, ModuleKind::task_plugin, report);
+  for (const ResourceConfig& resource : pool.resources)
+    check_file(config, resource.module_at, owner + " resource '" + resource.name + "'", resource.module,
+               ModuleKind::resource_module, report);
+}
+
 std::string_view check_usage() noexcept { return kCheckUsage; }
 
 int check_command(int argc, char** argv) {
@@ -115,18 +116,12 @@ int check_command(int argc, char** argv) {
   if (auto code = parse_options(kSpec, argc, argv, {}, positional)) return *code;
   const std::string& path = positional.front();
 
-  Report report;
+  CheckReport report;
   auto config = load_config_file(path);
   if (!config) {
     report.problems.push_back(config_problem(path, config.error().message));
   } else {
-    for (const PoolConfig& pool : config->pools) {
-      const std::string owner = "pool '" + pool.name + "'";
-      check_file(*config, pool.plugin_at, owner, pool.plugin, ModuleKind::task_plugin, report);
-      for (const ResourceConfig& resource : pool.resources)
-        check_file(*config, resource.module_at, owner + " resource '" + resource.name + "'", resource.module,
-                   ModuleKind::resource_module, report);
-    }
+    for (const PoolConfig& pool : config->pools) check_pool_files(*config, pool, report);
   }
   write_lines(STDOUT_FILENO, report.problems);
   for (const auto& note : report.notes) print_warning("check: " + note);

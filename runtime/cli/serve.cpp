@@ -10,10 +10,12 @@
 //
 // A stop (SIGTERM, SIGINT) terminates the pool at once: tasks not started come back
 // cancelled and are handed back to the group at once, running ones get one
-// shutdown.grace to finish, as in `shoal run`.
+// shutdown.grace to finish, as in `shoal run`. SIGHUP stops nothing: it reloads the pool
+// from CONFIG on a thread of its own (serve_reload.hpp) while this loop goes on.
 #include "options.hpp"
 #include "scale_out.hpp"
 #include "scale_out_shared.hpp"
+#include "serve_reload.hpp"
 #include "serve_state.hpp"
 #include "terminal.hpp"
 
@@ -52,10 +54,21 @@ constexpr std::string_view kServeUsage =
     "An entry idle past redis.visibility_timeout (a host died) is claimed by another host;\n"
     "a task that crashes or times out is delivered again, and after redis.max_deliveries\n"
     "failed deliveries it goes to STREAM:dead with its last outcome. A lost connection is\n"
-    "retried with back-off. SIGTERM or SIGINT: stop taking tasks, hand back those not\n"
-    "started, give running ones shutdown.grace to finish (then hand them back too; a\n"
-    "hand-back is no failed delivery), write the outcomes, run every finalizer, exit 0; a\n"
-    "second signal ends the host at once.\n"
+    "retried with back-off.\n"
+    "\n"
+    "Signals:\n"
+    "  SIGTERM, SIGINT  stop taking tasks, hand back those not started, give running ones\n"
+    "                   shutdown.grace to finish (then hand them back too; a hand-back is\n"
+    "                   no failed delivery), write the outcomes, run every finalizer,\n"
+    "                   exit 0. A second SIGTERM or SIGINT ends the host at once.\n"
+    "  SIGHUP           read CONFIG again and reload the pool while tasks flow: workers\n"
+    "                   are replaced one at a time by workers of the new config (a new\n"
+    "                   generation); task_timeout and retries apply at once. A config that\n"
+    "                   does not load, or a new worker that cannot start, changes nothing:\n"
+    "                   the running pool serves on and one line (FILE:LINE:COLUMN for the\n"
+    "                   config) says why. The redis: section and the pool served change\n"
+    "                   only with a restart. A SIGHUP during a reload runs one more after\n"
+    "                   it. Each result carries its \"generation\" (0 until the first reload).\n"
     "\n"
     "Exit status: 0 stopped by a signal; 1 the pool failed or outcomes could not be written;\n"
     "2 usage, config, pool start error, AUTH or SELECT refused, or a key of the wrong type\n"
@@ -80,8 +93,8 @@ int ms_until(Clock::time_point t) {
 
 class Server {
  public:
-  Server(ServeSettings s, Pool& pool, Inbox& inbox, StopSignals& signals)
-      : state_(std::move(s)), pool_(pool), inbox_(inbox), signals_(signals) {}
+  Server(ServeSettings s, Pool& pool, Inbox& inbox, StopSignals& signals, Reloader& reloader)
+      : state_(std::move(s)), pool_(pool), inbox_(inbox), signals_(signals), reloader_(reloader) {}
 
   int run();
 
@@ -101,6 +114,7 @@ class Server {
   Pool& pool_;
   Inbox& inbox_;
   StopSignals& signals_;
+  Reloader& reloader_;
   redis::Connection waker_;  // sends CLIENT UNBLOCK while the main connection blocks
   bool stopping_ = false;
   bool pool_failed_ = false;
@@ -128,6 +142,8 @@ void Server::begin_stop(const std::string& why) {
   // A second signal ends the host at once; the pool's threads keep the signals blocked.
   signals_.release();
   print_info(why);
+  // No reload starts from now on; one under way is cut short by the terminate.
+  reloader_.stop();
   // Tasks not started come back cancelled now (handed back: another host runs them);
   // running ones get shutdown.grace, enforced by their workers, then come back cancelled.
   pool_.terminate();
@@ -233,6 +249,13 @@ int Server::run() {
               std::to_string(state_.in_flight()) + " in flight)");
   for (;;) {
     take_signal();
+    // A reload changed the number of workers and in_flight is "2 per worker".
+    if (const uint32_t workers = reloader_.take_workers(); workers != 0 && !stopping_) {
+      state_.set_in_flight(2 * workers);
+      detail::log_line(detail::LogLevel::info, "holding up to " + std::to_string(state_.in_flight()) +
+                                                   " entries now (2 per worker)",
+                       {pool_.config().name, -1, "reload"});
+    }
     for (auto& [entry, outcome] : inbox_.take()) {
       if (state_.is_pool_failure(outcome) && !pool_failed_) {
         pool_failed_ = true;
@@ -266,7 +289,9 @@ int Server::run() {
   // terminated already; on a fatal error it is terminated here, so that join waits one
   // grace at most (the entries held stay pending and go to another host).
   signals_.release();
+  reloader_.stop();
   pool_.terminate();
+  reloader_.finish();  // a reload under way has returned: the pool is ours alone
   pool_.join();
   state_.leave_group();
   const double secs = std::chrono::duration<double>(Clock::now() - started).count();
@@ -296,8 +321,9 @@ int serve_command(int argc, char** argv) {
   if (auto code = parse_options({"serve", kServeUsage, "CONFIG", 1, 1}, argc, argv, specs, positional)) return *code;
   const std::string& config_path = positional[0];
 
-  // Before any thread exists, so every thread the runtime starts inherits the mask.
-  StopSignals signals;
+  // Before any thread exists, so every thread the runtime starts inherits the mask. SIGHUP
+  // is no stop: it waits (blocked, pending) until the reloader takes it, the pool started.
+  StopSignals signals(StopSignals::Hangup::reload);
   ignore_sigpipe();
   // Declared before the runtime: the pool's callbacks push into it until the pool joins.
   Inbox inbox;
@@ -339,7 +365,10 @@ int serve_command(int argc, char** argv) {
   s.url = std::move(target->url);
   if (s.redis.consumer.empty()) s.redis.consumer = default_consumer();
   s.in_flight = s.redis.in_flight != 0 ? s.redis.in_flight : 2 * (*pool)->config().workers;
-  Server server(std::move(s), **pool, inbox, signals);
+  // The redis: section as the file had it: a reload compares the file's new one with it.
+  Reloader reloader(**pool, signals, {config_path, runtime->config().redis, s.redis.in_flight == 0});
+  Server server(std::move(s), **pool, inbox, signals, reloader);
+  reloader.start();
   return server.run();
 }
 

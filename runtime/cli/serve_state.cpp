@@ -24,6 +24,19 @@ Status status_in(std::string_view json) {
   return status_from(rest.substr(0, rest.find('"'))).value_or(Status::crashed);
 }
 
+// The generation of a result JSON written by result_json; 0 when it has none.
+uint32_t generation_in(std::string_view json) {
+  constexpr std::string_view key = "\"generation\":";
+  const auto at = json.rfind(key);
+  if (at == std::string_view::npos) return 0;
+  uint64_t n = 0;
+  for (size_t i = at + key.size(); i < json.size() && json[i] >= '0' && json[i] <= '9'; ++i) {
+    n = n * 10 + static_cast<uint64_t>(json[i] - '0');
+    if (n > UINT32_MAX) return 0;
+  }
+  return static_cast<uint32_t>(n);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -182,7 +195,7 @@ void ServeState::finish(const std::string& entry, Outcome&& outcome, bool stoppi
       break;
   }
   std::string json = redis::result_json(d.task, outcome, consumer());
-  Pending p{kind, std::move(it->second), std::move(json), outcome.status};
+  Pending p{kind, std::move(it->second), std::move(json), outcome.status, outcome.generation};
   held_.erase(it);
   outbox_.push_back(std::move(p));
 }
@@ -259,7 +272,7 @@ bool ServeState::flush() {
         [[fallthrough]];
       case Kind::result:
         tx.push_back({"XADD", keys_.results, "*", "id", t.task_id, "status", std::string(to_string(p.status)),
-                      "result", p.json});
+                      "generation", std::to_string(p.generation), "result", p.json});
         ack.push_back(t.entry_id);
         del.push_back(t.entry_id);
         if (p.held.entry.deliveries > 1) {
@@ -389,7 +402,8 @@ bool ServeState::claim(std::vector<Delivery>& out) {
     std::string json =
         history[0].is_string() ? std::string(history[0].str()) : outcome_of_dead(d.task, d.deliveries);
     const Status status = status_in(json);
-    outbox_.push_back(Pending{Kind::dead, Held{std::move(d), now}, std::move(json), status});
+    const uint32_t generation = generation_in(json);
+    outbox_.push_back(Pending{Kind::dead, Held{std::move(d), now}, std::move(json), status, generation});
   }
   return true;
 }

@@ -57,6 +57,8 @@ class ServeState {
   const redis::Keys& keys() const { return keys_; }
   const std::string& consumer() const { return s_.redis.consumer; }
   uint32_t in_flight() const { return s_.in_flight; }
+  /// A reload changed the pool's size: entries held past the new bound finish as they are.
+  void set_in_flight(uint32_t n) { s_.in_flight = n; }
 
   // -- connection
   bool connected() const { return bool(conn_); }
@@ -121,6 +123,7 @@ class ServeState {
     Held held;
     std::string json;
     Status status;
+    uint32_t generation = 0;  ///< of the pool that ran it (Outcome::generation)
     /// Went out in a transaction whose answer was lost: it may have been applied.
     bool sent = false;
   };

@@ -80,6 +80,15 @@ std::string stats_json(const RunStats& stats) {
     out += ",\"outcomes\":";
     append_outcomes(out, p.outcomes);
     out += ",\"restarts\":" + std::to_string(p.restarts);
+    // Pool::reload: the generation serving, the reloads done, the last one's result
+    // (null before any) and how long it took.
+    out += ",\"generation\":" + std::to_string(p.generation);
+    out += ",\"reloads\":" + std::to_string(p.reloads);
+    out += ",\"last_reload\":";
+    if (p.last_reload.empty()) out += "null";
+    else detail::append_json_string(out, p.last_reload);
+    out += ",\"last_reload_duration_s\":";
+    append_number(out, static_cast<double>(p.last_reload_duration.count()) / 1e9);
     out += ",\"task_ms\":{\"p50\":";
     append_number(out, ms(p.p50));
     out += ",\"p99\":";

@@ -245,18 +245,44 @@ inline void print_summary(const Counts& counts, double secs) {
 // mask from this one) and read from a signalfd by the writer, so a stop request arrives
 // as data at a point where the run can act on it: terminate the pool, drain, summarize.
 // Spawned workers get an empty mask and their own process group (process/spawn.cpp).
+//
+// By default SIGHUP is a stop signal like the other two (`shoal run`, `submit`,
+// `collect`: a batch has nothing to reload, and a hang-up of its terminal should end it).
+// With Hangup::reload (`shoal serve`) it is not: it is read from a signalfd of its own
+// (reload_fd) and stays blocked on this thread for good (release(), interruptible() and
+// the destructor leave it blocked, so a SIGHUP while the host starts, stops or exits
+// never ends it; one that comes then is left pending, unread), and it is
+// taken even when it was ignored at start (nohup): a host that only reloads on it has no
+// reason to ignore it.
 class StopSignals {
  public:
-  StopSignals() {
+  enum class Hangup { stop, reload };
+
+  explicit StopSignals(Hangup hangup = Hangup::stop) {
     sigemptyset(&set_);
+    sigemptyset(&reload_set_);
     for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+      if (sig == SIGHUP && hangup == Hangup::reload) {
+        sigaddset(&reload_set_, sig);
+        continue;
+      }
       // An ignored signal stays ignored (nohup, a shell's background job): a blocked
       // signal is queued even when ignored, and the signalfd would report it.
       struct sigaction current {};
       if (::sigaction(sig, nullptr, &current) == 0 && current.sa_handler == SIG_IGN) continue;
       sigaddset(&set_, sig);
     }
-    SHOAL_CHECK(::pthread_sigmask(SIG_BLOCK, &set_, &old_) == 0);  // EINVAL only
+    sigset_t all = set_;
+    if (hangup == Hangup::reload) sigaddset(&all, SIGHUP);
+    SHOAL_CHECK(::pthread_sigmask(SIG_BLOCK, &all, &old_) == 0);  // EINVAL only
+    // What release() restores: the mask as it was, with the reload signal still blocked.
+    after_release_ = old_;
+    if (hangup == Hangup::reload) {
+      sigaddset(&after_release_, SIGHUP);
+      // Without its signalfd (EMFILE) a SIGHUP stays pending and unread: no reload, and
+      // no host ended by it either.
+      reload_fd_ = Fd(::signalfd(-1, &reload_set_, SFD_NONBLOCK | SFD_CLOEXEC));
+    }
     fd_ = Fd(::signalfd(-1, &set_, SFD_NONBLOCK | SFD_CLOEXEC));
     // Without a signalfd (EMFILE) nobody would read the blocked signals and Ctrl-C would
     // be lost: the default action (the host ends, its workers follow) is better.
@@ -266,16 +292,19 @@ class StopSignals {
   StopSignals& operator=(const StopSignals&) = delete;
   ~StopSignals() { release(); }
 
-  // Readable when a signal is waiting, for a poll(2) set; -1 if the signalfd failed.
+  // Readable when a stop signal is waiting, for a poll(2) set; -1 if the signalfd failed.
   int fd() const { return fd_.get(); }
 
-  // The signal number received since the last call, or 0.
-  int poll() {
-    if (fd_.get() < 0) return 0;
-    signalfd_siginfo info{};
-    ssize_t n = ::read(fd_.get(), &info, sizeof info);
-    return n == static_cast<ssize_t>(sizeof info) ? static_cast<int>(info.ssi_signo) : 0;
-  }
+  // The stop signal number received since the last call, or 0.
+  int poll() { return read_one(fd_.get()); }
+
+  // Hangup::reload: readable when a SIGHUP is waiting; -1 otherwise. Any thread may read
+  // it (the signal is blocked in every thread, so it waits for the process).
+  int reload_fd() const { return reload_fd_.get(); }
+
+  // True when a SIGHUP came since the last call (several in a row are one: a standard
+  // signal is pending once).
+  bool poll_reload() { return read_one(reload_fd_.get()) != 0; }
 
   // Runs `f` with the stop signals deliverable on this thread, for a step that blocks in
   // the kernel out of any poll(2)'s reach: open(2) of a FIFO that has no writer (or no
@@ -284,6 +313,7 @@ class StopSignals {
   // and ends the host (128+N to the shell), which is all a run can do before its work
   // started. One already pending is delivered at once. Other threads keep the mask, so a
   // pool already running is ended with the host, its workers through their death watch.
+  // A reload signal stays blocked: it waits for the host to be ready.
   template <class F>
   decltype(auto) interruptible(F&& f) {
     struct Reblock {
@@ -297,18 +327,28 @@ class StopSignals {
     return f();
   }
 
-  // Unblocks the signals on this thread only: the pool's threads keep them blocked, so a
-  // further Ctrl-C takes its default action here and ends the host at once.
+  // Unblocks the stop signals on this thread only: the pool's threads keep them blocked,
+  // so a further Ctrl-C takes its default action here and ends the host at once.
   void release() {
     if (released_) return;
     released_ = true;
-    SHOAL_CHECK(::pthread_sigmask(SIG_SETMASK, &old_, nullptr) == 0);
+    SHOAL_CHECK(::pthread_sigmask(SIG_SETMASK, &after_release_, nullptr) == 0);
   }
 
  private:
+  static int read_one(int fd) {
+    if (fd < 0) return 0;
+    signalfd_siginfo info{};
+    ssize_t n = ::read(fd, &info, sizeof info);
+    return n == static_cast<ssize_t>(sizeof info) ? static_cast<int>(info.ssi_signo) : 0;
+  }
+
   sigset_t set_{};
+  sigset_t reload_set_{};
   sigset_t old_{};
+  sigset_t after_release_{};
   Fd fd_;
+  Fd reload_fd_;
   bool released_ = false;
 };
 

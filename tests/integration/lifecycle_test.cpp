@@ -258,8 +258,11 @@ TEST_CASE("SIGTERM to one worker from outside is a stop request, not a crash", "
   for (const auto& [pid, events] : ev) CHECK(events == full_life());
 }
 
-TEST_CASE("host SIGTERM: shoal run finishes in-flight tasks, cancels the rest, every chain runs",
+TEST_CASE("host SIGTERM or SIGHUP: shoal run finishes in-flight tasks and cancels the rest and every chain runs",
           "[integration][lifecycle][host]") {
+  // A batch run has nothing to reload: SIGHUP stops it as SIGTERM does (shoal run --help).
+  const int sig = GENERATE(SIGTERM, SIGHUP);
+  INFO("signal " << sig);
   TempDir dir;
   auto log = dir.path() / "events.log";
   PoolConfig c = lifecycle_config(log, 2);
@@ -278,10 +281,10 @@ TEST_CASE("host SIGTERM: shoal run finishes in-flight tasks, cancels the rest, e
     return std::count(text.begin(), text.end(), '\n');
   };
   while (rows_written() < 4 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
-  host.signal(SIGTERM);
+  host.signal(sig);
   int code = -1;
   REQUIRE(host.wait(10s, code));
-  CHECK(code == 128 + SIGTERM);
+  CHECK(code == 128 + sig);
   std::string rows = read_file(out);
   size_t n = static_cast<size_t>(std::count(rows.begin(), rows.end(), '\n'));
   CHECK(n == 200);  // every task has its row: ok or cancelled

@@ -99,6 +99,11 @@ TEST_CASE("watch: --stats agrees with the rows of the same run", "[integration][
   const double p50 = pool.at("task_ms").at("p50"), p99 = pool.at("task_ms").at("p99");
   CHECK(p50 >= 1.5);  // "sleep 2" tasks, and the histogram rounds up, never down
   CHECK(p99 >= p50);
+  // `shoal run` never reloads: the first generation, and no reload yet.
+  CHECK(pool.at("generation") == 0);
+  CHECK(pool.at("reloads") == 0);
+  CHECK(pool.at("last_reload").is_null());
+  CHECK(pool.at("last_reload_duration_s") == 0.0);
 
   REQUIRE(pool.at("workers").size() == 2);
   uint64_t segv_exits = 0, worker_tasks = 0;

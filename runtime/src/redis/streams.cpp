@@ -53,11 +53,13 @@ Task task_of(const Entry& entry) {
 
 std::string result_json(const Task& task, const Outcome& outcome, std::string_view consumer) {
   std::string json = outcome_json(task.seq, outcome);
-  json.pop_back();  // the closing brace; two keys follow
+  json.pop_back();  // the closing brace; three keys follow
   json += ",\"id\":";
   append_json_string(json, task.task_id);
   json += ",\"consumer\":";
   append_json_string(json, consumer);
+  json += ",\"generation\":";
+  json += std::to_string(outcome.generation);
   json += '}';
   return json;
 }

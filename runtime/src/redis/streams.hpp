@@ -2,14 +2,15 @@
 // `collect` so that each writes exactly what the others read:
 //
 //   STREAM           tasks:   id TASK-ID, seq N, input BYTES   (XADD by submit or anyone)
-//   STREAM:results   results: id TASK-ID, status WORD, result JSON
+//   STREAM:results   results: id TASK-ID, status WORD, generation N, result JSON
 //   STREAM:dead      dead letters: id, entry, deliveries, input, result
 //   STREAM:last      hash: entry id -> JSON of its last failed outcome (while it is retried),
 //                    and ENTRY/handed-back -> deliveries hosts handed back unrun (on a stop);
 //                    both go when the entry gets its result
 //
-// The result JSON is outcome_json's object (the row `shoal run` writes) with "id" and
-// "consumer" appended.
+// The result JSON is outcome_json's object (the row `shoal run` writes) with "id",
+// "consumer" and "generation" (of the host's pool that ran it: 0 until its first reload)
+// appended.
 #ifndef SHOAL_REDIS_STREAMS_HPP
 #define SHOAL_REDIS_STREAMS_HPP
 
@@ -62,7 +63,7 @@ struct Task {
 };
 Task task_of(const Entry& entry);
 
-/// The JSON of one result: the `shoal run` row plus "id" and "consumer".
+/// The JSON of one result: the `shoal run` row plus "id", "consumer" and "generation".
 std::string result_json(const Task& task, const Outcome& outcome, std::string_view consumer);
 
 /// An error reply that passes with time (LOADING after a restart, BUSY script, a replica
