@@ -26,11 +26,19 @@
 // moment of the windows. The figures are the medians over the repetitions of each
 // repetition's ratio.
 //
+// The roll needs CPU (8 process starts) where the sleeping tasks need little, so other
+// processes on the machine lower (a) more than they lower the steady rate: each
+// repetition's line says how many CPUs the rest of the machine kept busy meanwhile
+// (/proc/stat's busy time less this process's and its reaped workers').
+//
 // Prints each repetition's figures ('#' lines), then one line per figure with its goal.
 // Exits 0 whether the goals are met or not; 1 on a real error (a reload that failed, a
 // task lost, not ok, or run by another version than its generation's); 2 when a pool
 // cannot start.
 #include <shoal/runtime.hpp>
+
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -38,6 +46,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <semaphore>
 #include <string>
 #include <thread>
@@ -77,6 +86,27 @@ double p99(std::vector<double> v) {
 [[noreturn]] void fail(int code, const std::string& why) {
   std::fprintf(stderr, "shoal_bench_reload: %s\n", why.c_str());
   std::exit(code);
+}
+
+// CPU seconds spent by the whole machine (every CPU, /proc/stat), and by this process with
+// its children that were waited for.
+double machine_cpu_s() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq;
+  return static_cast<double>(user + nice + system + irq + softirq) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+double own_cpu_s() {
+  double total = 0;
+  for (int who : {RUSAGE_SELF, RUSAGE_CHILDREN}) {
+    rusage u{};
+    ::getrusage(who, &u);
+    total += static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+             static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  }
+  return total;
 }
 
 // Generation g runs version A when g is even, B when odd: every reload changes the param.
@@ -147,11 +177,14 @@ struct Rep {
   double roll_ms = 0;        // mean over the reloads, from call to return
   double start_ms = 0;       // median worker start under the load, between the windows
   double idle_start_ms = 0;  // median worker start before the pool of 8 started
+  double others_cpus = 0;    // CPUs the rest of the machine kept busy, on average
   size_t tasks = 0;
 };
 
 Rep repetition(const Plan& plan) {
   Rep rep;
+  const auto t0 = Clock::now();
+  const double machine0 = machine_cpu_s(), own0 = own_cpu_s();
   std::vector<double> starts;
   for (size_t i = 0; i < kIdleStarts; ++i) starts.push_back(worker_start_ms());
   rep.idle_start_ms = median(starts);
@@ -205,6 +238,7 @@ Rep repetition(const Plan& plan) {
   for (ptrdiff_t i = 0; i < kInFlight; ++i) free_slots.acquire();  // every outcome is in
   const shoal::PoolStats stats = pool->stats();
   pool->join();
+  rep.others_cpus = ((machine_cpu_s() - machine0) - (own_cpu_s() - own0)) / seconds(Clock::now() - t0);
 
   const size_t n = submitted.load();
   if (n == tasks.size()) fail(1, "the feeder ran out of task records");
@@ -270,9 +304,11 @@ int main(int argc, char** argv) {
   for (int r = 1; r <= plan.reps; ++r) {
     const Rep rep = repetition(plan);
     std::printf("# rep %d: steady %.0f tasks/s, p99 %.2f ms | roll %.1f ms: %.0f tasks/s, "
-                "p99 %.2f ms over %zu tasks | worker start %.2f ms (idle %.2f) | %zu tasks\n",
+                "p99 %.2f ms over %zu tasks | worker start %.2f ms (idle %.2f) | %zu tasks | "
+                "other processes: %.2f CPUs\n",
                 r, rep.steady.rate, rep.steady.p99, rep.roll_ms, rep.roll.rate, rep.roll.p99,
-                rep.roll.tasks, rep.start_ms, rep.idle_start_ms, rep.tasks);
+                rep.roll.tasks, rep.start_ms, rep.idle_start_ms, rep.tasks,
+                std::max(0.0, rep.others_cpus));  // below 0: the clock ticks' rounding
     std::fflush(stdout);
     rate_ratio.push_back(rep.roll.rate / rep.steady.rate);
     p99_ratio.push_back(rep.roll.p99 / rep.steady.p99);
