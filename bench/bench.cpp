@@ -305,7 +305,7 @@ void bandwidth() {
     p->map_views(inputs, [&](size_t, const shoal::OutcomeView& v) {
       uint64_t sum = 0;
       for (size_t i = 0; i < v.output.size(); i += 64) sum += static_cast<unsigned char>(v.output[i]);
-      checked += sum == 'b' * ((v.output.size() + 63) / 64) ? 1 : 0;
+      checked += sum == 'b' * ((v.output.size() + 63) / 64) ? 1u : 0u;
     });
     double gbs = static_cast<double>(n * size) / seconds_since(t0) / 1e9;
     if (checked != n) std::fprintf(stderr, "bench: %zu of %zu echo outputs wrong\n", n - checked, n);
