@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 
 using namespace shoal;
@@ -116,10 +117,13 @@ TEST_CASE("a respawned worker that cannot load its plugin is not retried: the po
   std::filesystem::copy_file(SHOAL_PLUGIN_ECHO, path);
   auto pool = start_pool(pool_config(path.string(), 1));
   CHECK(get(pool->submit("before")).output == "before");
-  // Replaced the way a deploy should (a new file renamed over the old name): the running
-  // worker keeps its mapping of the old file; a new worker finds text.
-  const auto text = dir.write("text.so", "this is not an ELF file\n");
-  std::filesystem::rename(text, path);
+  // Overwritten in place (what a deploy must never do: a file renamed over the path
+  // would not reach the pool's workers, which load the file their generation pinned):
+  // the idle worker never touches the plugin's pages again; a new one finds text.
+  {
+    std::ofstream out(path, std::ios::trunc);
+    out << "this is not an ELF file\n";
+  }
   const auto t0 = std::chrono::steady_clock::now();
   REQUIRE(::kill(pool->worker_pids().at(0), SIGKILL) == 0);
   Outcome o = get(pool->submit("after"));
