@@ -104,16 +104,45 @@ std::map<std::string, std::string> stream_generations(const Fleet& fleet) {
   return out;
 }
 
-}  // namespace
+// The rows of tasks PREFIX:0 to PREFIX:n-1: each there once, ok, with the output and
+// generation given.
+template <class Rows>
+void check_rows(const Rows& rows, const std::string& prefix, size_t n, const std::string& output,
+                const std::string& generation) {
+  for (size_t i = 0; i < n; ++i) {
+    const std::string task = prefix + ":" + std::to_string(i);
+    INFO("task " << task);
+    REQUIRE(rows.count(task) == 1);
+    CHECK(rows.at(task).at("status").text == "ok");
+    CHECK(rows.at(task).at("output").text == output);
+    CHECK(rows.at(task).at("generation").text == generation);
+  }
+}
 
-TEST_CASE("reload: SIGHUP with new params while tasks flow: one result per task and each names its generation",
-          "[integration][redis][reload][serve]") {
+// Submits `n` tasks asking for the version param, collects until `total` results are
+// in, and checks the `n` new ones.
+void serve_and_check(Fleet& fleet, size_t n, size_t total, const std::string& output, const std::string& generation) {
+  submit(fleet, fleet.config("submit"), std::vector<std::string>(n, "param-after 1 version"));
+  const std::string prefix = id_prefix();
+  check_rows(collect(fleet.config("collect"), total), prefix, n, output, generation);
+}
+
+// A host serving the first config ("a"), ready, its workers seen.
+struct Serving {
   Fleet fleet;
   Seen seen;
   const std::string config = write_config(fleet, "a", HostConfig{});
-  Host a(fleet, config, "a", kInfo);
-  wait_ready(fleet, {&a});
-  seen.add(a);
+  Host a{fleet, config, "a", kInfo};
+  Serving() {
+    wait_ready(fleet, {&a});
+    seen.add(a);
+  }
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(Serving, "reload: SIGHUP with new params while tasks flow: one result per task and each names its generation",
+          "[integration][redis][reload][serve]") {
 
   // 5 ms tasks on two workers: about a second of work, the reload in the middle of it.
   constexpr size_t kFirst = 400;
@@ -163,33 +192,17 @@ TEST_CASE("reload: SIGHUP with new params while tasks flow: one result per task 
   CHECK(lines_of(read_file(fleet.marker("a"))).size() == 4);
 }
 
-TEST_CASE("reload: SIGHUP with a broken config keeps the pool serving and logs FILE:LINE:COL",
+TEST_CASE_METHOD(Serving, "reload: SIGHUP with a broken config keeps the pool serving and logs FILE:LINE:COL",
           "[integration][redis][reload][serve]") {
-  Fleet fleet;
-  Seen seen;
-  const std::string config = write_config(fleet, "a", HostConfig{});
-  Host a(fleet, config, "a", kInfo);
-  wait_ready(fleet, {&a});
   std::vector<int> workers = a.workers();
   std::sort(workers.begin(), workers.end());
   REQUIRE(workers.size() == 2);
-  seen.add(a);
 
   // The served results so far: all ok, generation 0, the first config's output.
   size_t expected = 0;
   const auto serve_some = [&](size_t n) {
-    submit(fleet, fleet.config("submit"), std::vector<std::string>(n, "param-after 1 version"));
-    const std::string prefix = id_prefix();
     expected += n;
-    const auto rows = collect(fleet.config("collect"), expected);
-    for (size_t i = 0; i < n; ++i) {
-      const std::string task = prefix + ":" + std::to_string(i);
-      INFO("task " << task);
-      REQUIRE(rows.count(task) == 1);
-      CHECK(rows.at(task).at("status").text == "ok");
-      CHECK(rows.at(task).at("output").text == "one");
-      CHECK(rows.at(task).at("generation").text == "0");
-    }
+    serve_and_check(fleet, n, expected, "one", "0");
   };
   serve_some(50);
 
@@ -212,15 +225,7 @@ TEST_CASE("reload: SIGHUP with a broken config keeps the pool serving and logs F
   CHECK(logged_line.find("wrokers") != std::string::npos);
   CHECK(logged_line.find("generation 0 keeps serving") != std::string::npos);
   expected += 200;
-  const auto rows = collect(fleet.config("collect"), expected);
-  for (size_t i = 0; i < 200; ++i) {
-    const std::string task = during + ":" + std::to_string(i);
-    INFO("task " << task);
-    REQUIRE(rows.count(task) == 1);
-    CHECK(rows.at(task).at("status").text == "ok");
-    CHECK(rows.at(task).at("output").text == "one");
-    CHECK(rows.at(task).at("generation").text == "0");
-  }
+  check_rows(collect(fleet.config("collect"), expected), during, 200, "one", "0");
 
   // A plugin file that is not there: refused at the position of `plugin:`, as by `shoal check`.
   std::string missing = config_text(fleet, "a", HostConfig{});
@@ -245,13 +250,7 @@ TEST_CASE("reload: SIGHUP with a broken config keeps the pool serving and logs F
   check_fini(fleet, "a");
 }
 
-TEST_CASE("reload: a SIGHUP during a reload runs one more reload after it", "[integration][redis][reload][serve]") {
-  Fleet fleet;
-  Seen seen;
-  const std::string config = write_config(fleet, "a", HostConfig{});
-  Host a(fleet, config, "a", kInfo);
-  wait_ready(fleet, {&a});
-  seen.add(a);
+TEST_CASE_METHOD(Serving, "reload: a SIGHUP during a reload runs one more reload after it", "[integration][redis][reload][serve]") {
 
   // Each new worker takes 400 ms in init: the roll of two lasts 800 ms at least.
   HostConfig two;
@@ -278,25 +277,12 @@ TEST_CASE("reload: a SIGHUP during a reload runs one more reload after it", "[in
   REQUIRE(logged(a, "generation 2 serving", 20s));
   CHECK(count_of(a.err(), "SIGHUP: reading") == 2);  // one more, not one per signal sent
 
-  submit(fleet, fleet.config("submit"), std::vector<std::string>(20, "param-after 1 version"));
-  const auto rows = collect(fleet.config("collect"), 20);
-  for (size_t i = 0; i < 20; ++i) {
-    INFO("task " << id(i));
-    REQUIRE(rows.count(id(i)) == 1);
-    CHECK(rows.at(id(i)).at("output").text == "three");
-    CHECK(rows.at(id(i)).at("generation").text == "2");
-  }
+  serve_and_check(fleet, 20, 20, "three", "2");
   stop_host(fleet, a, seen);
 }
 
-TEST_CASE("reload: SIGHUP with a changed redis section reloads the pool only and says the rest needs a restart",
+TEST_CASE_METHOD(Serving, "reload: SIGHUP with a changed redis section reloads the pool only and says the rest needs a restart",
           "[integration][redis][reload][serve]") {
-  Fleet fleet;
-  Seen seen;
-  const std::string config = write_config(fleet, "a", HostConfig{});
-  Host a(fleet, config, "a", kInfo);
-  wait_ready(fleet, {&a});
-  seen.add(a);
 
   HostConfig moved;
   moved.version = "two";
@@ -317,14 +303,7 @@ TEST_CASE("reload: SIGHUP with a changed redis section reloads the pool only and
   REQUIRE(logged(a, "generation 1 serving", 20s));
 
   // Still the stream it started with, now with the new params.
-  submit(fleet, fleet.config("submit"), std::vector<std::string>(20, "param-after 1 version"));
-  const auto rows = collect(fleet.config("collect"), 20);
-  for (size_t i = 0; i < 20; ++i) {
-    INFO("task " << id(i));
-    REQUIRE(rows.count(id(i)) == 1);
-    CHECK(rows.at(id(i)).at("output").text == "two");
-    CHECK(rows.at(id(i)).at("generation").text == "1");
-  }
+  serve_and_check(fleet, 20, 20, "two", "1");
   CHECK(fleet.integer({"EXISTS", "elsewhere"}) == 0);
   stop_host(fleet, a, seen);
 }
