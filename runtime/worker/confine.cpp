@@ -150,9 +150,8 @@ bool Worker::apply_sandbox() {
     if (!allow(path, kLandlockRead, false)) return false;
   // The files this worker loads: the ones its host pinned when it did (they may no
   // longer be at their paths), else the paths.
-  if (!allow(module_source(init_, 0, init_.plugin), kLandlockRead, true)) return false;
-  for (size_t i = 0; i < init_.resources.size(); ++i)
-    if (!allow(module_source(init_, 1 + i, init_.resources[i].module), kLandlockRead, true)) return false;
+  for (const auto& source : module_sources_)
+    if (!allow(source, kLandlockRead, true)) return false;
   if (!allow("/dev/null", kLandlockWrite, true)) return false;
   // /proc/self resolves to /proc/PID: the worker's own entries, nobody else's.
   if (!allow("/proc/self/", kLandlockRead, true)) return false;

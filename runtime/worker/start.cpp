@@ -100,7 +100,7 @@ bool Worker::apply_limits() {
 bool Worker::open_resources() {
   for (size_t i = 0; i < init_.resources.size(); ++i) {
     const auto& spec = init_.resources[i];
-    auto api = load_resource_module(spec.module, module_source(init_, 1 + i, spec.module));
+    auto api = load_resource_module(spec.module, module_sources_[1 + i]);
     if (!api) return fatal("resource " + spec.name + ": " + api.error().message);
     shoal_ctx& ctx = resource_ctx_.emplace_back(shoal_ctx{this, &spec.params, "resource " + spec.name});
     if (!init_.recover.empty() && api->recover != nullptr) {
@@ -126,8 +126,27 @@ bool Worker::open_resources() {
   return true;
 }
 
+void Worker::choose_module_sources() {
+  // A pinned file still at its path is loaded by the path, so that debuggers, sanitizers
+  // and core dumps can name and read it (a link map entry "/proc/self/fd/7" means the
+  // reader's own descriptor 7). One renamed over since is loaded through the descriptor:
+  // its generation's code, under the name /proc/self/fd/N. A rename between this check
+  // and the load goes unseen (the new file loads): a window of microseconds once.
+  auto source = [&](size_t n, const std::string& path) {
+    if (!init_.pinned_files) return path;
+    const int fd = kWorkerFirstFileFd + static_cast<int>(n);
+    struct stat pinned {}, now {};
+    if (::fstat(fd, &pinned) == 0 && ::stat(path.c_str(), &now) == 0 && pinned.st_dev == now.st_dev &&
+        pinned.st_ino == now.st_ino)
+      return path;
+    return "/proc/self/fd/" + std::to_string(fd);
+  };
+  module_sources_.push_back(source(0, init_.plugin));
+  for (size_t i = 0; i < init_.resources.size(); ++i) module_sources_.push_back(source(1 + i, init_.resources[i].module));
+}
+
 bool Worker::load_plugin_and_init() {
-  auto api = load_plugin(init_.plugin, module_source(init_, 0, init_.plugin));
+  auto api = load_plugin(init_.plugin, module_sources_[0]);
   if (!api) return fatal(api.error().message);
   // Every module is mapped now (resources load first): the pinned files are closed before
   // the plugin's init runs, so that nothing it starts inherits them.
@@ -161,6 +180,7 @@ Started Worker::start() {
     return Started::fatal;
   }
   init_ = std::get<InitMessage>(std::move(decoded));
+  choose_module_sources();
   if (init_.recover_only) local_stop_.store(static_cast<uint32_t>(LocalStop::recover_only));
   chain_.set_owner("worker " + std::to_string(init_.index) + " (pid " + std::to_string(::getpid()) + ")");
   if (!map_segment() || !apply_limits() || !harden()) return Started::fatal;

@@ -82,6 +82,7 @@ class Worker {
   bool apply_sandbox();
   bool open_resources();
   bool load_plugin_and_init();
+  void choose_module_sources();
   // control.cpp
   void start_threads();
   void control_loop();
@@ -108,6 +109,8 @@ class Worker {
   // The host's Init message as decoded, read in place for the worker's whole life (set
   // once in start(), before any other thread exists; never written again).
   InitMessage init_;
+  // What each module is loaded from: 0 the plugin, 1 + i resource i (choose_module_sources).
+  std::vector<std::string> module_sources_;
 
   Mapping block_map_, task_map_, result_map_;
   WorkerBlock* block_ = nullptr;

@@ -69,15 +69,6 @@ void scalars(M& m, F&& f) {
   f("pinned_files", m.pinned_files);
 }
 
-}  // namespace
-
-std::string module_source(const InitMessage& m, size_t n, const std::string& path) {
-  if (!m.pinned_files) return path;
-  return "/proc/self/fd/" + std::to_string(kWorkerFirstFileFd + static_cast<int>(n));
-}
-
-namespace {
-
 template <class T>
 bool assign(T& field, const std::string& text) {
   if constexpr (std::is_same_v<T, std::string>) {

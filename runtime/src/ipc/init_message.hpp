@@ -40,16 +40,12 @@ struct InitMessage {
   bool sandbox = false;
   /// The plugin and resource modules are open at kWorkerFirstFileFd + n (n = 0 for the
   /// plugin, 1 + i for resource i): the files of this generation, whatever was renamed
-  /// over their paths since (module_source).
+  /// over their paths since (Worker::choose_module_sources).
   bool pinned_files = false;
   std::vector<std::pair<std::string, bool>> sandbox_paths;  ///< path, writable
   std::map<std::string, std::string> params;
   std::vector<InitResource> resources;
 };
-
-/// The file a worker loads as module `n` (0: the plugin, 1 + i: resource i), configured
-/// at `path`: /proc/self/fd/N when the host pinned it, else the path.
-std::string module_source(const InitMessage& m, size_t n, const std::string& path);
 
 /// The message body (key/value pairs, encode_kv).
 std::string encode_init(const InitMessage& m);

@@ -171,6 +171,9 @@ void Pool::Impl::on_worker_ended(WorkerProcess& w, WorkerProcess::Ended e) {
   const bool failed_start = e.phase == WorkerProcess::Phase::starting;
   if (phase == Phase::starting)
     ;
+  else if (w.role == WorkerProcess::Role::retiring && e.abandoned && !terminate_seen && !failed)
+    logf(LogLevel::info, "pool %s: %s retired; its task still ran after twice shutdown.grace and runs again (%s)",
+         config.name.c_str(), who.c_str(), e.notes.c_str());
   else if (e.killed || !e.status.exited || (e.status.code != 0 && !failed_start))
     logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), e.death.c_str());
   else if (!e.notes.empty())
