@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -30,43 +31,62 @@ PoolConfig versioned(uint32_t workers, const std::string& version) {
 }
 
 // Tasks submitted from a thread of their own as fast as the pool takes them, each
-// asking for the version its worker runs; every outcome is recorded once.
+// asking for the version its worker runs; every outcome is recorded once. The record is
+// shared with the callbacks: a test that fails half-way ends the Load before the pool,
+// whose destructor still delivers (cancelled) outcomes.
 class Load {
  public:
-  Load(Pool& pool, size_t count, std::string task = "param version") : outcomes_(count) {
-    feeder_ = std::thread([this, &pool, task] {
-      for (size_t i = 0; i < outcomes_.size(); ++i) {
-        pool.submit(task, [this, i](Outcome&& o) {
-          outcomes_[i] = std::move(o);
-          std::lock_guard lock(mu_);
-          ++done_;
-          cv_.notify_all();
+  Load(Pool& pool, size_t count, std::string task = "param version") : state_(std::make_shared<State>(count)) {
+    feeder_ = std::thread([st = state_, &pool, task] {
+      for (size_t i = 0; i < st->outcomes.size(); ++i) {
+        pool.submit(task, [st, i](Outcome&& o) {
+          std::lock_guard lock(st->mu);
+          st->outcomes[i] = std::move(o);
+          ++st->done;
+          st->cv.notify_all();
         });
         // Keep a bounded backlog, so that the tasks spread over the whole reload.
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return i < done_ + 2000; });
+        std::unique_lock lock(st->mu);
+        st->cv.wait(lock, [&] { return i < st->done + 2000 || st->abandoned; });
+        if (st->abandoned) return;
       }
     });
   }
   ~Load() {
+    {
+      std::lock_guard lock(state_->mu);
+      state_->abandoned = true;
+    }
+    state_->cv.notify_all();
     if (feeder_.joinable()) feeder_.join();
   }
   /// Waits until `n` outcomes are in; false at the deadline.
   bool wait_done(size_t n, std::chrono::seconds limit = 60s) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, limit, [&] { return done_ >= n; });
+    std::unique_lock lock(state_->mu);
+    return state_->cv.wait_for(lock, limit, [&] { return state_->done >= n; });
   }
-  const std::vector<Outcome>& finish() {
-    REQUIRE(wait_done(outcomes_.size()));
+  const std::vector<Outcome>& finish(const Pool& pool) {
+    if (!wait_done(state_->outcomes.size())) {
+      const PoolStats s = pool.stats();
+      std::lock_guard lock(state_->mu);
+      FAIL("outcomes in: " << state_->done << " of " << state_->outcomes.size() << "; the pool counted "
+                           << s.outcomes[static_cast<size_t>(Status::ok)] << " ok; live workers "
+                           << pool.live_workers());
+    }
     feeder_.join();
-    return outcomes_;
+    return state_->outcomes;
   }
 
  private:
-  std::vector<Outcome> outcomes_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  size_t done_ = 0;
+  struct State {
+    explicit State(size_t n) : outcomes(n) {}
+    std::vector<Outcome> outcomes;
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t done = 0;
+    bool abandoned = false;
+  };
+  std::shared_ptr<State> state_;
   std::thread feeder_;
 };
 
@@ -88,7 +108,7 @@ TEST_CASE("a reload under load: 100000 tasks each get one outcome from one versi
   REQUIRE(reloaded);
   // The roll is over when reload returns: every old process has stopped.
   CHECK(all_gone(old_pids, 0ms));
-  const auto& outcomes = load.finish();
+  const auto& outcomes = load.finish(*pool);
   size_t a = 0, b = 0;
   for (const Outcome& o : outcomes) {
     REQUIRE(o.status == Status::ok);
@@ -133,7 +153,7 @@ TEST_CASE("a reload whose init fails in one worker rolls back and the old versio
   REQUIRE(!reloaded);
   CHECK_THAT(reloaded.error().message, Catch::Contains("rolled back to generation 0"));
   CHECK_THAT(reloaded.error().message, Catch::Contains("init refused in worker 1"));
-  const auto& outcomes = load.finish();
+  const auto& outcomes = load.finish(*pool);
   // Worker 0 ran generation 1 for a while; every other outcome is the old version's, and
   // none was lost or failed.
   for (const Outcome& o : outcomes) {
@@ -178,7 +198,7 @@ TEST_CASE("a reload whose init hangs past start_timeout rolls back without leavi
   REQUIRE(!reloaded);
   CHECK_THAT(reloaded.error().message, Catch::Contains("start_timeout"));
   CHECK(took < 10s);
-  for (const Outcome& o : load.finish()) {
+  for (const Outcome& o : load.finish(*pool)) {
     REQUIRE(o.status == Status::ok);
     REQUIRE(o.output == "A");
     REQUIRE(o.generation == 0);
@@ -241,7 +261,7 @@ TEST_CASE("resize 2 to 8 to 1 under load loses no task", "[integration][reload][
   CHECK(pool->live_workers() == 1);
   CHECK(pool->stats().workers.size() == 1);
   size_t ran_by_high = 0;
-  for (const Outcome& o : load.finish()) {
+  for (const Outcome& o : load.finish(*pool)) {
     REQUIRE(o.status == Status::ok);
     REQUIRE(o.attempts == 1);
     if (o.worker >= 2) ++ran_by_high;
@@ -282,7 +302,7 @@ TEST_CASE("a kill -9 of a new-generation worker during the roll leaves every tas
   // Killed while starting, the roll turns back; killed once serving, it is replaced.
   if (!reloaded) CHECK_THAT(reloaded.error().message, Catch::Contains("rolled back"));
   size_t crashed = 0;
-  for (const Outcome& o : load.finish()) {
+  for (const Outcome& o : load.finish(*pool)) {
     if (o.status == Status::crashed) {
       ++crashed;
       continue;
@@ -317,7 +337,7 @@ TEST_CASE("reloads and resizes from several threads run one after the other", "[
   // Each operation begins as the one before ends, not at some later event of the pool
   // (an operation queued behind another once waited for the next task to finish).
   CHECK(std::chrono::steady_clock::now() - t0 < 10s);
-  for (const Outcome& o : load.finish()) REQUIRE(o.status == Status::ok);
+  for (const Outcome& o : load.finish(*pool)) REQUIRE(o.status == Status::ok);
   const PoolStats s = pool->stats();
   CHECK(s.reloads == 3);
   CHECK(s.generation == 3);  // each reload changed the params: three rolls

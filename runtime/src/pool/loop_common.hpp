@@ -14,9 +14,13 @@
 
 namespace shoal::detail {
 
+// A process's own descriptors carry ProcessEvent kinds (worker_process.hpp): the same
+// numbers, one definition.
 enum EventKind : uint32_t {
-  kSubmit = 1, kResult = 2, kTimer = 3, kPidfd = 4, kControl = 5, kStartTimer = 6, kTaskTimer = 7, kOutput = 8,
-  kStealTimer = 9, kStartCancel = 10, kLog = 11
+  kSubmit = 1, kResult = 2, kTimer = 3, kPidfd = static_cast<uint32_t>(ProcessEvent::pidfd),
+  kControl = static_cast<uint32_t>(ProcessEvent::control), kStartTimer = 6, kTaskTimer = 7,
+  kOutput = static_cast<uint32_t>(ProcessEvent::output), kStealTimer = 9, kStartCancel = 10,
+  kLog = static_cast<uint32_t>(ProcessEvent::log)
 };
 
 inline uint64_t event_key(EventKind kind, uint32_t index) { return (uint64_t{kind} << 32) | index; }

@@ -213,8 +213,17 @@ void Pool::Impl::step_reload(Operation& op) {
     // A slot waiting out a back-off has no process to hand its recover cause to: the
     // new one runs the hooks.
     std::string recover = slot.process == nullptr ? std::exchange(slot.recover_cause, {}) : std::string();
-    op.incoming = start_process(slot.index, goal, WorkerProcess::Role::incoming, std::move(recover));
-    return;  // null: the pool failed, and abandon_operations ended this one
+    op.incoming = start_process(slot.index, goal, WorkerProcess::Role::incoming, recover);
+    if (op.incoming != nullptr) return;  // it reports ready, or its failure
+    // Not spawned: as a start that failed. The slot keeps its process and its cause.
+    if (slot.process == nullptr && !recover.empty()) slot.recover_cause = recover;
+    if (op.failure.empty()) {
+      op.failure = "worker " + std::to_string(slot.index) + " could not be spawned (the log says why)";
+      op.next = 0;
+    } else {
+      ++op.next;  // rolling back: this slot stays as it is
+    }
+    return step_reload(op);
   }
   // Every slot runs the goal: the roll is over once the processes it replaced are gone,
   // and those recovering after one that died (a new one that never became ready).

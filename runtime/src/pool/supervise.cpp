@@ -1,20 +1,11 @@
-// The pool's workers from spawn to reaping: starting them, reading what they report,
-// stopping them, and the outcome of every task a dead worker held. Runs on the pool's
-// loop thread; the deadlines (back-off, timeouts, kills) are in deadlines.cpp.
-#include "common/check.hpp"
+// The pool's policy over its worker processes (the mechanism is WorkerProcess): which
+// process a slot has, what a process's end means for its tasks, respawns, stopping. Runs
+// on the pool's loop thread; the deadlines (back-off, timeouts, kills) are in
+// deadlines.cpp, reloads and resizes in reload.cpp.
 #include "common/log.hpp"
-#include "ipc/init_message.hpp"
 #include "pool/loop_common.hpp"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/epoll.h>
-#include <sys/timerfd.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cstring>
 
 namespace shoal {
 
@@ -30,6 +21,12 @@ void Pool::Impl::update_pids() {
 WorkerProcess* Pool::Impl::start_process(uint32_t index, GenerationPtr gen, WorkerProcess::Role role,
                                          std::string recover, bool recover_only) {
   auto p = WorkerProcess::spawn(site, std::move(gen), index, next_key++, std::move(recover), recover_only);
+  if (!p && role == WorkerProcess::Role::incoming) {
+    // A reload's new process that cannot even be spawned (descriptors or memory run
+    // out) is the reload's failure: it rolls back, the serving processes are not at fault.
+    logf(LogLevel::warn, "pool %s: worker %u: %s", config.name.c_str(), index, p.error().message.c_str());
+    return nullptr;
+  }
   if (!p) {
     fail_pool(p.error().message);
     return nullptr;

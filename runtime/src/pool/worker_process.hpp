@@ -56,8 +56,8 @@ struct SpawnSite {
   uint32_t workers = 0;   // the pool's slots now (a resize changes it): what a worker is told
 };
 
-/// The kinds of descriptors a process registers in the loop's epoll, with its key (the
-/// values are the loop's event kinds: loop_common.hpp).
+/// The kinds of descriptors a process registers in the loop's epoll, with its key
+/// (loop_common.hpp's EventKind takes these numbers and numbers its own around them).
 enum class ProcessEvent : uint32_t { pidfd = 4, control = 5, output = 8, log = 11 };
 
 /// A pipe that carries what a worker writes to the host: the read end non-blocking (the
