@@ -1,6 +1,7 @@
 #include "run.hpp"
 
 #include "line_reader.hpp"
+#include "metrics.hpp"
 #include "options.hpp"
 #include "stats.hpp"
 #include "terminal.hpp"
@@ -44,7 +45,7 @@ namespace {
 
 constexpr std::string_view kRunUsage =
     "Usage: shoal run CONFIG [--pool NAME] [--input FILE|-] [--output FILE|-] [--unordered]\n"
-    "                        [--stats FILE] [--stats-interval SECONDS]\n"
+    "                        [--stats FILE] [--stats-interval SECONDS] [--metrics [HOST:]PORT]\n"
     "\n"
     "Runs one task per line of input through a pool of CONFIG and writes one JSON object\n"
     "per task to the output:\n"
@@ -72,6 +73,10 @@ constexpr std::string_view kRunUsage =
     "                  file is refused\n"
     "  --stats-interval SECONDS\n"
     "                  how often --stats is rewritten, 0.05 to 86400 (default 5)\n"
+    "  --metrics [HOST:]PORT\n"
+    "                  serve /metrics (OpenMetrics), /healthz and /readyz over HTTP while\n"
+    "                  the run lasts; HOST defaults to 127.0.0.1, port 0 picks a free one\n"
+    "                  (logged); overrides CONFIG's metrics: key\n"
     "  -h, --help      show this help\n"
     "\n"
     "Standard error shows a progress bar when it is a terminal (done/total, rate, ETA;\n"
@@ -104,6 +109,7 @@ struct RunOptions {
   std::string stats;
   std::string stats_interval;
   Duration stats_every = std::chrono::seconds(5);
+  std::string metrics;
 };
 
 // Returns an exit code when the arguments settle the run (help, or a usage error).
@@ -113,20 +119,14 @@ std::optional<int> parse_args(int argc, char** argv, RunOptions& opts) {
                               {"--output", &opts.output},
                               {"--unordered", nullptr, &opts.unordered},
                               {"--stats", &opts.stats},
-                              {"--stats-interval", &opts.stats_interval}};
+                              {"--stats-interval", &opts.stats_interval},
+                              {"--metrics", &opts.metrics}};
   std::vector<std::string> positional;
   if (auto code = parse_options({"run", kRunUsage, "CONFIG", 1, 1}, argc, argv, specs, positional)) return code;
   if (!opts.stats_interval.empty()) {
-    // Decimal seconds as the config writes numbers (strtod would take 0x10, 1e1 or inf).
-    constexpr uint64_t kSecond = 1'000'000'000;
-    constexpr std::array kSeconds{detail::Unit{"", kSecond}};
-    uint64_t ns = 0;
-    if (!detail::parse_scaled(opts.stats_interval, kSeconds, 86400 * kSecond, ns) || ns < kSecond / 20) {
-      print_error("run: --stats-interval takes seconds from 0.05 to 86400, not '" +
-                  detail::printable(opts.stats_interval, 60) + "'");
-      return kExitUsage;
-    }
-    opts.stats_every = Duration(static_cast<Duration::rep>(ns));
+    const auto every = parse_stats_interval("run", opts.stats_interval);
+    if (!every) return kExitUsage;
+    opts.stats_every = *every;
   }
   opts.config = positional[0];
   return std::nullopt;
@@ -257,6 +257,16 @@ int run(const RunOptions& opts) {
   }
   const std::string& pool_name = *chosen;
 
+  // Listening before the pool starts: a taken port fails the run at once, not after a
+  // slow init, and /readyz answers "starting" meanwhile.
+  ServiceStatus status;
+  HostMetrics metrics(status);
+  auto responder = start_metrics(opts.metrics, config, metrics);
+  if (!responder) {
+    print_error(responder.error().message);
+    return kExitUsage;
+  }
+
   // Decision 4: a pool that never became ready is a start error, not a run with failed
   // rows; nothing has been written yet, and nothing will be.
   auto pool_result = runtime.pool(pool_name);
@@ -269,13 +279,14 @@ int run(const RunOptions& opts) {
     return kExitUsage;
   }
   Pool& pool = **pool_result;
+  metrics.add_pool(pool_name, &pool);
 
   const Clock::time_point start = Clock::now();
   std::string stats_error;
   const auto write_stats = [&](bool final, uint64_t submitted, uint64_t written) {
     if (opts.stats.empty() || !stats_error.empty()) return;
     RunStats s{std::chrono::duration<double>(Clock::now() - start).count(), final, submitted, written,
-               {{pool_name, pool.stats()}}};
+               {{pool_name, pool.stats()}}, std::nullopt};
     stats_error = write_stats_file(opts.stats, stats_json(s));
   };
   // The first write proves the file can be written before any task runs.
@@ -323,6 +334,7 @@ int run(const RunOptions& opts) {
   const bool output_on_terminal = output_fd == STDOUT_FILENO && ::isatty(STDOUT_FILENO) == 1;
 
   if (input_size > 0) progress.count_lines(input_fd);
+  status.set(ServiceStatus::Phase::ready, "running pool " + pool_name);
 
   Clock::time_point next_stats = start + opts.stats_every;
   std::thread reader_thread(reader_main, std::ref(shared), std::ref(reader), std::ref(pool), max_input);
@@ -345,6 +357,7 @@ int run(const RunOptions& opts) {
   // Stops taking input and ends the pool's work: queued tasks come back `cancelled`, so
   // every task already submitted still gets its row.
   const auto stop_run = [&](std::unique_lock<std::mutex>& lock) {
+    status.set(ServiceStatus::Phase::stopping, stopped_by ? "stopping on " + signal_name(stopped_by) : "output failed");
     shared.stop = true;
     shared.space_cv.notify_all();
     lock.unlock();
@@ -391,6 +404,7 @@ int run(const RunOptions& opts) {
       if (output_error == 0 && shared.writable() && Clock::now() - last_tick < kTick) continue;
     }
     last_tick = Clock::now();
+    status.beat();
     if (output_error != 0 && !shared.stop) stop_run(lock);
     if (shared.finished()) break;
 
@@ -427,6 +441,7 @@ int run(const RunOptions& opts) {
   // A slow finalizer must not make Ctrl-C ineffective: from here on it ends the host, and
   // the workers stop on their own through their parent-death watch.
   signals.release();
+  status.set(ServiceStatus::Phase::stopping, "the input ended");
   (void)pool.stats();  // samples the workers' RSS while they are still alive
   pool.close();
   pool.join();

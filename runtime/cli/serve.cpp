@@ -17,6 +17,7 @@
 #include "scale_out_shared.hpp"
 #include "serve_reload.hpp"
 #include "serve_state.hpp"
+#include "serve_watch.hpp"
 #include "terminal.hpp"
 
 #include <shoal/runtime.hpp>
@@ -35,6 +36,7 @@ namespace {
 
 constexpr std::string_view kServeUsage =
     "Usage: shoal serve CONFIG [--redis URL] [--stream NAME] [--group NAME] [--consumer NAME] [--pool NAME]\n"
+    "                          [--metrics [HOST:]PORT] [--stats FILE] [--stats-interval SECONDS]\n"
     "\n"
     "Takes tasks from a Redis stream and runs them in a pool of CONFIG; several hosts may\n"
     "serve one stream. Each outcome is written to STREAM:results as JSON (the fields of\n"
@@ -49,6 +51,14 @@ constexpr std::string_view kServeUsage =
     "  --group NAME      the consumer group of the fleet (default shoal)       (redis.group)\n"
     "  --consumer NAME   this host's name in the group (default HOSTNAME-PID)  (redis.consumer)\n"
     "  --pool NAME       the pool that runs the tasks (required when CONFIG has several)\n"
+    "  --metrics [HOST:]PORT\n"
+    "                    serve /metrics (OpenMetrics), /healthz and /readyz over HTTP;\n"
+    "                    HOST defaults to 127.0.0.1, port 0 picks a free one (logged)  (metrics)\n"
+    "  --stats FILE      write the host's counters to FILE as JSON, as 'shoal run' does,\n"
+    "                    with its Redis figures (\"redis\": connected, reconnects, pending,\n"
+    "                    lag, dead_lettered, outbox)\n"
+    "  --stats-interval SECONDS\n"
+    "                    how often --stats is rewritten, 0.05 to 86400 (default 5)\n"
     "  -h, --help        show this help\n"
     "\n"
     "An entry idle past redis.visibility_timeout (a host died) is claimed by another host;\n"
@@ -93,10 +103,11 @@ int ms_until(Clock::time_point t) {
 
 class Server {
  public:
-  Server(ServeSettings s, Pool& pool, Inbox& inbox, StopSignals& signals, Reloader& reloader)
-      : state_(std::move(s)), pool_(pool), inbox_(inbox), signals_(signals), reloader_(reloader) {}
+  Server(ServeSettings s, Pool& pool, Inbox& inbox, StopSignals& signals, Reloader& reloader, ServeWatch& watch)
+      : state_(std::move(s)), pool_(pool), inbox_(inbox), signals_(signals), reloader_(reloader), watch_(watch) {}
 
   int run();
+  const ServeState& state() const { return state_; }
 
  private:
   void take_signal();
@@ -115,6 +126,7 @@ class Server {
   Inbox& inbox_;
   StopSignals& signals_;
   Reloader& reloader_;
+  ServeWatch& watch_;
   redis::Connection waker_;  // sends CLIENT UNBLOCK while the main connection blocks
   bool stopping_ = false;
   bool pool_failed_ = false;
@@ -249,6 +261,7 @@ int Server::run() {
               std::to_string(state_.in_flight()) + " in flight)");
   for (;;) {
     take_signal();
+    watch_.turn(state_, stopping_);
     // A reload changed the number of workers and in_flight is "2 per worker".
     if (const uint32_t workers = reloader_.take_workers(); workers != 0 && !stopping_) {
       state_.set_in_flight(2 * workers);
@@ -296,6 +309,7 @@ int Server::run() {
   state_.leave_group();
   const double secs = std::chrono::duration<double>(Clock::now() - started).count();
   print_summary(state_.counts(), secs);
+  if (auto e = watch_.end(state_); !e.empty()) print_error("cannot write --stats: " + e);
   if (state_.fatal()) {
     print_error(state_.fatal_message());
     return 2;
@@ -314,12 +328,20 @@ std::string_view serve_usage() noexcept { return kServeUsage; }
 
 int serve_command(int argc, char** argv) {
   RedisFlags flags;
+  std::string metrics_flag, stats_interval;
+  ServeWatchOptions watch_options;
   const OptionSpec specs[] = {{"--redis", &flags.url},       {"--redis-password-file", &flags.password_file}, {"--stream", &flags.stream},
                               {"--group", &flags.group},     {"--consumer", &flags.consumer},
-                              {"--pool", &flags.pool}};
+                              {"--pool", &flags.pool},       {"--metrics", &metrics_flag},
+                              {"--stats", &watch_options.stats}, {"--stats-interval", &stats_interval}};
   std::vector<std::string> positional;
   if (auto code = parse_options({"serve", kServeUsage, "CONFIG", 1, 1}, argc, argv, specs, positional)) return *code;
   const std::string& config_path = positional[0];
+  if (!stats_interval.empty()) {
+    const auto every = parse_stats_interval("serve", stats_interval);
+    if (!every) return 2;
+    watch_options.stats_every = *every;
+  }
 
   // Before any thread exists, so every thread the runtime starts inherits the mask. SIGHUP
   // is no stop: it waits (blocked, pending) until the reloader takes it, the pool started.
@@ -351,6 +373,14 @@ int serve_command(int argc, char** argv) {
     print_error(pool_name.error().message);
     return 2;
   }
+  // Listening before the pool starts: a taken port fails at once, not after a slow init.
+  ServiceStatus status;
+  HostMetrics metrics(status);
+  auto responder = start_metrics(metrics_flag, runtime->config(), metrics);
+  if (!responder) {
+    print_error(responder.error().message);
+    return 2;
+  }
   auto pool = runtime->pool(*pool_name);
   if (!pool) {
     if (int sig = signals.poll(); sig != 0) {
@@ -367,7 +397,13 @@ int serve_command(int argc, char** argv) {
   s.in_flight = s.redis.in_flight != 0 ? s.redis.in_flight : 2 * (*pool)->config().workers;
   // The redis: section as the file had it: a reload compares the file's new one with it.
   Reloader reloader(**pool, signals, {config_path, runtime->config().redis, s.redis.in_flight == 0});
-  Server server(std::move(s), **pool, inbox, signals, reloader);
+  metrics.add_pool(*pool_name, *pool);
+  ServeWatch watch(status, metrics, **pool, watch_options);
+  Server server(std::move(s), **pool, inbox, signals, reloader, watch);
+  if (auto e = watch.begin(server.state()); !e.empty()) {
+    print_error("cannot write --stats " + watch_options.stats + ": " + e);
+    return 2;
+  }
   reloader.start();
   return server.run();
 }

@@ -141,6 +141,7 @@ bool ServeState::connect() {
     if (ch <= ' ' || ch > '~') ch = '_';
   auto named = conn_.command({"CLIENT", "SETNAME", name});
   if (!named) return lost(named.error());
+  if (connects_++ > 0) ++reconnects_;
   if (down_reported_) log_line(LogLevel::warn, "redis: connected again to " + s_.url.display);
   down_reported_ = false;
   backoff_.reset();

@@ -111,6 +111,10 @@ class ServeState {
   /// How long a read may block and still leave claims and refreshes on time.
   std::chrono::milliseconds block_time() const;
   const Counts& counts() const { return counts_; }
+  /// For the watchers (serve_watch.hpp): connections opened again after one was lost,
+  /// and entries moved to the dead letters.
+  uint64_t reconnects() const { return reconnects_; }
+  uint64_t dead_lettered() const { return dead_; }
 
  private:
   enum class Kind { result, dead, retry, release };
@@ -167,6 +171,7 @@ class ServeState {
   Clock::time_point next_claim_{};
   Counts counts_;
   uint64_t dead_ = 0, retried_ = 0, handed_back_ = 0;
+  uint64_t connects_ = 0, reconnects_ = 0;
 };
 
 }  // namespace shoal::cli

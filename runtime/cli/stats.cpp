@@ -2,6 +2,8 @@
 
 #include "terminal.hpp"
 #include "common/json.hpp"
+#include "common/printable.hpp"
+#include "config/values.hpp"
 #include "pool/stats.hpp"
 
 #include <fcntl.h>
@@ -100,8 +102,30 @@ std::string stats_json(const RunStats& stats) {
     }
     out += "]}";
   }
-  out += "]}";
+  out += ']';
+  if (stats.redis) {
+    const HostFigures& h = *stats.redis;
+    const auto maybe = [](const std::optional<uint64_t>& v) { return v ? std::to_string(*v) : std::string("null"); };
+    out += ",\"redis\":{\"connected\":" + std::string(h.connected ? "true" : "false");
+    out += ",\"reconnects\":" + std::to_string(h.reconnects) + ",\"pending\":" + maybe(h.pending);
+    out += ",\"lag\":" + maybe(h.lag) + ",\"dead_lettered\":" + std::to_string(h.dead_lettered);
+    out += ",\"outbox\":" + std::to_string(h.outbox) + '}';
+  }
+  out += '}';
   return out;
+}
+
+std::optional<Duration> parse_stats_interval(std::string_view command, const std::string& text) {
+  // Decimal seconds as the config writes numbers (strtod would take 0x10, 1e1 or inf).
+  constexpr uint64_t kSecond = 1'000'000'000;
+  constexpr std::array kSeconds{detail::Unit{"", kSecond}};
+  uint64_t ns = 0;
+  if (!detail::parse_scaled(text, kSeconds, 86400 * kSecond, ns) || ns < kSecond / 20) {
+    print_error(std::string(command) + ": --stats-interval takes seconds from 0.05 to 86400, not '" +
+                detail::printable(text, 60) + "'");
+    return std::nullopt;
+  }
+  return Duration(static_cast<Duration::rep>(ns));
 }
 
 namespace {

@@ -6,11 +6,23 @@
 
 #include <shoal/runtime.hpp>
 
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 namespace shoal::cli {
+
+/// The Redis side of a `shoal serve` host, as of its last look.
+struct HostFigures {
+  bool connected = false;
+  uint64_t reconnects = 0;          ///< connections opened again after one was lost
+  std::optional<uint64_t> pending;  ///< entries delivered to this consumer, not acknowledged
+  std::optional<uint64_t> lag;      ///< the group's lag (XINFO GROUPS, Redis 7; unknown: none)
+  uint64_t dead_lettered = 0;       ///< entries this host moved to STREAM:dead
+  uint64_t outbox = 0;              ///< outcomes waiting to be written to Redis
+};
 
 struct RunStats {
   double elapsed_s = 0;
@@ -18,7 +30,12 @@ struct RunStats {
   uint64_t submitted = 0;  // tasks read from the input so far
   uint64_t written = 0;    // outcomes written so far
   std::vector<std::pair<std::string, PoolStats>> pools;
+  std::optional<HostFigures> redis;  // `serve` only
 };
+
+/// `--stats-interval SECONDS` of `command`: 0.05 to 86400 seconds; nullopt after printing
+/// the usage error.
+std::optional<Duration> parse_stats_interval(std::string_view command, const std::string& text);
 
 /// The document (see `shoal run --help`), one line, no newline.
 std::string stats_json(const RunStats& stats);

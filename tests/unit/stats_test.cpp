@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 using shoal::Outcome;
+using shoal::ExitCause;
+using shoal::kExitCauses;
 using shoal::Status;
 using shoal::detail::DurationHistogram;
 using shoal::detail::PoolCounters;
@@ -45,14 +47,14 @@ TEST_CASE("stats: outcomes per worker and pool, exit causes bounded", "[unit][st
   c.on_refused();
   c.on_start(0, 100);
   for (int i = 0; i < 20; ++i) {
-    c.on_exit(0, 100 + i, "cause " + std::to_string(i));
+    c.on_exit(0, 100 + i, "cause " + std::to_string(i), i % 2 == 0 ? ExitCause::signal : ExitCause::exit);
     c.on_start(0, 101 + i);
   }
-  c.on_exit(0, 120, "cause 0");   // known: counted under its own name
+  c.on_exit(0, 120, "cause 0", ExitCause::timeout_kill);   // known: counted under its own name
   c.on_start(0, 121);
   // A reload starts the replacement before the old process ends: the slot's pid stays
   // the replacement's.
-  c.on_exit(0, 120, "cause 99");  // new, and the list is full: "other"
+  c.on_exit(0, 120, "cause 99", ExitCause::killed);  // new, and the list is full: "other"
   const auto s = c.snapshot();
   CHECK(s.outcomes[static_cast<size_t>(Status::ok)] == 5);
   CHECK(s.outcomes[static_cast<size_t>(Status::cancelled)] == 1);
@@ -68,4 +70,25 @@ TEST_CASE("stats: outcomes per worker and pool, exit causes bounded", "[unit][st
   CHECK(exits.size() == 17);  // 16 causes and "other"
   CHECK(exits.front() == std::make_pair(std::string("cause 0"), 2u));
   CHECK(exits.back() == std::make_pair(std::string("other"), 5u));  // causes 16..19 and 99
+  // The fixed labels count every end, whatever the list of texts kept.
+  const std::array<uint64_t, kExitCauses> causes{10, 0, 10, 1, 1};  // exit, error, signal, timeout_kill, killed
+  CHECK(s.workers[0].exit_causes == causes);
+  CHECK(s.exit_causes == causes);
+}
+
+TEST_CASE("stats: the fixed duration buckets count a value equal to a bound in that bucket", "[unit][stats]") {
+  PoolCounters c(1);
+  using namespace std::chrono_literals;
+  for (auto d : {std::chrono::nanoseconds(1), std::chrono::nanoseconds(100us), std::chrono::nanoseconds(101us),
+                 std::chrono::nanoseconds(1s), std::chrono::nanoseconds(61s)})
+    c.on_outcome(Status::ok, 0, d);
+  c.on_outcome(Status::crashed, 0, 2s);  // did not return: not a task duration
+  const auto b = c.snapshot().durations;
+  CHECK(b.cumulative[0] == 2);   // <= 100us
+  CHECK(b.cumulative[1] == 3);   // <= 500us
+  CHECK(b.cumulative[7] == 3);   // <= 500ms
+  CHECK(b.cumulative[8] == 4);   // <= 1s
+  CHECK(b.cumulative[12] == 4);  // <= 60s
+  CHECK(b.cumulative[13] == 5);  // +Inf
+  CHECK(b.sum == std::chrono::nanoseconds(1) + 100us + 101us + 1s + 61s);
 }

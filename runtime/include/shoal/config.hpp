@@ -104,10 +104,18 @@ struct RedisConfig {
 };
 
 /// A whole config file: pools in file order.
+/// The `metrics:` setting: where `shoal run` and `shoal serve` answer /metrics, /healthz
+/// and /readyz (`metrics: 127.0.0.1:9464` or `metrics: {listen: ...}`).
+struct MetricsConfig {
+  std::string listen;          ///< HOST:PORT, [IPV6]:PORT, :PORT or PORT (loopback); empty = off
+  SourcePosition listen_at{};  ///< where it was written
+};
+
 struct Config {
   std::filesystem::path source;  ///< the file it came from ("<string>" for a string)
   std::vector<PoolConfig> pools;
   RedisConfig redis;             ///< defaults when the file has no `redis:` section
+  MetricsConfig metrics;
 };
 
 /// Parses a config file. Relative paths are resolved against the file's folder and

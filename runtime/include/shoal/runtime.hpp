@@ -59,6 +59,30 @@ struct OutcomeView {
   std::chrono::nanoseconds duration{0};
 };
 
+/// Why a worker process ended, as a small fixed set (for metrics labels): `exit` it exited
+/// with status 0 (stopped, recycled, retired); `error` with another status; `signal` a
+/// signal the host did not send ended it (a crash); `timeout_kill` the host killed it for
+/// task_timeout; `killed` the host killed it for another cause (start_timeout, a task
+/// past shutdown.grace, a broken protocol).
+enum class ExitCause : uint8_t { exit, error, signal, timeout_kill, killed };
+inline constexpr size_t kExitCauses = 5;
+
+/// "exit", "error", "signal", "timeout_kill", "killed".
+std::string_view to_string(ExitCause c) noexcept;
+
+/// Task durations in fixed buckets (OpenMetrics histogram): `cumulative[i]` counts the
+/// tasks that took at most kBounds[i], the last one every task (+Inf); `sum` their total.
+struct DurationBuckets {
+  static constexpr std::array<std::chrono::nanoseconds, 13> kBounds{
+      std::chrono::microseconds(100), std::chrono::microseconds(500), std::chrono::milliseconds(1),
+      std::chrono::milliseconds(5),   std::chrono::milliseconds(10),  std::chrono::milliseconds(50),
+      std::chrono::milliseconds(100), std::chrono::milliseconds(500), std::chrono::seconds(1),
+      std::chrono::seconds(5),        std::chrono::seconds(10),       std::chrono::seconds(30),
+      std::chrono::seconds(60)};
+  std::array<uint64_t, kBounds.size() + 1> cumulative{};
+  std::chrono::nanoseconds sum{0};
+};
+
 /// Counters of one worker slot over the processes it has had, for monitoring.
 struct WorkerStats {
   uint32_t index = 0;
@@ -68,6 +92,7 @@ struct WorkerStats {
   uint32_t starts = 0;                 ///< processes started in this slot
   /// Why its processes ended ("exited with status 0", "killed by SIGSEGV", ...), counted.
   std::vector<std::pair<std::string, uint32_t>> exits;
+  std::array<uint64_t, kExitCauses> exit_causes{};  ///< the same ends by ExitCause
   std::chrono::nanoseconds busy{0};    ///< time spent in shoal_run
   /// Resident set of the live process, as of this call; after it ended, the last one a
   /// stats() call saw (0 if none did).
@@ -81,6 +106,12 @@ struct PoolStats {
   uint32_t restarts = 0;               ///< processes started after each slot's first
   /// Time in shoal_run of tasks that returned (ok or error), to within 12.5%.
   std::chrono::nanoseconds p50{0}, p99{0};
+  /// The same times (tasks that returned) in fixed buckets.
+  DurationBuckets durations;
+  /// Tasks waiting in the pool for a worker, and tasks handed to workers (running, or in
+  /// a worker's ring behind its running one), as of the loop's last turn.
+  uint64_t queued = 0, in_flight = 0;
+  std::array<uint64_t, kExitCauses> exit_causes{};  ///< the workers' exit_causes summed
   std::vector<WorkerStats> workers;
   /// Pool::reload: the generation serving now, the reloads that completed, and the last
   /// reload's result ("" before any; "ok"; or why it failed and was rolled back) and time.

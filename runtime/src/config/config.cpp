@@ -635,10 +635,29 @@ constexpr Field<RedisConfig> kRedisFields[] = {
      }},
 };
 
+Status read_listen(Ctx& c, const Located& v, MetricsConfig& m) {
+  m.listen_at = source_position(v.mark);
+  return read_scalar(c, v, "an address such as 127.0.0.1:9464, [::1]:9464 or :9464 (port 0 to 65535)",
+                     [&](const std::string& text) {
+                       std::string host;
+                       uint16_t port = 0;
+                       if (!detail::parse_listen(text, host, port)) return false;
+                       m.listen = text;
+                       return true;
+                     });
+}
+
+constexpr Field<MetricsConfig> kMetricsFields[] = {{"listen", true, read_listen}};
+
 constexpr Field<Config> kTopFields[] = {
     {"pools", true, read_pools},
     {"redis", false,
      [](Ctx& c, const Located& v, Config& cfg) { return read_fields(c, v, kRedisFields, cfg.redis); }},
+    {"metrics", false,
+     [](Ctx& c, const Located& v, Config& cfg) {
+       if (v.node.IsScalar()) return read_listen(c, v, cfg.metrics);
+       return read_fields(c, v, kMetricsFields, cfg.metrics);
+     }},
 };
 
 // Counts the documents of a stream without building them. yaml-cpp 0.7's LoadAll loops

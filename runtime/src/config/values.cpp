@@ -124,6 +124,30 @@ std::string redact_url(std::string_view url) {
   return std::string(url.substr(0, first)) + "***" + std::string(url.substr(last));
 }
 
+bool parse_listen(std::string_view text, std::string& host, uint16_t& port) {
+  std::string_view h, p = text;
+  if (text.starts_with('[')) {  // [::1]:9464
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return false;
+    h = text.substr(1, close - 1);
+    p = text.substr(close + 2);
+    if (h.empty()) return false;
+  } else if (const size_t colon = text.rfind(':'); colon != std::string_view::npos) {
+    h = text.substr(0, colon);
+    p = text.substr(colon + 1);
+    if (h.find(':') != std::string_view::npos) return false;  // a bare IPv6 address needs [ ]
+  }
+  for (char c : h)
+    if (c <= ' ' || c > '~' || c == '/' || c == '[' || c == ']') return false;
+  if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string_view::npos) return false;
+  uint32_t n = 0;
+  for (char c : p) n = n * 10 + static_cast<uint32_t>(c - '0');
+  if (n > 65535) return false;
+  host = h.empty() ? std::string("127.0.0.1") : std::string(h);
+  port = static_cast<uint16_t>(n);
+  return true;
+}
+
 bool is_name(std::string_view text) noexcept {
   return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
     return is_alpha(c) || is_digit(c) || c == '_' || c == '.' || c == '-';

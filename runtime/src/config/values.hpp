@@ -64,6 +64,10 @@ std::string redact_url(std::string_view url);
 /// mistyped URL) the scheme ends at the first ':'.
 std::pair<size_t, size_t> url_password_span(std::string_view url);
 
+/// A listen address: "HOST:PORT", "[IPV6]:PORT", ":PORT" or "PORT" (no host: loopback,
+/// 127.0.0.1); PORT from 0 (any free one) to 65535. False for anything else.
+bool parse_listen(std::string_view text, std::string& host, uint16_t& port);
+
 /// Pool and resource names: one or more of [A-Za-z0-9_.-].
 bool is_name(std::string_view text) noexcept;
 /// Environment variable names: [A-Za-z_][A-Za-z0-9_]*.

@@ -391,6 +391,7 @@ void Pool::Impl::run_loop() {
       break;
     }
     arm_task_timer();
+    counters->set_load(pending_count, inflight_total);
     // Spin only when results come faster than a sleep and wake-up would take: with
     // longer tasks the spinning host would take CPU from the workers it waits for.
     sleep_for_events(!progress && inflight_total > 0 && avg_task_ns < kHostSpinNs);
@@ -406,6 +407,7 @@ void Pool::Impl::run_loop() {
   Outcome o = rejection("pool stopped before the task started");
   o.status = Status::cancelled;
   cancel_pending(o);
+  counters->set_load(0, 0);
   finish_start(false, "pool stopped while starting");
   abandon_operations("pool stopped");  // none can be queued after `closed`; none waits for ever
 }

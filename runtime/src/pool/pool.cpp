@@ -34,6 +34,17 @@ std::string_view to_string(Status s) noexcept {
   return "rejected";
 }
 
+std::string_view to_string(ExitCause c) noexcept {
+  switch (c) {
+    case ExitCause::exit: return "exit";
+    case ExitCause::error: return "error";
+    case ExitCause::signal: return "signal";
+    case ExitCause::timeout_kill: return "timeout_kill";
+    case ExitCause::killed: return "killed";
+  }
+  return "killed";
+}
+
 namespace {
 
 Error ipc_error(const char* what) { return Error{Errc::ipc, std::string(what) + ": " + std::strerror(errno)}; }

@@ -45,6 +45,14 @@ uint64_t DurationHistogram::quantile(double q) const noexcept {
   return upper_bound(kBuckets - 1);
 }
 
+DurationBuckets FixedHistogram::read() const noexcept {
+  DurationBuckets b;
+  uint64_t total = 0;
+  for (size_t i = 0; i < kBuckets; ++i) b.cumulative[i] = total += buckets_[i].load(std::memory_order_relaxed);
+  b.sum = std::chrono::nanoseconds(sum_ns_.load(std::memory_order_relaxed));
+  return b;
+}
+
 PoolCounters::PoolCounters(uint32_t workers) : workers_(0) { set_workers(workers); }
 
 void PoolCounters::set_workers(uint32_t workers) {
@@ -73,7 +81,10 @@ void PoolCounters::on_outcome(Status status, int32_t worker, std::chrono::nanose
   bump(slot.outcomes[s]);
   const auto ns = static_cast<uint64_t>(duration.count());
   bump(slot.busy_ns, ns);
-  if (status == Status::ok || status == Status::error) durations_.add(ns);
+  if (status == Status::ok || status == Status::error) {
+    durations_.add(ns);
+    fixed_durations_.add(ns);
+  }
 }
 
 void PoolCounters::on_start(uint32_t index, int pid) {
@@ -82,10 +93,11 @@ void PoolCounters::on_start(uint32_t index, int pid) {
   ++lifecycle_[index].starts;
 }
 
-void PoolCounters::on_exit(uint32_t index, int pid, const std::string& cause) {
+void PoolCounters::on_exit(uint32_t index, int pid, const std::string& cause, ExitCause kind) {
   std::lock_guard lock(mu_);
   Lifecycle& l = lifecycle_[index];
   if (l.pid == pid) l.pid = -1;  // during a reload, its replacement may have started already
+  ++l.causes[static_cast<size_t>(kind)];
   for (const std::string& key : {cause, std::string("other")}) {
     for (auto& [text, count] : l.exits) {
       if (text == key) {
@@ -116,6 +128,7 @@ PoolStats PoolCounters::snapshot() const {
       w.pid = lifecycle_[i].pid;
       w.starts = lifecycle_[i].starts;
       w.exits = lifecycle_[i].exits;
+      w.exit_causes = lifecycle_[i].causes;
       w.rss_bytes = lifecycle_[i].last_rss;
       for (size_t k = 0; k < w.outcomes.size(); ++k) {
         w.outcomes[k] = slots_[i]->outcomes[k].load(std::memory_order_relaxed);
@@ -129,6 +142,7 @@ PoolStats PoolCounters::snapshot() const {
   for (uint32_t i = 0; i < s.workers.size(); ++i) {
     WorkerStats& w = s.workers[i];
     if (w.starts > 1) s.restarts += w.starts - 1;
+    for (size_t k = 0; k < kExitCauses; ++k) s.exit_causes[k] += w.exit_causes[k];
     const uint64_t rss = w.pid > 0 ? resident_bytes(w.pid) : 0;
     if (rss == 0) continue;
     w.rss_bytes = rss;
@@ -141,6 +155,9 @@ PoolStats PoolCounters::snapshot() const {
   s.outcomes[static_cast<size_t>(Status::rejected)] += refused_.load(std::memory_order_relaxed);
   s.p50 = std::chrono::nanoseconds(durations_.quantile(0.50));
   s.p99 = std::chrono::nanoseconds(durations_.quantile(0.99));
+  s.durations = fixed_durations_.read();
+  s.queued = queued_.load(std::memory_order_relaxed);
+  s.in_flight = in_flight_.load(std::memory_order_relaxed);
   return s;
 }
 

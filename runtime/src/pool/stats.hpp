@@ -38,6 +38,23 @@ class DurationHistogram {
   std::array<std::atomic<uint64_t>, kBuckets> buckets_{};
 };
 
+/// The fixed buckets of DurationBuckets, filled on the loop thread as tasks return.
+class FixedHistogram {
+ public:
+  static constexpr size_t kBuckets = DurationBuckets::kBounds.size() + 1;
+  void add(uint64_t ns) noexcept {
+    size_t i = 0;
+    while (i < DurationBuckets::kBounds.size() && ns > static_cast<uint64_t>(DurationBuckets::kBounds[i].count())) ++i;
+    bump(buckets_[i]);
+    bump(sum_ns_, ns);
+  }
+  DurationBuckets read() const noexcept;
+
+ private:
+  std::array<std::atomic<uint64_t>, kBuckets> buckets_{};
+  std::atomic<uint64_t> sum_ns_{0};
+};
+
 class PoolCounters {
  public:
   explicit PoolCounters(uint32_t workers);
@@ -48,7 +65,12 @@ class PoolCounters {
   void on_refused() noexcept { refused_.fetch_add(1, std::memory_order_relaxed); }
   /// Loop thread: a process was started in slot `index`, or one ended for `cause`.
   void on_start(uint32_t index, int pid);
-  void on_exit(uint32_t index, int pid, const std::string& cause);
+  void on_exit(uint32_t index, int pid, const std::string& cause, ExitCause kind);
+  /// Loop thread, once per turn: the tasks queued in the pool and those handed to workers.
+  void set_load(uint64_t queued, uint64_t in_flight) noexcept {
+    queued_.store(queued, std::memory_order_relaxed);
+    in_flight_.store(in_flight, std::memory_order_relaxed);
+  }
   /// Loop thread: the pool has `workers` slots now (Pool::resize).
   void set_workers(uint32_t workers);
   /// Loop thread: a reload ended ("ok", or why it was rolled back) after `took`.
@@ -66,6 +88,7 @@ class PoolCounters {
     int pid = -1;
     uint32_t starts = 0;
     std::vector<std::pair<std::string, uint32_t>> exits;
+    std::array<uint64_t, kExitCauses> causes{};
     uint64_t last_rss = 0;  // sampled by the last snapshot that saw the process alive
   };
 
@@ -79,7 +102,9 @@ class PoolCounters {
   std::chrono::nanoseconds last_reload_took_{0};
   std::array<std::atomic<uint64_t>, 6> outcomes_{};
   std::atomic<uint64_t> refused_{0};
+  std::atomic<uint64_t> queued_{0}, in_flight_{0};
   DurationHistogram durations_;
+  FixedHistogram fixed_durations_;
   mutable std::mutex mu_;
   mutable std::vector<Lifecycle> lifecycle_;
 };

@@ -163,7 +163,12 @@ void Pool::Impl::on_worker_ended(WorkerProcess& w, WorkerProcess::Ended e) {
            (e.killed ? e.death : describe(e.status)).c_str());
     return;
   }
-  counters->on_exit(w.index(), w.pid(), e.exit_kind);
+  const ExitCause cause = e.timeout_kill         ? ExitCause::timeout_kill
+                          : e.killed             ? ExitCause::killed
+                          : !e.status.exited     ? ExitCause::signal
+                          : e.status.code != 0   ? ExitCause::error
+                                                 : ExitCause::exit;
+  counters->on_exit(w.index(), w.pid(), e.exit_kind, cause);
   // While the pool starts, its one-line start error says it all.
   const bool failed_start = e.phase == WorkerProcess::Phase::starting;
   if (phase == Phase::starting)
