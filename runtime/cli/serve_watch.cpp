@@ -57,7 +57,7 @@ void ServeWatch::write_stats(const ServeState& state, bool final) {
   if (options_.stats.empty() || !stats_error_.empty()) return;
   const uint64_t written = state.counts().total();
   RunStats s{std::chrono::duration<double>(Clock::now() - started_).count(), final, written + state.held(), written,
-             {{pool_.config().name, pool_.stats()}}, figures_};
+             {{pool_name_, pool_.stats()}}, figures_};
   stats_error_ = write_stats_file(options_.stats, stats_json(s));
   next_stats_ = Clock::now() + options_.stats_every;
 }
@@ -71,7 +71,7 @@ void ServeWatch::turn(ServeState& state, bool stopping) {
   status_.beat();
   if (stopping) status_.set(ServiceStatus::Phase::stopping, "stopping");
   else if (state.connected())
-    status_.set(ServiceStatus::Phase::ready, "serving pool " + pool_.config().name + " from " + state.keys().tasks);
+    status_.set(ServiceStatus::Phase::ready, "serving pool " + pool_name_ + " from " + state.keys().tasks);
   else status_.set(ServiceStatus::Phase::waiting, "waiting for Redis at " + state.url().display);
   gather(state);
   if (Clock::now() >= next_stats_) write_stats(state, false);

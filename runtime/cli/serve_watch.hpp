@@ -27,7 +27,7 @@ class ServeWatch {
   static constexpr auto kFiguresEvery = std::chrono::seconds(2);
 
   ServeWatch(ServiceStatus& status, HostMetrics& metrics, const Pool& pool, ServeWatchOptions options)
-      : status_(status), metrics_(metrics), pool_(pool), options_(std::move(options)) {}
+      : status_(status), metrics_(metrics), pool_(pool), pool_name_(pool.config().name), options_(std::move(options)) {}
 
   /// Writes the first --stats document; "" or why it cannot be written.
   std::string begin(const ServeState& state);
@@ -43,6 +43,7 @@ class ServeWatch {
   ServiceStatus& status_;
   HostMetrics& metrics_;
   const Pool& pool_;
+  const std::string pool_name_;  // Pool::config() copies the whole config under its lock
   ServeWatchOptions options_;
   const Clock::time_point started_ = Clock::now();
   Clock::time_point next_figures_{}, next_stats_{};
