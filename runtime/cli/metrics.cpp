@@ -63,7 +63,7 @@ class Exposition {
 
 double seconds(std::chrono::nanoseconds d) { return static_cast<double>(d.count()) / 1e9; }
 
-// Runs `each(labels, stats)` for every pool and, when `per_worker`, every worker slot.
+// Runs `each(labels, stats)` for every pool, or for every worker slot of every pool.
 template <class F>
 void for_pools(const NamedStats& pools, F&& each) {
   for (const auto& [name, p] : pools) each(Labels{{"pool", name}}, p);
@@ -74,23 +74,28 @@ void for_workers(const NamedStats& pools, F&& each) {
     for (const WorkerStats& w : p.workers) each(Labels{{"pool", name}, {"worker", std::to_string(w.index)}}, w);
 }
 
+// One sample per value of `values`, labelled `key` = its name.
+template <size_t N, class Name>
+void labelled(Exposition& e, std::string_view sample, const Labels& l, std::string_view key,
+              const std::array<uint64_t, N>& values, Name name) {
+  for (size_t i = 0; i < N; ++i) {
+    Labels ls = l;
+    ls.emplace_back(key, std::string(name(i)));
+    e.sample(sample, ls, values[i]);
+  }
+}
+void by_status(Exposition& e, std::string_view sample, const Labels& l, const std::array<uint64_t, 6>& v) {
+  labelled(e, sample, l, "outcome", v, [](size_t i) { return to_string(static_cast<Status>(i)); });
+}
+void by_cause(Exposition& e, std::string_view sample, const Labels& l, const std::array<uint64_t, kExitCauses>& v) {
+  labelled(e, sample, l, "cause", v, [](size_t i) { return to_string(static_cast<ExitCause>(i)); });
+}
+
 void outcome_families(Exposition& e, const NamedStats& pools) {
   e.family("shoal_tasks", "counter", "Tasks by outcome (ok, error, crashed, timeout, cancelled, rejected).");
-  for_pools(pools, [&](Labels l, const PoolStats& p) {
-    for (size_t s = 0; s < p.outcomes.size(); ++s) {
-      Labels ls = l;
-      ls.emplace_back("outcome", std::string(to_string(static_cast<Status>(s))));
-      e.sample("shoal_tasks_total", ls, p.outcomes[s]);
-    }
-  });
+  for_pools(pools, [&](const Labels& l, const PoolStats& p) { by_status(e, "shoal_tasks_total", l, p.outcomes); });
   e.family("shoal_worker_tasks", "counter", "Tasks that ran in a worker slot, by outcome.");
-  for_workers(pools, [&](Labels l, const WorkerStats& w) {
-    for (size_t s = 0; s < w.outcomes.size(); ++s) {
-      Labels ls = l;
-      ls.emplace_back("outcome", std::string(to_string(static_cast<Status>(s))));
-      e.sample("shoal_worker_tasks_total", ls, w.outcomes[s]);
-    }
-  });
+  for_workers(pools, [&](const Labels& l, const WorkerStats& w) { by_status(e, "shoal_worker_tasks_total", l, w.outcomes); });
   e.family("shoal_tasks_queued", "gauge", "Tasks waiting in the pool for a worker.");
   for_pools(pools, [&](Labels l, const PoolStats& p) { e.sample("shoal_tasks_queued", l, p.queued); });
   e.family("shoal_tasks_in_flight", "gauge", "Tasks handed to workers: running, or queued in a worker's ring.");
@@ -118,21 +123,9 @@ void process_families(Exposition& e, const NamedStats& pools) {
   for_workers(pools, [&](Labels l, const WorkerStats& w) { e.sample("shoal_worker_starts_total", l, uint64_t{w.starts}); });
   e.family("shoal_exits", "counter",
            "Worker processes that ended, by cause (exit, error, signal, timeout_kill, killed).");
-  for_pools(pools, [&](Labels l, const PoolStats& p) {
-    for (size_t c = 0; c < kExitCauses; ++c) {
-      Labels ls = l;
-      ls.emplace_back("cause", std::string(to_string(static_cast<ExitCause>(c))));
-      e.sample("shoal_exits_total", ls, p.exit_causes[c]);
-    }
-  });
+  for_pools(pools, [&](const Labels& l, const PoolStats& p) { by_cause(e, "shoal_exits_total", l, p.exit_causes); });
   e.family("shoal_worker_exits", "counter", "Processes of a worker slot that ended, by cause.");
-  for_workers(pools, [&](Labels l, const WorkerStats& w) {
-    for (size_t c = 0; c < kExitCauses; ++c) {
-      Labels ls = l;
-      ls.emplace_back("cause", std::string(to_string(static_cast<ExitCause>(c))));
-      e.sample("shoal_worker_exits_total", ls, w.exit_causes[c]);
-    }
-  });
+  for_workers(pools, [&](const Labels& l, const WorkerStats& w) { by_cause(e, "shoal_worker_exits_total", l, w.exit_causes); });
   e.family("shoal_worker_busy_seconds", "counter",
            "Time a worker slot spent in shoal_run; its rate is the slot's busy fraction.");
   for_workers(pools, [&](Labels l, const WorkerStats& w) { e.sample("shoal_worker_busy_seconds_total", l, seconds(w.busy)); });

@@ -292,15 +292,9 @@ TEST_CASE("metrics: a silent or malformed client does not stall tasks or the nex
 TEST_CASE("metrics: a taken port and a malformed address are one-line errors naming the option or key",
           "[integration][metrics]") {
   TempDir dir;
-  const int holder = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(holder, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::listen(holder, 1) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(holder, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  const std::string taken = std::to_string(ntohs(a.sin_port));
+  int port = 0;
+  const int holder = listen_loopback(port);
+  const std::string taken = std::to_string(port);
 
   const auto input = dir.write("in.txt", "ok\n");
   auto r = run_process({SHOAL_BIN, "run", fault_config(dir), "--metrics", taken}, input.string(), bounded(30s));

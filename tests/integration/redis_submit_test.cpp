@@ -29,16 +29,7 @@ class FakeServer {
     silent,   // reads, never answers
   };
   explicit FakeServer(Mode mode) : mode_(mode) {
-    listen_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(listen_ >= 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(listen_, 8) == 0);
-    socklen_t len = sizeof a;
-    REQUIRE(::getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    port_ = ntohs(a.sin_port);
+    listen_ = listen_loopback(port_);
     thread_ = std::thread([this] { serve(); });
   }
   ~FakeServer() {

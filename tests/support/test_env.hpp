@@ -85,6 +85,10 @@ long rss_kib(int pid);
 /// reading (an endless input) holds.
 long peak_rss_kib(int pid, std::chrono::milliseconds span);
 
+/// A TCP socket listening on a free port of 127.0.0.1 (its number in `port`); fails the
+/// test when it cannot. The caller closes it.
+int listen_loopback(int& port);
+
 /// Reads a whole file ("" if missing).
 std::string read_file(const std::filesystem::path& path);
 

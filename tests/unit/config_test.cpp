@@ -717,3 +717,33 @@ TEST_CASE("sandbox: paths relative to the config file (read or write) and its pr
   f = fail(pool("    sandbox: {network: false}\n"));
   CHECK(f.message.find("network") != std::string::npos);
 }
+
+TEST_CASE("metrics: a listen address in its short and long forms and the ones refused", "[unit][config]") {
+  CHECK(load(pool("")).metrics.listen.empty());  // off unless asked
+  const Config short_form = load(pool("") + "metrics: \":9464\"\n");
+  CHECK(short_form.metrics.listen == ":9464");
+  CHECK(short_form.metrics.listen_at.line == 4);
+  CHECK(short_form.metrics.listen_at.column == 10);
+  CHECK(load(pool("") + "metrics: {listen: \"[::1]:0\"}\n").metrics.listen == "[::1]:0");
+
+  std::string host;
+  uint16_t port = 1;
+  CHECK(shoal::detail::parse_listen("9464", host, port));
+  CHECK((host == "127.0.0.1" && port == 9464));
+  CHECK(shoal::detail::parse_listen("0.0.0.0:0", host, port));
+  CHECK((host == "0.0.0.0" && port == 0));
+  CHECK(shoal::detail::parse_listen("[::1]:65535", host, port));
+  CHECK((host == "::1" && port == 65535));
+  for (const char* bad : {"", ":", "host:", "h:65536", "h:-1", "h:9x", "::1:80", "[::1]80", "[]:80", "a b:80", "h:123456"}) {
+    INFO("address '" << bad << "'");
+    CHECK_FALSE(shoal::detail::parse_listen(bad, host, port));
+  }
+
+  const Failure f = fail(pool("") + "metrics: {listen: \"h:99999\"}\n");
+  CHECK((f.line == 4 && f.column == 19));
+  CHECK(f.message == "metrics.listen: expected an address such as 127.0.0.1:9464, [::1]:9464 or :9464 (port 0 to "
+                     "65535), found 'h:99999'");
+  const Failure typo = fail(pool("") + "metrics: {lisen: 9464}\n");
+  CHECK(typo.message == "unknown key 'lisen' in metrics (did you mean 'listen'?)");
+  CHECK(fail(pool("") + "metrics: {}\n").message == "metrics: missing required key 'listen'");
+}
