@@ -7,6 +7,7 @@
 #include "common/event.hpp"
 #include "common/fd.hpp"
 #include "common/json.hpp"
+#include "common/log.hpp"
 #include "common/printable.hpp"
 #include "config/values.hpp"
 #include "pool/input_limit.hpp"
@@ -199,7 +200,14 @@ void reader_main(Shared& shared, LineReader& reader, Pool& pool, uint64_t max_in
       continue;
     }
     // Not under the mutex: a task rejected at once runs its callback on this thread.
-    pool.submit(line, [&shared, seq](Outcome&& outcome) { shared.deliver(seq, std::move(outcome)); });
+    pool.submit(line, [&shared, seq](Outcome&& outcome) {
+      // The pool's line names the worker that died; which input it was is known here.
+      if (outcome.status == Status::crashed || outcome.status == Status::timeout)
+        detail::log_line(detail::LogLevel::warn, "input line " + std::to_string(seq + 1) + " (seq " +
+                                                     std::to_string(seq) + ") " +
+                                                     std::string(to_string(outcome.status)) + ": " + outcome.error);
+      shared.deliver(seq, std::move(outcome));
+    });
   }
   std::lock_guard lock(shared.m);
   if (r == LineReader::Read::error) shared.input_error = reader.error();
