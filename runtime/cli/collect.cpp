@@ -32,12 +32,7 @@ constexpr std::string_view kCollectUsage =
     "A task that crashed or timed out on every delivery (a dead letter) and was requeued\n"
     "('shoal dead requeue') has its new result printed too; the summary counts the last.\n"
     "\n"
-    "Options (CONFIG's redis: section gives the defaults):\n"
-    "  --redis URL     redis://HOST[:PORT][/DB] or unix:///PATH   (redis.url)\n"
-    "  --redis-password-file FILE\n"
-    "                  the password, kept out of the URL (which ps shows); or\n"
-    "                  $SHOAL_REDIS_PASSWORD                      (redis.password_file)\n"
-    "  --stream NAME   the task stream (default shoal:tasks)      (redis.stream)\n"
+    SHOAL_CLIENT_REDIS_OPTIONS
     "  --expect N      wait until N distinct task ids have a result, then exit\n"
     "  --follow        keep waiting for new results until SIGINT or SIGTERM\n"
     "  --connect-timeout DURATION\n"

@@ -55,12 +55,7 @@ constexpr std::string_view kDeadUsage =
     "  purge     deletes the dead letters named, or all of them without an ID, and says\n"
     "            how many\n"
     "\n"
-    "Options (CONFIG's redis: section gives the defaults):\n"
-    "  --redis URL     redis://HOST[:PORT][/DB] or unix:///PATH   (redis.url)\n"
-    "  --redis-password-file FILE\n"
-    "                  the password, kept out of the URL (which ps shows); or\n"
-    "                  $SHOAL_REDIS_PASSWORD                      (redis.password_file)\n"
-    "  --stream NAME   the task stream (default shoal:tasks)      (redis.stream)\n"
+    SHOAL_CLIENT_REDIS_OPTIONS
     "  --json          list, show: JSON lines\n"
     "  --all           requeue: every dead letter\n"
     "  -h, --help      show this help\n"

@@ -28,6 +28,16 @@
 #include <string_view>
 #include <vector>
 
+/// The first lines of the options in the usage of `submit`, `collect` and `dead`: those
+/// that say where Redis and the stream are. A macro, for the usage texts are literals.
+#define SHOAL_CLIENT_REDIS_OPTIONS                                                       \
+  "Options (CONFIG's redis: section gives the defaults):\n"                              \
+  "  --redis URL     redis://HOST[:PORT][/DB] or unix:///PATH   (redis.url)\n"           \
+  "  --redis-password-file FILE\n"                                                       \
+  "                  the password, kept out of the URL (which ps shows); or\n"           \
+  "                  $SHOAL_REDIS_PASSWORD                      (redis.password_file)\n" \
+  "  --stream NAME   the task stream (default shoal:tasks)      (redis.stream)\n"
+
 namespace shoal::cli {
 
 namespace redis = shoal::detail::redis;
