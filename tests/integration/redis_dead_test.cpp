@@ -7,6 +7,9 @@
 
 #include <signal.h>
 
+#include <set>
+#include <thread>
+
 using namespace shoal::test;
 using namespace std::chrono_literals;
 
@@ -164,4 +167,42 @@ TEST_CASE("redis dead: usage and Redis errors are one line", "[integration][redi
   CHECK(dead({"list", "--redis", "redis://u:hunter5@127.0.0.1:1"}).err.find("hunter5") == std::string::npos);
   fleet.redis.command({"SET", kStream + ":dead", "x"});
   one_line(dead({"list", config}), 2, "key " + kStream + ":dead is a string, not a stream");
+}
+
+TEST_CASE("redis dead: two requeues at once queue each dead letter exactly once", "[integration][redis][dead]") {
+  Fleet fleet;
+  const std::string config = fleet.config("a");
+  constexpr int kLetters = 2000;  // enough for the two to overlap (0.25 s here)
+  std::vector<redis::Args> adds;
+  for (int i = 0; i < kLetters; ++i)
+    adds.push_back({"XADD", kStream + ":dead", "*", "id", "t:" + std::to_string(i), "entry", "1-" + std::to_string(i),
+                    "deliveries", "3", "input", "echo " + std::to_string(i),
+                    "result", "{\"seq\":" + std::to_string(i) + ",\"status\":\"crashed\"}"});
+  auto conn = fleet.redis.connect();
+  REQUIRE(bool(conn.pipeline(adds)));
+
+  // Each takes the dead letters the other has not: WATCH makes a transaction that raced
+  // the other's fail and read again, so none is queued twice and none is lost.
+  ProcessResult one, two;
+  std::thread other([&] { two = dead({"requeue", "--all", config}); });
+  one = dead({"requeue", "--all", config});
+  other.join();
+  INFO(describe(one) << "\n" << describe(two));
+  CHECK(one.exit_code == 0);
+  CHECK(two.exit_code == 0);
+  std::set<std::string> requeued;
+  for (const auto& out : {one.out, two.out})
+    for (const auto& line : lines_of(out)) CHECK(requeued.insert(line.substr(0, line.find(' '))).second);
+  CHECK(requeued.size() == kLetters);
+  CHECK(fleet.integer({"XLEN", kStream + ":dead"}) == 0);
+  const auto tasks = entries(fleet, kStream);
+  REQUIRE(tasks.size() == kLetters);
+  std::set<std::string> ids;
+  for (const auto& t : tasks) {
+    const auto task = redis::task_of(t);
+    CHECK(task.input == "echo " + std::to_string(task.seq));
+    CHECK(task.task_id == "t:" + std::to_string(task.seq));
+    ids.insert(task.task_id);
+  }
+  CHECK(ids.size() == kLetters);
 }
