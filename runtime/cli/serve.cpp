@@ -77,9 +77,15 @@ constexpr std::string_view kServeUsage =
     "                   only with a restart. A SIGHUP during a reload runs one more after\n"
     "                   it. Each result carries its \"generation\" (0 until the first reload).\n"
     "\n"
+    "Under systemd (Type=notify; see the shipped shoal-serve@.service): with $NOTIFY_SOCKET\n"
+    "set, the host sends STATUS= lines (starting, waiting for Redis, serving), READY=1 once\n"
+    "the pool is up and Redis answers, RELOADING=1 then READY=1 around a SIGHUP reload,\n"
+    "STOPPING=1 when a stop begins, and WATCHDOG=1 every half $WATCHDOG_USEC while its loop\n"
+    "turns. Workers do not inherit $NOTIFY_SOCKET or $WATCHDOG_USEC.\n"
+    "\n"
     "Exit status: 0 stopped by a signal; 1 the pool failed or outcomes could not be written;\n"
-    "2 usage, config, pool start error, AUTH or SELECT refused, or a key of the wrong type\n"
-    "in Redis.\n";
+    "2 usage, config, pool start error, AUTH or SELECT refused, a key of the wrong type in\n"
+    "Redis, or no connection within --connect-timeout.\n";
 
 // After a stop, how long unwritten outcomes wait for Redis to come back.
 constexpr auto kWriteGiveUp = std::chrono::seconds(15);
