@@ -54,7 +54,7 @@ constexpr std::string_view kServeUsage =
     "  --pool NAME       the pool that runs the tasks (required when CONFIG has several)\n"
     "  --connect-timeout DURATION\n"
     "                    exit 2 when Redis has not answered within DURATION of the start\n"
-    "                    (500ms, 30s, 5m); default: wait as long as it takes. Until it\n"
+    "                    (500ms, 30s, 5m; default 0: wait as long as it takes). Until it\n"
     "                    answers, the host says \"waiting for Redis at URL\" and is not ready\n"
     "  -h, --help        show this help\n"
     "\n"
@@ -407,10 +407,9 @@ int serve_command(int argc, char** argv) {
   std::vector<std::string> positional;
   if (auto code = parse_options({"serve", kServeUsage, "CONFIG", 1, 1}, argc, argv, specs, positional)) return *code;
   const std::string& config_path = positional[0];
-  Duration connect_limit{0};
-  if (!connect_timeout.empty() && (!parse_duration(connect_timeout, connect_limit) || connect_limit.count() <= 0)) {
-    print_error("serve: --connect-timeout takes a duration such as 500ms, 30s or 5m, not '" +
-                detail::printable(connect_timeout, 60) + "'");
+  const auto connect_limit = connect_timeout_from(connect_timeout, "serve", std::chrono::milliseconds(0));
+  if (!connect_limit) {
+    print_error(connect_limit.error().message);
     return 2;
   }
   // Before any thread exists: reading it removes $NOTIFY_SOCKET from the environment
@@ -468,7 +467,7 @@ int serve_command(int argc, char** argv) {
   s.in_flight = s.redis.in_flight != 0 ? s.redis.in_flight : 2 * (*pool)->config().workers;
   // The redis: section as the file had it: a reload compares the file's new one with it.
   Reloader reloader(**pool, signals, {config_path, runtime->config().redis, s.redis.in_flight == 0, &status});
-  Server server(std::move(s), **pool, inbox, signals, reloader, {status, notifier, connect_limit, connect_timeout});
+  Server server(std::move(s), **pool, inbox, signals, reloader, {status, notifier, *connect_limit, connect_timeout});
   reloader.start();
   const int code = server.run();
   notifier.detach(status);

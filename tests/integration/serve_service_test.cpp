@@ -195,11 +195,11 @@ TEST_CASE("serve: --connect-timeout ends a host that never reached Redis with ex
   // The pool had started: every worker's finalizer chain ran on the way out.
   check_fini(fleet, "a");
 
-  for (const char* bad : {"soon", "-1s", "0"}) {
+  for (const char* bad : {"soon", "-1s", "5 s"}) {
     auto r = run_process({SHOAL_BIN, "serve", config, "--connect-timeout", bad}, {}, bounded(10s));
     INFO(describe(r));
     CHECK(r.exit_code == 2);
-    CHECK(r.err == std::string("shoal: serve: --connect-timeout takes a duration such as 500ms, 30s or 5m, not '") +
+    CHECK(r.err == std::string("shoal: serve: --connect-timeout: expected a duration such as 30s or 0, found '") +
                        bad + "'\n");
   }
 }
