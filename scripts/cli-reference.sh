@@ -11,7 +11,7 @@ shoal="${1:-$root/build/bin/shoal}"
   echo "Each section is the output of \`shoal [COMMAND] --help\` (regenerate with"
   echo "\`scripts/cli-reference.sh\` after changing one). The config file is described in"
   echo "[config/reference.md](../config/reference.md)."
-  for cmd in "" run check inspect serve submit collect; do
+  for cmd in "" run check inspect serve submit collect dead; do
     echo
     echo "## shoal${cmd:+ $cmd}"
     echo

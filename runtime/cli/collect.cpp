@@ -1,6 +1,8 @@
 // `shoal collect`: reads STREAM:results with XREAD (it consumes nothing, so any number
 // of collectors may read) and prints each task id's first result; later ones for the same
-// id are the duplicates that at-least-once delivery allows.
+// id are the duplicates that at-least-once delivery allows, except after a dead letter's
+// result: its task may have been requeued (`shoal dead requeue`), and the new run's result
+// replaces it.
 #include "options.hpp"
 #include "scale_out.hpp"
 #include "scale_out_shared.hpp"
@@ -12,7 +14,8 @@
 
 #include <chrono>
 #include <string>
-#include <unordered_set>
+#include <optional>
+#include <unordered_map>
 #include <vector>
 
 namespace shoal::cli {
@@ -26,13 +29,10 @@ constexpr std::string_view kCollectUsage =
     "  {\"seq\":0,\"status\":\"ok\",\"output\":\"...\",\"error\":null,\"worker\":1,\"attempts\":1,\"ms\":0.412,\n"
     "   \"id\":\"1716900000123-9f86d081884c7d65:0\",\"consumer\":\"hostA-311\"}\n"
     "Delivery is at-least-once: a task may have several results; the first is printed.\n"
+    "A task that crashed or timed out on every delivery (a dead letter) and was requeued\n"
+    "('shoal dead requeue') has its new result printed too; the summary counts the last.\n"
     "\n"
-    "Options (CONFIG's redis: section gives the defaults):\n"
-    "  --redis URL     redis://HOST[:PORT][/DB] or unix:///PATH   (redis.url)\n"
-    "  --redis-password-file FILE\n"
-    "                  the password, kept out of the URL (which ps shows); or\n"
-    "                  $SHOAL_REDIS_PASSWORD                      (redis.password_file)\n"
-    "  --stream NAME   the task stream (default shoal:tasks)      (redis.stream)\n"
+    SHOAL_CLIENT_REDIS_OPTIONS
     "  --expect N      wait until N distinct task ids have a result, then exit\n"
     "  --follow        keep waiting for new results until SIGINT or SIGTERM\n"
     "  --connect-timeout DURATION\n"
@@ -91,7 +91,8 @@ int collect_command(int argc, char** argv) {
   const bool wait = follow || expect > 0;
 
   const auto start = Clock::now();
-  std::unordered_set<std::string> seen;
+  // Each task id printed, with the status of its last result printed.
+  std::unordered_map<std::string, std::optional<Status>> seen;
   Counts counts;
   uint64_t duplicates = 0;
   std::string last_id = "0-0", out;
@@ -134,12 +135,20 @@ int collect_command(int argc, char** argv) {
       const auto id = e.field("id");
       const auto result = e.field("result");
       if (!id || !result) continue;
-      if (!seen.emplace(*id).second) {
-        ++duplicates;
-        continue;
+      const auto status = status_from(e.field("status").value_or(""));
+      auto [it, fresh] = seen.try_emplace(std::string(*id), status);
+      if (!fresh) {
+        // A crashed or timed-out result in the stream is a dead letter's (serve retries
+        // any other): a later one is its requeued run.
+        const std::optional<Status> before = it->second;
+        if (before != Status::crashed && before != Status::timeout) {
+          ++duplicates;
+          continue;
+        }
+        --counts.by_status[static_cast<size_t>(*before)];
+        it->second = status;
       }
-      if (const auto status = status_from(e.field("status").value_or("")))
-        ++counts.by_status[static_cast<size_t>(*status)];
+      if (status) ++counts.by_status[static_cast<size_t>(*status)];
       out.append(*result);
       out.push_back('\n');
       if (expect > 0 && seen.size() >= expect) break;

@@ -48,6 +48,9 @@ constexpr std::string_view kUsage =
     "                     queue one task per input line on a Redis stream\n"
     "  collect --redis URL [--expect N] [--follow]\n"
     "                     print the results of a Redis stream, once per task id\n"
+    "  dead list|show ID|requeue ID...|--all|purge [ID...] [--redis URL]\n"
+    "                     the tasks that used up redis.max_deliveries: list, show,\n"
+    "                     queue again or delete them\n"
     "  help [COMMAND]     show this help, or a command's\n"
     "\n"
     "Options for every command (before or after it):\n"
@@ -66,7 +69,7 @@ constexpr std::string_view kUsage =
     "           ones get shutdown.grace, every finalizer runs, exit 0; a second one\n"
     "           ends it at once. SIGHUP stops nothing: it reloads the pool from CONFIG\n"
     "           while tasks flow (see 'shoal serve --help')\n"
-    "  submit, collect\n"
+    "  submit, collect, dead\n"
     "           SIGINT, SIGTERM and SIGHUP stop them\n"
     "\n"
     "Run 'shoal COMMAND --help' for a command's options.\n"
@@ -171,6 +174,10 @@ int dispatch(int argc, char** argv) {
                                     : shoal::cli::collect_usage());
       return 0;
     }
+    if (topic == "dead") {
+      write_out(shoal::cli::dead_usage());
+      return 0;
+    }
     if (topic == "check" || topic == "inspect") {
       write_out(topic == "check" ? shoal::cli::check_usage() : shoal::cli::inspect_usage());
       return 0;
@@ -182,6 +189,7 @@ int dispatch(int argc, char** argv) {
   if (command == "serve") return shoal::cli::serve_command(argc - 2, argv + 2);
   if (command == "submit") return shoal::cli::submit_command(argc - 2, argv + 2);
   if (command == "collect") return shoal::cli::collect_command(argc - 2, argv + 2);
+  if (command == "dead") return shoal::cli::dead_command(argc - 2, argv + 2);
   if (command == "check") return shoal::cli::check_command(argc - 2, argv + 2);
   if (command == "inspect") return shoal::cli::inspect_command(argc - 2, argv + 2);
   if (command.starts_with("-")) {

@@ -8,6 +8,7 @@
 #include "common/event.hpp"
 #include "common/fd.hpp"
 #include "common/json.hpp"
+#include "common/log.hpp"
 #include "common/printable.hpp"
 #include "config/values.hpp"
 #include "pool/input_limit.hpp"
@@ -45,7 +46,8 @@ namespace {
 
 constexpr std::string_view kRunUsage =
     "Usage: shoal run CONFIG [--pool NAME] [--input FILE|-] [--output FILE|-] [--unordered]\n"
-    "                        [--stats FILE] [--stats-interval SECONDS] [--metrics [HOST:]PORT]\n"
+    "                        [--stats FILE] [--stats-interval SECONDS]\n"
+    "                        [--metrics [HOST:]PORT]\n"
     "\n"
     "Runs one task per line of input through a pool of CONFIG and writes one JSON object\n"
     "per task to the output:\n"
@@ -74,8 +76,8 @@ constexpr std::string_view kRunUsage =
     "  --stats-interval SECONDS\n"
     "                  how often --stats is rewritten, 0.05 to 86400 (default 5)\n"
     "  --metrics [HOST:]PORT\n"
-    "                  serve /metrics (OpenMetrics), /healthz and /readyz over HTTP while\n"
-    "                  the run lasts; HOST defaults to 127.0.0.1, port 0 picks a free one\n"
+    "                  serve /metrics (OpenMetrics), /healthz and /readyz over HTTP\n"
+    "                  while the run lasts; no HOST: 127.0.0.1; port 0: a free one\n"
     "                  (logged); overrides CONFIG's metrics: key\n"
     "  -h, --help      show this help\n"
     "\n"
@@ -199,7 +201,14 @@ void reader_main(Shared& shared, LineReader& reader, Pool& pool, uint64_t max_in
       continue;
     }
     // Not under the mutex: a task rejected at once runs its callback on this thread.
-    pool.submit(line, [&shared, seq](Outcome&& outcome) { shared.deliver(seq, std::move(outcome)); });
+    pool.submit(line, [&shared, seq](Outcome&& outcome) {
+      // The pool's line names the worker that died; which input it was is known here.
+      if (outcome.status == Status::crashed || outcome.status == Status::timeout)
+        detail::log_line(detail::LogLevel::warn, "input line " + std::to_string(seq + 1) + " (seq " +
+                                                     std::to_string(seq) + ") " +
+                                                     std::string(to_string(outcome.status)) + ": " + outcome.error);
+      shared.deliver(seq, std::move(outcome));
+    });
   }
   std::lock_guard lock(shared.m);
   if (r == LineReader::Read::error) shared.input_error = reader.error();

@@ -2,6 +2,7 @@
 
 #include "common/event.hpp"
 #include "common/log.hpp"
+#include "common/printable.hpp"
 
 #include <sys/eventfd.h>
 
@@ -35,6 +36,13 @@ uint32_t generation_in(std::string_view json) {
     if (n > UINT32_MAX) return 0;
   }
   return static_cast<uint32_t>(n);
+}
+
+// "ENTRY (id TASK-ID)" for a log line: the entry id is what `shoal dead` and redis-cli
+// take, the task id what the submitter knows.
+std::string task_name(const redis::Task& t) {
+  if (t.task_id == t.entry_id) return t.entry_id;
+  return t.entry_id + " (id " + detail::printable(t.task_id, 100) + ")";
 }
 
 }  // namespace
@@ -74,7 +82,9 @@ void ServeState::schedule_retry() { next_attempt_ = Clock::now() + backoff_.next
 
 bool ServeState::lost(const Error& error) {
   conn_.close();
-  if (!down_reported_) {
+  down_cause_ = error.message;
+  // Before the first connection the host says "waiting for Redis" itself (serve.cpp).
+  if (!down_reported_ && ever_connected_) {
     down_reported_ = true;
     log_line(LogLevel::warn, "redis: " + error.message + "; retrying with back-off (" +
                                  std::to_string(held_.size() + outbox_.size()) + " tasks held)");
@@ -141,9 +151,11 @@ bool ServeState::connect() {
     if (ch <= ' ' || ch > '~') ch = '_';
   auto named = conn_.command({"CLIENT", "SETNAME", name});
   if (!named) return lost(named.error());
-  if (connects_++ > 0) ++reconnects_;
+  if (ever_connected_) ++reconnects_;
   if (down_reported_) log_line(LogLevel::warn, "redis: connected again to " + s_.url.display);
   down_reported_ = false;
+  ever_connected_ = true;
+  down_cause_.clear();
   backoff_.reset();
   // The outage may have lasted long enough for the held entries to look abandoned.
   for_each_held([](Held& h) { h.refreshed = Clock::time_point{}; });
@@ -180,11 +192,18 @@ void ServeState::finish(const std::string& entry, Outcome&& outcome, bool stoppi
     case Status::error:
       break;
     case Status::crashed:
-    case Status::timeout:
+    case Status::timeout: {
       // Perhaps this machine, perhaps the task: another delivery (maybe on another host)
       // tells, until the last one allowed. This delivery failed too.
-      kind = exhausted(d.deliveries - std::min(d.handed_back, d.deliveries)) ? Kind::dead : Kind::retry;
+      const uint32_t failed = d.deliveries - std::min(d.handed_back, d.deliveries);
+      kind = exhausted(failed) ? Kind::dead : Kind::retry;
+      // The pool's own line names the worker only: the task is known here.
+      log_line(LogLevel::warn, "task " + task_name(d.task) + " " + std::string(to_string(outcome.status)) + ": " +
+                                   outcome.error + "; failed delivery " + std::to_string(failed) + " of " +
+                                   std::to_string(s_.redis.max_deliveries) +
+                                   (kind == Kind::dead ? ": dead letter in " + keys_.dead : ", delivered again"));
       break;
+    }
     case Status::cancelled:
       // Never started, or stopped unfinished when the grace of a shutdown passed.
       kind = Kind::release;
@@ -400,6 +419,10 @@ bool ServeState::claim(std::vector<Delivery>& out) {
     bool ours = false;  // running here: its outcome decides
     for_each_held([&](const Held& h) { ours = ours || h.entry.task.entry_id == d.task.entry_id; });
     if (ours) continue;
+    log_line(LogLevel::warn, "task " + task_name(d.task) + " failed " +
+                                 std::to_string(d.deliveries - 1 - d.handed_back) +
+                                 " deliveries, the last without an outcome (its host died or was stopped): "
+                                 "dead letter in " + keys_.dead);
     std::string json =
         history[0].is_string() ? std::string(history[0].str()) : outcome_of_dead(d.task, d.deliveries);
     const Status status = status_in(json);

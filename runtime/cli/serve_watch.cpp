@@ -67,12 +67,7 @@ std::string ServeWatch::begin(const ServeState& state) {
   return stats_error_;
 }
 
-void ServeWatch::turn(ServeState& state, bool stopping) {
-  status_.beat();
-  if (stopping) status_.set(ServiceStatus::Phase::stopping, "stopping");
-  else if (state.connected())
-    status_.set(ServiceStatus::Phase::ready, "serving pool " + pool_name_ + " from " + state.keys().tasks);
-  else status_.set(ServiceStatus::Phase::waiting, "waiting for Redis at " + state.url().display);
+void ServeWatch::turn(ServeState& state) {
   gather(state);
   if (Clock::now() >= next_stats_) write_stats(state, false);
 }

@@ -1,6 +1,5 @@
-// What `shoal serve` shows its watchers, refreshed once per turn of its main loop: the
-// heartbeat and readiness (ServiceStatus), the Redis figures for /metrics, and the
-// `--stats FILE` document. The Redis figures take one round trip on the host's own
+// What `shoal serve` shows its watchers besides its ServiceStatus, refreshed once per turn
+// of its main loop: the Redis figures for /metrics, and the `--stats FILE` document. The Redis figures take one round trip on the host's own
 // connection, at most every kFiguresEvery and never while a read blocks; the responder's
 // thread only reads what was published here.
 #ifndef SHOAL_CLI_SERVE_WATCH_HPP
@@ -8,7 +7,6 @@
 
 #include "metrics.hpp"
 #include "serve_state.hpp"
-#include "service_status.hpp"
 #include "stats.hpp"
 
 #include <shoal/runtime.hpp>
@@ -26,13 +24,13 @@ class ServeWatch {
  public:
   static constexpr auto kFiguresEvery = std::chrono::seconds(2);
 
-  ServeWatch(ServiceStatus& status, HostMetrics& metrics, const Pool& pool, ServeWatchOptions options)
-      : status_(status), metrics_(metrics), pool_(pool), pool_name_(pool.config().name), options_(std::move(options)) {}
+  ServeWatch(HostMetrics& metrics, const Pool& pool, ServeWatchOptions options)
+      : metrics_(metrics), pool_(pool), pool_name_(pool.config().name), options_(std::move(options)) {}
 
   /// Writes the first --stats document; "" or why it cannot be written.
   std::string begin(const ServeState& state);
   /// Main thread, once per loop turn.
-  void turn(ServeState& state, bool stopping);
+  void turn(ServeState& state);
   /// At exit: the final --stats document; "" or why it could not be written.
   std::string end(const ServeState& state);
 
@@ -40,7 +38,6 @@ class ServeWatch {
   void gather(ServeState& state);
   void write_stats(const ServeState& state, bool final);
 
-  ServiceStatus& status_;
   HostMetrics& metrics_;
   const Pool& pool_;
   const std::string pool_name_;  // Pool::config() copies the whole config under its lock

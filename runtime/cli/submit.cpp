@@ -34,12 +34,7 @@ constexpr std::string_view kSubmitUsage =
     "were queued and their ids. The stream never holds more than redis.max_stream_length\n"
     "entries (tasks not yet finished): submit waits for room, nothing is dropped.\n"
     "\n"
-    "Options (CONFIG's redis: section gives the defaults):\n"
-    "  --redis URL     redis://HOST[:PORT][/DB] or unix:///PATH   (redis.url)\n"
-    "  --redis-password-file FILE\n"
-    "                  the password, kept out of the URL (which ps shows); or\n"
-    "                  $SHOAL_REDIS_PASSWORD                      (redis.password_file)\n"
-    "  --stream NAME   the task stream (default shoal:tasks)      (redis.stream)\n"
+    SHOAL_CLIENT_REDIS_OPTIONS
     "  --input FILE    read tasks from FILE (default -, standard input)\n"
     "  --prefix TEXT   task ids are TEXT-RUN:SEQ (default: the time in ms)\n"
     "  --connect-timeout DURATION\n"

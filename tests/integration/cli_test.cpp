@@ -443,3 +443,20 @@ TEST_CASE("cli: a plugin's stdout and stderr reach the host's log prefixed, neve
   CHECK(std::count(lines.begin(), lines.end(), "shoal: noisy[0]: hello from stdout") == 1);
   CHECK(std::count(lines.begin(), lines.end(), "shoal: noisy[0]: partial line on stderr") == 1);
 }
+
+TEST_CASE("cli: a crashed and a timed-out task are logged with their input line", "[integration][cli]") {
+  TempDir dir;
+  const std::string config =
+      dir.write("fault.yaml", "pools:\n  f:\n    plugin: " + quoted(fixture("fx_fault")) +
+                                  "\n    workers: 1\n    task_timeout: 200ms\n    shutdown: {grace: 2s, fini_timeout: 2s}\n")
+          .string();
+  const auto input = dir.write("in.txt", "echo a\nsegv\nwait-stop\necho b\n");
+  auto r = shoal_cli({"run", config, "--input", input.string()});
+  INFO(describe(r));
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("shoal: warning: input line 2 (seq 1) crashed: worker 0 died: signal 11 (SIGSEGV)\n") !=
+        std::string::npos);
+  CHECK(r.err.find("shoal: warning: input line 3 (seq 2) timeout: task_timeout 0.2s passed; the task stopped when asked\n") != std::string::npos);
+  CHECK(r.err.find("input line 1 ") == std::string::npos);
+  CHECK(r.err.find("input line 4 ") == std::string::npos);
+}

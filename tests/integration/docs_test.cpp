@@ -12,7 +12,7 @@ using namespace shoal::test;
 TEST_CASE("docs: docs/cli.md is every command's --help", "[integration][docs]") {
   const std::string doc = read_file(std::string(SHOAL_SOURCE_DIR) + "/docs/cli.md");
   REQUIRE(!doc.empty());
-  for (const char* cmd : {"", "run", "check", "inspect", "serve", "submit", "collect"}) {
+  for (const char* cmd : {"", "run", "check", "inspect", "serve", "submit", "collect", "dead"}) {
     std::vector<std::string> argv = {SHOAL_BIN};
     if (*cmd != '\0') argv.emplace_back(cmd);
     argv.emplace_back("--help");

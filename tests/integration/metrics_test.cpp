@@ -324,7 +324,8 @@ TEST_CASE("metrics: a taken port and a malformed address are one-line errors nam
 TEST_CASE("metrics: serve is not ready while Redis is down and its counters match what it wrote",
           "[integration][metrics][redis]") {
   Fleet fleet;
-  const std::string config = fleet.config("m");
+  // One delivery: the crashing task goes to the dead letters at once.
+  const std::string config = fleet.config("m", HostOptions().with_max_deliveries(1));
   const auto stats = fleet.dir.path() / "stats.json";
   Host host(fleet, config, "m", {"--metrics", "0", "--log-level", "info", "--stats", stats.string(), "--stats-interval", "0.1"});
   const int port = wait_port([&] { return host.err(); });
@@ -333,6 +334,7 @@ TEST_CASE("metrics: serve is not ready while Redis is down and its counters matc
 
   std::vector<std::string> tasks = repeat("ok", 30);
   tasks.push_back("error nope");
+  tasks.push_back("segv");
   submit(fleet, config, tasks);
   REQUIRE(eventually([&] { return fleet.results() == static_cast<int64_t>(tasks.size()); }, 30s));
   json m;
@@ -352,19 +354,29 @@ TEST_CASE("metrics: serve is not ready while Redis is down and its counters matc
   CHECK(value(m, "shoal_redis_pending_entries", "shoal_redis_pending_entries") == 0);
   CHECK(value(m, "shoal_redis_group_lag", "shoal_redis_group_lag") == 0);
   CHECK(value(m, "shoal_outbox_outcomes", "shoal_outbox_outcomes") == 0);
-  CHECK(value(m, "shoal_dead_lettered", "shoal_dead_lettered_total") == 0);
+  CHECK(value(m, "shoal_tasks", "shoal_tasks_total", {{"outcome", "crashed"}}) == 1);
+  CHECK(value(m, "shoal_exits", "shoal_exits_total", {{"cause", "signal"}}) == 1);
+  CHECK(value(m, "shoal_dead_lettered", "shoal_dead_lettered_total") == 1);
+  CHECK(fleet.integer({"XLEN", kStream + ":dead"}) == 1);
   CHECK(value(m, "shoal_redis_reconnects", "shoal_redis_reconnects_total") == 0);
 
   REQUIRE(fleet.redis.stop());
   REQUIRE(eventually([&] { return get(port, "/readyz").status == 503; }, 15s));
   const HttpReply waiting = get(port, "/readyz");
-  CHECK(waiting.body == "waiting: waiting for Redis at " + fleet.redis.url() + "\n");
+  INFO("readyz: " << waiting.body);
+  CHECK(waiting.body.starts_with("waiting: "));
+  CHECK(waiting.body.find(fleet.redis.url()) != std::string::npos);
+  CHECK(std::count(waiting.body.begin(), waiting.body.end(), '\n') == 1);
   CHECK(get(port, "/healthz").status == 200);  // alive: its loop turns while it waits
   CHECK(value(scrape(port, fleet.dir), "shoal_redis_connected", "shoal_redis_connected") == 0);
 
   REQUIRE(fleet.redis.start());
   REQUIRE(eventually([&] { return get(port, "/readyz").status == 200; }, 20s));
-  CHECK(value(scrape(port, fleet.dir), "shoal_redis_reconnects", "shoal_redis_reconnects_total") >= 1);
+  // The figures are those of the loop's last turn: the one after the reconnect shows it.
+  CHECK(eventually(
+      [&] { return value(scrape(port, fleet.dir), "shoal_redis_reconnects", "shoal_redis_reconnects_total") >= 1; },
+      5s));
+  CHECK(value(scrape(port, fleet.dir), "shoal_redis_connected", "shoal_redis_connected") == 1);
 
   host.signal(SIGTERM);
   CHECK(host.wait_exit(20s) == 0);
@@ -374,5 +386,6 @@ TEST_CASE("metrics: serve is not ready while Redis is down and its counters matc
   CHECK(s.at("pools")[0].at("outcomes").at("ok") == 30);
   CHECK(s.at("redis").at("reconnects") >= 1);
   CHECK(s.at("redis").at("outbox") == 0);
+  CHECK(s.at("redis").at("dead_lettered") == 1);
   check_drained(fleet);
 }
