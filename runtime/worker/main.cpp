@@ -41,8 +41,8 @@ constexpr std::string_view kUsage =
     "  -h, --help   show this help\n"
     "  --version    show the version and the plugin ABI it speaks\n"
     "\n"
-    "Exit status: 0 after --help or --version, or a clean stop; 2 when started without\n"
-    "a host.\n";
+    "Exit status: 0 after --help or --version; 2 when started without a host. Under a\n"
+    "host, its codes are the host's to read.\n";
 
 bool is_socket(int fd) {
   struct stat st {};
