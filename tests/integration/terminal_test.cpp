@@ -44,12 +44,6 @@ std::string usage_error(const std::vector<std::string>& args, const std::string&
   return lines[0];
 }
 
-size_t count_of(const std::string& text, const std::string& part) {
-  size_t n = 0;
-  for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
-  return n;
-}
-
 }  // namespace
 
 TEST_CASE("terminal: shoal run piped into head stops quietly with exit 141 and runs every finalizer",
