@@ -6,6 +6,8 @@
 #include "common/log.hpp"
 #include "ipc/control.hpp"
 
+#include <shoal/plugin.h>
+
 #include <cstdio>
 #include <cstring>
 #include <pthread.h>
@@ -25,8 +27,20 @@ extern "C" const char* __tsan_default_options() { return "handle_segv=0:handle_a
 #endif
 
 int main(int argc, char** argv) {
-  if (argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "--version") == 0)) {
-    std::fputs("shoal-worker: a worker process of a shoal pool; started by the shoal host, not by hand\n", stderr);
+  // help2man builds shoal-worker.1 from these two answers (stdout, exit 0).
+  if (argc > 1 && std::strcmp(argv[1], "--version") == 0) {
+    std::printf("shoal-worker %s (plugin ABI %d.%d)\n", SHOAL_VERSION, SHOAL_ABI_MAJOR, SHOAL_ABI_MINOR);
+    return 0;
+  }
+  if (argc > 1 && std::strcmp(argv[1], "--help") == 0) {
+    std::fputs("Usage: shoal-worker\n"
+               "A worker process of a shoal pool: started by the shoal host (shoal run, shoal serve or\n"
+               "an application linking libshoal) with its descriptors set up, never by hand.\n"
+               "The host finds it beside itself, beside libshoal, or at $SHOAL_WORKER.\n"
+               "\n"
+               "  --help      show this help\n"
+               "  --version   show the version and the plugin ABI it loads\n",
+               stdout);
     return 0;
   }
   // Not dumpable from the first instruction we run: until the Init is read and the
