@@ -150,9 +150,12 @@ inline Result<RedisTarget> redis_target(const std::vector<std::string>& position
 /// went away or never spoke Redis, unless --connect-timeout says otherwise.
 inline constexpr auto kDefaultConnectTimeout = std::chrono::seconds(60);
 
-/// --connect-timeout's value: a duration, 0 for no limit; the default when not given.
-inline Result<std::chrono::milliseconds> connect_timeout_from(const std::string& text, std::string_view command) {
-  if (text.empty()) return std::chrono::milliseconds(kDefaultConnectTimeout);
+/// --connect-timeout's value: a duration, 0 for no limit; `fallback` when not given
+/// (`serve` waits for its first connection as long as it takes).
+inline Result<std::chrono::milliseconds> connect_timeout_from(
+    const std::string& text, std::string_view command,
+    std::chrono::milliseconds fallback = std::chrono::milliseconds(kDefaultConnectTimeout)) {
+  if (text.empty()) return fallback;
   Duration d{};
   if (!parse_duration(text, d))
     return Error{Errc::config, std::string(command) + ": --connect-timeout: expected a duration such as 30s or 0, found '" +

@@ -17,6 +17,8 @@
 #include "scale_out_shared.hpp"
 #include "serve_reload.hpp"
 #include "serve_state.hpp"
+#include "sd_notify.hpp"
+#include "service_status.hpp"
 #include "terminal.hpp"
 
 #include <shoal/runtime.hpp>
@@ -35,6 +37,7 @@ namespace {
 
 constexpr std::string_view kServeUsage =
     "Usage: shoal serve CONFIG [--redis URL] [--stream NAME] [--group NAME] [--consumer NAME] [--pool NAME]\n"
+    "                   [--connect-timeout DURATION]\n"
     "\n"
     "Takes tasks from a Redis stream and runs them in a pool of CONFIG; several hosts may\n"
     "serve one stream. Each outcome is written to STREAM:results as JSON (the fields of\n"
@@ -49,6 +52,10 @@ constexpr std::string_view kServeUsage =
     "  --group NAME      the consumer group of the fleet (default shoal)       (redis.group)\n"
     "  --consumer NAME   this host's name in the group (default HOSTNAME-PID)  (redis.consumer)\n"
     "  --pool NAME       the pool that runs the tasks (required when CONFIG has several)\n"
+    "  --connect-timeout DURATION\n"
+    "                    exit 2 when Redis has not answered within DURATION of the start\n"
+    "                    (500ms, 30s, 5m; default 0: wait as long as it takes). Until it\n"
+    "                    answers, the host says \"waiting for Redis at URL\" and is not ready\n"
     "  -h, --help        show this help\n"
     "\n"
     "An entry idle past redis.visibility_timeout (a host died) is claimed by another host;\n"
@@ -70,9 +77,15 @@ constexpr std::string_view kServeUsage =
     "                   only with a restart. A SIGHUP during a reload runs one more after\n"
     "                   it. Each result carries its \"generation\" (0 until the first reload).\n"
     "\n"
+    "Under systemd (Type=notify; see the shipped shoal-serve@.service): with $NOTIFY_SOCKET\n"
+    "set, the host sends STATUS= lines (starting, waiting for Redis, serving), READY=1 once\n"
+    "the pool is up and Redis answers, RELOADING=1 then READY=1 around a SIGHUP reload,\n"
+    "STOPPING=1 when a stop begins, and WATCHDOG=1 every half $WATCHDOG_USEC while its loop\n"
+    "turns. Workers do not inherit $NOTIFY_SOCKET or $WATCHDOG_USEC.\n"
+    "\n"
     "Exit status: 0 stopped by a signal; 1 the pool failed or outcomes could not be written;\n"
-    "2 usage, config, pool start error, AUTH or SELECT refused, or a key of the wrong type\n"
-    "in Redis.\n";
+    "2 usage, config, pool start error, AUTH or SELECT refused, a key of the wrong type in\n"
+    "Redis, or no connection within --connect-timeout.\n";
 
 // After a stop, how long unwritten outcomes wait for Redis to come back.
 constexpr auto kWriteGiveUp = std::chrono::seconds(15);
@@ -91,10 +104,23 @@ int ms_until(Clock::time_point t) {
   return static_cast<int>(std::clamp<long long>(left, 0, 60000));
 }
 
+/// What the Server reports to and how long it waits for Redis at start.
+struct Watchers {
+  ServiceStatus& status;
+  SystemdNotifier& notifier;
+  Duration connect_timeout{0};  ///< 0: wait for the first connection forever
+  std::string connect_timeout_text;  ///< as given, for messages
+};
+
 class Server {
  public:
-  Server(ServeSettings s, Pool& pool, Inbox& inbox, StopSignals& signals, Reloader& reloader)
-      : state_(std::move(s)), pool_(pool), inbox_(inbox), signals_(signals), reloader_(reloader) {}
+  Server(ServeSettings s, Pool& pool, Inbox& inbox, StopSignals& signals, Reloader& reloader, Watchers watchers)
+      : state_(std::move(s)),
+        pool_(pool),
+        inbox_(inbox),
+        signals_(signals),
+        reloader_(reloader),
+        watchers_(watchers) {}
 
   int run();
 
@@ -102,9 +128,13 @@ class Server {
   void take_signal();
   void begin_stop(const std::string& why);
   bool ensure_connected();
+  /// After each attempt: tells the connection's state (waiting, serving) when it changed.
+  void report_connection(bool connected);
   void wait_events(Clock::time_point until);
   bool read();
   bool blocking_read(const redis::Args& args, Result<redis::Reply>& reply);
+  /// ServeState's bound, shortened to keep the systemd watchdog fed while a read blocks.
+  std::chrono::milliseconds block_time() const;
   void open_waker();
   void unblock();
   void start(ServeState::Delivery d);
@@ -115,6 +145,10 @@ class Server {
   Inbox& inbox_;
   StopSignals& signals_;
   Reloader& reloader_;
+  Watchers watchers_;
+  Clock::time_point started_ = Clock::now();
+  bool waiting_announced_ = false;
+  std::string gave_up_;  ///< no connection within --connect-timeout: why, for the exit line
   redis::Connection waker_;  // sends CLIENT UNBLOCK while the main connection blocks
   bool stopping_ = false;
   bool pool_failed_ = false;
@@ -138,6 +172,7 @@ void Server::start(ServeState::Delivery d) {
 void Server::begin_stop(const std::string& why) {
   if (stopping_) return;
   stopping_ = true;
+  watchers_.status.set(ServiceStatus::Phase::stopping, why);
   give_up_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(pool_.config().grace) + kWriteGiveUp;
   // A second signal ends the host at once; the pool's threads keep the signals blocked.
   signals_.release();
@@ -158,14 +193,55 @@ void Server::take_signal() {
 
 bool Server::ensure_connected() {
   if (state_.connected()) return true;
-  if (Clock::now() < state_.next_attempt()) return false;
-  if (!state_.connect()) return false;
-  open_waker();
-  return true;
+  if (Clock::now() < state_.next_attempt()) {
+    if (!state_.ever_connected()) report_connection(false);  // --connect-timeout may have passed
+    return false;
+  }
+  const bool ok = state_.connect();
+  if (ok) open_waker();
+  report_connection(ok);
+  return ok;
+}
+
+void Server::report_connection(bool connected) {
+  if (stopping_ || state_.fatal()) return;
+  const std::string& url = state_.url().display;
+  // Connection errors name the URL already ("redis://h:6379: Connection refused").
+  std::string cause = state_.down_cause();
+  if (cause.starts_with(url + ": ")) cause.erase(0, url.size() + 2);
+  if (connected) {
+    const std::string serving = "serving pool " + pool_.config().name + " from " + state_.keys().tasks + " as " +
+                                state_.consumer() + " (group " + state_.settings().group + ", " + url + ", " +
+                                std::to_string(state_.in_flight()) + " in flight)";
+    if (watchers_.status.get().phase == ServiceStatus::Phase::starting || waiting_announced_) print_info(serving);
+    waiting_announced_ = false;
+    watchers_.status.set(ServiceStatus::Phase::ready, serving);
+    return;
+  }
+  if (!state_.ever_connected()) {
+    const auto timeout = watchers_.connect_timeout;
+    if (timeout.count() > 0 && Clock::now() - started_ >= timeout) {
+      gave_up_ = "serve: no connection to Redis at " + url + " within --connect-timeout " +
+                 watchers_.connect_timeout_text + ": " + cause;
+      return;
+    }
+    if (!waiting_announced_)
+      print_info("waiting for Redis at " + url + ": " + cause + " (not serving until it answers" +
+                 (timeout.count() > 0 ? "; giving up after " + watchers_.connect_timeout_text : std::string()) + ")");
+    waiting_announced_ = true;
+    watchers_.status.set(ServiceStatus::Phase::waiting, "waiting for Redis at " + url + ": " + cause);
+    return;
+  }
+  // The outage itself is logged once by ServeState::lost.
+  watchers_.status.set(ServiceStatus::Phase::waiting, "Redis at " + url + " unreachable: " + cause +
+                                                          "; retrying with back-off");
 }
 
 Clock::time_point Server::next_wakeup() const {
-  Clock::time_point t = Clock::now() + std::chrono::seconds(1);
+  // One second at most, and less when the systemd watchdog wants a word more often.
+  Clock::time_point t = std::min(Clock::now() + std::chrono::seconds(1), watchers_.notifier.watchdog_due());
+  if (!state_.ever_connected() && watchers_.connect_timeout.count() > 0)
+    t = std::min(t, started_ + std::chrono::duration_cast<Clock::duration>(watchers_.connect_timeout));
   // Claims and refreshes are round trips: while Redis is down, only the next attempt to
   // reach it is worth waking up for (a refresh overdue forever would make this a spin).
   if (!state_.connected()) return std::min(t, state_.next_attempt());
@@ -196,12 +272,19 @@ void Server::unblock() {
   if (waker_ && !waker_.command({"CLIENT", "UNBLOCK", state_.client_id()})) waker_.close();
 }
 
+std::chrono::milliseconds Server::block_time() const {
+  const auto due = watchers_.notifier.watchdog_due();
+  if (due == Clock::time_point::max()) return state_.block_time();
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(due - Clock::now());
+  return std::clamp(left, std::chrono::milliseconds(10), state_.block_time());
+}
+
 bool Server::blocking_read(const redis::Args& args, Result<redis::Reply>& reply) {
   if (auto s = state_.conn().send(args); !s) {
     reply = s.error();
     return false;
   }
-  const auto deadline = Clock::now() + state_.block_time() + kIoTimeout;
+  const auto deadline = Clock::now() + block_time() + kIoTimeout;
   bool unblocked = false;
   for (;;) {
     pollfd fds[3] = {{state_.conn().fd(), POLLIN, 0},
@@ -230,7 +313,7 @@ bool Server::read() {
                       std::to_string(free)};
   if (block) {
     args.push_back("BLOCK");
-    args.push_back(std::to_string(state_.block_time().count()));
+    args.push_back(std::to_string(block_time().count()));
   }
   args.insert(args.end(), {"STREAMS", state_.keys().tasks, ">"});
   Result<redis::Reply> reply = Error{Errc::io, ""};
@@ -243,11 +326,12 @@ bool Server::read() {
 }
 
 int Server::run() {
-  const auto started = Clock::now();
-  print_info("serving pool " + pool_.config().name + " from " + state_.keys().tasks + " as " + state_.consumer() +
-              " (group " + state_.settings().group + ", " + state_.url().display + ", " +
-              std::to_string(state_.in_flight()) + " in flight)");
+  const auto started = started_;
   for (;;) {
+    // The loop turns at least once a second (next_wakeup, block_time): /healthz and the
+    // systemd watchdog see it alive as long as it does.
+    watchers_.status.beat();
+    watchers_.notifier.watchdog();
     take_signal();
     // A reload changed the number of workers and in_flight is "2 per worker".
     if (const uint32_t workers = reloader_.take_workers(); workers != 0 && !stopping_) {
@@ -265,7 +349,7 @@ int Server::run() {
     }
     if (stopping_ && state_.idle()) break;
     if (stopping_ && Clock::now() >= give_up_ && state_.held() == 0) break;
-    if (state_.fatal()) break;
+    if (state_.fatal() || !gave_up_.empty()) break;
     if (!ensure_connected()) {
       wait_events(next_wakeup());
       continue;
@@ -288,6 +372,8 @@ int Server::run() {
   // Every worker runs its finalizer chain before the host exits. After a stop the pool is
   // terminated already; on a fatal error it is terminated here, so that join waits one
   // grace at most (the entries held stay pending and go to another host).
+  if (!gave_up_.empty()) watchers_.status.set(ServiceStatus::Phase::stopping, gave_up_);
+  if (state_.fatal()) watchers_.status.set(ServiceStatus::Phase::stopping, state_.fatal_message());
   signals_.release();
   reloader_.stop();
   pool_.terminate();
@@ -296,8 +382,8 @@ int Server::run() {
   state_.leave_group();
   const double secs = std::chrono::duration<double>(Clock::now() - started).count();
   print_summary(state_.counts(), secs);
-  if (state_.fatal()) {
-    print_error(state_.fatal_message());
+  if (state_.fatal() || !gave_up_.empty()) {
+    print_error(state_.fatal() ? state_.fatal_message() : gave_up_);
     return 2;
   }
   if (state_.has_outbox()) {
@@ -314,12 +400,25 @@ std::string_view serve_usage() noexcept { return kServeUsage; }
 
 int serve_command(int argc, char** argv) {
   RedisFlags flags;
+  std::string connect_timeout;
   const OptionSpec specs[] = {{"--redis", &flags.url},       {"--redis-password-file", &flags.password_file}, {"--stream", &flags.stream},
                               {"--group", &flags.group},     {"--consumer", &flags.consumer},
-                              {"--pool", &flags.pool}};
+                              {"--pool", &flags.pool},       {"--connect-timeout", &connect_timeout}};
   std::vector<std::string> positional;
   if (auto code = parse_options({"serve", kServeUsage, "CONFIG", 1, 1}, argc, argv, specs, positional)) return *code;
   const std::string& config_path = positional[0];
+  const auto connect_limit = connect_timeout_from(connect_timeout, "serve", std::chrono::milliseconds(0));
+  if (!connect_limit) {
+    print_error(connect_limit.error().message);
+    return 2;
+  }
+  // Before any thread exists: reading it removes $NOTIFY_SOCKET from the environment
+  // (setenv and getenv race with threads), so workers never inherit it.
+  std::string notify_problem;
+  SystemdNotifier notifier(notify_problem);
+  if (!notify_problem.empty()) print_warning(notify_problem);
+  ServiceStatus status;
+  notifier.attach(status);
 
   // Before any thread exists, so every thread the runtime starts inherits the mask. SIGHUP
   // is no stop: it waits (blocked, pending) until the reloader takes it, the pool started.
@@ -351,6 +450,7 @@ int serve_command(int argc, char** argv) {
     print_error(pool_name.error().message);
     return 2;
   }
+  status.set(ServiceStatus::Phase::starting, "starting pool " + *pool_name);
   auto pool = runtime->pool(*pool_name);
   if (!pool) {
     if (int sig = signals.poll(); sig != 0) {
@@ -366,10 +466,12 @@ int serve_command(int argc, char** argv) {
   if (s.redis.consumer.empty()) s.redis.consumer = default_consumer();
   s.in_flight = s.redis.in_flight != 0 ? s.redis.in_flight : 2 * (*pool)->config().workers;
   // The redis: section as the file had it: a reload compares the file's new one with it.
-  Reloader reloader(**pool, signals, {config_path, runtime->config().redis, s.redis.in_flight == 0});
-  Server server(std::move(s), **pool, inbox, signals, reloader);
+  Reloader reloader(**pool, signals, {config_path, runtime->config().redis, s.redis.in_flight == 0, &status});
+  Server server(std::move(s), **pool, inbox, signals, reloader, {status, notifier, *connect_limit, connect_timeout});
   reloader.start();
-  return server.run();
+  const int code = server.run();
+  notifier.detach(status);
+  return code;
 }
 
 }  // namespace shoal::cli

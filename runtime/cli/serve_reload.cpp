@@ -187,6 +187,9 @@ void reloader_main(const std::shared_ptr<Reloader::Shared>& s) {
       if (s->stopping) return;
       if (!take_signal(s->reload_fd)) continue;
       s->loading = true;
+      // Under the lock and before stop(): the status outlives every use made here (a
+      // thread left behind while loading touches it no more).
+      if (s->setup.status != nullptr) s->setup.status->set_reloading(true);
     }
     detail::log_line(LogLevel::info, "SIGHUP: reading " + detail::printable(s->setup.config.string()), origin);
     const Prepared p = prepare(s->setup, s->pool_name);
@@ -203,6 +206,7 @@ void reloader_main(const std::shared_ptr<Reloader::Shared>& s) {
     {
       std::lock_guard lock(s->m);
       s->applying = false;
+      if (s->setup.status != nullptr) s->setup.status->set_reloading(false);
     }
     s->cv.notify_all();
   }

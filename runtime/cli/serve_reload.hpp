@@ -17,6 +17,7 @@
 #ifndef SHOAL_CLI_SERVE_RELOAD_HPP
 #define SHOAL_CLI_SERVE_RELOAD_HPP
 
+#include "service_status.hpp"
 #include "terminal.hpp"
 
 #include <shoal/config.hpp>
@@ -44,6 +45,9 @@ class Reloader {
     /// redis.in_flight is 0 (two per worker): after a reload that changes the number of
     /// workers, the host's in-flight bound follows (take_workers).
     bool in_flight_follows_workers = false;
+    /// Marked reloading while a SIGHUP is handled (systemd hears RELOADING=1, then
+    /// READY=1); must outlive finish(). Null: none.
+    ServiceStatus* status = nullptr;
   };
 
   /// Takes SIGHUP from `signals.reload_fd()` once start() is called. `pool` and

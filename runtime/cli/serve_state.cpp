@@ -74,7 +74,9 @@ void ServeState::schedule_retry() { next_attempt_ = Clock::now() + backoff_.next
 
 bool ServeState::lost(const Error& error) {
   conn_.close();
-  if (!down_reported_) {
+  down_cause_ = error.message;
+  // Before the first connection the host says "waiting for Redis" itself (serve.cpp).
+  if (!down_reported_ && ever_connected_) {
     down_reported_ = true;
     log_line(LogLevel::warn, "redis: " + error.message + "; retrying with back-off (" +
                                  std::to_string(held_.size() + outbox_.size()) + " tasks held)");
@@ -143,6 +145,8 @@ bool ServeState::connect() {
   if (!named) return lost(named.error());
   if (down_reported_) log_line(LogLevel::warn, "redis: connected again to " + s_.url.display);
   down_reported_ = false;
+  ever_connected_ = true;
+  down_cause_.clear();
   backoff_.reset();
   // The outage may have lasted long enough for the held entries to look abandoned.
   for_each_held([](Held& h) { h.refreshed = Clock::time_point{}; });

@@ -77,6 +77,10 @@ class ServeState {
   /// Redis refused `command`: re-creates a missing group, backs off on a transient
   /// refusal (LOADING …), ends the host on anything else. Always false.
   bool refused(std::string_view command, redis::ReplyView reply);
+  /// Connected once at least: a later outage is an outage, not a start still waiting.
+  bool ever_connected() const { return ever_connected_; }
+  /// Why the last attempt or the connection failed ("" while connected).
+  const std::string& down_cause() const { return down_cause_; }
   bool fatal() const { return !fatal_.empty(); }
   const std::string& fatal_message() const { return fatal_; }
 
@@ -159,6 +163,8 @@ class ServeState {
   redis::Backoff backoff_ = reconnect_backoff();
   Clock::time_point next_attempt_{};
   bool down_reported_ = false;
+  bool ever_connected_ = false;
+  std::string down_cause_;
   bool persistence_checked_ = false;
   std::string fatal_;
   std::unordered_map<std::string, Held> held_;

@@ -45,17 +45,6 @@ std::string write_config(const Fleet& fleet, const std::string& name, const Host
   return write_config(fleet, name, config_text(fleet, name, c));
 }
 
-size_t count_of(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size())) ++n;
-  return n;
-}
-
-// The host's stderr holds `needle` at least `n` times within `limit`.
-bool logged(const Host& host, const std::string& needle, std::chrono::milliseconds limit, size_t n = 1) {
-  return eventually([&] { return count_of(host.err(), needle) >= n; }, limit);
-}
-
 // The one line of the host's stderr that holds `needle` ("" if none).
 std::string line_with(const Host& host, const std::string& needle) {
   for (const auto& line : lines_of(host.err()))

@@ -109,13 +109,15 @@ struct Fleet {
 };
 
 /// `shoal serve` in the background; killed and reaped by the destructor if still running.
+/// `env` ("NAME=VALUE" each) is added to its environment (through env(1), which execs it:
+/// the pid stays the host's).
 class Host {
  public:
   Host(const Fleet& fleet, const std::string& config, const std::string& name,
-       const std::vector<std::string>& flags = {})
+       const std::vector<std::string>& flags = {}, const std::vector<std::string>& env = {})
       : name_(name),
         err_(fleet.dir.path() / (name + ".err")),
-        process_(argv(config, name, flags), "/dev/null", fleet.dir.path() / (name + ".out"), err_) {
+        process_(argv(config, name, flags, env), "/dev/null", fleet.dir.path() / (name + ".out"), err_) {
     REQUIRE(process_.started());
   }
   const std::string& name() const { return name_; }
@@ -156,8 +158,13 @@ class Host {
 
  private:
   static std::vector<std::string> argv(const std::string& config, const std::string& name,
-                                       const std::vector<std::string>& flags) {
-    std::vector<std::string> a = {SHOAL_BIN, "serve", config, "--consumer", name};
+                                       const std::vector<std::string>& flags, const std::vector<std::string>& env) {
+    std::vector<std::string> a;
+    if (!env.empty()) {
+      a.push_back("/usr/bin/env");
+      a.insert(a.end(), env.begin(), env.end());
+    }
+    a.insert(a.end(), {SHOAL_BIN, "serve", config, "--consumer", name});
     a.insert(a.end(), flags.begin(), flags.end());
     return a;
   }
@@ -166,6 +173,17 @@ class Host {
   std::filesystem::path err_;
   Background process_;
 };
+
+inline size_t count_of(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size())) ++n;
+  return n;
+}
+
+/// The host's stderr holds `needle` at least `n` times within `limit`.
+inline bool logged(const Host& host, const std::string& needle, std::chrono::milliseconds limit, size_t n = 1) {
+  return eventually([&] { return count_of(host.err(), needle) >= n; }, limit);
+}
 
 /// Waits until every host is connected with its group in place: each names its connection
 /// shoal:CONSUMER once it is (Redis adds a consumer to XINFO only when it first gets entries).
