@@ -20,4 +20,10 @@ shoal="${1:-$root/build/bin/shoal}"
     "$shoal" $cmd --help
     echo '```'
   done
+  echo
+  echo "## shoal-worker"
+  echo
+  echo '```text'
+  "$(dirname "$shoal")/shoal-worker" --help
+  echo '```'
 } > "$root/docs/cli.md"

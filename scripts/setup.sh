@@ -8,7 +8,8 @@ build="${SHOAL_BUILD_DIR:-$root/build}"
 
 packages=(g++ make cmake libboost-dev libyaml-cpp-dev catch2 libssl-dev libsqlite3-dev procps python3
           clang libclang-rt-14-dev pkg-config libhiredis-dev redis-server
-          nlohmann-json3-dev bsdutils libseccomp-dev python3-prometheus-client)
+          nlohmann-json3-dev bsdutils libseccomp-dev help2man dpkg-dev systemd
+          python3-prometheus-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

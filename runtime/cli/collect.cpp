@@ -42,7 +42,8 @@ constexpr std::string_view kCollectUsage =
     "Without --expect or --follow it prints the results there are and exits.\n"
     "\n"
     "Exit status: 0 every result printed is ok; 1 some are not; 2 usage, config or\n"
-    "connection error; 128+N stopped by signal N before --expect was met.\n";
+    "connection error; 128+N stopped by signal N before --expect was met; 141 the\n"
+    "output's reader went away (`| head`), with nothing printed.\n";
 
 // A blocked XREAD is cut into slices this long so that a signal is seen in time.
 constexpr auto kBlockSlice = std::chrono::milliseconds(200);
@@ -158,6 +159,9 @@ int collect_command(int argc, char** argv) {
     if (expect > 0 && seen.size() >= expect) break;
     if (!wait && entries.empty()) break;
   }
+  // The reader had enough (`| head`): no summary, and the exit of a program SIGPIPE
+  // ended, as `shoal run` does.
+  if (output_error == EPIPE) return 128 + SIGPIPE;
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   print_summary(counts, secs);
   if (duplicates > 0) print_info("collect: " + std::to_string(duplicates) + " duplicate results skipped");

@@ -7,22 +7,19 @@
 
 #include "common/log.hpp"
 #include "common/printable.hpp"
+#include "common/version.hpp"
 #include "config/values.hpp"
 
-#include <shoal/plugin.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
+#include <span>
 #include <exception>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#ifndef SHOAL_VERSION
-#define SHOAL_VERSION "1.0.0"
-#endif
 
 namespace {
 
@@ -36,7 +33,7 @@ constexpr std::string_view kUsage =
     "\n"
     "Commands:\n"
     "  run CONFIG [--pool NAME] [--input FILE|-] [--output FILE|-] [--unordered]\n"
-    "             [--stats FILE] [--stats-interval SECONDS]\n"
+    "             [--stats FILE] [--stats-interval DURATION]\n"
     "                     one task per input line, one JSON outcome per output line\n"
     "  check CONFIG       validate a config and every plugin and resource module it\n"
     "                     names, reading the files without loading them\n"
@@ -140,6 +137,20 @@ std::optional<int> take_log_options(int& argc, char** argv) {
   return std::nullopt;
 }
 
+// The commands, for "did you mean"; dispatch() below is what runs them.
+constexpr std::string_view kCommands[] = {"run", "check", "inspect", "serve", "submit", "collect", "dead", "help"};
+
+// " (did you mean 'X'?)" when a candidate is close, else the pointer to --help.
+std::string suggestion(std::string_view word, std::span<const std::string_view> candidates) {
+  const std::string near = shoal::detail::did_you_mean(word, candidates);
+  return near.empty() ? " (see 'shoal --help')" : near;
+}
+
+int unknown_command(std::string_view command) {
+  write_err("unknown command '" + shoal::detail::printable(command, 60) + "'" + suggestion(command, kCommands));
+  return kExitUsage;
+}
+
 int dispatch(int argc, char** argv) {
   if (auto code = take_log_options(argc, argv)) return *code;
   if (argc < 2) {
@@ -152,10 +163,7 @@ int dispatch(int argc, char** argv) {
     return 0;
   }
   if (command == "--version") {
-    char text[96];
-    std::snprintf(text, sizeof text, "shoal %s (plugin ABI %d.%d)\n", SHOAL_VERSION, SHOAL_ABI_MAJOR,
-                  SHOAL_ABI_MINOR);
-    write_out(text);
+    write_out(shoal::detail::version_line("shoal"));
     return 0;
   }
   if (command == "help") {
@@ -182,8 +190,7 @@ int dispatch(int argc, char** argv) {
       write_out(topic == "check" ? shoal::cli::check_usage() : shoal::cli::inspect_usage());
       return 0;
     }
-    write_err("unknown command '" + shoal::detail::printable(topic, 60) + "' (see 'shoal --help')");
-    return kExitUsage;
+    return unknown_command(topic);
   }
   if (command == "run") return shoal::cli::run_command(argc - 2, argv + 2);
   if (command == "serve") return shoal::cli::serve_command(argc - 2, argv + 2);
@@ -193,11 +200,11 @@ int dispatch(int argc, char** argv) {
   if (command == "check") return shoal::cli::check_command(argc - 2, argv + 2);
   if (command == "inspect") return shoal::cli::inspect_command(argc - 2, argv + 2);
   if (command.starts_with("-")) {
-    write_err("unknown option '" + shoal::detail::printable(command, 60) + "' (see 'shoal --help')");
+    constexpr std::string_view kOptions[] = {"--help", "--version", "--log-format", "--log-level"};
+    write_err("unknown option '" + shoal::detail::printable(command, 60) + "'" + suggestion(command, kOptions));
     return kExitUsage;
   }
-  write_err("unknown command '" + shoal::detail::printable(command, 60) + "' (see 'shoal --help')");
-  return kExitUsage;
+  return unknown_command(command);
 }
 
 // A password written into an argument (`--redis redis://USER:PASSWORD@HOST`) is readable

@@ -6,10 +6,12 @@
 
 #include "terminal.hpp"
 #include "common/printable.hpp"
+#include "config/values.hpp"
 
 #include <shoal/config.hpp>
 
 #include <algorithm>
+#include <array>
 #include <optional>
 #include <span>
 #include <string>
@@ -64,8 +66,13 @@ inline std::optional<int> parse_options(const CommandSpec& cmd, int argc, char**
     }
     const auto it = std::find_if(specs.begin(), specs.end(), [&](const OptionSpec& s) { return s.name == name; });
     if (it == specs.end()) {
-      print_error(prefix + "unknown option '" + detail::printable(name, 60) + "' (see 'shoal " +
-                  std::string(cmd.command) + " --help')");
+      std::array<std::string_view, 32> names{"--help"};  // no command takes that many
+      size_t count = 1;
+      for (const auto& spec : specs)
+        if (count < names.size()) names[count++] = spec.name;
+      std::string hint = detail::did_you_mean(name, std::span(names.data(), count));
+      if (hint.empty()) hint = " (see 'shoal " + std::string(cmd.command) + " --help')";
+      print_error(prefix + "unknown option '" + detail::printable(name, 60) + "'" + hint);
       return 2;
     }
     const size_t index = static_cast<size_t>(it - specs.begin());
@@ -128,9 +135,14 @@ inline Result<std::string> choose_pool(const Config& config, const std::string& 
     return config.pools.front().name;
   }
   if (std::none_of(config.pools.begin(), config.pools.end(),
-                   [&](const PoolConfig& p) { return p.name == requested; }))
+                   [&](const PoolConfig& p) { return p.name == requested; })) {
+    std::vector<std::string_view> names;
+    for (const auto& p : config.pools) names.push_back(p.name);
+    std::string hint = detail::did_you_mean(requested, names);
+    if (hint.empty()) hint = " (pools: " + pool_names(config) + ")";
     return Error{Errc::not_found, "no pool named '" + detail::printable(requested, 60) + "' in " +
-                                      detail::printable(config_path) + " (pools: " + pool_names(config) + ")"};
+                                      detail::printable(config_path) + hint};
+  }
   return requested;
 }
 

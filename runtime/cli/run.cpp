@@ -46,7 +46,7 @@ namespace {
 
 constexpr std::string_view kRunUsage =
     "Usage: shoal run CONFIG [--pool NAME] [--input FILE|-] [--output FILE|-] [--unordered]\n"
-    "                        [--stats FILE] [--stats-interval SECONDS]\n"
+    "                        [--stats FILE] [--stats-interval DURATION]\n"
     "                        [--metrics [HOST:]PORT]\n"
     "\n"
     "Runs one task per line of input through a pool of CONFIG and writes one JSON object\n"
@@ -65,7 +65,7 @@ constexpr std::string_view kRunUsage =
     "  --unordered     write each outcome as soon as it is done (default: input order,\n"
     "                  each line written as soon as every earlier one is)\n"
     "  --stats FILE    write the run's counters to FILE as JSON: every --stats-interval\n"
-    "                  seconds while it runs, and at its end (\"final\":true): per pool\n"
+    "                  while it runs, and at its end (\"final\":true): per pool\n"
     "                  and per worker tasks, outcomes by status, process starts, restarts\n"
     "                  and why processes ended, busy fraction, RSS, the p50 and p99\n"
     "                  time in shoal_run (ms), and the pool's generation and reloads\n"
@@ -73,8 +73,10 @@ constexpr std::string_view kRunUsage =
     "                  atomically; a FIFO, terminal or device (or a link to one:\n"
     "                  /dev/stderr) is written in place; a symbolic link to a regular\n"
     "                  file is refused\n"
-    "  --stats-interval SECONDS\n"
-    "                  how often --stats is rewritten, 0.05 to 86400 (default 5)\n"
+    "  --stats-interval DURATION\n"
+    "                  how often --stats is rewritten, from 50ms to 24h, in the\n"
+    "                  config's units (500ms, 2s, 1m; a plain number is seconds;\n"
+    "                  default 5s)\n"
     "  --metrics [HOST:]PORT\n"
     "                  serve /metrics (OpenMetrics), /healthz and /readyz over HTTP\n"
     "                  while the run lasts; no HOST: 127.0.0.1; port 0: a free one\n"
@@ -90,12 +92,18 @@ constexpr std::string_view kRunUsage =
     "reload, so SIGHUP (its terminal went away) stops it like SIGTERM. A second one ends\n"
     "the run at once. While the pool starts, they stop its workers through their chains.\n"
     "\n"
+    "When the reader of the output goes away (`shoal run ... | head`), the run stops as\n"
+    "on a signal (queued tasks cancelled, finalizers run) without a message or summary,\n"
+    "and exits 141, as a program ended by SIGPIPE would.\n"
+    "\n"
     "Exit status: 0 every task ok; 1 some task not ok; 2 usage, config, pool start or\n"
-    "I/O error (no rows written when the pool cannot start); 128+N stopped by signal N.\n";
+    "I/O error (no rows written when the pool cannot start); 128+N stopped by signal N;\n"
+    "141 the output's reader went away.\n";
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
+constexpr int kExitBrokenPipe = 128 + SIGPIPE;  // documented in kRunUsage
 
 using detail::Fd;
 
@@ -126,9 +134,11 @@ std::optional<int> parse_args(int argc, char** argv, RunOptions& opts) {
   std::vector<std::string> positional;
   if (auto code = parse_options({"run", kRunUsage, "CONFIG", 1, 1}, argc, argv, specs, positional)) return code;
   if (!opts.stats_interval.empty()) {
-    const auto every = parse_stats_interval("run", opts.stats_interval);
-    if (!every) return kExitUsage;
-    opts.stats_every = *every;
+    if (const std::string error = parse_stats_interval("run", opts.stats_interval, opts.stats_every);
+        !error.empty()) {
+      print_error(error);
+      return kExitUsage;
+    }
   }
   opts.config = positional[0];
   return std::nullopt;
@@ -462,7 +472,11 @@ int run(const RunOptions& opts) {
     print_error("cannot read input " + (opts.input == "-" ? std::string("(standard input)") : opts.input) + ": " +
                 errno_text(input_error));
   }
-  // A closed pipe is the reader's choice (`| head`), not a fault worth a message.
+  // A closed pipe is the reader's choice (`| head`), not a fault: the run stopped like on
+  // a signal, but says nothing, and exits as a program that SIGPIPE ended would (git does
+  // the same), so a pipeline reads it as "the reader had enough".
+  const bool reader_gone = output_error == EPIPE && input_error == 0 && stats_error.empty();
+  if (reader_gone) return kExitBrokenPipe;
   if (output_error != 0 && output_error != EPIPE) {
     print_error("cannot write output " + (opts.output == "-" ? std::string("(standard output)") : opts.output) +
                 ": " + errno_text(output_error));

@@ -39,7 +39,7 @@ namespace {
 constexpr std::string_view kServeUsage =
     "Usage: shoal serve CONFIG [--redis URL] [--stream NAME] [--group NAME] [--consumer NAME] [--pool NAME]\n"
     "                   [--connect-timeout DURATION] [--metrics [HOST:]PORT]\n"
-    "                   [--stats FILE] [--stats-interval SECONDS]\n"
+    "                   [--stats FILE] [--stats-interval DURATION]\n"
     "\n"
     "Takes tasks from a Redis stream and runs them in a pool of CONFIG; several hosts may\n"
     "serve one stream. Each outcome is written to STREAM:results as JSON (the fields of\n"
@@ -60,12 +60,12 @@ constexpr std::string_view kServeUsage =
     "                    answers, the host says \"waiting for Redis at URL\" and is not ready\n"
     "  --metrics [HOST:]PORT\n"
     "                    serve /metrics (OpenMetrics), /healthz, /readyz over HTTP;\n"
-    "                    no HOST: 127.0.0.1; port 0: a free one (logged)       (metrics)\n"
+    "                    no HOST: 127.0.0.1; port 0: a free one (logged)    (metrics)\n"
     "  --stats FILE      write the host's counters to FILE as JSON, as 'shoal run'\n"
     "                    does, with its Redis figures (\"redis\": connected,\n"
     "                    reconnects, pending, lag, dead_lettered, outbox)\n"
-    "  --stats-interval SECONDS\n"
-    "                    how often --stats is rewritten, 0.05 to 86400 (default 5)\n"
+    "  --stats-interval DURATION\n"
+    "                    how often --stats is rewritten, 50ms to 24h (default 5s)\n"
     "  -h, --help        show this help\n"
     "\n"
     "An entry idle past redis.visibility_timeout (a host died) is claimed by another host;\n"
@@ -426,9 +426,11 @@ int serve_command(int argc, char** argv) {
   if (auto code = parse_options({"serve", kServeUsage, "CONFIG", 1, 1}, argc, argv, specs, positional)) return *code;
   const std::string& config_path = positional[0];
   if (!stats_interval.empty()) {
-    const auto every = parse_stats_interval("serve", stats_interval);
-    if (!every) return 2;
-    watch_options.stats_every = *every;
+    if (const std::string error = parse_stats_interval("serve", stats_interval, watch_options.stats_every);
+        !error.empty()) {
+      print_error(error);
+      return 2;
+    }
   }
   const auto connect_limit = connect_timeout_from(connect_timeout, "serve", std::chrono::milliseconds(0));
   if (!connect_limit) {

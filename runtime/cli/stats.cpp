@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 
 namespace shoal::cli {
@@ -115,19 +117,6 @@ std::string stats_json(const RunStats& stats) {
   return out;
 }
 
-std::optional<Duration> parse_stats_interval(std::string_view command, const std::string& text) {
-  // Decimal seconds as the config writes numbers (strtod would take 0x10, 1e1 or inf).
-  constexpr uint64_t kSecond = 1'000'000'000;
-  constexpr std::array kSeconds{detail::Unit{"", kSecond}};
-  uint64_t ns = 0;
-  if (!detail::parse_scaled(text, kSeconds, 86400 * kSecond, ns) || ns < kSecond / 20) {
-    print_error(std::string(command) + ": --stats-interval takes seconds from 0.05 to 86400, not '" +
-                detail::printable(text, 60) + "'");
-    return std::nullopt;
-  }
-  return Duration(static_cast<Duration::rep>(ns));
-}
-
 namespace {
 
 // A FIFO, a terminal or a device (/dev/null, /dev/stderr) is written where it is: renaming
@@ -191,6 +180,24 @@ std::string write_stats_file(const std::string& path, const std::string& text) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) return write_in_place(path, body);
   return replace_atomically(path, body);
+}
+
+std::string parse_stats_interval(std::string_view command, const std::string& text, Duration& out) {
+  constexpr Duration kMin = std::chrono::milliseconds(50), kMax = std::chrono::hours(24);
+  constexpr std::array kSeconds{detail::Unit{"", 1'000'000'000}};
+  uint64_t ns = 0;
+  Duration d{-1};
+  // Decimal seconds as the config writes numbers (strtod would take 0x10, 1e1 or inf).
+  if (detail::parse_scaled(text, kSeconds, static_cast<uint64_t>(kMax.count()), ns))
+    d = Duration(static_cast<Duration::rep>(ns));
+  else if (!parse_duration(text, d))
+    d = Duration{-1};
+  if (d < kMin || d > kMax)
+    return std::string(command) +
+           ": --stats-interval takes a duration from 50ms to 24h such as 500ms, 2s or 1m (a plain number is "
+           "seconds), not '" + detail::printable(text, 60) + "'";
+  out = d;
+  return {};
 }
 
 }  // namespace shoal::cli

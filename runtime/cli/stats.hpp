@@ -33,10 +33,6 @@ struct RunStats {
   std::optional<HostFigures> redis;  // `serve` only
 };
 
-/// `--stats-interval SECONDS` of `command`: 0.05 to 86400 seconds; nullopt after printing
-/// the usage error.
-std::optional<Duration> parse_stats_interval(std::string_view command, const std::string& text);
-
 /// The document (see `shoal run --help`), one line, no newline.
 std::string stats_json(const RunStats& stats);
 
@@ -46,6 +42,12 @@ std::string stats_json(const RunStats& stats);
 /// in place, without truncation, and never waited on for more than a second. A symbolic
 /// link to a regular file is refused. Returns "" or why it failed.
 std::string write_stats_file(const std::string& path, const std::string& text);
+
+/// `--stats-interval`'s value: a duration as the config writes one (500ms, 2s, 1m) or a
+/// plain number of seconds, as the option took before it knew units (0.5, 5), from 50ms
+/// to 24h, into `out`. Returns "" or the one-line message naming the option and the
+/// forms it takes.
+std::string parse_stats_interval(std::string_view command, const std::string& text, Duration& out);
 
 }  // namespace shoal::cli
 

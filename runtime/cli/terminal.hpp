@@ -1,6 +1,7 @@
 // What `shoal` subcommands share on the terminal side: one-line errors, writes that
-// survive a non-blocking stdout, the progress bar and summary, and stop signals taken
-// through a signalfd. Header-only: each subcommand is one translation unit.
+// survive a non-blocking stdout, the summary (the progress bar is progress.hpp's), and
+// stop signals taken through a signalfd. Header-only: each subcommand is one
+// translation unit.
 #ifndef SHOAL_CLI_TERMINAL_HPP
 #define SHOAL_CLI_TERMINAL_HPP
 
@@ -8,30 +9,26 @@
 #include "common/fd.hpp"
 #include "common/log.hpp"
 #include "common/printable.hpp"
+#include "progress.hpp"
 
 #include <shoal/runtime.hpp>
 
 #include <poll.h>
 #include <signal.h>
-#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <string_view>
-#include <thread>
-#include <vector>
 
 namespace shoal::cli {
 
-using Clock = std::chrono::steady_clock;
 using detail::Fd;
 
 // One write(2) per message, so the line is not split by workers that share our stderr.
@@ -89,135 +86,7 @@ inline int write_all(int fd, const char* data, size_t size) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Progress and summary
-
-struct Counts {
-  std::array<uint64_t, 6> by_status{};
-  uint64_t total() const {
-    uint64_t t = 0;
-    for (uint64_t c : by_status) t += c;
-    return t;
-  }
-  uint64_t ok() const { return by_status[static_cast<size_t>(Status::ok)]; }
-};
-
-class Progress {
- public:
-  // No bar when the log is JSON: stderr then carries objects a program reads.
-  Progress(bool enabled, uint64_t input_size)
-      : enabled_(enabled && detail::log_format() == detail::LogFormat::text), input_size_(input_size) {}
-
-  bool enabled() const { return enabled_; }
-
-  Progress(const Progress&) = delete;
-  Progress& operator=(const Progress&) = delete;
-  ~Progress() {
-    count_stop_.store(true, std::memory_order_relaxed);
-    if (counter_.joinable()) counter_.join();
-  }
-
-  // The bar's total for a regular input file: its lines, counted on a thread of its own
-  // with pread (the reader's offset is untouched), given up when the run ends first.
-  void count_lines(int fd) {
-    if (!enabled_) return;
-    counter_ = std::thread([this, fd] {
-      std::vector<char> buf(1 << 20);
-      uint64_t lines = 0, offset = 0;
-      char last = '\n';
-      for (;;) {
-        if (count_stop_.load(std::memory_order_relaxed)) return;
-        const ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(offset));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return;
-        if (n == 0) break;
-        lines += static_cast<uint64_t>(std::count(buf.data(), buf.data() + n, '\n'));
-        last = buf[static_cast<size_t>(n) - 1];
-        offset += static_cast<uint64_t>(n);
-      }
-      total_.store(lines + (last != '\n' ? 1 : 0), std::memory_order_relaxed);  // a last line without '\n' is a task
-      total_known_.store(true, std::memory_order_release);
-    });
-  }
-
-  // Redraws at most ten times a second.
-  void maybe_draw(Clock::time_point now, Clock::time_point start, const Counts& counts, uint64_t submitted,
-                  uint64_t completed, uint64_t input_bytes, bool input_done) {
-    if (!enabled_ || now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    const double secs = std::chrono::duration<double>(now - start).count();
-    const uint64_t written = counts.total();
-    const uint64_t failed = written - counts.ok();
-    const uint64_t rate = secs > 0 ? static_cast<uint64_t>(static_cast<double>(written) / secs) : 0;
-    char text[200];
-    int n = 0;
-    const bool counted = total_known_.load(std::memory_order_acquire);
-    if (input_size_ > 0 || input_done) {
-      // Without the line count, the share of input bytes read scales the share of
-      // submitted tasks written; with it, or once the input has ended, it is exact.
-      const uint64_t known = input_done ? submitted : counted ? total_.load(std::memory_order_relaxed) : 0;
-      double frac = submitted > 0 ? static_cast<double>(written) / static_cast<double>(submitted) : 0.0;
-      if (known > 0) frac = static_cast<double>(written) / static_cast<double>(known);
-      else if (!input_done) frac *= std::min(1.0, static_cast<double>(input_bytes) / static_cast<double>(input_size_));
-      frac = std::min(frac, 1.0);
-      constexpr int kWidth = 24;
-      const int filled = std::clamp(static_cast<int>(frac * kWidth), 0, kWidth);
-      std::string bar(static_cast<size_t>(filled), '#');
-      bar.append(static_cast<size_t>(kWidth - filled), '-');
-      // The rate so far, applied to what is left; shown once there is a rate to go on.
-      char eta[32] = "";
-      if (frac > 0.0 && frac < 1.0 && secs >= 1.0) {
-        const auto left = static_cast<long long>(secs * (1.0 - frac) / frac + 0.5);
-        std::snprintf(eta, sizeof eta, ", ETA %lld:%02lld", left / 60, left % 60);
-      }
-      // Once the input has ended the total is known: done/total.
-      char total[32] = "";
-      if (known > 0 || input_done) std::snprintf(total, sizeof total, "/%llu", static_cast<unsigned long long>(known));
-      n = std::snprintf(text, sizeof text, "[%s] %3d%%  %llu%s done, %llu failed, %llu pending, %llu tasks/s%s",
-                        bar.c_str(), static_cast<int>(frac * 100), static_cast<unsigned long long>(written), total,
-                        static_cast<unsigned long long>(failed),
-                        static_cast<unsigned long long>(submitted - completed),
-                        static_cast<unsigned long long>(rate), eta);
-    } else {
-      n = std::snprintf(text, sizeof text, "%llu done, %llu failed, %llu pending, %llu tasks/s, %.1f s",
-                        static_cast<unsigned long long>(written), static_cast<unsigned long long>(failed),
-                        static_cast<unsigned long long>(submitted - completed),
-                        static_cast<unsigned long long>(rate), secs);
-    }
-    size_t len = std::min(static_cast<size_t>(std::max(n, 0)), sizeof text - 1);
-    // A line wider than the terminal wraps, and \r then returns only to the last row:
-    // every redraw would leave a stale row behind.
-    winsize ws{};
-    if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1) len = std::min<size_t>(len, ws.ws_col - 1);
-    std::string frame = "\r";
-    frame.append(text, len);
-    frame.append("\x1b[K");
-    ssize_t w = ::write(STDERR_FILENO, frame.data(), frame.size());
-    (void)w;
-    visible_ = true;
-    detail::set_progress_visible(true);
-  }
-
-  void clear() {
-    if (!visible_) return;
-    static constexpr char kClear[] = "\r\x1b[K";
-    ssize_t w = ::write(STDERR_FILENO, kClear, sizeof kClear - 1);
-    (void)w;
-    visible_ = false;
-    detail::set_progress_visible(false);
-    // The next frame may come at once: the caller just erased the bar, not redrawn it.
-    last_ = Clock::time_point{};
-  }
-
- private:
-  bool enabled_;
-  uint64_t input_size_;
-  std::atomic<uint64_t> total_{0};
-  std::atomic<bool> total_known_{false};
-  std::atomic<bool> count_stop_{false};
-  std::thread counter_;
-  bool visible_ = false;
-  Clock::time_point last_{};
-};
+// The summary (the progress line is progress.hpp's)
 
 inline void print_summary(const Counts& counts, double secs) {
   const uint64_t total = counts.total();

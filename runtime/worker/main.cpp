@@ -4,10 +4,13 @@
 
 #include "common/check.hpp"
 #include "common/log.hpp"
+#include "common/version.hpp"
 #include "ipc/control.hpp"
 
 #include <cstdio>
 #include <cstring>
+#include <string>
+#include <string_view>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -24,10 +27,47 @@ extern "C" const char* __asan_default_options() { return "handle_segv=0:handle_a
 extern "C" const char* __tsan_default_options() { return "handle_segv=0:handle_abort=0:handle_sigbus=0"; }
 #endif
 
+namespace {
+
+constexpr std::string_view kUsage =
+    "Usage: shoal-worker --help | --version\n"
+    "\n"
+    "A worker process of a shoal pool. The host (`shoal run`, `shoal serve` or a program\n"
+    "linked with libshoal) starts one per worker slot with its shared memory and control\n"
+    "socket already open as descriptors 3 to 6; it is not meant to be started by hand.\n"
+    "Its arguments (--pool NAME --index N) only name it in ps(1).\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help   show this help\n"
+    "  --version    show the version and the plugin ABI it speaks\n"
+    "\n"
+    "Exit status: 0 after --help or --version; 2 when started without a host. Under a\n"
+    "host, its codes are the host's to read.\n";
+
+bool is_socket(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  if (argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "--version") == 0)) {
-    std::fputs("shoal-worker: a worker process of a shoal pool; started by the shoal host, not by hand\n", stderr);
+  if (argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
+    std::fwrite(kUsage.data(), 1, kUsage.size(), stdout);
     return 0;
+  }
+  if (argc > 1 && std::strcmp(argv[1], "--version") == 0) {
+    const std::string line = shoal::detail::version_line("shoal-worker");
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    return 0;
+  }
+  // Started from a shell, descriptor 4 is not the host's control socket: without this
+  // check the read of the Init would fail and the worker would exit 2 without a word.
+  if (!is_socket(shoal::detail::kWorkerControlFd)) {
+    std::fputs("shoal-worker: not started by a shoal host (descriptor 4 is not its control socket); "
+               "the host starts workers, see 'shoal-worker --help'\n",
+               stderr);
+    return 2;
   }
   // Not dumpable from the first instruction we run: until the Init is read and the
   // memfd (descriptor 3) mapped and closed, another process of the same user could

@@ -24,4 +24,9 @@ TEST_CASE("docs: docs/cli.md is every command's --help", "[integration][docs]") 
     INFO("docs/cli.md is out of date: run scripts/cli-reference.sh");
     CHECK(doc.find(section) != std::string::npos);
   }
+  auto worker = run_process({SHOAL_WORKER_BIN, "--help"});
+  INFO("shoal-worker --help: " << describe(worker));
+  REQUIRE(worker.exit_code == 0);
+  INFO("docs/cli.md is out of date: run scripts/cli-reference.sh");
+  CHECK(doc.find("## shoal-worker\n\n```text\n" + worker.out + "```\n") != std::string::npos);
 }

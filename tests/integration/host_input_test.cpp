@@ -311,14 +311,17 @@ TEST_CASE("input: bad SHOAL_LOG and SHOAL_LOG_FORMAT are errors like the flags",
   CHECK(shoal_run({"--log-level", "warn", "run", config}, {{"SHOAL_LOG", "garbage"}}).exit_code == 0);
 }
 
-TEST_CASE("input: --stats-interval takes decimal seconds only", "[integration][cli][input]") {
+TEST_CASE("input: --stats-interval takes a duration or decimal seconds and nothing strtod would",
+          "[integration][cli][input]") {
   TempDir dir;
   const std::string config = echo_config(dir);
-  for (const std::string bad : {"0x10", "1e1", "inf", "nan", " 5", "5s", "0.01"})
+  for (const std::string bad : {"0x10", "1e1", "inf", "nan", " 5", "5 s", "0.01"})
     CHECK(one_line_error(shoal_run({"run", config, "--stats-interval", bad})) ==
-          "shoal: run: --stats-interval takes seconds from 0.05 to 86400, not '" + bad + "'");
-  CHECK(shoal_run({"run", config, "--stats-interval", "0.5", "--stats", (dir.path() / "s.json").string()})
-            .exit_code == 0);
+          "shoal: run: --stats-interval takes a duration from 50ms to 24h such as 500ms, 2s or 1m (a plain number "
+          "is seconds), not '" + bad + "'");
+  for (const std::string good : {"0.5", "5s"})
+    CHECK(shoal_run({"run", config, "--stats-interval", good, "--stats", (dir.path() / "s.json").string()})
+              .exit_code == 0);
 }
 
 TEST_CASE("input: control characters in option values are escaped, one line each", "[integration][cli][input]") {

@@ -5,6 +5,7 @@
 // task. The prefix and every build live in one temporary folder, removed at the end.
 #include "fixture_paths.hpp"
 #include "install_paths.hpp"
+#include "support/build_steps.hpp"
 #include "support/json_rows.hpp"
 #include "support/subprocess.hpp"
 #include "support/test_env.hpp"
@@ -23,78 +24,31 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using Env = std::vector<std::pair<std::string, std::string>>;
-
 // ctest gives the whole test 300 s (tests/CMakeLists.txt). Every step of both runs of the
 // test case (one per leaf section) shares this budget, so a slow step fails the test with
 // its output, and the prefix is removed, before ctest would kill the process.
 constexpr auto kBudget = 250s;
 
-std::chrono::milliseconds time_left() {
-  static const auto deadline = std::chrono::steady_clock::now() + kBudget;
-  return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+std::chrono::steady_clock::time_point deadline() {
+  static const auto at = std::chrono::steady_clock::now() + kBudget;
+  return at;
 }
 
-// Runs one step; a step that fails stops the test with its output. SHOAL_WORKER is removed
-// from its environment: the installed programs must find their worker by themselves.
-ProcessResult step(const std::vector<std::string>& argv, const Env& env = {},
-                   const std::string& stdin_file = {}) {
-  const auto left = time_left();
-  INFO(argv[0] << ": the install test's " << kBudget.count() << " s are spent");
-  REQUIRE(left.count() > 0);
-  ProcessOptions options;
-  options.timeout = left;
-  options.env = env;
-  options.unset = {"SHOAL_WORKER"};
-  options.stdin_file = stdin_file;
-  auto r = run_process(argv, options);
-  INFO(argv[0] << (argv.size() > 1 ? " " + argv[1] : std::string()) << ": " << describe(r) << "\nstdout: " << r.out);
-  REQUIRE(r.spawn_error.empty());
-  REQUIRE_FALSE(r.timed_out);
-  REQUIRE(r.signal == 0);
-  return r;
-}
-
-void require_ok(const ProcessResult& r) {
-  INFO(describe(r) << "\nstdout: " << r.out);
-  REQUIRE(r.exit_code == 0);
+ProcessResult step(const std::vector<std::string>& argv, const Env& env = {}) {
+  return build_step(deadline(), argv, env);
 }
 
 // Configures and builds a CMake project of tests/ against the prefix.
 fs::path build_project(const std::string& name, const fs::path& root, const fs::path& prefix) {
   const fs::path build = root / (name + "-build");
-  std::vector<std::string> configure = {SHOAL_CMAKE,
-                                        "-S",
-                                        std::string(SHOAL_SOURCE_DIR) + "/tests/" + name,
-                                        "-B",
-                                        build.string(),
-                                        "-DCMAKE_PREFIX_PATH=" + prefix.string(),
-                                        "-DCMAKE_C_COMPILER=" SHOAL_C_COMPILER,
-                                        "-DCMAKE_CXX_COMPILER=" SHOAL_CXX_COMPILER,
-                                        "-DCMAKE_BUILD_TYPE=Release"};
+  std::vector<std::string> extra;
   // A sanitized libshoal needs its sanitizer runtime in the application that links it.
   // Plugins need none: the worker that loads them brings it.
   if (name == "external_host" && std::string(SHOAL_TEST_SANITIZER) != "")
-    configure.push_back("-DCMAKE_CXX_FLAGS=-fsanitize=" SHOAL_TEST_SANITIZER);
-  require_ok(step(configure));
-  require_ok(step({SHOAL_CMAKE, "--build", build.string(), "-j2"}));
+    extra.push_back("-DCMAKE_CXX_FLAGS=-fsanitize=" SHOAL_TEST_SANITIZER);
+  build_cmake_project(deadline(), std::string(SHOAL_SOURCE_DIR) + "/tests/" + name, build, prefix, extra);
   return build;
 }
-
-// `shoal run`'s rows as (status, output or error) pairs, in input order.
-std::vector<std::pair<std::string, std::string>> outcomes(const ProcessResult& r) {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& line : lines_of(r.out)) {
-    auto row = Parser(line).row();
-    INFO("row: " << line);
-    REQUIRE(row.has_value());
-    const std::string status = row->at("status").text;
-    out.emplace_back(status, status == "ok" ? row->at("output").text : row->at("error").text);
-  }
-  return out;
-}
-
-using Outcomes = std::vector<std::pair<std::string, std::string>>;
 
 }  // namespace
 
@@ -146,11 +100,7 @@ TEST_CASE("install: plugins in C++ and C and an embedding host, built against th
     REQUIRE(flags[0].rfind("-I", 0) == 0);
     CHECK(fs::equivalent(flags[0].substr(2), prefix / "include"));
     const fs::path reverse = dir.path() / "reverse.so";
-    std::vector<std::string> cc = {SHOAL_C_COMPILER, "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-O2",
-                                   "-fPIC", "-shared", "-fvisibility=hidden", "-Wl,-z,defs"};
-    cc.insert(cc.end(), flags.begin(), flags.end());
-    cc.insert(cc.end(), {"-o", reverse.string(), std::string(SHOAL_SOURCE_DIR) + "/tests/external_c_plugin/reverse.c"});
-    require_ok(step(cc));
+    build_c_plugin(deadline(), flags, std::string(SHOAL_SOURCE_DIR) + "/tests/external_c_plugin/reverse.c", reverse);
 
     const auto config = dir.write("pools.yaml", "pools:\n"
                                                 "  upper:\n"

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <csignal>
 #include <map>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -39,18 +40,9 @@ json parse_stats(const std::filesystem::path& file) {
 }
 
 ProcessResult run_shoal(std::vector<std::string> args, const std::string& stdin_file,
-                    std::vector<std::pair<std::string, std::string>> env = {}) {
+                        std::vector<std::pair<std::string, std::string>> env = {}) {
   args.insert(args.begin(), SHOAL_BIN);
-  ProcessOptions opts;
-  opts.stdin_file = stdin_file;
-  opts.timeout = 60s * kSlow;
-  opts.env = std::move(env);
-  opts.unset = {"SHOAL_LOG", "SHOAL_LOG_FORMAT"};
-  auto r = run_process(args, opts);
-  INFO(describe(r));
-  REQUIRE(r.spawn_error.empty());
-  REQUIRE_FALSE(r.timed_out);
-  return r;
+  return run_as_user(args, stdin_file, std::move(env));
 }
 
 }  // namespace
@@ -356,16 +348,27 @@ TEST_CASE("watch: a progress bar under a terminal, none when stderr is a file", 
   const auto out_file = dir.path() / "rows.jsonl";
   const std::string cmd = std::string(SHOAL_BIN) + " run " + config + " --input " + input_file.string() + " --output " +
                           out_file.string();
-  // script(1) gives the command a pseudo-terminal and copies what it wrote to stdout.
+  // script(1) gives the command a pseudo-terminal 80 columns wide and copies what it
+  // wrote to stdout.
   ProcessOptions opts;
   opts.timeout = 60s * kSlow;
-  auto r = run_process({"script", "-qec", cmd, "/dev/null"}, opts);
+  auto r = run_process({"script", "-qec", "stty cols 80 rows 24; " + cmd, "/dev/null"}, opts);
   INFO(describe(r) << "\nterminal: " << r.out);
   REQUIRE(r.exit_code == 0);
   CHECK(r.out.find("] ") != std::string::npos);
   CHECK(r.out.find("/40 done, 0 failed") != std::string::npos);  // the total, counted up front
-  CHECK(r.out.find("tasks/s, ETA 0:0") != std::string::npos);
+  CHECK(std::regex_search(r.out, std::regex("[0-9]/s, ETA [0-9]+s")));  // shown in 80 columns, not cut off
   CHECK(r.out.find("\x1b[K") != std::string::npos);  // redrawn in place
+  // Every frame ("\r" ... "\x1b[K") fits in 79 columns: a wrapped one would leave rows behind.
+  size_t frames = 0;
+  for (size_t at = r.out.find('\r'); at != std::string::npos; at = r.out.find('\r', at + 1)) {
+    const size_t end = r.out.find("\x1b[K", at);
+    if (end == std::string::npos || r.out.find_first_of("\r\n", at + 1) < end) continue;
+    ++frames;
+    INFO("frame: " << r.out.substr(at + 1, end - at - 1));
+    CHECK(end - at - 1 < 80);
+  }
+  CHECK(frames > 0);
   CHECK(r.out.find("40 tasks, 40 ok, 0 failed") != std::string::npos);
   // A log line written while the bar is up erases it first instead of landing on its row.
   const size_t log_at = r.out.find("shoal: warning: fault[");

@@ -174,4 +174,18 @@ int listen_loopback(int& port) {
   return fd;
 }
 
+ProcessResult run_as_user(const std::vector<std::string>& argv, const std::string& stdin_file,
+                          std::vector<std::pair<std::string, std::string>> env) {
+  ProcessOptions opts;
+  opts.stdin_file = stdin_file;
+  opts.timeout = std::chrono::seconds(60) * kSlow;
+  opts.env = std::move(env);
+  opts.unset = {"SHOAL_LOG", "SHOAL_LOG_FORMAT"};
+  auto r = run_process(argv, opts);
+  INFO(describe(r));
+  REQUIRE(r.spawn_error.empty());
+  REQUIRE_FALSE(r.timed_out);
+  return r;
+}
+
 }  // namespace shoal::test

@@ -4,6 +4,7 @@
 #define SHOAL_TESTS_TEST_ENV_HPP
 
 #include "fixture_paths.hpp"
+#include "support/subprocess.hpp"
 
 #include <shoal/config.hpp>
 #include <shoal/runtime.hpp>
@@ -11,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace shoal::test {
@@ -91,6 +93,12 @@ int listen_loopback(int& port);
 
 /// Reads a whole file ("" if missing).
 std::string read_file(const std::filesystem::path& path);
+
+/// `argv` as a user runs it: the log at its defaults (SHOAL_LOG and SHOAL_LOG_FORMAT,
+/// which ctest sets, unset), stdin from `stdin_file` (empty: /dev/null), `env` on top,
+/// 60 s (times kSlow) to finish. Fails the test when it cannot start or times out.
+ProcessResult run_as_user(const std::vector<std::string>& argv, const std::string& stdin_file = {},
+                          std::vector<std::pair<std::string, std::string>> env = {});
 
 }  // namespace shoal::test
 

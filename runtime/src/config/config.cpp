@@ -210,8 +210,7 @@ Error unknown_key(const Ctx& ctx, const Located& map, const YAML::Node& key,
                  [](const Field<T>& f) { return f.key; });
   std::string message = "unknown key " + in_quotes(key.Scalar());
   if (!map.label.empty()) message += " in " + map.label;
-  const std::string_view near = detail::closest_match(key.Scalar(), names);
-  if (!near.empty()) message += " (did you mean '" + std::string(near) + "'?)";
+  message += detail::did_you_mean(key.Scalar(), names);
   return error_at(ctx, key.Mark(), message);
 }
 

@@ -221,6 +221,11 @@ std::string_view closest_match(std::string_view word, std::span<const std::strin
   return best;
 }
 
+std::string did_you_mean(std::string_view word, std::span<const std::string_view> candidates) {
+  const std::string_view near = closest_match(word, candidates);
+  return near.empty() ? std::string() : " (did you mean '" + std::string(near) + "'?)";
+}
+
 }  // namespace detail
 
 bool parse_duration(std::string_view text, Duration& out) {

@@ -95,6 +95,11 @@ std::size_t edit_distance(std::string_view a, std::string_view b);
 std::string_view closest_match(std::string_view word, std::span<const std::string_view> candidates,
                                std::size_t max_distance = 2);
 
+/// " (did you mean 'NEAREST'?)" after an unknown word (a config key, a command, an
+/// option, a pool name), or an empty string when no candidate is close: the one wording
+/// every such message uses.
+std::string did_you_mean(std::string_view word, std::span<const std::string_view> candidates);
+
 }  // namespace shoal::detail
 
 #endif  // SHOAL_CONFIG_VALUES_HPP

@@ -1,7 +1,11 @@
 #include <shoal/runtime.hpp>
 
+#include "config/values.hpp"
+
 #include <map>
 #include <mutex>
+#include <string_view>
+#include <vector>
 
 namespace shoal {
 
@@ -55,8 +59,13 @@ Result<Pool*> Runtime::pool(std::string_view name) {
     return raw;
   }
   std::string names;
-  for (const auto& pc : state_->config.pools) names += (names.empty() ? "" : ", ") + pc.name;
-  return Error{Errc::not_found, "no pool named '" + std::string(name) + "' (pools: " + names + ")"};
+  std::vector<std::string_view> candidates;
+  for (const auto& pc : state_->config.pools) {
+    names += (names.empty() ? "" : ", ") + pc.name;
+    candidates.push_back(pc.name);
+  }
+  return Error{Errc::not_found,
+               "no pool named '" + std::string(name) + "'" + detail::did_you_mean(name, candidates) + " (pools: " + names + ")"};
 }
 
 }  // namespace shoal
