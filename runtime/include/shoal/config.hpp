@@ -103,7 +103,6 @@ struct RedisConfig {
   uint32_t in_flight = 0;               ///< entries a host holds at once; 0 = 2 per worker
 };
 
-/// A whole config file: pools in file order.
 /// The `metrics:` setting: where `shoal run` and `shoal serve` answer /metrics, /healthz
 /// and /readyz (`metrics: 127.0.0.1:9464` or `metrics: {listen: ...}`).
 struct MetricsConfig {
@@ -111,6 +110,7 @@ struct MetricsConfig {
   SourcePosition listen_at{};  ///< where it was written
 };
 
+/// A whole config file: pools in file order.
 struct Config {
   std::filesystem::path source;  ///< the file it came from ("<string>" for a string)
   std::vector<PoolConfig> pools;
