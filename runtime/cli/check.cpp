@@ -7,12 +7,15 @@
 #include "terminal.hpp"
 #include "common/printable.hpp"
 #include "plugin/elf.hpp"
+#include "plugin/needed.hpp"
 
 #include <shoal/config.hpp>
 
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <optional>
 #include <exception>
 #include <string>
 #include <string_view>
@@ -32,7 +35,10 @@ constexpr std::string_view kCheckUsage =
     "for this machine, export the symbols its role requires (shoal_plugin_abi,\n"
     "shoal_init, shoal_run, shoal_fini; or shoal_resource_abi, shoal_resource_open,\n"
     "shoal_resource_close) and, when it declares its ABI version as data\n"
-    "(shoal_plugin_abi_version / shoal_resource_abi_version), have this runtime's major.\n"
+    "(shoal_plugin_abi_version / shoal_resource_abi_version), have this runtime's major;\n"
+    "and each library it needs (DT_NEEDED, and theirs in turn) must be found as the\n"
+    "dynamic loader of a worker would find it: RPATH, LD_LIBRARY_PATH (the pool's env, or\n"
+    "this one), RUNPATH, /etc/ld.so.cache, the default directories.\n"
     "\n"
     "Standard output gets one line per problem:\n"
     "  FILE:LINE:COLUMN: message\n"
@@ -60,7 +66,7 @@ bool has_position(std::string_view text) {
 }
 
 void check_file(const Config& config, SourcePosition at, const std::string& owner, const std::filesystem::path& file,
-                ModuleKind kind, CheckReport& report) {
+                ModuleKind kind, const detail::LibrarySearch& search, CheckReport& report) {
   ++report.files;
   const std::string where = location(config.source.string(), at) + owner + ": ";
   // The reader's allocations are bounded, but one that still fails is this file's
@@ -71,6 +77,8 @@ void check_file(const Config& config, SourcePosition at, const std::string& owne
       report.problems.push_back(where + elf.error().message);
       return;
     }
+    for (const detail::MissingLibrary& missing : detail::missing_libraries(file, *elf, search))
+      report.problems.push_back(where + detail::plugin_error(detail::role_name(kind), file, describe(missing)).message);
     if (!detail::declared_abi(*elf, kind)) {
       report.notes.push_back("note: " + where + detail::printable(file.string()) + " declares no " +
                              detail::abi_symbol(kind) + ": its ABI version is known only once a worker loads it");
@@ -102,10 +110,18 @@ std::string config_problem(const std::string& file, const std::string& message) 
 
 void check_pool_files(const Config& config, const PoolConfig& pool, CheckReport& report) {
   const std::string owner = "pool '" + pool.name + "'";
-  check_file(config, pool.plugin_at, owner, pool.plugin, ModuleKind::task_plugin, report);
+  // The workers' LD_LIBRARY_PATH: the pool's `env` sets it over the one they inherit.
+  std::optional<std::string> library_path;
+  if (auto it = pool.env.find("LD_LIBRARY_PATH"); it != pool.env.end()) {
+    library_path = it->second;
+  } else if (const char* inherited = std::getenv("LD_LIBRARY_PATH")) {
+    library_path = inherited;
+  }
+  const detail::LibrarySearch search = detail::library_search(library_path);
+  check_file(config, pool.plugin_at, owner, pool.plugin, ModuleKind::task_plugin, search, report);
   for (const ResourceConfig& resource : pool.resources)
     check_file(config, resource.module_at, owner + " resource '" + resource.name + "'", resource.module,
-               ModuleKind::resource_module, report);
+               ModuleKind::resource_module, search, report);
 }
 
 std::string_view check_usage() noexcept { return kCheckUsage; }

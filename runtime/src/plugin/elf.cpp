@@ -80,6 +80,12 @@ class Reader {
     // check_shared_object has matched the machine; a big-endian header claiming this
     // machine would have every field read here byte-swapped.
     if (eh.e_ident[EI_DATA] != ELFDATA2LSB) return malformed("not a little-endian ELF file");
+    // read_elf_library's files have not been through check_shared_object: a 32-bit file
+    // would have every Elf64 field below misread.
+    if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0) return plugin_error(what_, path_, "no ELF header");
+    if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != host_machine())
+      return plugin_error(what_, path_, "built for another machine or word size");
+    if (eh.e_type != ET_DYN) return plugin_error(what_, path_, "not a shared object");
     if (auto s = read_section_headers(eh); !s) return s.error();
     ElfExports out;
     if (auto s = read_symbols(out); !s) return s.error();
@@ -226,7 +232,7 @@ class Reader {
     auto strings = linked_strings(*dynamic, ".dynamic");
     if (!strings) return strings.error();
     const size_t count = table.size() / sizeof(Elf64_Dyn);
-    bool have_soname = false;
+    bool have_soname = false, have_runpath = false, have_rpath = false;
     for (size_t i = 0; i < count; ++i) {
       Elf64_Dyn dyn;
       std::memcpy(&dyn, table.data() + i * sizeof dyn, sizeof dyn);
@@ -236,12 +242,21 @@ class Reader {
       if (dyn.d_tag == DT_SONAME && have_soname) continue;
       if (dyn.d_tag == DT_NEEDED && out.needed.size() == kMaxNeeded)
         return malformed("more than " + std::to_string(kMaxNeeded) + " DT_NEEDED entries");
-      if (dyn.d_tag != DT_NEEDED && dyn.d_tag != DT_SONAME) continue;
+      // The first DT_RUNPATH and DT_RPATH, as the loader reads them.
+      if ((dyn.d_tag == DT_RUNPATH && have_runpath) || (dyn.d_tag == DT_RPATH && have_rpath)) continue;
+      if (dyn.d_tag != DT_NEEDED && dyn.d_tag != DT_SONAME && dyn.d_tag != DT_RUNPATH && dyn.d_tag != DT_RPATH)
+        continue;
       auto name = name_at(*strings, dyn.d_un.d_val, "a library name", "the dynamic string table");
       if (!name) return name.error();
       if (dyn.d_tag == DT_SONAME) {
         out.soname = *name;
         have_soname = true;
+      } else if (dyn.d_tag == DT_RUNPATH) {
+        out.runpath = *name;
+        have_runpath = true;
+      } else if (dyn.d_tag == DT_RPATH) {
+        out.rpath = *name;
+        have_rpath = true;
       } else {
         out.needed.emplace_back(*name);
       }
@@ -263,6 +278,10 @@ bool ElfExports::exports(std::string_view name) const {
 
 Result<ElfExports> read_elf_exports(const std::filesystem::path& path, const char* what) {
   if (auto s = check_shared_object(path, what); !s) return s.error();
+  return read_elf_library(path, what);
+}
+
+Result<ElfExports> read_elf_library(const std::filesystem::path& path, const char* what) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return plugin_error(what, path, std::string("cannot open: ") + std::strerror(errno));
   struct stat st{};

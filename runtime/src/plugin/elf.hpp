@@ -34,6 +34,8 @@ struct ElfExports {
   std::vector<std::string> data_symbols;
   std::vector<std::string> needed;   ///< DT_NEEDED entries, in file order
   std::string soname;                ///< DT_SONAME, empty when there is none
+  std::string runpath;               ///< DT_RUNPATH, empty when there is none
+  std::string rpath;                 ///< DT_RPATH, empty when there is none
   /// Value of the `shoal_plugin_abi_version` data symbol, when the file defines it.
   std::optional<uint32_t> plugin_abi;
   /// Value of the `shoal_resource_abi_version` data symbol, when the file defines it.
@@ -47,6 +49,11 @@ struct ElfExports {
 /// from the file is bounds-checked. The file needs its section headers: `strip` keeps
 /// them, and .dynsym with them. Errors read "WHAT PATH: cause", like the loader's.
 Result<ElfExports> read_elf_exports(const std::filesystem::path& path, const char* what);
+
+/// The same for a library a module needs (needed.hpp): any ELF shared object of this
+/// machine's class and machine, executables with an interpreter included (libc.so.6 has
+/// one), since the dynamic loader maps those too. Its errors read as read_elf_exports's.
+Result<ElfExports> read_elf_library(const std::filesystem::path& path, const char* what);
 
 /// The required exports of `kind` that `elf` lacks, in the loader's order.
 std::vector<std::string_view> missing_exports(const ElfExports& elf, ModuleKind kind);

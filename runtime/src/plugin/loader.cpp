@@ -32,6 +32,8 @@ constexpr uint16_t kHostMachine = EM_AARCH64;
 
 }  // namespace
 
+uint16_t host_machine() noexcept { return kHostMachine; }
+
 const char* role_name(ModuleKind kind) { return kind == ModuleKind::task_plugin ? "plugin" : "resource module"; }
 
 const char* kind_name(ModuleKind kind) { return kind == ModuleKind::task_plugin ? "task plugin" : "resource module"; }

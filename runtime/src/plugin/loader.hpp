@@ -67,6 +67,9 @@ Result<ResourceApi> load_resource_module(const std::filesystem::path& path, cons
 /// machine (architecture and word size), not an executable. Shared with `shoal check`.
 Result<void> check_shared_object(const std::filesystem::path& path, const char* what);
 
+/// The ELF e_machine of this process: the one a module and its libraries must have.
+uint16_t host_machine() noexcept;
+
 /// The one shape of every plugin error: "WHAT PATH: cause", PATH passed through
 /// printable() so the error stays one line whatever the file is called.
 Error plugin_error(const char* what, const std::filesystem::path& path, const std::string& cause);
