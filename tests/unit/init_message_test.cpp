@@ -109,6 +109,9 @@ TEST_CASE("init message: a number is whole, decimal and in range, or refused wit
 
 TEST_CASE("init message: unknown keys, a wrong version and a bad resource index are refused", "[unit][init]") {
   CHECK(error_of(with("colour", "blue")) == "init message: unknown key 'colour'");
+  // A host's or a forged key is quoted escaped: the error stays one line (found by fuzz_control).
+  CHECK(error_of(with("colour\nred", "blue")) == "init message: unknown key 'colour\\nred'");
+  CHECK(error_of(with("resource.0.priority", "1\n2")) == "init message: resource.0.priority: malformed value '1\\n2'");
   CHECK(error_of(with("resource.x.name", "db")) == "init message: unknown key 'resource.x.name'");
   CHECK(error_of(with("resource.4096.name", "db")) == "init message: unknown key 'resource.4096.name'");
   CHECK(error_of(with("resource.0.colour", "blue")) == "init message: unknown key 'resource.0.colour'");

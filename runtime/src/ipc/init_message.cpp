@@ -1,5 +1,6 @@
 #include "ipc/init_message.hpp"
 
+#include "common/printable.hpp"
 #include "ipc/control.hpp"
 #include "ipc/layout.hpp"
 
@@ -109,11 +110,11 @@ std::variant<InitMessage, std::string> decode_init(std::string_view body) {
   if (!kv) return std::string("init message: not a list of keys and values");
   const bool versioned = !kv->empty() && kv->front().first == "version";
   if (!versioned || number<uint32_t>(kv->front().second) != InitMessage::kVersion)
-    return "init message: version " + (versioned ? kv->front().second.substr(0, 16) : std::string("missing")) +
+    return "init message: version " + (versioned ? printable(kv->front().second, 16) : std::string("missing")) +
            ", this worker reads " + std::to_string(InitMessage::kVersion) + " (host and worker of different builds?)";
   InitMessage m;
   const auto bad = [](const std::string& key, const std::string& value) {
-    return "init message: " + key + ": malformed value '" + value.substr(0, 64) + "'";
+    return "init message: " + printable(key, 64) + ": malformed value '" + printable(value, 64) + "'";
   };
   for (size_t i = 1; i < kv->size(); ++i) {
     // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
@@ -139,7 +140,7 @@ std::variant<InitMessage, std::string> decode_init(std::string_view body) {
       const auto index = dot == std::string::npos
                              ? std::nullopt
                              : number<size_t>(std::string_view(key).substr(kResource.size(), dot - kResource.size()));
-      if (!index || *index >= kMaxResources) return "init message: unknown key '" + key.substr(0, 64) + "'";
+      if (!index || *index >= kMaxResources) return "init message: unknown key '" + printable(key, 64) + "'";
       if (m.resources.size() <= *index) m.resources.resize(*index + 1);
       auto& r = m.resources[*index];
       const std::string field = key.substr(dot + 1);
@@ -148,9 +149,9 @@ std::variant<InitMessage, std::string> decode_init(std::string_view body) {
       else if (field == "priority") {
         if (!assign(r.priority, value)) return bad(key, value);
       } else if (field.starts_with(kParam)) r.params[field.substr(kParam.size())] = value;
-      else return "init message: unknown key '" + key.substr(0, 64) + "'";
+      else return "init message: unknown key '" + printable(key, 64) + "'";
     } else {
-      return "init message: unknown key '" + key.substr(0, 64) + "'";
+      return "init message: unknown key '" + printable(key, 64) + "'";
     }
   }
   if (m.plugin.empty() || m.workers == 0 || m.capacity == 0 || m.index >= m.workers)
