@@ -3,6 +3,7 @@
 #include "worker.hpp"
 
 #include "common/log.hpp"
+#include "ipc/fatal.hpp"
 
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -39,8 +40,8 @@ uint32_t host_worker_index(shoal_ctx* c) { return c->worker->index(); }
 
 }  // namespace
 
-bool Worker::fatal(const std::string& message) {
-  send_control(MsgType::fatal, message);
+bool Worker::fatal(Errc code, const std::string& message) {
+  send_control(MsgType::fatal, encode_fatal(code, message));
   return false;
 }
 
@@ -51,15 +52,15 @@ bool Worker::map_segment() {
   // instead of a SIGBUS later.
   struct stat st{};
   if (::fstat(kWorkerSegmentFd, &st) != 0)
-    return fatal(std::string("shared-memory segment (descriptor 3): fstat: ") + std::strerror(errno));
-  if (std::string why = segment_mismatch(init_, static_cast<uint64_t>(st.st_size)); !why.empty()) return fatal(why);
+    return fatal(Errc::ipc, std::string("shared-memory segment (descriptor 3): fstat: ") + std::strerror(errno));
+  if (std::string why = segment_mismatch(init_, static_cast<uint64_t>(st.st_size)); !why.empty()) return fatal(Errc::ipc, why);
   const SegmentLayout layout{init_.capacity};
   auto block = map_shared(kWorkerSegmentFd, SegmentLayout::block_offset(), kPageSize);
   auto tasks = map_ring(kWorkerSegmentFd, layout.task_ring_offset(), init_.capacity);
   auto results = map_ring(kWorkerSegmentFd, layout.result_ring_offset(), init_.capacity);
-  if (!block) return fatal(block.error().message);
-  if (!tasks) return fatal(tasks.error().message);
-  if (!results) return fatal(results.error().message);
+  if (!block) return fatal(Errc::ipc, block.error().message);
+  if (!tasks) return fatal(Errc::ipc, tasks.error().message);
+  if (!results) return fatal(Errc::ipc, results.error().message);
   // The memfd holds this worker's block and rings only (the other workers' are in memfds
   // of their own), and the header page is out of reach once the descriptor is gone.
   ::close(kWorkerSegmentFd);
@@ -78,7 +79,7 @@ bool Worker::apply_limits() {
   auto set = [&](int resource, uint64_t soft, uint64_t hard, const char* key) {
     rlimit rl{static_cast<rlim_t>(soft), static_cast<rlim_t>(hard)};
     if (::setrlimit(resource, &rl) == 0) return true;
-    return fatal(std::string("limits.") + key + ": setrlimit: " + std::strerror(errno));
+    return fatal(Errc::confine, std::string("limits.") + key + ": setrlimit: " + std::strerror(errno));
   };
   const uint64_t as = init_.limit_address_space, cpu = init_.limit_cpu_seconds, nofile = init_.limit_open_files;
   if (as != 0 && !set(RLIMIT_AS, as, as, "address_space")) return false;
@@ -93,7 +94,7 @@ bool Worker::apply_limits() {
     ::close(fd);
   }
   if (init_.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-    return fatal(std::string("limits.no_new_privs: prctl: ") + std::strerror(errno));
+    return fatal(Errc::confine, std::string("limits.no_new_privs: prctl: ") + std::strerror(errno));
   return true;
 }
 
@@ -101,7 +102,7 @@ bool Worker::open_resources() {
   for (size_t i = 0; i < init_.resources.size(); ++i) {
     const auto& spec = init_.resources[i];
     auto api = load_resource_module(spec.module, module_sources_[1 + i]);
-    if (!api) return fatal("resource " + spec.name + ": " + api.error().message);
+    if (!api) return fatal(Errc::plugin, "resource " + spec.name + ": " + api.error().message);
     shoal_ctx& ctx = resource_ctx_.emplace_back(shoal_ctx{this, &spec.params, "resource " + spec.name});
     if (!init_.recover.empty() && api->recover != nullptr) {
       log(&ctx, SHOAL_LOG_INFO, ("recovering after: " + init_.recover).c_str());
@@ -116,7 +117,7 @@ bool Worker::open_resources() {
     if (rc != SHOAL_OK || failed_) {
       std::string why = error_.empty() ? "open returned " + std::to_string(rc) : error_;
       start_may_pass_ = true;
-      return fatal("resource " + spec.name + " (" + spec.module + "): open failed: " + why);
+      return fatal(Errc::plugin, "resource " + spec.name + " (" + spec.module + "): open failed: " + why);
     }
     handles_[spec.name] = handle;
     auto close = api->close;
@@ -147,7 +148,7 @@ void Worker::choose_module_sources() {
 
 bool Worker::load_plugin_and_init() {
   auto api = load_plugin(init_.plugin, module_sources_[0]);
-  if (!api) return fatal(api.error().message);
+  if (!api) return fatal(Errc::plugin, api.error().message);
   // Every module is mapped now (resources load first): the pinned files are closed before
   // the plugin's init runs, so that nothing it starts inherits them.
   if (init_.pinned_files)
@@ -164,7 +165,7 @@ bool Worker::load_plugin_and_init() {
   if (rc != SHOAL_OK || failed_) {
     std::string why = error_.empty() ? "returned " + std::to_string(rc) : error_;
     start_may_pass_ = true;
-    return fatal("plugin " + init_.plugin + ": init failed: " + why);
+    return fatal(Errc::plugin, "plugin " + init_.plugin + ": init failed: " + why);
   }
   chain_.add(init_.fini_priority, "plugin fini", [this] { api_.fini(&plugin_ctx_, user_); });
   std::atexit(shoal_worker_atexit);
@@ -176,7 +177,7 @@ Started Worker::start() {
   if (!read_message(kWorkerControlFd, msg) || msg.type != MsgType::init) return Started::fatal;
   auto decoded = decode_init(msg.body);
   if (auto* why = std::get_if<std::string>(&decoded)) {
-    fatal(*why);
+    fatal(Errc::ipc, *why);
     return Started::fatal;
   }
   init_ = std::get<InitMessage>(std::move(decoded));

@@ -74,7 +74,8 @@ class Worker {
 
  private:
   // start.cpp
-  bool fatal(const std::string& message);
+  /// Sends the Fatal message (`code` for Pool::start's error, `message` for people).
+  bool fatal(Errc code, const std::string& message);
   bool map_segment();
   bool apply_limits();
   // confine.cpp
