@@ -38,7 +38,7 @@ TEST_CASE("serve: a refused task is told apart by its code: too large is a resul
 
   // Refused for itself: written as its result at once (no hand-back, no dead letter).
   submit(fleet, fleet.config("submit"), {std::string(9000, 'z')});
-  const auto big = collect(fleet.config("collect"), 1);
+  const auto big = collect(fleet.config("collect"), 1, 1);  // exit 1: a task failed
   const Row& row = big.at(id(0));
   CHECK(row.at("status").text == "rejected");
   CHECK(row.at("reason").text == "input_too_large");
@@ -69,7 +69,7 @@ TEST_CASE("serve: a refused task is told apart by its code: too large is a resul
 
   // Another host runs every one of them (collect counts the first task's result too).
   Host b(fleet, fleet.config("b"), "b");
-  const auto rows = collect(fleet.config("collect"), inputs.size() + 1);
+  const auto rows = collect(fleet.config("collect"), inputs.size() + 1, 1);
   for (size_t i = 0; i < inputs.size(); ++i) {
     INFO("task " << id(i));
     REQUIRE(rows.count(id(i)) == 1);
