@@ -53,7 +53,8 @@ bool Worker::map_segment() {
   struct stat st{};
   if (::fstat(kWorkerSegmentFd, &st) != 0)
     return fatal(Errc::ipc, std::string("shared-memory segment (descriptor 3): fstat: ") + std::strerror(errno));
-  if (std::string why = segment_mismatch(init_, static_cast<uint64_t>(st.st_size)); !why.empty()) return fatal(Errc::ipc, why);
+  if (std::string why = segment_mismatch(init_, static_cast<uint64_t>(st.st_size)); !why.empty())
+    return fatal(Errc::ipc, why);
   const SegmentLayout layout{init_.capacity};
   auto block = map_shared(kWorkerSegmentFd, SegmentLayout::block_offset(), kPageSize);
   auto tasks = map_ring(kWorkerSegmentFd, layout.task_ring_offset(), init_.capacity);

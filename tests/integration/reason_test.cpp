@@ -161,7 +161,8 @@ TEST_CASE("start errors: a worker that cannot be spawned is Errc::spawn", "[inte
     std::ofstream out(worker);
     out << "not a program\n";
   }
-  std::filesystem::permissions(worker, exec_bit ? std::filesystem::perms::owner_all : std::filesystem::perms::owner_read);
+  using std::filesystem::perms;
+  std::filesystem::permissions(worker, exec_bit ? perms::owner_all : perms::owner_read);
   RuntimeOptions opts;
   opts.worker_path = worker.string();
   auto pool = Pool::start(pool_config(SHOAL_PLUGIN_ECHO, 1), opts);

@@ -49,8 +49,17 @@ std::string_view to_string(Status s) noexcept;
 ///   terminated       cancelled: Pool::terminate (or the pool's destruction) came before
 ///                    it started, or while it ran past shutdown.grace
 /// pool_closed, pool_failed and terminated say nothing against the task: another pool
-/// may run it.
-enum class Reason : uint8_t { none, plugin_error, crashed, timed_out, pool_closed, pool_failed, input_too_large, terminated };
+/// may run it. New reasons are added at the end.
+enum class Reason : uint8_t {
+  none,
+  plugin_error,
+  crashed,
+  timed_out,
+  pool_closed,
+  pool_failed,
+  input_too_large,
+  terminated,
+};
 
 /// "none", "plugin_error", "crashed", "timed_out", "pool_closed", "pool_failed",
 /// "input_too_large", "terminated" (the enumerator's name).
@@ -59,7 +68,9 @@ std::string_view to_string(Reason r) noexcept;
 /// What became of one task.
 struct Outcome {
   Status status = Status::rejected;
-  Reason reason = Reason::none;     ///< why, as a code (Outcome::error says it in words)
+  /// Why, as a code (`error` says it in words). It sits in what was padding after
+  /// `status`: no other member moved.
+  Reason reason = Reason::none;
   /// The generation of the worker that produced it (Pool::reload): 0 until the first
   /// reload; each reload attempt gets the next number, so one number names one config.
   uint32_t generation = 0;

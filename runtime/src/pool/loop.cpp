@@ -205,7 +205,8 @@ void Pool::Impl::dispatch() {
       const std::string_view input = pending_input();
       if (input.size() > limit) {  // a batch's input, checked only now (a submit's was at enqueue)
         counters->on_refused();
-        guarded(config.name, [&] { finish(pop_pending(), rejection(Reason::input_too_large, too_large(input.size()))); });
+        Outcome refused = rejection(Reason::input_too_large, too_large(input.size()));
+        guarded(config.name, [&] { finish(pop_pending(), std::move(refused)); });
         continue;
       }
       // A suspect task runs alone: only into an empty queue, and nothing after it.
