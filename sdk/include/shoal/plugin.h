@@ -90,7 +90,10 @@ typedef struct shoal_host {
   /** The handle of the resource named `name` configured for this pool, or NULL. */
   void *(*resource)(shoal_ctx *ctx, const char *name);
   /** The value of pool parameter `key` (from the config's `params`), or NULL. Valid until
-   *  shoal_fini returns. Non-string YAML values are given as their YAML text. */
+   *  shoal_fini returns. Non-string YAML values are given as their YAML text. In a plugin
+   *  that declares its params (SHOAL_PARAMS): the checked value in canonical form, or the
+   *  declared default; a `key` it does not declare returns NULL and fails the call it is
+   *  made in (init or the task) with a message naming it. */
   const char *(*param)(shoal_ctx *ctx, const char *key);
   /** Write a line to the host's log, prefixed with the pool and worker index. */
   void (*log)(shoal_ctx *ctx, int32_t level, const char *msg);
