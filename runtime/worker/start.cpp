@@ -4,6 +4,7 @@
 
 #include "common/log.hpp"
 #include "ipc/fatal.hpp"
+#include "plugin/elf.hpp"
 
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -33,7 +34,9 @@ void* host_resource(shoal_ctx* c, const char* name) { return name ? c->worker->r
 const char* host_param(shoal_ctx* c, const char* key) {
   if (key == nullptr) return nullptr;
   auto it = c->params->find(key);
-  return it == c->params->end() ? nullptr : it->second.c_str();
+  if (it != c->params->end()) return it->second.c_str();
+  if (c->declared != nullptr && c->declared->find(key) == nullptr) c->worker->undeclared_param(c, key);
+  return nullptr;
 }
 void host_log(shoal_ctx* c, int32_t level, const char* msg) { c->worker->log(c, level, msg ? msg : ""); }
 uint32_t host_worker_index(shoal_ctx* c) { return c->worker->index(); }
@@ -104,7 +107,10 @@ bool Worker::open_resources() {
     const auto& spec = init_.resources[i];
     auto api = load_resource_module(spec.module, module_sources_[1 + i]);
     if (!api) return fatal(Errc::plugin, "resource " + spec.name + ": " + api.error().message);
-    shoal_ctx& ctx = resource_ctx_.emplace_back(shoal_ctx{this, &spec.params, "resource " + spec.name});
+    shoal_ctx& ctx = resource_ctx_.emplace_back(shoal_ctx{this, &spec.params, "resource " + spec.name, nullptr, {}});
+    if (!apply_declared_params(api->params, init_.resources[i].params, ctx, ModuleKind::resource_module, spec.module,
+                               "resource " + spec.name + ": "))
+      return false;
     if (!init_.recover.empty() && api->recover != nullptr) {
       log(&ctx, SHOAL_LOG_INFO, ("recovering after: " + init_.recover).c_str());
       api->recover(&host_, &ctx, spec.name.c_str(), init_.index, init_.recover.c_str());
@@ -113,6 +119,7 @@ bool Worker::open_resources() {
     if (stopping()) continue;
     void* handle = nullptr;
     failed_ = false;
+    error_fixed_ = false;
     error_.clear();
     shoal_status rc = api->open(&host_, &ctx, spec.name.c_str(), &handle);
     if (rc != SHOAL_OK || failed_) {
@@ -147,6 +154,27 @@ void Worker::choose_module_sources() {
   for (size_t i = 0; i < init_.resources.size(); ++i) module_sources_.push_back(source(1 + i, init_.resources[i].module));
 }
 
+// The check `shoal check` makes, made again here so that a pool built in code gets it:
+// the configured params against the module's declaration, before it runs any code that
+// reads them. On success the module's params are the canonical values plus defaults.
+bool Worker::apply_declared_params(const std::optional<std::string>& text, std::map<std::string, std::string>& params,
+                                   shoal_ctx& ctx, ModuleKind kind, const std::string& path,
+                                   const std::string& prefix) {
+  const char* what = role_name(kind);
+  ctx.owner = plugin_error(what, path, "").message;
+  ctx.owner.resize(ctx.owner.size() - 2);  // "plugin PATH" without the ": "
+  if (!text) return true;
+  auto decls = parse_param_decls(*text);
+  if (!decls) return fatal(Errc::plugin, prefix + plugin_error(what, path, std::string(params_symbol(kind)) + ": " + decls.error().message).message);
+  std::map<std::string, std::string> canonical;
+  auto problems = check_params(*decls, params, &canonical);
+  // One line: the first problem; `shoal check` lists them all.
+  if (!problems.empty()) return fatal(Errc::config, prefix + plugin_error(what, path, problems.front().message).message);
+  params = std::move(canonical);
+  ctx.declared = &declared_.emplace_back(std::move(*decls));
+  return true;
+}
+
 bool Worker::load_plugin_and_init() {
   auto api = load_plugin(init_.plugin, module_sources_[0]);
   if (!api) return fatal(Errc::plugin, api.error().message);
@@ -155,12 +183,15 @@ bool Worker::load_plugin_and_init() {
   if (init_.pinned_files)
     for (size_t n = 0; n <= init_.resources.size(); ++n) ::close(kWorkerFirstFileFd + static_cast<int>(n));
   api_ = *api;
+  if (!apply_declared_params(api_.params, init_.params, plugin_ctx_, ModuleKind::task_plugin, init_.plugin, ""))
+    return false;
   if (!init_.recover.empty() && api_.recover != nullptr) {
     log(&plugin_ctx_, SHOAL_LOG_INFO, ("recovering after: " + init_.recover).c_str());
     api_.recover(&host_, &plugin_ctx_, init_.index, init_.recover.c_str());
   }
   if (stopping()) return true;
   failed_ = false;
+  error_fixed_ = false;
   error_.clear();
   shoal_status rc = api_.init(&host_, &plugin_ctx_, &user_);
   if (rc != SHOAL_OK || failed_) {
@@ -198,7 +229,7 @@ Started Worker::start() {
   host_.param = host_param;
   host_.log = host_log;
   host_.worker_index = host_worker_index;
-  plugin_ctx_ = shoal_ctx{this, &init_.params, "plugin"};
+  plugin_ctx_ = shoal_ctx{this, &init_.params, "plugin", nullptr, {}};
   statm_fd_ = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 
   // The sandbox comes before anything foreign is loaded, so that static constructors run

@@ -182,6 +182,16 @@ TEST_CASE("start errors: a plugin refused is Errc::plugin", "[integration][reaso
   CHECK(no_child_left());
 }
 
+TEST_CASE("start errors: a param the plugin's declaration refuses is Errc::config", "[integration][reason]") {
+  auto digest = pool_config(SHOAL_PLUGIN_SHA256, 1);
+  digest.params["algoritm"] = "sha512";
+  auto pool = Pool::start(digest);
+  REQUIRE_FALSE(pool.ok());
+  INFO(pool.error().message);
+  CHECK(pool.error().code == Errc::config);
+  CHECK(no_child_left());
+}
+
 TEST_CASE("start errors: start_timeout is Errc::timeout in a start and in a reload", "[integration][reason]") {
   auto hangs = pool_config(fixture("fx_fault"), 1);
   hangs.params["init_hang"] = "1";

@@ -14,7 +14,8 @@ namespace shoal {
 /// Which part of the runtime failed: a code to switch on (Error::message is for people).
 /// New codes are added at the end.
 enum class Errc {
-  config,    ///< the YAML or a value in it; message is "FILE:LINE:COLUMN: ..."
+  config,    ///< the YAML or a value in it; message is "FILE:LINE:COLUMN: ..." (at a worker's
+             ///< start: a param its module's declaration refuses, named with the module)
   plugin,    ///< a plugin or resource module cannot be used (missing, refused by the
              ///< loader or the ABI check, its init or open failed or crashed); names the file
   spawn,     ///< the worker executable could not be started (missing, not executable, posix_spawn)
