@@ -59,8 +59,8 @@ TEST_CASE("install: plugins in C++ and C and an embedding host, built against th
   const fs::path libdir = prefix / SHOAL_INSTALL_LIBDIR;
   require_ok(step({SHOAL_CMAKE, "--install", SHOAL_BUILD_DIR, "--prefix", prefix.string()}));
   for (const char* file : {"include/shoal/plugin.h", "include/shoal/plugin.hpp", "include/shoal/resource.h",
-                           "include/shoal/runtime.hpp", "include/shoal/config.hpp", "include/shoal/result.hpp", "include/shoal/export.hpp",
-                           "bin/shoal", "bin/shoal-worker"})
+                           "include/shoal/runtime.hpp", "include/shoal/config.hpp", "include/shoal/result.hpp",
+                           "include/shoal/export.hpp", "bin/shoal", "bin/shoal-worker"})
     CHECK(fs::exists(prefix / file));
   for (const char* file : {"libshoal.so", "pkgconfig/shoal.pc", "cmake/shoal/shoalConfig.cmake",
                            "cmake/shoal/shoalConfigVersion.cmake", "cmake/shoal/shoalTargets.cmake",
