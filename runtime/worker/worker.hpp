@@ -81,6 +81,7 @@ class Worker {
   bool harden();
   bool apply_sandbox();
   bool open_resources();
+  void log_recover_error(const shoal_ctx* ctx);
   bool load_plugin_and_init();
   void choose_module_sources();
   // control.cpp

@@ -2,7 +2,8 @@
  * (abi_1_0/shoal/plugin.h) and claiming the ABI MATRIX_MAJOR.MATRIX_MINOR. It calls every
  * 1.0 host member, so that a run proves each still works for a plugin built against 1.0:
  *   init  param, resource, worker_index, add_finalizer, log
- *   run   should_stop, reserve, emit; report_error for the input "fail"
+ *   run   should_stop, reserve, emit (and emit(NULL, 1): SHOAL_E_INVALID); report_error
+ *         for the input "fail"
  *   fini  runs after the finalizer (priority 200 before fini's 100)
  * init, the finalizer and fini each append "WORD INDEX" to the file the param "trail"
  * names: a plugin the worker refuses leaves no "init" there.
@@ -87,6 +88,10 @@ SHOAL_EXPORT shoal_status shoal_run(shoal_ctx *ctx, void *user, shoal_bytes inpu
   int n;
   char *at;
   if (h->should_stop(ctx)) return SHOAL_E_STOPPING;
+  if (h->emit(ctx, NULL, 1) != SHOAL_E_INVALID) {
+    h->report_error(ctx, SHOAL_E_FAILED, "matrix plugin: emit(NULL, 1) did not return SHOAL_E_INVALID");
+    return SHOAL_E_FAILED;
+  }
   if (input.size == 4 && memcmp(input.data, "fail", 4) == 0) {
     h->report_error(ctx, SHOAL_E_FAILED, "matrix plugin: asked to fail");
     return SHOAL_E_FAILED;
