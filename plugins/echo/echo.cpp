@@ -13,4 +13,6 @@ class Echo {
   }
 };
 
+// Takes no params: any configured one is an error in `shoal check` and at worker start.
+SHOAL_PARAMS()
 SHOAL_PLUGIN(Echo)

@@ -14,10 +14,10 @@ namespace {
 class Lookup {
  public:
   explicit Lookup(shoal::Init& init) {
-    std::string resource = init.param_or("resource", "db");
+    const auto resource = init.param<std::string>("resource");
     auto* db = static_cast<sqlite3*>(init.resource(resource.c_str()));
     if (db == nullptr) throw std::runtime_error("no resource named '" + resource + "' (configure it under resources:)");
-    std::string query = init.param_or("query", "SELECT definition FROM words WHERE word = ?1");
+    const auto query = init.param<std::string>("query");
     if (sqlite3_prepare_v3(db, query.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK)
       throw std::runtime_error("cannot prepare '" + query + "': " + sqlite3_errmsg(db));
     db_ = db;
@@ -42,4 +42,7 @@ class Lookup {
 
 }  // namespace
 
+SHOAL_PARAMS(SHOAL_PARAM_STRING("resource", SHOAL_DEFAULT("db"), "the resource that holds the SQLite connection")
+             SHOAL_PARAM_STRING("query", SHOAL_DEFAULT("SELECT definition FROM words WHERE word = ?1"),
+                                "the statement each task runs; ?1 is the task's input"))
 SHOAL_PLUGIN(Lookup)

@@ -1,6 +1,7 @@
 // sha256: each task is a file path; the output is the file's SHA-256 as 64 hex digits,
-// the same text `sha256sum` prints. Param `algorithm` may name another OpenSSL digest
-// (sha256 by default); it is checked once, at init.
+// the same text `sha256sum` prints. Param `algorithm` may name another digest of the
+// declared list (sha256 by default): `shoal check` refuses any other name, or a typo of
+// the param's own name, before a worker starts.
 #include <shoal/plugin.hpp>
 
 #include <openssl/evp.h>
@@ -24,7 +25,7 @@ struct FdCloser {
 class Digest {
  public:
   explicit Digest(shoal::Init& init) : buffer_(1 << 16) {
-    std::string name = init.param_or("algorithm", "sha256");
+    const auto name = init.param<std::string>("algorithm");
     md_ = EVP_get_digestbyname(name.c_str());
     if (md_ == nullptr) throw std::runtime_error("unknown digest algorithm '" + name + "'");
     ctx_.reset(EVP_MD_CTX_new());
@@ -66,4 +67,6 @@ class Digest {
 
 }  // namespace
 
+SHOAL_PARAMS(SHOAL_PARAM_ONE_OF("algorithm", "sha256|sha224|sha384|sha512|sha512-256|sha3-256|sha3-512|sha1|md5",
+                                SHOAL_DEFAULT("sha256"), "the digest each task computes"))
 SHOAL_PLUGIN(Digest)

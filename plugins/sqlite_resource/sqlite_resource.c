@@ -12,6 +12,13 @@
 SHOAL_EXPORT uint32_t shoal_resource_abi(void) { return SHOAL_ABI_VERSION; }
 /* The same version as data: `shoal check` reads it without loading this file. */
 SHOAL_EXPORT const uint32_t shoal_resource_abi_version = SHOAL_ABI_VERSION;
+/* Its params, also read from the file: `shoal check` and the worker refuse others, and
+ * the worker hands over the defaults. The NULL checks below stay for a runtime of ABI
+ * 1.0 that predates declared params. */
+SHOAL_RESOURCE_PARAMS(
+    SHOAL_PARAM_STRING("path", SHOAL_REQUIRED, "the database file")
+    SHOAL_PARAM_ONE_OF("mode", "ro|rw", SHOAL_DEFAULT("ro"), "ro: read only; rw: read and write, created if missing")
+    SHOAL_PARAM_INT("busy_timeout_ms", 0, 2147483647, SHOAL_DEFAULT("5000"), "how long a locked database is retried"))
 
 SHOAL_EXPORT shoal_status shoal_resource_open(const shoal_host *host, shoal_ctx *ctx, const char *name,
                                               void **handle) {

@@ -7,6 +7,7 @@
 #include "terminal.hpp"
 #include "common/printable.hpp"
 #include "plugin/elf.hpp"
+#include "plugin/params.hpp"
 
 #include <shoal/config.hpp>
 
@@ -14,6 +15,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +25,7 @@ namespace shoal::cli {
 namespace {
 
 using detail::ModuleKind;
+using detail::ParamProblem;
 
 constexpr std::string_view kCheckUsage =
     "Usage: shoal check CONFIG\n"
@@ -33,12 +36,15 @@ constexpr std::string_view kCheckUsage =
     "shoal_init, shoal_run, shoal_fini; or shoal_resource_abi, shoal_resource_open,\n"
     "shoal_resource_close) and, when it declares its ABI version as data\n"
     "(shoal_plugin_abi_version / shoal_resource_abi_version), have this runtime's major.\n"
+    "A file that declares its params (shoal_plugin_params / shoal_resource_params) has\n"
+    "each configured param checked against them: an unknown name, a value of the wrong\n"
+    "type or out of range, a missing required param.\n"
     "\n"
     "Standard output gets one line per problem:\n"
     "  FILE:LINE:COLUMN: message\n"
     "(1:1 when the problem has no position, as when CONFIG cannot be read).\n"
     "Standard error gets a note for each file whose ABI version is known only once a\n"
-    "worker loads it, and a summary line.\n"
+    "worker loads it or whose params cannot be checked, and a summary line.\n"
     "\n"
     "Options:\n"
     "  -h, --help   show this help\n"
@@ -59,10 +65,40 @@ bool has_position(std::string_view text) {
   return text.starts_with(" ");
 }
 
-void check_file(const Config& config, SourcePosition at, const std::string& owner, const std::filesystem::path& file,
-                ModuleKind kind, CheckReport& report) {
+// What one plugin or resource module is configured with, and where.
+struct ModuleUse {
+  SourcePosition at;  // its `plugin:` or `module:` key
+  std::string owner;  // "pool 'x'" or "pool 'x' resource 'db'"
+  const std::filesystem::path& file;
+  ModuleKind kind;
+  const std::map<std::string, std::string>& params;
+  const std::map<std::string, ParamPosition>& params_at;
+};
+
+// `params:` against the module's declaration: each problem at the param it is about (the
+// key of an unknown name, the value of a bad one), a missing one at the module's key.
+void check_params(const Config& config, const ModuleUse& use, const std::string& declaration, CheckReport& report) {
+  const std::string file = config.source.string();
+  const std::string module = std::string(detail::role_name(use.kind)) + " " + detail::printable(use.file.string()) + ": ";
+  auto decls = detail::parse_param_decls(declaration);
+  if (!decls) {
+    report.problems.push_back(location(file, use.at) + use.owner + ": " + module + detail::params_symbol(use.kind) +
+                              ": " + decls.error().message);
+    return;
+  }
+  for (const auto& problem : detail::check_params(*decls, use.params)) {
+    SourcePosition at = use.at;
+    if (auto it = use.params_at.find(problem.name); problem.at != ParamProblem::At::missing && it != use.params_at.end())
+      at = problem.at == ParamProblem::At::key ? it->second.key : it->second.value;
+    report.problems.push_back(location(file, at) + use.owner + ": " + module + problem.message);
+  }
+}
+
+void check_file(const Config& config, const ModuleUse& use, CheckReport& report) {
   ++report.files;
-  const std::string where = location(config.source.string(), at) + owner + ": ";
+  const std::string where = location(config.source.string(), use.at) + use.owner + ": ";
+  const auto& file = use.file;
+  const ModuleKind kind = use.kind;
   // The reader's allocations are bounded, but one that still fails is this file's
   // problem line, not the end of the whole check.
   try {
@@ -71,10 +107,22 @@ void check_file(const Config& config, SourcePosition at, const std::string& owne
       report.problems.push_back(where + elf.error().message);
       return;
     }
-    if (!detail::declared_abi(*elf, kind)) {
-      report.notes.push_back("note: " + where + detail::printable(file.string()) + " declares no " +
-                             detail::abi_symbol(kind) + ": its ABI version is known only once a worker loads it");
+    // One note for what the file leaves to be found out at run time.
+    const bool abi = detail::declared_abi(*elf, kind).has_value();
+    const auto& params = detail::declared_params(*elf, kind);
+    std::string missing, consequence;
+    if (!abi) {
+      missing = detail::abi_symbol(kind);
+      consequence = "its ABI version is known only once a worker loads it";
     }
+    if (!params) {
+      missing += (missing.empty() ? "" : " or ") + std::string(detail::params_symbol(kind));
+      consequence += (consequence.empty() ? "" : ", and ") + std::string("its params are not checked");
+    }
+    if (!missing.empty())
+      report.notes.push_back("note: " + where + detail::printable(file.string()) + " declares no " + missing + ": " +
+                             consequence);
+    if (params) check_params(config, use, *params, report);
   } catch (const std::exception& e) {
     report.problems.push_back(where + detail::role_name(kind) + " " + detail::printable(file.string()) +
                               ": cannot be checked: " + e.what());
@@ -102,10 +150,13 @@ std::string config_problem(const std::string& file, const std::string& message) 
 
 void check_pool_files(const Config& config, const PoolConfig& pool, CheckReport& report) {
   const std::string owner = "pool '" + pool.name + "'";
-  check_file(config, pool.plugin_at, owner, pool.plugin, ModuleKind::task_plugin, report);
+  check_file(config, {pool.plugin_at, owner, pool.plugin, ModuleKind::task_plugin, pool.params, pool.params_at},
+             report);
   for (const ResourceConfig& resource : pool.resources)
-    check_file(config, resource.module_at, owner + " resource '" + resource.name + "'", resource.module,
-               ModuleKind::resource_module, report);
+    check_file(config,
+               {resource.module_at, owner + " resource '" + resource.name + "'", resource.module,
+                ModuleKind::resource_module, resource.params, resource.params_at},
+               report);
 }
 
 std::string_view check_usage() noexcept { return kCheckUsage; }

@@ -27,7 +27,7 @@ constexpr std::string_view kCollectUsage =
     "\n"
     "Prints the results of STREAM (from STREAM:results) as JSON lines, one per task id:\n"
     "  {\"seq\":0,\"status\":\"ok\",\"output\":\"...\",\"error\":null,\"worker\":1,\"attempts\":1,\"ms\":0.412,\n"
-    "   \"id\":\"1716900000123-9f86d081884c7d65:0\",\"consumer\":\"hostA-311\"}\n"
+    "   \"reason\":null,\"id\":\"1716900000123-9f86d081884c7d65:0\",\"consumer\":\"hostA-311\"}\n"
     "Delivery is at-least-once: a task may have several results; the first is printed.\n"
     "A task that crashed or timed out on every delivery (a dead letter) and was requeued\n"
     "('shoal dead requeue') has its new result printed too; the summary counts the last.\n"

@@ -7,11 +7,14 @@
 #include "common/printable.hpp"
 #include "plugin/elf.hpp"
 #include "plugin/loader.hpp"
+#include "plugin/params.hpp"
 
 #include <shoal/plugin.h>
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <exception>
 #include <string>
 #include <utility>
@@ -39,13 +42,17 @@ constexpr std::string_view kInspectUsage =
     "  other exports: how many other symbols it exports\n"
     "  needs:    its DT_NEEDED libraries, in order\n"
     "  soname:   its DT_SONAME\n"
+    "  params:   the params it declares (shoal_plugin_params or shoal_resource_params),\n"
+    "            as a table on the lines below (name, type, default or required, doc);\n"
+    "            'none' when it takes none, 'not declared' when it says nothing\n"
     "Lists are separated by spaces; '-' stands for an empty one.\n"
     "\n"
     "Options:\n"
     "  -h, --help   show this help\n"
     "\n"
     "Exit status: 0 every file was read; 2 a file that is missing, not an ELF shared\n"
-    "object for this machine, or malformed (one line on stderr), or a usage error.\n";
+    "object for this machine, or malformed (one line on stderr; a malformed params\n"
+    "declaration too), or a usage error.\n";
 
 // Names from the file may hold any byte but NUL: escaped, each stays on its line.
 std::string joined(const std::vector<std::string>& items) {
@@ -96,7 +103,44 @@ std::string abi_line(const std::string& path, const ElfExports& elf, Fit plugin,
   return "-";
 }
 
-std::string describe(const std::string& path, const ElfExports& elf) {
+// The declared params as a table under "params:", so that `inspect` is the module's
+// config reference. Fields come from the file: each is passed through printable().
+std::string params_table(const detail::ParamDecls& decls) {
+  std::vector<std::array<std::string, 4>> rows = {{"NAME", "TYPE", "DEFAULT", "DOC"}};
+  for (const auto& d : decls.params)
+    rows.push_back({detail::printable(d.name), detail::printable(detail::type_text(d)),
+                    detail::printable(detail::presence_text(d)), detail::printable(d.doc)});
+  std::array<size_t, 3> width{};
+  for (const auto& row : rows)
+    for (size_t c = 0; c < width.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line = "  ";
+    for (size_t c = 0; c < width.size(); ++c) line += row[c] + std::string(width[c] - row[c].size() + 2, ' ');
+    line += row[3];
+    while (line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
+  return out;
+}
+
+// "params: ..." for the role the file has (the task plugin's when it is both). False in
+// `ok` when the declaration is malformed: the file would fail `shoal check`.
+std::string params_lines(const ElfExports& elf, Fit plugin, Fit resource, bool& ok) {
+  if (plugin == Fit::none && resource == Fit::none) return "params: -\n";
+  const ModuleKind kind = plugin != Fit::none ? ModuleKind::task_plugin : ModuleKind::resource_module;
+  const auto& text = detail::declared_params(elf, kind);
+  if (!text) return std::string("params: not declared (no ") + detail::params_symbol(kind) + ")\n";
+  auto decls = detail::parse_param_decls(*text);
+  if (!decls) {
+    ok = false;
+    return std::string("params: malformed ") + detail::params_symbol(kind) + ": " + decls.error().message + "\n";
+  }
+  if (decls->params.empty()) return "params: none\n";
+  return "params:\n" + params_table(*decls);
+}
+
+std::string describe(const std::string& path, const ElfExports& elf, bool& ok) {
   const Fit plugin = detail::fit(elf, ModuleKind::task_plugin);
   const Fit resource = detail::fit(elf, ModuleKind::resource_module);
   std::string text = "file: " + detail::printable(path) + "\n";
@@ -106,6 +150,7 @@ std::string describe(const std::string& path, const ElfExports& elf) {
   text += "other exports: " + std::to_string(elf.other_exports) + "\n";
   text += "needs: " + joined(elf.needed) + "\n";
   text += "soname: " + (elf.soname.empty() ? std::string("-") : detail::printable(elf.soname)) + "\n";
+  text += params_lines(elf, plugin, resource, ok);
   return text;
 }
 
@@ -130,7 +175,12 @@ int inspect_command(int argc, char** argv) {
         status = 2;
         continue;
       }
-      text = (first ? "" : "\n") + describe(path, *elf);
+      bool ok = true;
+      text = (first ? "" : "\n") + describe(path, *elf, ok);
+      if (!ok) {
+        print_error("inspect: file " + detail::printable(path) + ": malformed params declaration");
+        status = 2;
+      }
     } catch (const std::exception& e) {
       print_error("inspect: file " + detail::printable(path) + ": " + e.what());
       status = 2;

@@ -51,12 +51,14 @@ constexpr std::string_view kRunUsage =
     "\n"
     "Runs one task per line of input through a pool of CONFIG and writes one JSON object\n"
     "per task to the output:\n"
-    "  {\"seq\":0,\"status\":\"ok\",\"output\":\"...\",\"error\":null,\"worker\":1,\"attempts\":1,\"ms\":0.412}\n"
+    "  {\"seq\":0,\"status\":\"ok\",\"output\":\"...\",\"error\":null,\"worker\":1,\"attempts\":1,\"ms\":0.412,\n"
+    "   \"reason\":null}\n"
     "seq is the 0-based input line; status is ok, error, crashed, timeout, cancelled or\n"
-    "rejected. A trailing \\r is stripped from each line; an empty line is a task with an\n"
-    "empty input; a line longer than the pool's largest input (queue.capacity) is\n"
-    "rejected without being read into memory. Bytes that are not UTF-8 are written as\n"
-    "\\ufffd.\n"
+    "rejected; reason says why as a code (null when ok): plugin_error, crashed,\n"
+    "timed_out, pool_closed, pool_failed, input_too_large or terminated. A trailing \\r is\n"
+    "stripped from each line; an empty line is a task with an empty input; a line\n"
+    "longer than the pool's largest input (queue.capacity) is rejected without being\n"
+    "read into memory. Bytes that are not UTF-8 are written as \\ufffd.\n"
     "\n"
     "Options:\n"
     "  --pool NAME     the pool to use (required when CONFIG has several)\n"
@@ -206,6 +208,7 @@ void reader_main(Shared& shared, LineReader& reader, Pool& pool, uint64_t max_in
     shared.input_bytes.store(reader.consumed(), std::memory_order_relaxed);
     if (r == LineReader::Read::too_long) {  // the pool would refuse it with the same words
       Outcome refused;
+      refused.reason = Reason::input_too_large;
       refused.error = detail::too_large_message(reader.too_long_size(), max_input, pool.config().name);
       shared.deliver(seq, std::move(refused));
       continue;

@@ -178,9 +178,7 @@ bool ServeState::hold(const Delivery& entry) {
   return true;
 }
 
-bool ServeState::is_pool_failure(const Outcome& o) {
-  return o.status == Status::rejected && o.error.starts_with("pool failed");
-}
+bool ServeState::is_pool_failure(const Outcome& o) { return o.reason == Reason::pool_failed; }
 
 void ServeState::finish(const std::string& entry, Outcome&& outcome, bool stopping) {
   auto it = held_.find(entry);
@@ -211,7 +209,8 @@ void ServeState::finish(const std::string& entry, Outcome&& outcome, bool stoppi
     case Status::rejected:
       // Refused because this host's pool is closing or failed: another host can run it.
       // Refused for itself (too large for the rings): it is final.
-      if (stopping || is_pool_failure(outcome) || outcome.error.starts_with("pool closed")) kind = Kind::release;
+      if (stopping || outcome.reason == Reason::pool_closed || outcome.reason == Reason::pool_failed)
+        kind = Kind::release;
       break;
   }
   std::string json = redis::result_json(d.task, outcome, consumer());
@@ -223,6 +222,7 @@ void ServeState::finish(const std::string& entry, Outcome&& outcome, bool stoppi
 std::string ServeState::outcome_of_dead(const redis::Task& task, uint32_t deliveries) const {
   Outcome o;
   o.status = Status::crashed;
+  o.reason = Reason::crashed;
   o.error = "delivered " + std::to_string(deliveries) +
             " times without an outcome: the hosts running it died or were stopped";
   return redis::result_json(task, o, consumer());

@@ -108,11 +108,12 @@ bool Worker::harden() {
   // pool with limits.core_dumps keeps it (documented: its workers can read each other).
   // main() made the process non-dumpable first thing (its memfd is still open then);
   // only a pool that wants core dumps turns it back on, once the memfd is closed.
-  if (init_.core_dumps && ::prctl(PR_SET_DUMPABLE, 1) != 0) return fatal(errno_text("prctl(PR_SET_DUMPABLE)"));
+  if (init_.core_dumps && ::prctl(PR_SET_DUMPABLE, 1) != 0)
+    return fatal(Errc::confine, errno_text("prctl(PR_SET_DUMPABLE)"));
   // CAP_SYS_PTRACE passes every check above: a worker running as root would reach the
   // host and its siblings whatever they set. No plugin gets it.
   std::string error;
-  if (!drop_capability(CAP_SYS_PTRACE, error)) return fatal("dropping CAP_SYS_PTRACE: " + error);
+  if (!drop_capability(CAP_SYS_PTRACE, error)) return fatal(Errc::confine, "dropping CAP_SYS_PTRACE: " + error);
   return true;
 }
 
@@ -120,10 +121,11 @@ bool Worker::apply_sandbox() {
   if (!init_.sandbox) return true;
   // Both the filter and the ruleset need it without CAP_SYS_ADMIN; it also keeps an exec
   // of a setuid program from leaving the sandbox.
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fatal(errno_text("sandbox: prctl(PR_SET_NO_NEW_PRIVS)"));
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return fatal(Errc::confine, errno_text("sandbox: prctl(PR_SET_NO_NEW_PRIVS)"));
   const int abi = landlock_abi();
   if (abi < 1)
-    return fatal("sandbox: this kernel has no Landlock (" + std::string(std::strerror(errno)) +
+    return fatal(Errc::confine, "sandbox: this kernel has no Landlock (" + std::string(std::strerror(errno)) +
                  "); remove pools." + init_.pool + ".sandbox or enable Landlock (lsm=landlock)");
   RulesetAttr attr{landlock_fs_rights(abi), 0, 0};
   // A sandboxed worker cannot signal a process outside its sandbox (the host) or connect
@@ -131,19 +133,19 @@ bool Worker::apply_sandbox() {
   if (abi >= 6) attr.scoped = LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL;
   const size_t attr_size = abi >= 6 ? sizeof attr : abi >= 4 ? 2 * sizeof(uint64_t) : sizeof(uint64_t);
   Fd ruleset(static_cast<int>(::syscall(SYS_landlock_create_ruleset, &attr, attr_size, 0)));
-  if (!ruleset) return fatal(errno_text("sandbox: landlock_create_ruleset"));
+  if (!ruleset) return fatal(Errc::confine, errno_text("sandbox: landlock_create_ruleset"));
   // A path that does not exist is left out for the built-in ones and an error for the
   // configured ones (a typo would otherwise deny silently what the config allows).
   auto allow = [&](const std::string& path, uint64_t rights, bool required) {
     Fd at(::open(path.c_str(), O_PATH | O_CLOEXEC));
-    if (!at) return !required || fatal("sandbox: " + path + ": " + std::strerror(errno));
+    if (!at) return !required || fatal(Errc::confine, "sandbox: " + path + ": " + std::strerror(errno));
     struct stat st {};
-    if (::fstat(at.get(), &st) != 0) return fatal(errno_text(("sandbox: fstat " + path).c_str()));
+    if (::fstat(at.get(), &st) != 0) return fatal(Errc::confine, errno_text(("sandbox: fstat " + path).c_str()));
     landlock_path_beneath_attr rule{};
     rule.parent_fd = at.get();
     rule.allowed_access = (S_ISDIR(st.st_mode) ? rights : rights & kLandlockFileRights) & attr.handled_access_fs;
     if (::syscall(SYS_landlock_add_rule, ruleset.get(), LANDLOCK_RULE_PATH_BENEATH, &rule, 0) != 0)
-      return fatal("sandbox: landlock_add_rule " + path + ": " + std::strerror(errno));
+      return fatal(Errc::confine, "sandbox: landlock_add_rule " + path + ": " + std::strerror(errno));
     return true;
   };
   for (const char* path : kSystemReadable)
@@ -161,7 +163,7 @@ bool Worker::apply_sandbox() {
   // Calls that reach another process or change the kernel's configuration. Default allow:
   // a plugin's ordinary calls must not break on a kernel or libc that uses a new one.
   scmp_filter_ctx filter = ::seccomp_init(SCMP_ACT_ALLOW);
-  if (filter == nullptr) return fatal("sandbox: seccomp_init failed");
+  if (filter == nullptr) return fatal(Errc::confine, "sandbox: seccomp_init failed");
   static constexpr const char* kDenied[] = {
       "ptrace",       "process_vm_readv", "process_vm_writev", "pidfd_getfd",    "kcmp",
       "process_madvise", "bpf",           "perf_event_open",   "userfaultfd",    "keyctl",
@@ -180,11 +182,11 @@ bool Worker::apply_sandbox() {
   if (rc == 0) rc = ::seccomp_attr_set(filter, SCMP_FLTATR_CTL_TSYNC, 1);
   if (rc == 0) rc = ::seccomp_load(filter);
   ::seccomp_release(filter);
-  if (rc != 0) return fatal("sandbox: seccomp: " + std::string(std::strerror(-rc)));
+  if (rc != 0) return fatal(Errc::confine, "sandbox: seccomp: " + std::string(std::strerror(-rc)));
   // Last: the ruleset applies to this thread and to the threads and processes it starts
   // afterwards (the control and watchdog threads start after it; see start()).
   if (::syscall(SYS_landlock_restrict_self, ruleset.get(), 0) != 0)
-    return fatal(errno_text("sandbox: landlock_restrict_self"));
+    return fatal(Errc::confine, errno_text("sandbox: landlock_restrict_self"));
   return true;
 }
 

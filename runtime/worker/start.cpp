@@ -3,6 +3,8 @@
 #include "worker.hpp"
 
 #include "common/log.hpp"
+#include "ipc/fatal.hpp"
+#include "plugin/elf.hpp"
 
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -32,15 +34,17 @@ void* host_resource(shoal_ctx* c, const char* name) { return name ? c->worker->r
 const char* host_param(shoal_ctx* c, const char* key) {
   if (key == nullptr) return nullptr;
   auto it = c->params->find(key);
-  return it == c->params->end() ? nullptr : it->second.c_str();
+  if (it != c->params->end()) return it->second.c_str();
+  if (c->declared != nullptr && c->declared->find(key) == nullptr) c->worker->undeclared_param(c, key);
+  return nullptr;
 }
 void host_log(shoal_ctx* c, int32_t level, const char* msg) { c->worker->log(c, level, msg ? msg : ""); }
 uint32_t host_worker_index(shoal_ctx* c) { return c->worker->index(); }
 
 }  // namespace
 
-bool Worker::fatal(const std::string& message) {
-  send_control(MsgType::fatal, message);
+bool Worker::fatal(Errc code, const std::string& message) {
+  send_control(MsgType::fatal, encode_fatal(code, message));
   return false;
 }
 
@@ -51,15 +55,16 @@ bool Worker::map_segment() {
   // instead of a SIGBUS later.
   struct stat st{};
   if (::fstat(kWorkerSegmentFd, &st) != 0)
-    return fatal(std::string("shared-memory segment (descriptor 3): fstat: ") + std::strerror(errno));
-  if (std::string why = segment_mismatch(init_, static_cast<uint64_t>(st.st_size)); !why.empty()) return fatal(why);
+    return fatal(Errc::ipc, std::string("shared-memory segment (descriptor 3): fstat: ") + std::strerror(errno));
+  if (std::string why = segment_mismatch(init_, static_cast<uint64_t>(st.st_size)); !why.empty())
+    return fatal(Errc::ipc, why);
   const SegmentLayout layout{init_.capacity};
   auto block = map_shared(kWorkerSegmentFd, SegmentLayout::block_offset(), kPageSize);
   auto tasks = map_ring(kWorkerSegmentFd, layout.task_ring_offset(), init_.capacity);
   auto results = map_ring(kWorkerSegmentFd, layout.result_ring_offset(), init_.capacity);
-  if (!block) return fatal(block.error().message);
-  if (!tasks) return fatal(tasks.error().message);
-  if (!results) return fatal(results.error().message);
+  if (!block) return fatal(Errc::ipc, block.error().message);
+  if (!tasks) return fatal(Errc::ipc, tasks.error().message);
+  if (!results) return fatal(Errc::ipc, results.error().message);
   // The memfd holds this worker's block and rings only (the other workers' are in memfds
   // of their own), and the header page is out of reach once the descriptor is gone.
   ::close(kWorkerSegmentFd);
@@ -78,7 +83,7 @@ bool Worker::apply_limits() {
   auto set = [&](int resource, uint64_t soft, uint64_t hard, const char* key) {
     rlimit rl{static_cast<rlim_t>(soft), static_cast<rlim_t>(hard)};
     if (::setrlimit(resource, &rl) == 0) return true;
-    return fatal(std::string("limits.") + key + ": setrlimit: " + std::strerror(errno));
+    return fatal(Errc::confine, std::string("limits.") + key + ": setrlimit: " + std::strerror(errno));
   };
   const uint64_t as = init_.limit_address_space, cpu = init_.limit_cpu_seconds, nofile = init_.limit_open_files;
   if (as != 0 && !set(RLIMIT_AS, as, as, "address_space")) return false;
@@ -93,7 +98,7 @@ bool Worker::apply_limits() {
     ::close(fd);
   }
   if (init_.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-    return fatal(std::string("limits.no_new_privs: prctl: ") + std::strerror(errno));
+    return fatal(Errc::confine, std::string("limits.no_new_privs: prctl: ") + std::strerror(errno));
   return true;
 }
 
@@ -110,8 +115,11 @@ bool Worker::open_resources() {
   for (size_t i = 0; i < init_.resources.size(); ++i) {
     const auto& spec = init_.resources[i];
     auto api = load_resource_module(spec.module, module_sources_[1 + i]);
-    if (!api) return fatal("resource " + spec.name + ": " + api.error().message);
-    shoal_ctx& ctx = resource_ctx_.emplace_back(shoal_ctx{this, &spec.params, "resource " + spec.name});
+    if (!api) return fatal(Errc::plugin, "resource " + spec.name + ": " + api.error().message);
+    shoal_ctx& ctx = resource_ctx_.emplace_back(shoal_ctx{this, &spec.params, "resource " + spec.name, nullptr, {}});
+    if (!apply_declared_params(api->params, init_.resources[i].params, ctx, ModuleKind::resource_module, spec.module,
+                               "resource " + spec.name + ": "))
+      return false;
     if (!init_.recover.empty() && api->recover != nullptr) {
       log(&ctx, SHOAL_LOG_INFO, ("recovering after: " + init_.recover).c_str());
       api->recover(&host_, &ctx, spec.name.c_str(), init_.index, init_.recover.c_str());
@@ -121,12 +129,13 @@ bool Worker::open_resources() {
     if (stopping()) continue;
     void* handle = nullptr;
     failed_ = false;
+    error_fixed_ = false;
     error_.clear();
     shoal_status rc = api->open(&host_, &ctx, spec.name.c_str(), &handle);
     if (rc != SHOAL_OK || failed_) {
       std::string why = error_.empty() ? "open returned " + std::to_string(rc) : error_;
       start_may_pass_ = true;
-      return fatal("resource " + spec.name + " (" + spec.module + "): open failed: " + why);
+      return fatal(Errc::plugin, "resource " + spec.name + " (" + spec.module + "): open failed: " + why);
     }
     handles_[spec.name] = handle;
     auto close = api->close;
@@ -155,14 +164,37 @@ void Worker::choose_module_sources() {
   for (size_t i = 0; i < init_.resources.size(); ++i) module_sources_.push_back(source(1 + i, init_.resources[i].module));
 }
 
+// The check `shoal check` makes, made again here so that a pool built in code gets it:
+// the configured params against the module's declaration, before it runs any code that
+// reads them. On success the module's params are the canonical values plus defaults.
+bool Worker::apply_declared_params(const std::optional<std::string>& text, std::map<std::string, std::string>& params,
+                                   shoal_ctx& ctx, ModuleKind kind, const std::string& path,
+                                   const std::string& prefix) {
+  const char* what = role_name(kind);
+  ctx.owner = plugin_error(what, path, "").message;
+  ctx.owner.resize(ctx.owner.size() - 2);  // "plugin PATH" without the ": "
+  if (!text) return true;
+  auto decls = parse_param_decls(*text);
+  if (!decls) return fatal(Errc::plugin, prefix + plugin_error(what, path, std::string(params_symbol(kind)) + ": " + decls.error().message).message);
+  std::map<std::string, std::string> canonical;
+  auto problems = check_params(*decls, params, &canonical);
+  // One line: the first problem; `shoal check` lists them all.
+  if (!problems.empty()) return fatal(Errc::config, prefix + plugin_error(what, path, problems.front().message).message);
+  params = std::move(canonical);
+  ctx.declared = &declared_.emplace_back(std::move(*decls));
+  return true;
+}
+
 bool Worker::load_plugin_and_init() {
   auto api = load_plugin(init_.plugin, module_sources_[0]);
-  if (!api) return fatal(api.error().message);
+  if (!api) return fatal(Errc::plugin, api.error().message);
   // Every module is mapped now (resources load first): the pinned files are closed before
   // the plugin's init runs, so that nothing it starts inherits them.
   if (init_.pinned_files)
     for (size_t n = 0; n <= init_.resources.size(); ++n) ::close(kWorkerFirstFileFd + static_cast<int>(n));
   api_ = *api;
+  if (!apply_declared_params(api_.params, init_.params, plugin_ctx_, ModuleKind::task_plugin, init_.plugin, ""))
+    return false;
   if (!init_.recover.empty() && api_.recover != nullptr) {
     log(&plugin_ctx_, SHOAL_LOG_INFO, ("recovering after: " + init_.recover).c_str());
     api_.recover(&host_, &plugin_ctx_, init_.index, init_.recover.c_str());
@@ -170,12 +202,13 @@ bool Worker::load_plugin_and_init() {
   }
   if (stopping()) return true;
   failed_ = false;
+  error_fixed_ = false;
   error_.clear();
   shoal_status rc = api_.init(&host_, &plugin_ctx_, &user_);
   if (rc != SHOAL_OK || failed_) {
     std::string why = error_.empty() ? "returned " + std::to_string(rc) : error_;
     start_may_pass_ = true;
-    return fatal("plugin " + init_.plugin + ": init failed: " + why);
+    return fatal(Errc::plugin, "plugin " + init_.plugin + ": init failed: " + why);
   }
   chain_.add(init_.fini_priority, "plugin fini", [this] { api_.fini(&plugin_ctx_, user_); });
   std::atexit(shoal_worker_atexit);
@@ -187,7 +220,7 @@ Started Worker::start() {
   if (!read_message(kWorkerControlFd, msg) || msg.type != MsgType::init) return Started::fatal;
   auto decoded = decode_init(msg.body);
   if (auto* why = std::get_if<std::string>(&decoded)) {
-    fatal(*why);
+    fatal(Errc::ipc, *why);
     return Started::fatal;
   }
   init_ = std::get<InitMessage>(std::move(decoded));
@@ -207,7 +240,7 @@ Started Worker::start() {
   host_.param = host_param;
   host_.log = host_log;
   host_.worker_index = host_worker_index;
-  plugin_ctx_ = shoal_ctx{this, &init_.params, "plugin"};
+  plugin_ctx_ = shoal_ctx{this, &init_.params, "plugin", nullptr, {}};
   statm_fd_ = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 
   // The sandbox comes before anything foreign is loaded, so that static constructors run

@@ -111,6 +111,7 @@ shoal_status Worker::emit(const void* data, size_t size) {
 
 void Worker::report_error(shoal_status, const char* msg) {
   failed_ = true;
+  if (error_fixed_) return;
   error_ = msg != nullptr && *msg != '\0' ? msg : "plugin reported an error";
   // Outside a task (a finalizer, a close), nobody collects the message: log it.
   if (phase_.load() == static_cast<uint32_t>(Phase::in_chain))
@@ -128,6 +129,13 @@ void Worker::log(const shoal_ctx* ctx, int32_t level, const char* msg) const {
             : level == SHOAL_LOG_WARN ? LogLevel::warn
                                       : LogLevel::error;
   log_line(lv, msg, {init_.pool, static_cast<int>(init_.index), ctx->component});
+}
+
+void Worker::undeclared_param(const shoal_ctx* ctx, const char* key) {
+  const std::string message = ctx->owner + ": " + undeclared_param_message(*ctx->declared, key);
+  log(ctx, SHOAL_LOG_ERROR, message.c_str());
+  report_error(SHOAL_E_INVALID, message.c_str());
+  error_fixed_ = true;
 }
 
 void Worker::add_finalizer(int32_t priority, shoal_finalizer_fn fn, void* arg) {
@@ -187,6 +195,7 @@ void Worker::run_task(const RecordView& task) {
   out_record_ = result_space(record_bytes(0));
   out_size_ = 0;
   failed_ = false;
+  error_fixed_ = false;
   error_.clear();
   if (out_record_ == nullptr) return;  // host gone: the stop path takes over
   phase_.store(static_cast<uint32_t>(Phase::in_task));

@@ -16,6 +16,7 @@
 #include "ipc/ring.hpp"
 #include "ipc/segment.hpp"
 #include "plugin/loader.hpp"
+#include "plugin/params.hpp"
 
 #include <shoal/plugin.h>
 
@@ -26,6 +27,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +41,10 @@ struct shoal_ctx {
   shoal::detail::Worker* worker;
   const std::map<std::string, std::string>* params;
   std::string component;  // "plugin", "resource db"
+  // The component's declared params, null when it declares none; `owner` names it in
+  // the error about reading an undeclared one ("plugin PATH").
+  const shoal::detail::ParamDecls* declared = nullptr;
+  std::string owner;
 };
 
 namespace shoal::detail {
@@ -71,10 +77,13 @@ class Worker {
   void log(const shoal_ctx* ctx, int32_t level, const char* msg) const;
   uint32_t index() const noexcept { return init_.index; }
   void add_finalizer(int32_t priority, shoal_finalizer_fn fn, void* arg);
+  /// host->param of a name the component does not declare: fails the call it came from.
+  void undeclared_param(const shoal_ctx* ctx, const char* key);
 
  private:
   // start.cpp
-  bool fatal(const std::string& message);
+  /// Sends the Fatal message (`code` for Pool::start's error, `message` for people).
+  bool fatal(Errc code, const std::string& message);
   bool map_segment();
   bool apply_limits();
   // confine.cpp
@@ -83,6 +92,8 @@ class Worker {
   bool open_resources();
   void log_recover_error(const shoal_ctx* ctx);
   bool load_plugin_and_init();
+  bool apply_declared_params(const std::optional<std::string>& text, std::map<std::string, std::string>& params,
+                             shoal_ctx& ctx, ModuleKind kind, const std::string& path, const std::string& prefix);
   void choose_module_sources();
   // control.cpp
   void start_threads();
@@ -133,6 +144,7 @@ class Worker {
   shoal_host host_{};
   shoal_ctx plugin_ctx_{};
   std::deque<shoal_ctx> resource_ctx_;  // deque: stable addresses for the modules
+  std::deque<ParamDecls> declared_;     // what each ctx's `declared` points at
   std::map<std::string, void*, std::less<>> handles_;
   FinalizerChain chain_;
 
@@ -155,6 +167,9 @@ class Worker {
   std::byte* out_record_ = nullptr;
   uint64_t out_size_ = 0;
   bool failed_ = false;
+  // The error of an undeclared host->param: kept over later reports of the same call (a
+  // C++ plugin's exception about the missing value would otherwise hide the cause).
+  bool error_fixed_ = false;
   bool start_may_pass_ = false;  // the start failed in init or an open, not in loading
   // When the last task ended, and whether this thread has waited since. Back-to-back
   // tasks take their start from the previous end: one clock read per task instead of two

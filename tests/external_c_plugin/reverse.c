@@ -6,6 +6,8 @@
 #include <stddef.h>
 
 SHOAL_EXPORT const uint32_t shoal_plugin_abi_version = SHOAL_ABI_VERSION;
+/* It takes no params: `shoal check` refuses any that a config gives it. */
+SHOAL_PARAMS()
 
 static const shoal_host *host;
 

@@ -7,7 +7,7 @@
 
 class Upper {
  public:
-  explicit Upper(shoal::Init& init) : prefix_(init.param_or("prefix", "")) {}
+  explicit Upper(shoal::Init& init) : prefix_(init.param<std::string>("prefix")) {}
   void run(shoal::Input in, shoal::Output& out) {
     char* p = out.reserve(prefix_.size() + in.size());
     prefix_.copy(p, prefix_.size());
@@ -19,4 +19,5 @@ class Upper {
   std::string prefix_;
 };
 
+SHOAL_PARAMS(SHOAL_PARAM_STRING("prefix", SHOAL_DEFAULT(""), "put before each output"))
 SHOAL_PLUGIN(Upper)

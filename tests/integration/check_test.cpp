@@ -61,17 +61,23 @@ std::vector<std::map<std::string, std::string>> inspect_blocks(const std::string
       blocks.emplace_back();
       continue;
     }
+    // The params table: indented lines under "params:", kept as that key's value.
+    if (line.starts_with("  ") && !blocks.back().empty()) {
+      blocks.back()["params"] += "\n" + line;
+      continue;
+    }
     const auto colon = line.find(": ");
     INFO("line: " << line);
-    REQUIRE(colon != std::string::npos);
-    const std::string key = line.substr(0, colon);
+    REQUIRE((colon != std::string::npos || line == "params:"));
+    const std::string key = line == "params:" ? "params" : line.substr(0, colon);
     CHECK(blocks.back().count(key) == 0);
-    blocks.back()[key] = line.substr(colon + 2);
+    blocks.back()[key] = line == "params:" ? "" : line.substr(colon + 2);
   }
   return blocks;
 }
 
-const std::vector<std::string> kInspectKeys = {"file", "kind", "abi", "exports", "other exports", "needs", "soname"};
+const std::vector<std::string> kInspectKeys = {"file", "kind", "abi", "exports", "other exports", "needs", "soname",
+                                               "params"};
 
 // DT_NEEDED of `path` as readelf reports it: the reader's output is checked against a
 // tool that shares no code with it.
@@ -105,7 +111,8 @@ TEST_CASE("check: a good config passes and notes a module that declares no ABI v
   // fx_resource is plain C without shoal_resource_abi_version; echo and sha256 use
   // SHOAL_PLUGIN, which declares it.
   CHECK(err[0] == "shoal: check: note: " + at(config, 7, 17) + "pool 'echo' resource 'db': " + fixture("fx_resource") +
-                      " declares no shoal_resource_abi_version: its ABI version is known only once a worker loads it");
+                      " declares no shoal_resource_abi_version or shoal_resource_params: its ABI version is known "
+                      "only once a worker loads it, and its params are not checked");
   CHECK(err[1] == "shoal: check: " + config.string() + ": ok (2 pools, 3 shared objects)");
 }
 
@@ -317,7 +324,8 @@ TEST_CASE("inspect: kind, ABI, exports and needed libraries of each kind of file
   CHECK(echo.at("kind") == "task plugin");
   CHECK(echo.at("abi") == "1.0");
   CHECK(words(echo.at("exports")) == std::vector<std::string>{"shoal_fini", "shoal_init", "shoal_plugin_abi",
-                                                              "shoal_plugin_abi_version", "shoal_run"});
+                                                              "shoal_plugin_abi_version", "shoal_plugin_params",
+                                                              "shoal_run"});
   CHECK(words(echo.at("needs")) == readelf_needed(SHOAL_PLUGIN_ECHO));
   CHECK(echo.at("soname") == "-");
 
@@ -355,5 +363,5 @@ TEST_CASE("inspect: a stripped plugin still shows its exports and ABI", "[integr
   REQUIRE(blocks.size() == 1);
   CHECK(blocks[0].at("kind") == "task plugin");
   CHECK(blocks[0].at("abi") == "1.0");
-  CHECK(words(blocks[0].at("exports")).size() == 5);
+  CHECK(words(blocks[0].at("exports")).size() == 6);
 }

@@ -22,7 +22,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::vector<std::string> kKeys = {"seq", "status", "output", "error", "worker", "attempts", "ms"};
+const std::vector<std::string> kKeys = {"seq", "status", "output", "error", "worker", "attempts", "ms", "reason"};
 const std::regex kMs("^[0-9]+\\.[0-9]{3}$");
 const std::regex kSummary(
     "^shoal: ([0-9]+) tasks?, ([0-9]+) ok, ([0-9]+) failed( \\(([a-z0-9, ]+)\\))?, [0-9]+\\.[0-9]{2} s, [0-9]+ tasks/s$");

@@ -213,6 +213,7 @@ TEST_CASE("a pool that fails while tasks are queued: shoal run writes every row 
     if (status == "ok") continue;
     CHECK((status == "rejected" || status == "cancelled"));
     CHECK(rows[i].at("error").text.find("init refused") != std::string::npos);
+    CHECK(rows[i].at("reason").text == "pool_failed");
     ++failed_pool_rows;
   }
   CHECK(failed_pool_rows > 0);  // the pool failed while tasks remained

@@ -33,8 +33,8 @@ namespace redis = shoal::detail::redis;
 using namespace std::chrono_literals;
 
 inline const std::string kStream = "tasks";
-inline const std::vector<std::string> kKeys = {"seq",      "status", "output", "error",    "worker",
-                                               "attempts", "ms",     "id",     "consumer", "generation"};
+inline const std::vector<std::string> kKeys = {"seq", "status", "output", "error",    "worker",    "attempts",
+                                               "ms",  "reason", "id",     "consumer", "generation"};
 
 /// A limit for something that should happen "promptly", scaled for sanitizer builds but
 /// kept well under ctest's TIMEOUT of 120 s, so a failure is reported by the test (with

@@ -28,6 +28,12 @@ struct SourcePosition {
   uint32_t column = 0;
 };
 
+/// Where one entry of a `params:` mapping was written: its key and its value.
+struct ParamPosition {
+  SourcePosition key{};
+  SourcePosition value{};
+};
+
 /// One entry of a pool's `resources:` list (opened in the worker before init).
 struct ResourceConfig {
   std::string name;
@@ -35,6 +41,7 @@ struct ResourceConfig {
   int32_t priority = 0;          ///< finalizer priority, higher closes first
   std::map<std::string, std::string> params;
   SourcePosition module_at{};    ///< where `module:` was written
+  std::map<std::string, ParamPosition> params_at{};  ///< where each of `params` was written
 };
 
 /// Limits applied in each worker process before it loads anything (setrlimit, prctl).
@@ -86,6 +93,7 @@ struct PoolConfig {
   Limits limits;
   Sandbox sandbox;
   SourcePosition plugin_at{};                 ///< where `plugin:` was written
+  std::map<std::string, ParamPosition> params_at{};  ///< where each of `params` was written
 };
 
 /// The `redis:` section: scale-out settings shared by `shoal serve`, `submit` and

@@ -11,15 +11,21 @@
 
 namespace shoal {
 
-/// Which part of the runtime failed.
+/// Which part of the runtime failed: a code to switch on (Error::message is for people).
+/// New codes are added at the end.
 enum class Errc {
-  config,    ///< the YAML or a value in it; message is "FILE:LINE:COLUMN: ..."
-  plugin,    ///< a plugin or resource module cannot be used; message names the file
-  spawn,     ///< a worker could not be started
-  ipc,       ///< shared memory, rings, descriptors
+  config,    ///< the YAML or a value in it; message is "FILE:LINE:COLUMN: ..." (at a worker's
+             ///< start: a param its module's declaration refuses, named with the module)
+  plugin,    ///< a plugin or resource module cannot be used (missing, refused by the
+             ///< loader or the ABI check, its init or open failed or crashed); names the file
+  spawn,     ///< the worker executable could not be started (missing, not executable, posix_spawn)
+  ipc,       ///< shared memory, rings, socketpairs, descriptors, the host/worker protocol
   not_found, ///< a named pool does not exist
-  failed,    ///< a pool failed (crash loop, every worker unusable)
-  io,        ///< reading or writing a file
+  failed,    ///< a pool failed (crash loop, every worker unusable), or is closed
+  io,        ///< reading or writing a file, or a connection
+  cancelled, ///< a pool's start was cancelled (RuntimeOptions::start_cancel_fd, terminate)
+  timeout,   ///< a worker was not ready within start_timeout
+  confine,   ///< the system refused a worker's limits.* or its sandbox (setrlimit, Landlock, seccomp)
 };
 
 /// A failure: the component code and one line for a person.

@@ -34,9 +34,44 @@ enum class Status : uint8_t { ok, error, crashed, timeout, cancelled, rejected }
 /// "ok", "error", "crashed", "timeout", "cancelled", "rejected".
 SHOAL_API std::string_view to_string(Status s) noexcept;
 
+/// Why a task's Outcome is what it is: finer than Status, and stable, for a caller to
+/// switch on (Outcome::error is English for people and may be reworded).
+///   none             ok: shoal_run succeeded
+///   plugin_error     error: shoal_run reported an error (Outcome::error is its text)
+///   crashed          crashed: its worker died or was killed while it ran (a signal, an
+///                    exit, a broken protocol), on its last allowed attempt
+///   timed_out        timeout: it passed task_timeout on its last allowed attempt
+///   pool_closed      rejected: submitted after close, join or terminate; cancelled: the
+///                    pool stopped after a close with it still queued (it never started)
+///   pool_failed      rejected: the pool had failed (a crash loop, workers that cannot
+///                    start) before it ran; cancelled: cut off past shutdown.grace by it
+///   input_too_large  rejected: the input is larger than a task ring (queue.capacity);
+///                    final, whatever pool it goes to
+///   terminated       cancelled: Pool::terminate (or the pool's destruction) came before
+///                    it started, or while it ran past shutdown.grace
+/// pool_closed, pool_failed and terminated say nothing against the task: another pool
+/// may run it. New reasons are added at the end.
+enum class Reason : uint8_t {
+  none,
+  plugin_error,
+  crashed,
+  timed_out,
+  pool_closed,
+  pool_failed,
+  input_too_large,
+  terminated,
+};
+
+/// "none", "plugin_error", "crashed", "timed_out", "pool_closed", "pool_failed",
+/// "input_too_large", "terminated" (the enumerator's name).
+SHOAL_API std::string_view to_string(Reason r) noexcept;
+
 /// What became of one task.
 struct Outcome {
   Status status = Status::rejected;
+  /// Why, as a code (`error` says it in words). It sits in what was padding after
+  /// `status`: no other member moved.
+  Reason reason = Reason::none;
   /// The generation of the worker that produced it (Pool::reload): 0 until the first
   /// reload; each reload attempt gets the next number, so one number names one config.
   uint32_t generation = 0;
@@ -52,6 +87,7 @@ struct Outcome {
 /// the view returns. Copy what must outlive it.
 struct OutcomeView {
   Status status = Status::rejected;
+  Reason reason = Reason::none;
   uint32_t generation = 0;
   std::string_view output;
   std::string_view error;
@@ -148,9 +184,12 @@ struct RuntimeOptions {
 class Pool {
  public:
   /// Spawns the workers and waits until each has loaded the plugin and run its init.
-  /// Fails (Errc::plugin, one line naming the file and the cause) when no worker can
-  /// start: the plugin is missing, not a shared object, lacks a symbol, has another ABI
-  /// major, or its init failed.
+  /// Fails with one line naming the cause, and its code: Errc::plugin the plugin or a
+  /// resource module is missing, not a shared object, lacks a symbol, has another ABI
+  /// major, or its init (open) failed or crashed; Errc::spawn the worker executable cannot
+  /// be run; Errc::ipc shared memory, a socketpair or another descriptor failed;
+  /// Errc::confine the system refused a limit or the sandbox; Errc::timeout a worker was
+  /// not ready within start_timeout; Errc::cancelled start_cancel_fd or terminate.
   SHOAL_API static Result<std::unique_ptr<Pool>> start(const PoolConfig& config,
                                                    const RuntimeOptions& options = {});
 
@@ -160,7 +199,8 @@ class Pool {
   Pool& operator=(const Pool&) = delete;
 
   /// Queues one task. The future always becomes ready; after close/terminate at once with
-  /// `rejected` ("pool closed"); an input larger than a ring is `rejected` naming the key.
+  /// `rejected` (Reason::pool_closed, or pool_failed once the pool failed); an input
+  /// larger than a ring is `rejected` (Reason::input_too_large) naming the key.
   SHOAL_API std::future<Outcome> submit(std::string_view input);
 
   /// Queues one task; `on_done` is called exactly once with its outcome, on the pool's

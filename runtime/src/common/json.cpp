@@ -64,8 +64,16 @@ void append_outcome_json(std::string& out, uint64_t seq, const Outcome& o) {
   out += o.worker < 0 ? std::string("null") : std::to_string(o.worker);
   out += ",\"attempts\":";
   out += std::to_string(o.attempts);
-  std::snprintf(num, sizeof num, ",\"ms\":%.3f}", static_cast<double>(o.duration.count()) / 1e6);
+  std::snprintf(num, sizeof num, ",\"ms\":%.3f", static_cast<double>(o.duration.count()) / 1e6);
   out += num;
+  out += ",\"reason\":";
+  if (o.reason == Reason::none) {
+    out += "null}";
+  } else {
+    out += '"';
+    out += to_string(o.reason);
+    out += "\"}";
+  }
 }
 
 std::string outcome_json(uint64_t seq, const Outcome& outcome) {

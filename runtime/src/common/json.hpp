@@ -18,9 +18,11 @@ namespace shoal::detail {
 void append_json_string(std::string& out, std::string_view bytes);
 
 /// One outcome as a single-line JSON object, keys in this order:
-/// {"seq":N,"status":"ok","output":"...","error":null|"...","worker":N|null,"attempts":N,"ms":F}
+/// {"seq":N,"status":"ok","output":"...","error":null|"...","worker":N|null,"attempts":N,"ms":F,
+///  "reason":null|"..."}
 /// `error` is null when empty, `worker` null when -1, `ms` the duration in milliseconds
-/// with three decimals. No trailing newline.
+/// with three decimals, `reason` Outcome::reason's word (null for Reason::none). New keys
+/// go at the end. No trailing newline.
 std::string outcome_json(uint64_t seq, const Outcome& outcome);
 
 /// Same as outcome_json, appended to `out` (saves an allocation per line in a stream).

@@ -379,12 +379,16 @@ Result<std::string> param_text(Ctx& ctx, const Located& at) {
   return std::string(out.c_str(), out.size());
 }
 
-Status read_params(Ctx& ctx, const Located& at, std::map<std::string, std::string>& out) {
+// Each param's position is kept: `shoal check` points at it when the module's declared
+// params refuse it.
+Status read_params(Ctx& ctx, const Located& at, std::map<std::string, std::string>& out,
+                   std::map<std::string, ParamPosition>& positions) {
   if (!at.node.IsMap()) return expected(ctx, at, "a mapping");
   return for_each_pair(ctx, at, [&](const YAML::Node& key, const Located& value) {
     Result<std::string> text = param_text(ctx, value);
     if (!text) return Status(text.error());
     out[key.Scalar()] = std::move(*text);
+    positions[key.Scalar()] = ParamPosition{source_position(key.Mark()), source_position(value.mark)};
     return Status();
   });
 }
@@ -437,7 +441,7 @@ constexpr Field<ResourceConfig> kResourceFields[] = {
                                 std::numeric_limits<int32_t>::max(), r.priority);
      }},
     {"params", false,
-     [](Ctx& c, const Located& v, ResourceConfig& r) { return read_params(c, v, r.params); }},
+     [](Ctx& c, const Located& v, ResourceConfig& r) { return read_params(c, v, r.params, r.params_at); }},
 };
 
 Status read_resources(Ctx& ctx, const Located& at, std::vector<ResourceConfig>& out) {
@@ -527,7 +531,7 @@ constexpr Field<PoolConfig> kPoolFields[] = {
        return read_int<uint32_t>(c, v, 1, 1024, p.workers);
      }},
     {"params", false,
-     [](Ctx& c, const Located& v, PoolConfig& p) { return read_params(c, v, p.params); }},
+     [](Ctx& c, const Located& v, PoolConfig& p) { return read_params(c, v, p.params, p.params_at); }},
     {"max_tasks_per_worker", false,
      [](Ctx& c, const Located& v, PoolConfig& p) {
        return read_int<uint64_t>(c, v, 0, std::numeric_limits<uint64_t>::max(),

@@ -6,6 +6,7 @@
 #include "plugin/elf.hpp"
 
 #include "plugin/loader.hpp"
+#include "plugin/params.hpp"
 
 #include <shoal/plugin.h>
 
@@ -29,6 +30,8 @@ constexpr uint64_t kMaxTableBytes = uint64_t{64} << 20;
 constexpr uint64_t kMaxNeeded = 4096;
 constexpr std::string_view kPluginAbiSymbol = "shoal_plugin_abi_version";
 constexpr std::string_view kResourceAbiSymbol = "shoal_resource_abi_version";
+constexpr std::string_view kPluginParamsSymbol = "shoal_plugin_params";
+constexpr std::string_view kResourceParamsSymbol = "shoal_resource_params";
 
 // A read-only descriptor with reads that stay inside the file it had when opened.
 class File {
@@ -165,6 +168,10 @@ class Reader {
         auto value = read_abi_value(sym, *name);
         if (!value) return value.error();
         (*name == kPluginAbiSymbol ? out.plugin_abi : out.resource_abi) = *value;
+      } else if (*name == kPluginParamsSymbol || *name == kResourceParamsSymbol) {
+        auto text = read_params_text(sym, *name);
+        if (!text) return text.error();
+        (*name == kPluginParamsSymbol ? out.plugin_params : out.resource_params) = std::move(*text);
       } else if (name->starts_with("shoal_") && !is_code(sym)) {
         out.data_symbols.emplace_back(*name);
       }
@@ -203,18 +210,45 @@ class Reader {
   Result<uint32_t> read_abi_value(const Elf64_Sym& sym, std::string_view name) const {
     const Error bad =
         plugin_error(what_, path_, std::string(name) + " is not a 4-byte constant (declare it as in shoal/plugin.h)");
-    if (ELF64_ST_TYPE(sym.st_info) != STT_OBJECT || sym.st_size != sizeof(uint32_t) || sym.st_shndx >= SHN_LORESERVE ||
-        sym.st_shndx >= sections_.size())
-      return bad;
+    if (sym.st_size != sizeof(uint32_t)) return bad;
+    const auto at = object_bytes(sym);
+    if (!at) return bad;
+    if (*at == kZeroFilled) return uint32_t{0};  // zero-initialized (.bss)
+    uint32_t value = 0;
+    if (!file_.read(*at, &value, sizeof value)) return bad;
+    return value;  // little-endian, as this machine (checked above)
+  }
+
+  // The text of a params declaration: a char array of at most kMaxParamsText bytes that
+  // ends with its one NUL. Parsed later (plugin/params.hpp), by its one reader.
+  Result<std::string> read_params_text(const Elf64_Sym& sym, std::string_view name) const {
+    const Error bad = plugin_error(what_, path_,
+                                   std::string(name) + " is not a NUL-terminated char array of at most " +
+                                       std::to_string(kMaxParamsText) + " bytes (define it with SHOAL_PARAMS)");
+    if (sym.st_size == 0 || sym.st_size > kMaxParamsText + 1) return bad;
+    const auto at = object_bytes(sym);
+    if (!at || *at == kZeroFilled) return bad;
+    std::string text(sym.st_size, '\0');
+    if (!file_.read(*at, text.data(), text.size()) || text.back() != '\0') return bad;
+    text.pop_back();
+    return text;
+  }
+
+  // Where a data symbol's st_size bytes lie in the file: its address, inside the section
+  // it belongs to, maps to a file offset through that section's sh_addr and sh_offset.
+  // kZeroFilled for a symbol in .bss; nullopt when it is not an object or lies outside.
+  static constexpr uint64_t kZeroFilled = ~uint64_t{0};
+  std::optional<uint64_t> object_bytes(const Elf64_Sym& sym) const {
+    if (ELF64_ST_TYPE(sym.st_info) != STT_OBJECT || sym.st_shndx >= SHN_LORESERVE || sym.st_shndx >= sections_.size())
+      return std::nullopt;
     const Elf64_Shdr& sec = sections_[sym.st_shndx];
     if (sym.st_value < sec.sh_addr || sym.st_value - sec.sh_addr > sec.sh_size ||
-        sec.sh_size - (sym.st_value - sec.sh_addr) < sizeof(uint32_t))
-      return bad;
-    if (sec.sh_type == SHT_NOBITS) return uint32_t{0};  // zero-initialized (.bss)
-    uint32_t value = 0;
+        sec.sh_size - (sym.st_value - sec.sh_addr) < sym.st_size)
+      return std::nullopt;
+    if (sec.sh_type == SHT_NOBITS) return kZeroFilled;
     const uint64_t offset = sec.sh_offset + (sym.st_value - sec.sh_addr);
-    if (offset < sec.sh_offset || !file_.read(offset, &value, sizeof value)) return bad;
-    return value;  // little-endian, as this machine (checked above)
+    if (offset < sec.sh_offset || offset == kZeroFilled) return std::nullopt;
+    return offset;
   }
 
   Result<void> read_dynamic(ElfExports& out) {
@@ -287,6 +321,14 @@ const char* abi_symbol(ModuleKind kind) {
 
 std::optional<uint32_t> declared_abi(const ElfExports& elf, ModuleKind kind) {
   return kind == ModuleKind::task_plugin ? elf.plugin_abi : elf.resource_abi;
+}
+
+const std::optional<std::string>& declared_params(const ElfExports& elf, ModuleKind kind) {
+  return kind == ModuleKind::task_plugin ? elf.plugin_params : elf.resource_params;
+}
+
+const char* params_symbol(ModuleKind kind) {
+  return kind == ModuleKind::task_plugin ? kPluginParamsSymbol.data() : kResourceParamsSymbol.data();
 }
 
 Fit fit(const ElfExports& elf, ModuleKind kind) {

@@ -38,6 +38,10 @@ struct ElfExports {
   std::optional<uint32_t> plugin_abi;
   /// Value of the `shoal_resource_abi_version` data symbol, when the file defines it.
   std::optional<uint32_t> resource_abi;
+  /// The text of `shoal_plugin_params` / `shoal_resource_params` (plugin/params.hpp),
+  /// without its NUL, when the file defines it.
+  std::optional<std::string> plugin_params;
+  std::optional<std::string> resource_params;
 
   bool exports(std::string_view name) const;
 };
@@ -56,6 +60,12 @@ std::optional<uint32_t> declared_abi(const ElfExports& elf, ModuleKind kind);
 
 /// The name of that data symbol: "shoal_plugin_abi_version" or "shoal_resource_abi_version".
 const char* abi_symbol(ModuleKind kind);
+
+/// The params declaration `elf` holds for `kind`, if it holds one.
+const std::optional<std::string>& declared_params(const ElfExports& elf, ModuleKind kind);
+
+/// The name of its data symbol: "shoal_plugin_params" or "shoal_resource_params".
+const char* params_symbol(ModuleKind kind);
 
 /// How far `elf` goes towards `kind`: every required export; some of them, or only the
 /// ABI data symbol; or nothing of it. The one classification `shoal check` (a file in

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -101,7 +102,8 @@ class Library {
     // What `shoal check` checks, before dlopen runs any of the file's code: a data symbol
     // under an entry point's name would load and resolve, then crash every task. Its
     // errors name the file as configured, not the descriptor it was read through.
-    if (auto check = check_module_file(from, kind); !check) {
+    auto check = check_module_file(from, kind);
+    if (!check) {
       std::string message = check.error().message;
       if (from != path)
         if (auto at = message.find(from.string()); at != std::string::npos) message.replace(at, from.string().size(), path.string());
@@ -124,12 +126,15 @@ class Library {
       if (!lib->has(sym)) return plugin_error(what, path, std::string("missing symbol ") + sym + " (not a shoal " + what + "?)");
     static std::vector<std::unique_ptr<dll::shared_library>> keep_loaded;
     keep_loaded.push_back(std::move(lib));
-    return Library(keep_loaded.back().get());
+    // The declaration as read from the very file loaded: the same bytes `shoal check` reads.
+    return Library(keep_loaded.back().get(), declared_params(*check, kind));
   }
+  const std::optional<std::string>& params() const { return params_; }
 
  private:
-  explicit Library(dll::shared_library* lib) : lib_(lib) {}
+  Library(dll::shared_library* lib, std::optional<std::string> params) : lib_(lib), params_(std::move(params)) {}
   dll::shared_library* lib_;
+  std::optional<std::string> params_;
 };
 
 }  // namespace
@@ -144,6 +149,7 @@ Result<PluginApi> load_plugin(const std::filesystem::path& path, const std::file
   api.run = lib->fn<shoal_status(shoal_ctx*, void*, shoal_bytes)>("shoal_run");
   api.fini = lib->fn<void(shoal_ctx*, void*)>("shoal_fini");
   api.recover = lib->fn<void(const shoal_host*, shoal_ctx*, uint32_t, const char*)>("shoal_recover");
+  api.params = lib->params();
   api.abi_version = api.abi();
   if (auto abi = check_abi(api.abi_version, path, what); !abi) return abi.error();
   return api;
@@ -159,6 +165,7 @@ Result<ResourceApi> load_resource_module(const std::filesystem::path& path, cons
   api.close = lib->fn<void(shoal_ctx*, void*)>("shoal_resource_close");
   api.recover =
       lib->fn<void(const shoal_host*, shoal_ctx*, const char*, uint32_t, const char*)>("shoal_resource_recover");
+  api.params = lib->params();
   api.abi_version = api.abi();
   if (auto abi = check_abi(api.abi_version, path, what); !abi) return abi.error();
   return api;

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -42,6 +43,7 @@ struct PluginApi {
   void (*fini)(shoal_ctx*, void*) = nullptr;
   void (*recover)(const shoal_host*, shoal_ctx*, uint32_t, const char*) = nullptr;  // optional
   uint32_t abi_version = 0;
+  std::optional<std::string> params;  // shoal_plugin_params as read from the file, if any
 };
 
 struct ResourceApi {
@@ -50,6 +52,7 @@ struct ResourceApi {
   void (*close)(shoal_ctx*, void*) = nullptr;
   void (*recover)(const shoal_host*, shoal_ctx*, const char*, uint32_t, const char*) = nullptr;  // optional
   uint32_t abi_version = 0;
+  std::optional<std::string> params;  // shoal_resource_params as read from the file, if any
 };
 
 /// Checks that `path` is a regular ELF shared object, loads it with RTLD_NOW|RTLD_LOCAL

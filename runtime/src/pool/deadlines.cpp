@@ -83,6 +83,7 @@ void Pool::Impl::on_start_timer() {
     if (p->phase() == WorkerProcess::Phase::starting && p->start_deadline <= now) {
       // An init that hangs (a database that never answers) must not hold the pool's start
       // forever: its exit is a failed start, reported with this reason.
+      p->start_timed_out = true;
       kill_worker(*p, "worker " + std::to_string(p->index()) + " did not finish init within start_timeout " +
                           seconds_text(p->config().start_timeout) + " (raise pools." + config.name + ".start_timeout)");
     }

@@ -44,6 +44,7 @@ void guarded(const std::string& pool, Fn&& deliver) noexcept {
 Outcome to_outcome(const OutcomeView& v) {
   Outcome o;
   o.status = v.status;
+  o.reason = v.reason;
   o.generation = v.generation;
   o.output.assign(v.output);
   o.error.assign(v.error);
@@ -84,6 +85,7 @@ bool Pool::Impl::drain_results(WorkerProcess& w) {
     const uint32_t out_size = rec->header.size - rec->header.error_size;
     OutcomeView v;
     v.status = rec->header.status == static_cast<uint32_t>(WireStatus::ok) ? Status::ok : Status::error;
+    v.reason = v.status == Status::ok ? Reason::none : Reason::plugin_error;
     v.output = std::string_view(p, out_size);
     v.error = std::string_view(p + out_size, rec->header.error_size);
     v.worker = static_cast<int32_t>(w.index());
@@ -102,6 +104,7 @@ bool Pool::Impl::drain_results(WorkerProcess& w) {
       Outcome o = to_outcome(v);
       w.results.skip(*rec);
       o.status = Status::timeout;
+      o.reason = Reason::timed_out;
       o.error = "task_timeout " + seconds_text(config.task_timeout) + " passed; the task stopped when asked";
       retry_or_complete(task, std::move(o));
     } else if (task->batch != nullptr && task->batch->takes_views()) {
@@ -202,7 +205,8 @@ void Pool::Impl::dispatch() {
       const std::string_view input = pending_input();
       if (input.size() > limit) {  // a batch's input, checked only now (a submit's was at enqueue)
         counters->on_refused();
-        guarded(config.name, [&] { finish(pop_pending(), rejection(too_large(input.size()))); });
+        Outcome refused = rejection(Reason::input_too_large, too_large(input.size()));
+        guarded(config.name, [&] { finish(pop_pending(), std::move(refused)); });
         continue;
       }
       // A suspect task runs alone: only into an empty queue, and nothing after it.
@@ -260,11 +264,7 @@ void Pool::Impl::take_incoming() {
     pending.push_back(std::move(q));
   }
   batch.clear();
-  if (term || phase == Phase::done) {
-    Outcome o = rejection("pool terminated before the task started");
-    o.status = Status::cancelled;
-    cancel_pending(o);
-  }
+  if (term || phase == Phase::done) cancel_pending(stopped_outcome(term, "pool terminated before the task started"));
 }
 
 bool Pool::Impl::retry_or_complete(TaskPtr& task, Outcome&& outcome) {
@@ -372,10 +372,8 @@ void Pool::Impl::run_loop() {
     if (term && !terminate_seen) {
       terminate_seen = true;
       take_incoming();
-      Outcome o = rejection("pool terminated before the task started");
-      o.status = Status::cancelled;
-      cancel_pending(o);
-      if (phase == Phase::starting) finish_start(false, "pool terminated while starting");
+      cancel_pending(cancellation(Reason::terminated, "pool terminated before the task started"));
+      if (phase == Phase::starting) finish_start(false, Error{Errc::cancelled, "pool terminated while starting"});
       request_stop(StopMode::now);
     }
     if (!stop_requested) {
@@ -404,11 +402,9 @@ void Pool::Impl::run_loop() {
   take_incoming();
   // The last line of "exactly one outcome": whatever is still queued (a worker's tasks
   // that came back while the pool stopped) ends here.
-  Outcome o = rejection("pool stopped before the task started");
-  o.status = Status::cancelled;
-  cancel_pending(o);
+  cancel_pending(stopped_outcome(terminate_seen, "pool stopped before the task started"));
   counters->set_load(0, 0);
-  finish_start(false, "pool stopped while starting");
+  finish_start(false, Error{Errc::cancelled, "pool stopped while starting"});
   abandon_operations("pool stopped");  // none can be queued after `closed`; none waits for ever
 }
 
@@ -418,7 +414,7 @@ void Pool::Impl::on_start_cancel() {
   unwatch(start_cancel_fd);
   start_cancel_fd = -1;
   if (phase != Phase::starting) return;
-  finish_start(false, "start cancelled");
+  finish_start(false, Error{Errc::cancelled, "start cancelled"});
   request_terminate();
 }
 

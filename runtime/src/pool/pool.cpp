@@ -34,6 +34,20 @@ std::string_view to_string(Status s) noexcept {
   return "rejected";
 }
 
+std::string_view to_string(Reason r) noexcept {
+  switch (r) {
+    case Reason::none: return "none";
+    case Reason::plugin_error: return "plugin_error";
+    case Reason::crashed: return "crashed";
+    case Reason::timed_out: return "timed_out";
+    case Reason::pool_closed: return "pool_closed";
+    case Reason::pool_failed: return "pool_failed";
+    case Reason::input_too_large: return "input_too_large";
+    case Reason::terminated: return "terminated";
+  }
+  return "none";
+}
+
 std::string_view to_string(ExitCause c) noexcept {
   switch (c) {
     case ExitCause::exit: return "exit";
@@ -51,11 +65,22 @@ Error ipc_error(const char* what) { return Error{Errc::ipc, std::string(what) + 
 
 }  // namespace
 
-Outcome Pool::Impl::rejection(const std::string& why) const {
+Outcome Pool::Impl::rejection(Reason reason, const std::string& why) const {
   Outcome o;
   o.status = Status::rejected;
+  o.reason = reason;
   o.error = why;
   return o;
+}
+
+Outcome Pool::Impl::cancellation(Reason reason, const std::string& why) const {
+  Outcome o = rejection(reason, why);
+  o.status = Status::cancelled;
+  return o;
+}
+
+Outcome Pool::Impl::stopped_outcome(bool terminated, const std::string& why) const {
+  return cancellation(terminated ? Reason::terminated : failed ? Reason::pool_failed : Reason::pool_closed, why);
 }
 
 Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const RuntimeOptions& options) {
@@ -106,10 +131,10 @@ Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const Runtim
     std::unique_lock lock(impl->mu);
     impl->start_cv.wait(lock, [&] { return impl->start_state != Impl::StartState::waiting; });
     if (impl->start_state == Impl::StartState::failed) {
-      std::string why = impl->start_error;
+      Error why = impl->start_error;
       lock.unlock();
       impl->loop.join();
-      return Error{Errc::plugin, "pool " + impl->config.name + ": " + why};
+      return Error{why.code, "pool " + impl->config.name + ": " + why.message};
     }
   }
   return std::unique_ptr<Pool>(new Pool(std::move(impl)));
@@ -127,12 +152,17 @@ Pool::~Pool() {
 void Pool::Impl::enqueue(Queued entry) {
   const uint64_t limit = max_payload(site.layout.capacity);
   std::string why;
+  Reason reason = Reason::none;
   {
     std::lock_guard lock(mu);
     // A batch's input sizes are checked as its tasks are dispatched, not in a pass here.
-    if (closed) why = closed_reason;
-    else if (entry.task && entry.task->input.size() > limit) why = too_large(entry.task->input.size());
-    else {
+    if (closed) {
+      why = closed_reason;
+      reason = closed_code;
+    } else if (entry.task && entry.task->input.size() > limit) {
+      why = too_large(entry.task->input.size());
+      reason = Reason::input_too_large;
+    } else {
       incoming.push_back(std::move(entry));
       has_incoming.store(true, std::memory_order_seq_cst);
     }
@@ -144,13 +174,13 @@ void Pool::Impl::enqueue(Queued entry) {
   // Refused before the loop saw it: this thread is the only one delivering for it.
   if (entry.task) {
     counters->on_refused();
-    finish(std::move(entry.task), rejection(why));
+    finish(std::move(entry.task), rejection(reason, why));
     return;
   }
   entry.batch->make_all_slots();
   for (size_t i = 0; i < entry.batch->inputs.size(); ++i) {
     counters->on_refused();
-    entry.batch->put(i, rejection(why));
+    entry.batch->put(i, rejection(reason, why));
   }
 }
 
@@ -270,7 +300,7 @@ class Batch final : public BatchSink {
 
   void put(size_t index, Outcome&& o) override {
     if (views_ != nullptr) {  // an outcome that never reached the ring (crashed, rejected, ...)
-      const OutcomeView v{o.status, o.generation, o.output, o.error, o.worker, o.attempts, o.duration};
+      const OutcomeView v{o.status, o.reason, o.generation, o.output, o.error, o.worker, o.attempts, o.duration};
       put_view(index, v);
       return;
     }
@@ -395,6 +425,7 @@ void Pool::Impl::request_terminate() {
   std::lock_guard lock(mu);
   closed = true;
   closed_reason = "pool closed";
+  closed_code = Reason::pool_closed;
   terminating = true;
   has_incoming.store(true);
   eventfd_signal(submit_event.get());

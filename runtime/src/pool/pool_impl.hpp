@@ -74,6 +74,7 @@ struct Pool::Impl {
   bool closed = false;       // no more submissions
   bool terminating = false;  // terminate() was called
   std::string closed_reason = "pool closed";
+  Reason closed_code = Reason::pool_closed;  // closed_reason as the code a submit after it gets
   // The loop announces its sleep here; callers after queueing look (ipc/wake.hpp).
   std::atomic<uint32_t> loop_sleeping{0};
   detail::WakeChannel loop_channel() noexcept { return {&loop_sleeping, nullptr}; }
@@ -83,7 +84,7 @@ struct Pool::Impl {
   // start handshake and status for monitoring
   std::condition_variable start_cv;
   enum class StartState { waiting, ok, failed } start_state = StartState::waiting;
-  std::string start_error;
+  Error start_error;
   std::vector<int> pids;  // live worker pids
   std::unique_ptr<detail::PoolCounters> counters;  // its own locking (stats.hpp)
 
@@ -97,6 +98,7 @@ struct Pool::Impl {
   size_t inflight_total = 0;
   double avg_task_ns = 0;  // moving average of shoal_run time, drives dispatch depth
   uint32_t start_failures = 0;
+  Error spawn_error{Errc::spawn, {}};  // why the last start_process of a reload could not spawn
   bool steal_armed = false;
   bool stop_requested = false;  // workers were told to stop
   detail::StopMode stop_mode = detail::StopMode::run;
@@ -149,9 +151,13 @@ struct Pool::Impl {
   void retire(detail::WorkerProcess& w);
   /// SIGKILLs it once; `violation`: it broke the protocol (its front task counts as run).
   void kill_worker(detail::WorkerProcess& w, std::string reason, bool violation = false);
-  void fail_pool(const std::string& reason);
+  /// The pool fails with `reason`; while it starts, Pool::start returns it.
+  void fail_pool(const Error& reason);
   std::string failure_reason();  // "pool failed: …" once failed
-  void finish_start(bool ok, const std::string& error);
+  void finish_start(bool ok, const Error& error = {});
+  /// The outcome (cancelled) of a task a stop left queued: `terminated` by a terminate,
+  /// or else the pool failed or was closed.
+  Outcome stopped_outcome(bool terminated, const std::string& why) const;
   void update_pids();
   bool all_slots_ready() const;
 
@@ -177,7 +183,7 @@ struct Pool::Impl {
   void step_operation();
   /// Loop thread: a process of an operation reported ready, or ended before it was.
   void on_operation_ready(detail::WorkerProcess& w);
-  void on_operation_start_failed(detail::WorkerProcess& w, const std::string& why);
+  void on_operation_start_failed(detail::WorkerProcess& w, const Error& why);
   void begin_reload(detail::Operation& op);
   void step_reload(detail::Operation& op);
   void begin_resize(detail::Operation& op);
@@ -192,7 +198,8 @@ struct Pool::Impl {
   void request_terminate();  // Pool::terminate(), also from the loop thread
   void wake_loop();
   std::string too_large(size_t bytes) const;
-  Outcome rejection(const std::string& why) const;
+  Outcome rejection(Reason reason, const std::string& why) const;
+  Outcome cancellation(Reason reason, const std::string& why) const;
 };
 
 }  // namespace shoal

@@ -38,9 +38,9 @@ struct Operation {
   GenerationPtr target, previous;  // reload: what the slots switch to, and back on failure
   uint32_t next = 0;               // reload: the first slot not yet looked at
   WorkerProcess* incoming = nullptr;
-  std::string failure;                  // reload: why a new process could not start (rolling back)
+  Error failure{Errc::plugin, {}};      // reload: why a new process could not start (rolling back)
   std::vector<uint32_t> starting;       // resize up: slots whose first process is not ready yet
-  std::string start_error;              // resize up: the first that could not start
+  Error start_error{Errc::plugin, {}};  // resize up: the first that could not start
 };
 
 }  // namespace detail
@@ -206,7 +206,7 @@ void Pool::Impl::begin_reload(Operation& op) {
 
 void Pool::Impl::step_reload(Operation& op) {
   if (op.incoming != nullptr) return;  // it reports ready, or its failure
-  const GenerationPtr& goal = op.failure.empty() ? op.target : op.previous;
+  const GenerationPtr& goal = op.failure.message.empty() ? op.target : op.previous;
   while (op.next < slots.size() && slots[op.next].generation == goal) ++op.next;
   if (op.next < slots.size()) {
     WorkerSlot& slot = slots[op.next];
@@ -217,8 +217,9 @@ void Pool::Impl::step_reload(Operation& op) {
     if (op.incoming != nullptr) return;  // it reports ready, or its failure
     // Not spawned: as a start that failed. The slot keeps its process and its cause.
     if (slot.process == nullptr && !recover.empty()) slot.recover_cause = recover;
-    if (op.failure.empty()) {
-      op.failure = "worker " + std::to_string(slot.index) + " could not be spawned (the log says why)";
+    if (op.failure.message.empty()) {
+      op.failure =
+          Error{spawn_error.code, "worker " + std::to_string(slot.index) + " could not be spawned (the log says why)"};
       op.next = 0;
     } else {
       ++op.next;  // rolling back: this slot stays as it is
@@ -229,12 +230,12 @@ void Pool::Impl::step_reload(Operation& op) {
   // and those recovering after one that died (a new one that never became ready).
   if (any_leaving()) return;
   const auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - op.began);
-  if (!op.failure.empty()) {
+  if (!op.failure.message.empty()) {
     const std::string why = "reload failed, rolled back to generation " + std::to_string(op.previous->number) + ": " +
-                            op.failure;
+                            op.failure.message;
     counters->on_reload(op.previous->number, false, why, took);
     logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), why.c_str());
-    return end_operation(Error{Errc::plugin, "pool " + config.name + ": " + why});
+    return end_operation(Error{op.failure.code, "pool " + config.name + ": " + why});
   }
   generation = op.target;
   {
@@ -292,7 +293,8 @@ void Pool::Impl::begin_resize(Operation& op) {
 void Pool::Impl::step_resize(Operation& op) {
   if (!op.starting.empty() || any_leaving()) return;
   logf(LogLevel::info, "pool %s: resized to %zu workers", config.name.c_str(), slots.size());
-  if (!op.start_error.empty()) return end_operation(Error{Errc::plugin, "pool " + config.name + ": " + op.start_error});
+  if (!op.start_error.message.empty())
+    return end_operation(Error{op.start_error.code, "pool " + config.name + ": " + op.start_error.message});
   end_operation({});
 }
 
@@ -316,18 +318,18 @@ void Pool::Impl::on_operation_ready(WorkerProcess& w) {
   ++op.next;
 }
 
-void Pool::Impl::on_operation_start_failed(WorkerProcess& w, const std::string& why) {
+void Pool::Impl::on_operation_start_failed(WorkerProcess& w, const Error& why) {
   if (!operation) return;
   Operation& op = *operation;
   if (op.kind == Operation::Kind::resize) {
     if (std::find(op.starting.begin(), op.starting.end(), w.index()) == op.starting.end()) return;
     std::erase(op.starting, w.index());
-    if (op.start_error.empty()) op.start_error = why;
+    if (op.start_error.message.empty()) op.start_error = why;
     return;
   }
   if (&w != op.incoming) return;
   op.incoming = nullptr;
-  if (op.failure.empty()) {
+  if (op.failure.message.empty()) {
     op.failure = why;  // turn around: every slot goes back to the old generation
     op.next = 0;
     return;
@@ -335,7 +337,7 @@ void Pool::Impl::on_operation_start_failed(WorkerProcess& w, const std::string& 
   // The old generation cannot start again either (its file is gone?): this slot keeps
   // the new one, and the log says so.
   logf(LogLevel::warn, "pool %s: rolling back worker %u failed too (%s); it stays on generation %u",
-       config.name.c_str(), w.index(), why.c_str(), slots[w.index()].generation->number);
+       config.name.c_str(), w.index(), why.message.c_str(), slots[w.index()].generation->number);
   ++op.next;
 }
 

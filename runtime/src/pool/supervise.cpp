@@ -25,10 +25,11 @@ WorkerProcess* Pool::Impl::start_process(uint32_t index, GenerationPtr gen, Work
     // A reload's new process that cannot even be spawned (descriptors or memory run
     // out) is the reload's failure: it rolls back, the serving processes are not at fault.
     logf(LogLevel::warn, "pool %s: worker %u: %s", config.name.c_str(), index, p.error().message.c_str());
+    spawn_error = p.error();
     return nullptr;
   }
   if (!p) {
-    fail_pool(p.error().message);
+    fail_pool(p.error());
     return nullptr;
   }
   WorkerProcess* w = p->get();
@@ -55,7 +56,7 @@ bool Pool::Impl::all_slots_ready() const {
   });
 }
 
-void Pool::Impl::finish_start(bool ok, const std::string& error) {
+void Pool::Impl::finish_start(bool ok, const Error& error) {
   std::lock_guard lock(mu);
   if (start_state != StartState::waiting) return;
   start_state = ok ? StartState::ok : StartState::failed;
@@ -76,7 +77,7 @@ void Pool::Impl::on_control(WorkerProcess& w) {
   if (w.role == WorkerProcess::Role::incoming || operation) on_operation_ready(w);
   if (phase == Phase::starting && all_slots_ready()) {
     phase = Phase::running;
-    finish_start(true, {});
+    finish_start(true);
   }
 }
 
@@ -121,20 +122,21 @@ std::string Pool::Impl::failure_reason() {
   return closed_reason;
 }
 
-void Pool::Impl::fail_pool(const std::string& reason) {
+void Pool::Impl::fail_pool(const Error& reason) {
   if (failed) return;
   failed = true;
   // A pool that fails while starting returns the reason from Pool::start; only a failure
   // later, with nobody waiting on a result, is logged here.
   if (phase == Phase::starting) finish_start(false, reason);
-  else logf(LogLevel::error, "pool %s failed: %s", config.name.c_str(), reason.c_str());
+  else logf(LogLevel::error, "pool %s failed: %s", config.name.c_str(), reason.message.c_str());
   {
     std::lock_guard lock(mu);
     closed = true;
-    closed_reason = "pool failed: " + reason;
+    closed_reason = "pool failed: " + reason.message;
+    closed_code = Reason::pool_failed;
   }
   take_incoming();
-  cancel_pending(rejection("pool failed: " + reason));
+  cancel_pending(rejection(Reason::pool_failed, "pool failed: " + reason.message));
   request_stop(StopMode::now);
 }
 
@@ -193,14 +195,16 @@ void Pool::Impl::on_worker_ended(WorkerProcess& w, WorkerProcess::Ended e) {
     // database that was down): retry with back-off, and give up after a few failed
     // starts in a row. A worker that could not even load what it runs (kExitFatal) would
     // fail the same way every time: the pool fails at once.
+    const Errc code = e.start_failure.code;
+    const std::string& why = e.start_failure.message;
     if (phase == Phase::starting)
       fail_pool(e.start_failure);
     else if (e.cannot_pass)
-      fail_pool(e.start_failure + "; not respawned: a new worker would fail the same way");
+      fail_pool(Error{code, why + "; not respawned: a new worker would fail the same way"});
     else if (++start_failures >= kMaxStartFailures)
-      fail_pool(std::to_string(kMaxStartFailures) + " workers in a row failed to start; last: " + e.start_failure);
+      fail_pool(Error{code, std::to_string(kMaxStartFailures) + " workers in a row failed to start; last: " + why});
     else
-      logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), e.start_failure.c_str());
+      logf(LogLevel::warn, "pool %s: %s", config.name.c_str(), why.c_str());
     if (operation) on_operation_start_failed(w, e.start_failure);
   }
   if (slot && !stop_requested) {
@@ -228,7 +232,7 @@ void Pool::Impl::settle_tasks(WorkerProcess& w, WorkerProcess::Ended& e) {
     bool ran = first && ((e.running != 0 && t->id == e.running) || e.violation);
     first = false;
     if (ran) ++t->attempts;
-    Outcome o = rejection(e.death);
+    Outcome o = rejection(Reason::crashed, e.death);
     o.attempts = t->attempts;
     if (ran) {
       o.worker = static_cast<int32_t>(w.index());
@@ -240,6 +244,7 @@ void Pool::Impl::settle_tasks(WorkerProcess& w, WorkerProcess::Ended& e) {
     const std::string cut_off = "terminated while running, grace " + seconds_text(w.config().grace) + " passed";
     if (terminate_seen) {
       o.status = Status::cancelled;
+      o.reason = Reason::terminated;
       if (!ran) o.error = "pool terminated before the task started";
       else if (abandoned) o.error = cut_off;
       complete(std::move(t), std::move(o));
@@ -247,6 +252,7 @@ void Pool::Impl::settle_tasks(WorkerProcess& w, WorkerProcess::Ended& e) {
       // Stopped because the pool failed, not by a fault of its own: cancelled, with the
       // pool's cause (decision 1, as for a terminate).
       o.status = Status::cancelled;
+      o.reason = Reason::pool_failed;
       o.error = failure_reason() + "; " + cut_off;
       complete(std::move(t), std::move(o));
     } else if (ran && abandoned && w.role == WorkerProcess::Role::retiring) {
@@ -255,6 +261,7 @@ void Pool::Impl::settle_tasks(WorkerProcess& w, WorkerProcess::Ended& e) {
       back.push_back(std::move(t));
     } else if (ran && (t->attempts > config.retries || failed)) {
       o.status = e.timeout_kill ? Status::timeout : Status::crashed;
+      o.reason = e.timeout_kill ? Reason::timed_out : Reason::crashed;
       complete(std::move(t), std::move(o));
     } else {
       // A task that scribbles need not be the one in front: each task that was queued in
@@ -268,7 +275,7 @@ void Pool::Impl::settle_tasks(WorkerProcess& w, WorkerProcess::Ended& e) {
     back.pop_back();
   }
   // A failed pool starts no worker again: what went back to the queue ends here.
-  if (failed) cancel_pending(rejection(failure_reason()));
+  if (failed) cancel_pending(rejection(Reason::pool_failed, failure_reason()));
 }
 
 }  // namespace shoal

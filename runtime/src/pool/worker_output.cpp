@@ -21,7 +21,7 @@ namespace shoal::detail {
 
 Result<WorkerPipe> worker_pipe(int flags) {
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC | flags) != 0) return Error{Errc::io, std::string("pipe2: ") + std::strerror(errno)};
+  if (::pipe2(fds, O_CLOEXEC | flags) != 0) return Error{Errc::ipc, std::string("pipe2: ") + std::strerror(errno)};
   WorkerPipe p;
   p.read = Fd(fds[0]);
   auto write = move_fd_above(Fd(fds[1]), 16);

@@ -3,6 +3,7 @@
 #include "pool/worker_process.hpp"
 
 #include "common/check.hpp"
+#include "ipc/fatal.hpp"
 #include "ipc/init_message.hpp"
 
 #include <fcntl.h>
@@ -278,7 +279,7 @@ bool WorkerProcess::on_control() {
       start_deadline = TimePoint::max();
       became_ready = true;
     } else if (m->type == MsgType::fatal && !was_ready_) {
-      fatal_message_ = m->body;
+      fatal_ = decode_fatal(m->body);
     } else if (m->type == MsgType::note && notes_.size() < 4096) {
       // A note names a finalizer or a limit: a few hundred bytes. More is cut, so that a
       // worker's words stay one readable log line.
@@ -345,12 +346,13 @@ WorkerProcess::Ended WorkerProcess::ended(const ExitStatus& st) {
                       : killed_                             ? kill_reason_ + ": " + describe(st)
                                                             : describe(st);
   if (phase_ == Phase::starting) {
-    e.start_failure = !fatal_message_.empty() ? fatal_message_ + " (" + who + ")"
-                      : killed_                ? kill_reason_
-                                               : who + " exited before it was ready: " + describe(st);
+    // Dying in init (a signal, an exit) is the plugin's doing, as is a flooded channel.
+    e.start_failure = !fatal_.message.empty() ? Error{fatal_.code, fatal_.message + " (" + who + ")"}
+                      : killed_ ? Error{start_timed_out ? Errc::timeout : Errc::plugin, kill_reason_}
+                                : Error{Errc::plugin, who + " exited before it was ready: " + describe(st)};
     // The code alone could be a plugin's own exit(2): only the worker's Fatal message
     // with it says that loading failed.
-    e.cannot_pass = st.exited && st.code == kExitFatal && !fatal_message_.empty();
+    e.cannot_pass = st.exited && st.code == kExitFatal && !fatal_.message.empty();
   }
   e.running = block->running_task.load(std::memory_order_acquire);
   e.front_started = front_started;

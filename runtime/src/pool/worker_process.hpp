@@ -87,7 +87,7 @@ class WorkerProcess {
     bool cannot_pass = false;  // it could not load what it runs: a new one would fail the same way
     std::string death;         // one line for the log: the kill reason, or how it died, and its notes
     std::string exit_kind;     // the kind of end, for the stats (equal ends count together)
-    std::string start_failure; // before ready: why it never became ready
+    Error start_failure;       // before ready: why it never became ready
     std::string recover_cause; // its chain did not run to the end: the next process recovers
     std::string notes;
     uint64_t running = 0;      // the task it said it runs (0: none)
@@ -163,6 +163,7 @@ class WorkerProcess {
   TimePoint front_started;
   uint64_t timed_out_id = 0;
   bool timeout_kill = false;  // killed because a task ignored its timeout
+  bool start_timed_out = false;  // killed because its init passed start_timeout
   TimePoint start_deadline = TimePoint::max();  // start_timeout, while starting
   TimePoint kill_at = TimePoint::max();         // a stop asked of it ends in SIGKILL by then
   TimePoint escalate_at = TimePoint::max();     // a retiring one's drain becomes a stop now then
@@ -187,7 +188,7 @@ class WorkerProcess {
   Fd log_;                      // read end of its log records (a packet pipe)
   Fd segment_;                  // its memfd: block and rings
   Mapping block_map_, task_map_, result_map_;
-  std::string fatal_message_;   // from a Fatal message, before Ready
+  Error fatal_{Errc::plugin, {}};   // from a Fatal message, before Ready
   std::string notes_;           // Note messages: why it stopped or what hung
   std::string recover_sent_;    // the cause this process was started to recover from
   bool chain_done_ = false;     // it said its finalizer chain ran to the end

@@ -94,7 +94,10 @@ typedef struct shoal_host {
   /** The handle of the resource named `name` configured for this pool, or NULL. */
   void *(*resource)(shoal_ctx *ctx, const char *name);
   /** The value of pool parameter `key` (from the config's `params`), or NULL. Valid until
-   *  shoal_fini returns. Non-string YAML values are given as their YAML text. */
+   *  shoal_fini returns. Non-string YAML values are given as their YAML text. In a plugin
+   *  that declares its params (SHOAL_PARAMS): the checked value in canonical form, or the
+   *  declared default; a `key` it does not declare returns NULL and fails the call it is
+   *  made in (init or the task) with a message naming it. */
   const char *(*param)(shoal_ctx *ctx, const char *key);
   /** Write a line to the host's log, prefixed with the pool and worker index. */
   void (*log)(shoal_ctx *ctx, int32_t level, const char *msg);
@@ -119,6 +122,11 @@ SHOAL_EXPORT uint32_t shoal_plugin_abi(void);
  *  the constant `shoal inspect` shows the ABI as "unknown until loaded"; the worker
  *  calls shoal_plugin_abi either way, and that answer decides. */
 SHOAL_EXPORT extern const uint32_t shoal_plugin_abi_version;
+/** Optional: the params this plugin takes, as data (see SHOAL_PARAMS below). With it,
+ *  `shoal check` and the worker refuse a pool whose `params:` do not match it, the worker
+ *  hands the plugin declared defaults and canonical values, and host->param of a name it
+ *  does not declare is an error. */
+SHOAL_EXPORT extern const char shoal_plugin_params[];
 /** Once per worker. Keep `host`; set `*user` to the plugin's state (handed to run and fini).
  *  A negative return (with report_error for the message) fails the worker start. */
 SHOAL_EXPORT shoal_status shoal_init(const shoal_host *host, shoal_ctx *ctx, void **user);
@@ -132,6 +140,47 @@ SHOAL_EXPORT void shoal_fini(shoal_ctx *ctx, void *user);
  *  a hung finalizer). `cause` says how it died ("signal 9 (SIGKILL)"). Remove stale
  *  lock files, temp files or leases here. `ctx` is valid only during the call. */
 SHOAL_EXPORT void shoal_recover(const shoal_host *host, shoal_ctx *ctx, uint32_t dead_worker, const char *cause);
+
+/* ---- Declared params ----
+ *
+ * A plugin (or resource module) says which `params:` it takes in one char array that
+ * `shoal check` reads from the file without loading it (text, no pointers: pointers in
+ * data need relocations that only the loader applies). In one C or C++ source file:
+ *
+ *     SHOAL_PARAMS(
+ *       SHOAL_PARAM_ONE_OF("algorithm", "sha256|sha512", SHOAL_DEFAULT("sha256"), "digest to compute")
+ *       SHOAL_PARAM_INT("rounds", 1, 1000, SHOAL_REQUIRED, "how often to hash")
+ *       SHOAL_PARAM_DURATION("timeout", SHOAL_DEFAULT("5s"), "per-file limit")
+ *       SHOAL_PARAM_STRING("label", SHOAL_OPTIONAL, "prefix of each line"))
+ *
+ * (SHOAL_RESOURCE_PARAMS in a resource module.) Each param is required, optional (no
+ * value unless configured) or has a default that the worker hands over when the config
+ * omits it. Types and what host->param then returns (always the canonical text):
+ *   STRING    any value, as configured
+ *   INT       a decimal integer within [MIN, MAX] (integer literals), e.g. "-3"
+ *   SIZE      "4MiB", "512KiB", "4096", ... -> the byte count, e.g. "4194304"
+ *   DURATION  "250ms", "30s", "2m", "0", ... -> nanoseconds, e.g. "250000000"
+ *   BOOL      true or false -> "true" or "false"
+ *   ONE_OF    one of the '|'-separated words, e.g. "sha512"
+ * Names are [A-Za-z0-9_.-]; no field may hold a tab or a new line. sdk/docs/plugin-params.md
+ * describes the format byte for byte. */
+#define SHOAL_PARAMS_FORMAT "shoal-params 1\n"
+#define SHOAL_PARAM_STR_(x) #x
+#define SHOAL_PARAM_XSTR_(x) SHOAL_PARAM_STR_(x)
+/** Presence: one of these three. A default is written as text ("5000", "30s", "true"). */
+#define SHOAL_REQUIRED "!"
+#define SHOAL_OPTIONAL "?"
+#define SHOAL_DEFAULT(text) "=" text
+#define SHOAL_PARAM_(name, type, spec, presence, doc) name "\t" type "\t" spec "\t" presence "\t" doc "\n"
+#define SHOAL_PARAM_STRING(name, presence, doc) SHOAL_PARAM_(name, "string", "", presence, doc)
+#define SHOAL_PARAM_INT(name, min, max, presence, doc) \
+  SHOAL_PARAM_(name, "int", SHOAL_PARAM_XSTR_(min) ".." SHOAL_PARAM_XSTR_(max), presence, doc)
+#define SHOAL_PARAM_SIZE(name, presence, doc) SHOAL_PARAM_(name, "size", "", presence, doc)
+#define SHOAL_PARAM_DURATION(name, presence, doc) SHOAL_PARAM_(name, "duration", "", presence, doc)
+#define SHOAL_PARAM_BOOL(name, presence, doc) SHOAL_PARAM_(name, "bool", "", presence, doc)
+#define SHOAL_PARAM_ONE_OF(name, words, presence, doc) SHOAL_PARAM_(name, "one_of", words, presence, doc)
+/** Defines shoal_plugin_params from the SHOAL_PARAM_* entries (none: it takes no params). */
+#define SHOAL_PARAMS(...) const char shoal_plugin_params[] = SHOAL_PARAMS_FORMAT __VA_ARGS__;
 
 #ifdef __cplusplus
 }

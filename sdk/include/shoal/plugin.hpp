@@ -9,6 +9,13 @@
 //   };                                                   // ~Upper() runs as shoal_fini
 //   SHOAL_PLUGIN(Upper)
 //
+// Params are declared next to it with SHOAL_PARAMS (shoal/plugin.h) and read typed:
+//
+//   SHOAL_PARAMS(SHOAL_PARAM_INT("n", 1, 64, SHOAL_DEFAULT("8"), "batch size")
+//                SHOAL_PARAM_DURATION("wait", SHOAL_DEFAULT("1s"), "pause between batches"))
+//   n_ = init.param<int64_t>("n");                       // 8 unless configured
+//   wait_ = init.param<std::chrono::milliseconds>("wait");
+//
 // SHOAL_PLUGIN writes the extern "C" exports. Every exception is caught at the C
 // boundary: std::exception becomes an `error` outcome carrying what(), anything else
 // "unknown exception". The object lives from init to fini, in the worker process.
@@ -17,6 +24,9 @@
 
 #include <shoal/plugin.h>
 
+#include <charconv>
+#include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -24,8 +34,49 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <type_traits>
 
 namespace shoal {
+
+namespace detail {
+
+template <class T>
+struct is_duration : std::false_type {};
+template <class R, class P>
+struct is_duration<std::chrono::duration<R, P>> : std::true_type {};
+
+[[noreturn]] inline void bad_param(const char* key, const char* value, const char* want) {
+  throw std::invalid_argument(std::string("param '") + key + "': '" + value + "' is not " + want +
+                              " (declare the param with its type in SHOAL_PARAMS)");
+}
+
+// `text` is the canonical form the worker hands over for a declared param (shoal/plugin.h).
+template <class T>
+T param_as(const char* key, const char* text) {
+  const char* end = text + std::strlen(text);
+  if constexpr (std::is_same_v<T, std::string>) {
+    return std::string(text, end);
+  } else if constexpr (std::is_same_v<T, bool>) {
+    if (std::strcmp(text, "true") == 0) return true;
+    if (std::strcmp(text, "false") == 0) return false;
+    bad_param(key, text, "true or false");
+  } else if constexpr (std::is_integral_v<T>) {
+    T out{};
+    auto [at, ec] = std::from_chars(text, end, out);
+    if (ec != std::errc() || at != end || at == text) bad_param(key, text, "an integer in the range of the type asked for");
+    return out;
+  } else if constexpr (is_duration<T>::value) {
+    int64_t ns = 0;
+    auto [at, ec] = std::from_chars(text, end, ns);
+    if (ec != std::errc() || at != end || at == text) bad_param(key, text, "a duration in nanoseconds");
+    return std::chrono::duration_cast<T>(std::chrono::nanoseconds(ns));
+  } else {
+    static_assert(is_duration<T>::value, "param<T>: T is std::string, bool, an integer type or a std::chrono::duration");
+  }
+}
+
+}  // namespace detail
 
 /// Thrown by Output when the result ring cannot hold the output; its message names the
 /// limit. Let it propagate: the task becomes `error`.
@@ -48,6 +99,18 @@ class Host {
   std::string param_or(const char* key, std::string_view fallback) const {
     auto v = param(key);
     return std::string(v ? *v : fallback);
+  }
+  /// Declared param `key` as a T: std::string (any type), bool (BOOL), an integer type
+  /// (INT; SIZE as bytes), a std::chrono::duration (DURATION). The worker has checked the
+  /// value against SHOAL_PARAMS and filled in the default, so this throws (failing init
+  /// or the task) only when the param has no value (optional, not configured), when the
+  /// plugin declares nothing, or when T does not fit the declared type.
+  template <class T>
+  T param(const char* key) const {
+    const char* v = host_->param(ctx_, key);
+    if (v == nullptr)
+      throw std::invalid_argument(std::string("param '") + key + "' has no value (not configured, no default)");
+    return detail::param_as<T>(key, v);
   }
   /// Index of this worker within its pool.
   uint32_t worker_index() const noexcept { return host_->worker_index(ctx_); }

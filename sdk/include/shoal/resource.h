@@ -27,6 +27,11 @@ SHOAL_EXPORT uint32_t shoal_resource_abi(void);
  *  (see shoal_plugin_abi_version):
  *      SHOAL_EXPORT const uint32_t shoal_resource_abi_version = SHOAL_ABI_VERSION; */
 SHOAL_EXPORT extern const uint32_t shoal_resource_abi_version;
+/** Optional: the params this module takes (SHOAL_RESOURCE_PARAMS, as SHOAL_PARAMS in
+ *  shoal/plugin.h); checked against the resource's `params:` before open. */
+SHOAL_EXPORT extern const char shoal_resource_params[];
+/** Defines shoal_resource_params from SHOAL_PARAM_* entries. */
+#define SHOAL_RESOURCE_PARAMS(...) const char shoal_resource_params[] = SHOAL_PARAMS_FORMAT __VA_ARGS__;
 /** Opens the resource called `name` (the config's name) and sets `*handle`. A negative
  *  return (with report_error for the message) fails the worker start; resources opened
  *  before it are still closed. `ctx` stays valid until close returns. */
