@@ -108,6 +108,7 @@ void Worker::log_recover_error(const shoal_ctx* ctx) {
   if (!failed_) return;
   log(ctx, SHOAL_LOG_ERROR, ("recover reported: " + error_).c_str());
   failed_ = false;
+  error_fixed_ = false;
   error_.clear();
 }
 
