@@ -63,6 +63,7 @@ install(FILES LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR} RENAME copyright)
 install(FILES config/reference.md DESTINATION ${CMAKE_INSTALL_DOCDIR}/config)
 install(DIRECTORY config/examples DESTINATION ${CMAKE_INSTALL_DOCDIR}/config)
 install(FILES docs/cli.md DESTINATION ${CMAKE_INSTALL_DOCDIR}/docs)
+install(DIRECTORY sdk/docs/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/sdk/docs)
 
 # The .deb: one package with the programs, libshoal, the SDK and the docs.
 set(SHOAL_PACKAGE_MAINTAINER "the shoal authors" CACHE STRING "The Maintainer field of the .deb")

@@ -102,6 +102,16 @@ bool Worker::apply_limits() {
   return true;
 }
 
+// A recover hook has no result that could fail the start: what it reported is logged
+// rather than dropped, and the open or init that follows starts with no error.
+void Worker::log_recover_error(const shoal_ctx* ctx) {
+  if (!failed_) return;
+  log(ctx, SHOAL_LOG_ERROR, ("recover reported: " + error_).c_str());
+  failed_ = false;
+  error_fixed_ = false;
+  error_.clear();
+}
+
 bool Worker::open_resources() {
   for (size_t i = 0; i < init_.resources.size(); ++i) {
     const auto& spec = init_.resources[i];
@@ -114,6 +124,7 @@ bool Worker::open_resources() {
     if (!init_.recover.empty() && api->recover != nullptr) {
       log(&ctx, SHOAL_LOG_INFO, ("recovering after: " + init_.recover).c_str());
       api->recover(&host_, &ctx, spec.name.c_str(), init_.index, init_.recover.c_str());
+      log_recover_error(&ctx);
     }
     // Stopping: every recover hook still runs (that is cleanup), nothing more opens.
     if (stopping()) continue;
@@ -188,6 +199,7 @@ bool Worker::load_plugin_and_init() {
   if (!init_.recover.empty() && api_.recover != nullptr) {
     log(&plugin_ctx_, SHOAL_LOG_INFO, ("recovering after: " + init_.recover).c_str());
     api_.recover(&host_, &plugin_ctx_, init_.index, init_.recover.c_str());
+    log_recover_error(&plugin_ctx_);
   }
   if (stopping()) return true;
   failed_ = false;

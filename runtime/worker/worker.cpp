@@ -97,6 +97,12 @@ void* Worker::reserve(size_t size) {
 }
 
 shoal_status Worker::emit(const void* data, size_t size) {
+  if (data == nullptr && size != 0) return SHOAL_E_INVALID;
+  // Not a full ring: the plugin should hear that the call itself was wrong.
+  if (out_record_ == nullptr) {
+    report_error(SHOAL_E_INVALID, "emit called outside of shoal_run");
+    return SHOAL_E_INVALID;
+  }
   void* p = reserve(size);
   if (p == nullptr) return SHOAL_E_NO_SPACE;
   if (size != 0) std::memcpy(p, data, size);

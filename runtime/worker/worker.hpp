@@ -90,6 +90,7 @@ class Worker {
   bool harden();
   bool apply_sandbox();
   bool open_resources();
+  void log_recover_error(const shoal_ctx* ctx);
   bool load_plugin_and_init();
   bool apply_declared_params(const std::optional<std::string>& text, std::map<std::string, std::string>& params,
                              shoal_ctx& ctx, ModuleKind kind, const std::string& path, const std::string& prefix);

@@ -60,7 +60,7 @@ TEST_CASE("install: plugins in C++ and C and an embedding host, built against th
   require_ok(step({SHOAL_CMAKE, "--install", SHOAL_BUILD_DIR, "--prefix", prefix.string()}));
   for (const char* file : {"include/shoal/plugin.h", "include/shoal/plugin.hpp", "include/shoal/resource.h",
                            "include/shoal/runtime.hpp", "include/shoal/config.hpp", "include/shoal/result.hpp",
-                           "bin/shoal", "bin/shoal-worker"})
+                           "include/shoal/export.hpp", "bin/shoal", "bin/shoal-worker"})
     CHECK(fs::exists(prefix / file));
   for (const char* file : {"libshoal.so", "pkgconfig/shoal.pc", "cmake/shoal/shoalConfig.cmake",
                            "cmake/shoal/shoalConfigVersion.cmake", "cmake/shoal/shoalTargets.cmake",
@@ -139,6 +139,18 @@ TEST_CASE("install: plugins in C++ and C and an embedding host, built against th
       INFO(describe(r));
       CHECK(r.exit_code == 0);
       CHECK(r.out == "ok >ONE\nok >TWO WORDS\n");
+      // Every libshoal symbol the application needs is bound to the version node, so a
+      // libshoal without it is refused by the loader instead of misbehaving later.
+      auto imports = step({"nm", "-D", "--undefined-only", host.string()});
+      REQUIRE(imports.exit_code == 0);
+      size_t shoal_symbols = 0;
+      for (const auto& line : lines_of(imports.out))
+        if (line.find("_ZN5shoal") != std::string::npos || line.find("_ZNK5shoal") != std::string::npos) {
+          INFO(line);
+          CHECK(line.ends_with("@SHOAL_1.0"));
+          ++shoal_symbols;
+        }
+      CHECK(shoal_symbols >= 3);
       // No worker_path and no $SHOAL_WORKER: libshoal finds the prefix's worker from its
       // own location. This prefix is not the one the build was configured with, so only
       // that lookup can succeed.

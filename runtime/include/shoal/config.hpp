@@ -5,6 +5,7 @@
 #ifndef SHOAL_CONFIG_HPP
 #define SHOAL_CONFIG_HPP
 
+#include <shoal/export.hpp>
 #include <shoal/result.hpp>
 
 #include <chrono>
@@ -128,16 +129,16 @@ struct Config {
 
 /// Parses a config file. Relative paths are resolved against the file's folder and
 /// `${NAME}` is expanded from the environment. Errors read "FILE:LINE:COLUMN: message".
-Result<Config> load_config_file(const std::filesystem::path& file);
+SHOAL_API Result<Config> load_config_file(const std::filesystem::path& file);
 
 /// Parses YAML text; `source` names it in errors and `base_dir` anchors relative paths.
-Result<Config> load_config_string(std::string_view yaml, const std::string& source,
-                                  const std::filesystem::path& base_dir);
+SHOAL_API Result<Config> load_config_string(std::string_view yaml, const std::string& source,
+                                            const std::filesystem::path& base_dir);
 
 /// "250ms", "30s", "2m", "1h", "1500us", "0" -> duration. Returns false on bad text.
-bool parse_duration(std::string_view text, Duration& out);
+SHOAL_API bool parse_duration(std::string_view text, Duration& out);
 /// "4MiB", "512KiB", "1GiB", "4096", "10MB" -> bytes. Returns false on bad text.
-bool parse_size(std::string_view text, uint64_t& out);
+SHOAL_API bool parse_size(std::string_view text, uint64_t& out);
 
 }  // namespace shoal
 

@@ -11,6 +11,7 @@
 #define SHOAL_RUNTIME_HPP
 
 #include <shoal/config.hpp>
+#include <shoal/export.hpp>
 #include <shoal/result.hpp>
 
 #include <array>
@@ -31,7 +32,7 @@ namespace shoal {
 enum class Status : uint8_t { ok, error, crashed, timeout, cancelled, rejected };
 
 /// "ok", "error", "crashed", "timeout", "cancelled", "rejected".
-std::string_view to_string(Status s) noexcept;
+SHOAL_API std::string_view to_string(Status s) noexcept;
 
 /// Why a task's Outcome is what it is: finer than Status, and stable, for a caller to
 /// switch on (Outcome::error is English for people and may be reworded).
@@ -63,7 +64,7 @@ enum class Reason : uint8_t {
 
 /// "none", "plugin_error", "crashed", "timed_out", "pool_closed", "pool_failed",
 /// "input_too_large", "terminated" (the enumerator's name).
-std::string_view to_string(Reason r) noexcept;
+SHOAL_API std::string_view to_string(Reason r) noexcept;
 
 /// What became of one task.
 struct Outcome {
@@ -104,7 +105,7 @@ enum class ExitCause : uint8_t { exit, error, signal, timeout_kill, killed };
 inline constexpr size_t kExitCauses = 5;
 
 /// "exit", "error", "signal", "timeout_kill", "killed".
-std::string_view to_string(ExitCause c) noexcept;
+SHOAL_API std::string_view to_string(ExitCause c) noexcept;
 
 /// Task durations in fixed buckets (OpenMetrics histogram): `cumulative[i]` counts the
 /// tasks that took at most kBounds[i], the last one every task (+Inf); `sum` their total.
@@ -189,32 +190,33 @@ class Pool {
   /// be run; Errc::ipc shared memory, a socketpair or another descriptor failed;
   /// Errc::confine the system refused a limit or the sandbox; Errc::timeout a worker was
   /// not ready within start_timeout; Errc::cancelled start_cancel_fd or terminate.
-  static Result<std::unique_ptr<Pool>> start(const PoolConfig& config, const RuntimeOptions& options = {});
+  SHOAL_API static Result<std::unique_ptr<Pool>> start(const PoolConfig& config,
+                                                   const RuntimeOptions& options = {});
 
   /// Destroying a pool that was not joined terminates it and waits (like std::jthread).
-  ~Pool();
+  SHOAL_API ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
   /// Queues one task. The future always becomes ready; after close/terminate at once with
   /// `rejected` (Reason::pool_closed, or pool_failed once the pool failed); an input
   /// larger than a ring is `rejected` (Reason::input_too_large) naming the key.
-  std::future<Outcome> submit(std::string_view input);
+  SHOAL_API std::future<Outcome> submit(std::string_view input);
 
   /// Queues one task; `on_done` is called exactly once with its outcome, on the pool's
   /// loop thread (or on the calling thread when the task is rejected at once). It must
   /// return quickly and must not call back into this pool's join.
-  void submit(std::string_view input, std::function<void(Outcome&&)> on_done);
+  SHOAL_API void submit(std::string_view input, std::function<void(Outcome&&)> on_done);
 
   /// Runs every input; returns their outcomes in input order. Blocks until all are done.
-  std::vector<Outcome> map(std::span<const std::string> inputs);
+  SHOAL_API std::vector<Outcome> map(std::span<const std::string> inputs);
 
   /// Runs every input; calls `on_done(index, outcome)` on the calling thread as each
   /// completes (completion order). Blocks until all are done. If `on_done` throws, the
   /// other tasks still run, their outcomes are dropped, and the first exception is
   /// rethrown once every task is done.
-  void map_unordered(std::span<const std::string> inputs,
-                     const std::function<void(size_t index, Outcome&& outcome)>& on_done);
+  SHOAL_API void map_unordered(std::span<const std::string> inputs,
+                               const std::function<void(size_t index, Outcome&& outcome)>& on_done);
 
   /// Runs every input; calls `on_done(index, view)` as each completes, with the output
   /// still in the result ring: no copy and no allocation per outcome, for large outputs.
@@ -222,17 +224,17 @@ class Pool {
   /// was already closed and every input is rejected at once), one call at a time; while
   /// it runs, no other result of this pool is taken in, so it must be quick. Blocks until
   /// all are done.
-  void map_views(std::span<const std::string> inputs,
-                 const std::function<void(size_t index, const OutcomeView& outcome)>& on_done);
+  SHOAL_API void map_views(std::span<const std::string> inputs,
+                           const std::function<void(size_t index, const OutcomeView& outcome)>& on_done);
 
   /// No more submissions; tasks already queued still run.
-  void close();
+  SHOAL_API void close();
   /// After close: waits until every task has its outcome and every worker ran its fini
   /// and exited. Without close first it closes, then joins.
-  void join();
+  SHOAL_API void join();
   /// Stops now: queued tasks become `cancelled` (attempts 0), running tasks get
   /// shutdown.grace to finish, then their worker is killed. Returns at once; join waits.
-  void terminate();
+  SHOAL_API void terminate();
 
   /// Rolling reload: validates `config` (keys, and the plugin and resource files as
   /// `shoal check` does, without loading them), then replaces the workers one at a time:
@@ -246,23 +248,25 @@ class Pool {
   /// `name` and `queue.capacity` cannot change. Callable from any thread while tasks
   /// flow; concurrent reloads and resizes run one after the other. Blocks until the roll
   /// is over: every old worker stopped (or, rolled back, every new one).
-  Result<void> reload(const PoolConfig& config);
+  SHOAL_API Result<void> reload(const PoolConfig& config);
   /// Changes the number of workers while tasks flow (0: one per CPU). More: the new
   /// workers start on the current generation; the call returns once they are ready, or
   /// with the error of the first that cannot start (the others stay). Fewer: the
   /// highest-numbered workers stop as in recycling; returns once they have exited.
-  Result<void> resize(size_t workers);
+  SHOAL_API Result<void> resize(size_t workers);
 
   /// The current generation's config (a copy: a reload may replace it).
-  PoolConfig config() const;
+  SHOAL_API PoolConfig config() const;
   /// Number of live worker processes (for tests and monitoring).
-  size_t live_workers() const;
+  SHOAL_API size_t live_workers() const;
   /// Process ids of the live workers (for tests and monitoring).
-  std::vector<int> worker_pids() const;
+  SHOAL_API std::vector<int> worker_pids() const;
 
   /// Counters for monitoring; cheap enough to call every second (reads /proc per worker).
-  PoolStats stats() const;
+  SHOAL_API PoolStats stats() const;
 
+  /// The pool's state, defined inside libshoal only: none of its members is exported
+  /// (SHOAL_API marks the API), so its layout may change within SOVERSION 1.
   struct Impl;
 
  private:
@@ -273,18 +277,18 @@ class Pool {
 /// The pools of one config file. Pools start on first use.
 class Runtime {
  public:
-  static Result<Runtime> from_file(const std::filesystem::path& file, RuntimeOptions options = {});
-  static Result<Runtime> from_string(std::string_view yaml, const std::filesystem::path& base_dir,
-                                     RuntimeOptions options = {});
+  SHOAL_API static Result<Runtime> from_file(const std::filesystem::path& file, RuntimeOptions options = {});
+  SHOAL_API static Result<Runtime> from_string(std::string_view yaml, const std::filesystem::path& base_dir,
+                                               RuntimeOptions options = {});
 
-  Runtime(Runtime&&) noexcept;
-  Runtime& operator=(Runtime&&) noexcept;
-  ~Runtime();
+  SHOAL_API Runtime(Runtime&&) noexcept;
+  SHOAL_API Runtime& operator=(Runtime&&) noexcept;
+  SHOAL_API ~Runtime();
 
-  const Config& config() const noexcept;
+  SHOAL_API const Config& config() const noexcept;
   /// The pool named `name`, started (and waited for) on first use. Errc::not_found when
   /// the config has no such pool; the start error when it cannot start.
-  Result<Pool*> pool(std::string_view name);
+  SHOAL_API Result<Pool*> pool(std::string_view name);
 
  private:
   Runtime(Config config, RuntimeOptions options);

@@ -13,7 +13,8 @@
  * member newer than 1.0 with SHOAL_HOST_HAS before calling it.
  *
  * C99, fixed-width types only. No exception, C++ type or allocation crosses this line;
- * strings handed to the host are copied by it.
+ * strings handed to the host are copied by it. The contract in full (every call, its
+ * threads, versions): sdk/docs/plugin-abi.md.
  */
 #ifndef SHOAL_PLUGIN_H
 #define SHOAL_PLUGIN_H
@@ -51,7 +52,8 @@ typedef int32_t shoal_status;
 #define SHOAL_LOG_WARN 2
 #define SHOAL_LOG_ERROR 3
 
-/** Opaque worker context. Owned by the worker; valid from shoal_init until shoal_fini returns. */
+/** Opaque worker context. Owned by the worker; valid from the call that hands it over until
+ *  the worker's finalizer chain has run. */
 typedef struct shoal_ctx shoal_ctx;
 
 /** A read-only byte range. Task input points into shared memory: valid only during shoal_run. */
@@ -64,8 +66,9 @@ typedef struct shoal_bytes {
 typedef void (*shoal_finalizer_fn)(void *arg);
 
 /**
- * The host table. Owned by the worker, valid until shoal_fini returns. Every member is
- * called from the worker thread that called the plugin, unless it says otherwise.
+ * The host table. Owned by the worker, valid until the worker's finalizer chain has run
+ * (a close or finalizer may still use it). Every member is called from the worker thread
+ * that called the plugin, unless it says otherwise (plugin-abi.md lists each).
  * Append only: never reorder, never remove; mark each addition with its minor version.
  */
 typedef struct shoal_host {
@@ -76,7 +79,8 @@ typedef struct shoal_host {
    *  shared memory (no copy). Valid until the next reserve/emit or until run returns. NULL
    *  when the output would exceed the result ring (the task then fails, naming the limit). */
   void *(*reserve)(shoal_ctx *ctx, size_t size);
-  /** Append a copy of `data` to the current task's output. SHOAL_E_NO_SPACE as for reserve. */
+  /** Append a copy of `data` to the current task's output. SHOAL_E_NO_SPACE as for reserve;
+   *  SHOAL_E_INVALID for NULL data with a size, or outside shoal_run. */
   shoal_status (*emit)(shoal_ctx *ctx, const void *data, size_t size);
   /** Mark the current task (or init) failed with `msg` (copied). The outcome is `error`
    *  even if run then returns SHOAL_OK. The last message reported wins. */
