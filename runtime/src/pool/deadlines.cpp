@@ -222,6 +222,8 @@ bool Pool::Impl::take_back(WorkerProcess& w) {
   }
   inflight_total -= n;
   w.dispatched -= n;
+  // Stalled until its running task's result clears the mark; one caught between two
+  // tasks has none coming, dispatch() lifts its mark when no other worker has room.
   w.stalled = true;
   // Its running task's result is the next it publishes: it must wake the host then, the
   // tasks it was told to wake after are gone.

@@ -187,6 +187,16 @@ void Pool::Impl::dispatch() {
   // A stalled worker gave its queued tasks back: it gets none until its running one ends.
   for (auto& p : procs)
     if (p->usable() && p->inflight.size() < depth) ++free_workers;
+  // One whose whole queue was taken back between two tasks holds nothing: no result will
+  // lift its mark. Kept from tasks while others have room (it was slow, or stopped), it
+  // gets them once none has: the last worker left after a resize to 1 otherwise hung the
+  // pool with tasks queued.
+  if (free_workers == 0)
+    for (auto& p : procs)
+      if (p->stalled && p->inflight.empty()) {
+        p->stalled = false;
+        if (p->usable()) ++free_workers;
+      }
   if (free_workers == 0) return;
   // Spread what is pending evenly over the workers that have room, so a short batch is
   // not all queued behind the first worker.
