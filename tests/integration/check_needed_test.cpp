@@ -31,17 +31,10 @@ const std::string kNotFound = ", which the dynamic loader does not find";
 // The CLI with LD_LIBRARY_PATH only as the test sets it: a developer's own must not make
 // a library appear found.
 ProcessResult shoal_cli(std::vector<std::string> args, Env env = {}) {
-  args.insert(args.begin(), SHOAL_BIN);
   ProcessOptions options;
-  options.timeout = 60s;
   options.env = std::move(env);
   options.unset = {"LD_LIBRARY_PATH"};
-  auto r = run_process(args, options);
-  INFO(describe(r));
-  REQUIRE(r.spawn_error.empty());
-  REQUIRE_FALSE(r.timed_out);
-  REQUIRE(r.signal == 0);
-  return r;
+  return shoal::test::shoal_cli(std::move(args), std::move(options));
 }
 
 // A config of one pool, `plugin:` at line 3 column 13; `extra` goes on below it.

@@ -24,17 +24,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-ProcessResult shoal_cli(std::vector<std::string> args, std::vector<std::pair<std::string, std::string>> env = {}) {
-  args.insert(args.begin(), SHOAL_BIN);
+ProcessResult shoal_cli(std::vector<std::string> args, std::vector<std::pair<std::string, std::string>> env) {
   ProcessOptions options;
-  options.timeout = 60s;
   options.env = std::move(env);
-  auto r = run_process(args, options);
-  INFO(describe(r));
-  REQUIRE(r.spawn_error.empty());
-  REQUIRE_FALSE(r.timed_out);
-  REQUIRE(r.signal == 0);
-  return r;
+  return shoal::test::shoal_cli(std::move(args), std::move(options));
 }
 
 std::string quoted(const std::string& s) { return "\"" + s + "\""; }

@@ -80,14 +80,10 @@ std::string echo_config(const TempDir& dir) {
   return dir.write("echo.yaml", "pools:\n" + pool_yaml("echo", SHOAL_PLUGIN_ECHO, kWorkers)).string();
 }
 
-ProcessResult shoal_cli(std::vector<std::string> args, const std::string& stdin_file = {}) {
-  args.insert(args.begin(), SHOAL_BIN);
-  auto r = run_process(args, stdin_file, 60s);
-  INFO(describe(r));
-  REQUIRE(r.spawn_error.empty());
-  REQUIRE_FALSE(r.timed_out);
-  REQUIRE(r.signal == 0);
-  return r;
+ProcessResult shoal_cli(std::vector<std::string> args, const std::string& stdin_file) {
+  ProcessOptions options;
+  options.stdin_file = stdin_file;
+  return shoal::test::shoal_cli(std::move(args), std::move(options));
 }
 
 // A failure before any task: exit 2, nothing on stdout, exactly one line on stderr.

@@ -24,16 +24,6 @@ using namespace std::chrono_literals;
 namespace {
 
 // `shoal ARGS...`, which must have run and exited by itself within a minute.
-ProcessResult shoal_cli(std::vector<std::string> args) {
-  args.insert(args.begin(), SHOAL_BIN);
-  ProcessOptions within_a_minute;
-  within_a_minute.timeout = 60s;
-  auto r = run_process(args, within_a_minute);
-  INFO(describe(r));
-  REQUIRE((r.spawn_error.empty() && !r.timed_out && r.signal == 0));
-  return r;
-}
-
 // "CONFIG:LINE:COLUMN: " of the first `needle` on line `line` (1-based) of `text`,
 // found in the config text itself so that the expected position is independent of
 // the reader that reports it.

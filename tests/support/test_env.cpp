@@ -61,6 +61,17 @@ std::unique_ptr<Pool> start_pool(const PoolConfig& config) {
   return std::move(*pool);
 }
 
+ProcessResult shoal_cli(std::vector<std::string> args, ProcessOptions options) {
+  args.insert(args.begin(), SHOAL_BIN);
+  if (options.timeout == ProcessOptions{}.timeout) options.timeout = std::chrono::seconds(60);
+  auto r = run_process(args, options);
+  INFO(describe(r));
+  REQUIRE(r.spawn_error.empty());
+  REQUIRE_FALSE(r.timed_out);
+  REQUIRE(r.signal == 0);
+  return r;
+}
+
 Outcome get(std::future<Outcome> f, std::chrono::seconds limit) {
   REQUIRE(f.wait_for(limit) == std::future_status::ready);
   return f.get();

@@ -52,6 +52,10 @@ PoolConfig pool_config(const std::string& plugin, uint32_t workers);
 std::unique_ptr<Pool> start_pool(const PoolConfig& config);
 
 /// The outcome behind `f`; fails the test if it is not ready within `limit`.
+/// Runs the `shoal` CLI (`args` without the program) with `options`, 60 s unless set,
+/// and requires that it ended by itself: spawned, within its time, by no signal.
+ProcessResult shoal_cli(std::vector<std::string> args, ProcessOptions options = {});
+
 Outcome get(std::future<Outcome> f, std::chrono::seconds limit = std::chrono::seconds(30));
 
 /// True once every pid in `pids` is gone (reaped or never existed), waiting up to `limit`.
