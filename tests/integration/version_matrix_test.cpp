@@ -131,7 +131,7 @@ TEST_CASE("version matrix: a plugin for major 2 is refused at worker start with 
   // Not declared: the worker loads it, asks shoal_plugin_abi and refuses before init.
   for (const char* name : {"vm_plugin_2_0", "vm_plugin_2_0_fn"}) {
     const std::string path = matrix(name);
-    CHECK(refused_at_start(path) == "pool test: plugin " + path + ": built for ABI 2.0 while this runtime speaks 1.0");
+    CHECK(refused_at_start(path) == "pool test: plugin " + path + ": built for ABI 2.0 while this runtime speaks 1.1");
   }
 }
 
@@ -146,7 +146,7 @@ TEST_CASE("version matrix: shoal check passes 1.0 and 1.1 and refuses a declared
   CHECK(r.exit_code == 2);
   const std::string at = config.string() + ":";
   CHECK(lines_of(r.out) == std::vector<std::string>{at + "9:13: pool 'v20': plugin " + matrix("vm_plugin_2_0") +
-                                                    ": built for ABI 2.0 while this runtime speaks 1.0"});
+                                                    ": built for ABI 2.0 while this runtime speaks 1.1"});
   const auto err = lines_of(r.err);
   REQUIRE(err.size() == 4);
   // The frozen 1.0 header predates declared params: a note, not a problem.

@@ -44,6 +44,20 @@ struct ResourceConfig {
   std::map<std::string, ParamPosition> params_at{};  ///< where each of `params` was written
 };
 
+/// One entry of a pool's `shared:` list: read-only data built once, before the workers
+/// start, by a builder module in a process of its own, into a sealed memfd of `size`
+/// bytes that every worker of the pool maps read-only before init (README, "Shared
+/// read-only data"). Built in the listed order.
+struct SharedConfig {
+  std::string name;              ///< names the segment in messages and stats
+  std::filesystem::path builder; ///< the builder module (exports shoal_shared_build); absolute after loading
+  uint64_t size = 0;             ///< bytes of the segment; the build fails past it
+  std::map<std::string, std::string> params;  ///< handed to the builder as host->param
+  SourcePosition builder_at{};   ///< where `builder:` was written
+  SourcePosition size_at{};      ///< where `size:` was written
+  std::map<std::string, ParamPosition> params_at{};  ///< where each of `params` was written
+};
+
 /// Limits applied in each worker process before it loads anything (setrlimit, prctl).
 struct Limits {
   uint64_t address_space = 0;  ///< RLIMIT_AS bytes; 0 = none. A plugin's allocations past it fail.
@@ -94,6 +108,9 @@ struct PoolConfig {
   Sandbox sandbox;
   SourcePosition plugin_at{};                 ///< where `plugin:` was written
   std::map<std::string, ParamPosition> params_at{};  ///< where each of `params` was written
+  /// 1.3: read-only data built once and mapped by every worker (SharedConfig). Appended
+  /// last: hosts built against 1.2 reach the 1.2 layout through SHOAL_1.0's symbols.
+  std::vector<SharedConfig> shared{};
 };
 
 /// The `redis:` section: scale-out settings shared by `shoal serve`, `submit` and

@@ -136,6 +136,16 @@ struct WorkerStats {
   uint64_t rss_bytes = 0;
 };
 
+/// One segment of a pool's `shared:` list (PoolStats::shared).
+struct SharedStats {
+  std::string name;
+  uint32_t generation = 0;             ///< the pool generation that built it
+  uint64_t size = 0;                   ///< the segment's bytes (`size:`)
+  uint64_t used = 0;                   ///< bytes the builder used of it
+  std::chrono::nanoseconds build_time{0};  ///< builder spawn to sealed segment
+  uint32_t mappings = 0;               ///< live worker processes that map it now
+};
+
 /// A pool's counters since Pool::start (Pool::stats).
 struct PoolStats {
   std::chrono::nanoseconds uptime{0};
@@ -156,6 +166,9 @@ struct PoolStats {
   uint32_t reloads = 0;
   std::string last_reload;
   std::chrono::nanoseconds last_reload_duration{0};
+  /// 1.3: each shared segment the pool's processes map, in `shared:` order (a reload's
+  /// old segment stays listed until its last process ends).
+  std::vector<SharedStats> shared;
 };
 
 /// Options that do not belong in the YAML file.

@@ -28,7 +28,7 @@ extern "C" {
 
 /** Same major: compatible. A new minor: members appended to the host table. */
 #define SHOAL_ABI_MAJOR 1
-#define SHOAL_ABI_MINOR 0
+#define SHOAL_ABI_MINOR 1
 #define SHOAL_ABI_VERSION (((uint32_t)SHOAL_ABI_MAJOR << 16) | (uint32_t)SHOAL_ABI_MINOR)
 
 #if defined(_WIN32)
@@ -103,6 +103,13 @@ typedef struct shoal_host {
   void (*log)(shoal_ctx *ctx, int32_t level, const char *msg);
   /** Index of this worker in its pool, 0 .. workers-1; a replacement keeps the index. */
   uint32_t (*worker_index)(shoal_ctx *ctx);
+  /* -- 1.1 -- */
+  /** The object named `name` in the pool's shared read-only data (`shared:`, built once
+   *  by a builder module, shoal/shared.h), searched in the list's order; NULL if no
+   *  segment has it. `*size` (if not NULL) gets its size in bytes. The memory is mapped
+   *  read-only for the worker's life: a write to it is a SIGSEGV (outcome `crashed`).
+   *  Any thread, any time after the worker's start. Test with SHOAL_HOST_HAS(h, shared). */
+  const void *(*shared)(shoal_ctx *ctx, const char *name, size_t *size);
   /* -- append only below this line; mark each addition with its minor version -- */
 } shoal_host;
 
