@@ -40,6 +40,10 @@ inline constexpr int kWorkerLogFd = 6;      // the worker's log records (common/
 // resources pins none and its workers open the paths.
 inline constexpr int kWorkerFirstFileFd = 7;
 inline constexpr size_t kWorkerMaxPinnedFiles = 9;
+// The pool's sealed shared-data segments (InitMessage::shared), read-only, in `shared:`
+// order from 16 on. A spawn's source descriptors then come from above 32.
+inline constexpr int kWorkerFirstSharedFd = 16;
+inline constexpr size_t kWorkerMaxShared = 16;
 
 // Worker exit codes the host interprets. Before Ready, with a Fatal message saying why:
 // kExitFatal: a new process would fail the same way (the plugin or a module cannot be
