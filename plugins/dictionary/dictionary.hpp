@@ -14,8 +14,12 @@
 #include <shoal/shared.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -55,6 +59,15 @@ struct Filled {
 inline void to_lower(std::string& s, size_t from, size_t n) {
   for (size_t i = from; i < from + n; ++i)
     if (s[i] >= 'A' && s[i] <= 'Z') s[i] = static_cast<char>(s[i] - 'A' + 'a');
+}
+
+/// The whole of a word list file, in this process's own memory.
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream all;
+  if (in) all << in.rdbuf();
+  if (!in || in.bad()) throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
+  return std::move(all).str();
 }
 
 /// Fills an empty `d` from a word list: one word a line, optionally WORD<TAB>VALUE; empty

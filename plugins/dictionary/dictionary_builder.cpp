@@ -5,28 +5,15 @@
 // The segment needs the file's size plus 16 bytes a word, and a little more.
 #include "dictionary.hpp"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 
 namespace {
 
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
-  std::ostringstream all;
-  all << in.rdbuf();
-  if (in.bad()) throw std::runtime_error("cannot read " + path + ": " + std::strerror(errno));
-  return std::move(all).str();
-}
-
 void build(shoal::SharedBuilder& b) {
   const auto file = b.param<std::string>("file");
   auto& d = b.construct<dictionary::Dictionary>(b.param<std::string>("name").c_str(), b.segment());
-  const auto filled = dictionary::fill(d, read_all(file), b.param<bool>("lowercase"), file);
+  const auto filled = dictionary::fill(d, dictionary::read_file(file), b.param<bool>("lowercase"), file);
   if (filled.words == 0) throw std::invalid_argument(file + ": no words (one a line, optionally WORD<TAB>VALUE)");
   const auto used = b.segment()->get_size() - b.segment()->get_free_memory();
   const auto line = std::to_string(filled.words) + " words from " + file + " (" + std::to_string(filled.duplicates) +
