@@ -45,9 +45,10 @@ struct Dictionary {
 
   /// The value of `word` (empty when its line had none), or nullopt. Reads only.
   std::optional<std::string_view> find(std::string_view word) const noexcept {
-    auto it = std::lower_bound(entries.begin(), entries.end(), word,
-                               [this](const Entry& e, std::string_view w) { return key(e) < w; });
-    if (it == entries.end() || key(*it) != word) return std::nullopt;
+    const Entry* end = entries.data() + entries.size();  // raw pointers: no offset_ptr arithmetic per step
+    const Entry* it = std::lower_bound(entries.data(), end, word,
+                                       [this](const Entry& e, std::string_view w) { return key(e) < w; });
+    if (it == end || key(*it) != word) return std::nullopt;
     return value(*it);
   }
 };
