@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
   const auto started = worker->start();
   int code = started == shoal::detail::Started::fatal    ? shoal::detail::kExitFatal
              : started == shoal::detail::Started::failed ? shoal::detail::kExitStartFailed
+             : started == shoal::detail::Started::built  ? 0
                                                          : worker->serve();
   // _exit: the chain has run; static destructors of foreign code must not run after
   // their fini, and the worker's own threads are still alive.

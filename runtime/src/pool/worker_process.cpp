@@ -54,6 +54,8 @@ InitMessage init_message(const Generation& gen, const SpawnSite& site, uint32_t 
   return init;
 }
 
+}  // namespace
+
 // What identifies a file's content for a reload: a file written beside and renamed over
 // the old one (the way to deploy) is a new inode, one rewritten in place a new mtime.
 std::string file_stamp(const std::filesystem::path& path) {
@@ -63,7 +65,10 @@ std::string file_stamp(const std::filesystem::path& path) {
          std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
 }
 
-}  // namespace
+std::vector<std::string> worker_environment(const PoolConfig& config) {
+  const std::vector<std::pair<std::string, std::string>> env(config.env.begin(), config.env.end());
+  return environment_with(env, {config.env_inherit_all, config.env_inherit});
+}
 
 std::string files_stamp(const PoolConfig& config) {
   std::string s = file_stamp(config.plugin);
@@ -76,8 +81,7 @@ GenerationPtr make_generation(const PoolConfig& config, uint32_t number) {
   auto gen = std::make_shared<Generation>();
   gen->number = number;
   gen->config = config;
-  const std::vector<std::pair<std::string, std::string>> env(config.env.begin(), config.env.end());
-  gen->env = environment_with(env, {config.env_inherit_all, config.env_inherit});
+  gen->env = worker_environment(config);
   gen->files_stamp = files_stamp(config);
   std::vector<std::filesystem::path> paths{config.plugin};
   for (const auto& r : config.resources) paths.push_back(r.module);
