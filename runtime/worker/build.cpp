@@ -10,6 +10,8 @@
 #include <boost/interprocess/managed_external_buffer.hpp>
 #include <boost/version.hpp>
 
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -78,6 +80,12 @@ Started Worker::out_of_space(const std::string& detail) {
 }
 
 Started Worker::build() {
+  // An orphaned builder has no one to report to and nothing to close: the death of the
+  // host's building thread kills it. A host gone before this call is seen by getppid.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || (init_.host_pid != 0 && ::getppid() != init_.host_pid)) {
+    fatal(Errc::ipc, "the host is gone");
+    return Started::fatal;
+  }
   const std::string& path = init_.build_builder;
   auto api = load_shared_builder(path);
   if (!api) {

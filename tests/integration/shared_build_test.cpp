@@ -11,6 +11,7 @@
 #include <boost/interprocess/managed_external_buffer.hpp>
 #include <catch2/catch.hpp>
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -351,4 +352,59 @@ TEST_CASE("shared build: check reads builders like plugins and inspect names the
     CHECK(inspect.out.find(param) != std::string::npos);
   CHECK(inspect.out.find("file: " + fixture("fx_shared_builder_cpp") + "\nkind: shared-data builder\n") !=
         std::string::npos);
+}
+
+namespace {
+
+// What the C++ builder reports through the host table when called directly.
+std::string g_reported;
+void record_error(shoal_ctx*, shoal_status, const char* msg) { g_reported = msg ? msg : ""; }
+
+}  // namespace
+
+TEST_CASE("shared build: SHOAL_SHARED_BUILDER refuses a worker of another Boost before it builds",
+          "[integration][shared]") {
+  // Loaded here, in the test, on purpose: the macro's check runs before anything touches
+  // the segment, so a builder struct with no segment is enough to reach it.
+  void* lib = ::dlopen(fixture("fx_shared_builder_cpp").c_str(), RTLD_NOW | RTLD_LOCAL);
+  REQUIRE(lib != nullptr);
+  using BuildFn = shoal_status (*)(const shoal_host*, shoal_ctx*, shoal_shared_builder*);
+  auto build_fn = reinterpret_cast<BuildFn>(::dlsym(lib, "shoal_shared_build"));
+  REQUIRE(build_fn != nullptr);
+  shoal_host host{};
+  host.struct_size = sizeof host;
+  host.abi_version = SHOAL_ABI_VERSION;
+  host.report_error = record_error;
+  shoal_shared_builder b{};
+  b.struct_size = sizeof b;
+  b.boost_version = BOOST_VERSION + 100;  // one minor release on
+  b.size = 1 << 20;
+  g_reported.clear();
+  CHECK(build_fn(&host, nullptr, &b) == SHOAL_E_INVALID);
+  const std::string ours = std::to_string(BOOST_VERSION / 100000) + "." + std::to_string(BOOST_VERSION / 100 % 1000);
+  const std::string theirs =
+      std::to_string(BOOST_VERSION / 100000) + "." + std::to_string(BOOST_VERSION / 100 % 1000 + 1);
+  CHECK(g_reported == "built against Boost " + ours + " while the worker uses Boost " + theirs +
+                          " (the segment's layout is Boost's: rebuild the builder against the worker's Boost)");
+  b.struct_size = 8;  // a worker older than the builder's header
+  CHECK(build_fn(&host, nullptr, &b) == SHOAL_E_INVALID);
+  CHECK(g_reported.find("older") != std::string::npos);
+  ::dlclose(lib);
+}
+
+TEST_CASE("shared build: a C++ builder past its size fails naming the key to raise", "[integration][shared]") {
+  const PoolConfig pool = builder_pool();
+  const size_t fds_before = open_fds();
+  auto full = build(entry("words", fixture("fx_shared_builder_cpp"), 64 << 10, {{"count", "100000"}}), pool);
+  REQUIRE_FALSE(full.ok());
+  CHECK(full.error().code == Errc::plugin);
+  CHECK(full.error().message ==
+        "pool 'sp': shared 'words': the builder needs more than its size 64KiB: raise `size` of shared entry 'words'");
+  // Too small for the segment's own bookkeeping: the same advice.
+  auto tiny = build(entry("words", fixture("fx_shared_builder_cpp"), 100), pool);
+  REQUIRE_FALSE(tiny.ok());
+  CHECK(tiny.error().message.starts_with(
+      "pool 'sp': shared 'words': the builder needs more than its size 100 bytes"));
+  CHECK(tiny.error().message.ends_with(": raise `size` of shared entry 'words'"));
+  CHECK(open_fds() == fds_before);
 }

@@ -12,6 +12,7 @@
 
 #include "common/log.hpp"
 #include "ipc/control.hpp"
+#include "ipc/init_message.hpp"
 #include "ipc/ring.hpp"
 #include "ipc/segment.hpp"
 #include "pool/task.hpp"
@@ -47,6 +48,9 @@ using GenerationPtr = std::shared_ptr<const Generation>;
 GenerationPtr make_generation(const PoolConfig& config, uint32_t number);
 /// Generation::files_stamp of `config`'s files as they are now.
 std::string files_stamp(const PoolConfig& config);
+/// What every process of `config` is told, worker or builder: the pool's name, the
+/// host's pid, its limits and its sandbox.
+InitMessage pool_init_message(const PoolConfig& config);
 /// The environment of `config`'s processes (workers, builders): env and env_inherit.
 std::vector<std::string> worker_environment(const PoolConfig& config);
 /// One file's part of it (device, inode, size, mtime); empty when it cannot be read.

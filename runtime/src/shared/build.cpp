@@ -122,16 +122,7 @@ Result<void> Build::spawn(const Fd& memfd) {
   output_ = std::move(out_pipe->read);
   log_ = std::move(log_pipe->read);
 
-  InitMessage init;
-  init.pool = pool.name;
-  init.host_pid = ::getpid();
-  init.limit_address_space = pool.limits.address_space;
-  init.limit_cpu_seconds = pool.limits.cpu_seconds;
-  init.limit_open_files = pool.limits.open_files;
-  init.core_dumps = pool.limits.core_dumps;
-  init.no_new_privs = pool.limits.no_new_privs;
-  init.sandbox = pool.sandbox.enabled;
-  for (const auto& p : pool.sandbox.filesystem) init.sandbox_paths.emplace_back(p.path.string(), p.write);
+  InitMessage init = pool_init_message(pool);
   init.build_name = entry_.name;
   init.build_builder = entry_.builder.string();
   init.build_size = entry_.size;
