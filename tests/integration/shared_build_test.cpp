@@ -408,3 +408,24 @@ TEST_CASE("shared build: a C++ builder past its size fails naming the key to rai
   CHECK(tiny.error().message.ends_with(": raise `size` of shared entry 'words'"));
   CHECK(open_fds() == fds_before);
 }
+
+TEST_CASE("shared build: what a builder prints and logs reaches the host's log as its entry's", "[integration][shared]") {
+  TempDir dir;
+  const fs::path log = dir.path() / "stderr";
+  const PoolConfig pool = builder_pool();
+  // The host's log is its stderr: caught in a file for the length of the build.
+  const int saved = ::dup(STDERR_FILENO);
+  REQUIRE(saved >= 0);
+  const int file = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  REQUIRE(file >= 0);
+  REQUIRE(::dup2(file, STDERR_FILENO) == STDERR_FILENO);
+  auto seg = build(entry("table", fixture("fx_shared_builder"), 1 << 20, {{"count", "10"}}), pool);
+  ::dup2(saved, STDERR_FILENO);
+  ::close(saved);
+  ::close(file);
+  REQUIRE(seg.ok());
+  const std::string text = read_file(log);
+  INFO(text);
+  CHECK(text.find("shoal: sp shared table: fx_shared_builder: mode ok\n") != std::string::npos);
+  CHECK(text.find("shoal: warning: sp shared table: fx_shared_builder: building\n") != std::string::npos);
+}

@@ -261,8 +261,9 @@ Result<SharedSegmentPtr> build_shared(const SharedConfig& entry, const SharedBui
   segment->generation = site.generation;
   segment->stamp = shared_stamp(entry);
   log_line(LogLevel::info,
-           "shared '" + entry.name + "': built " + std::to_string(build.used) + " of " + size_text(entry.size) +
-               " bytes in " + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(segment->build_time).count()) + "ms",
+           "shared '" + entry.name + "': built in " +
+               std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(segment->build_time).count()) +
+               "ms, " + std::to_string(build.used) + " bytes used of " + size_text(entry.size),
            {site.pool->name, -1, {}});
   return SharedSegmentPtr(std::move(segment));
 }
