@@ -55,7 +55,9 @@ class Build {
   Build(const SharedConfig& entry, const SharedBuildSite& site) : entry_(entry), site_(site) {}
   ~Build() { finish(); }
 
+  /// The sealed segment reopened read-only; used and named as the builder reported.
   Result<Fd> run();
+  uint64_t used = 0, named = 0;
 
  private:
   std::string who() const { return "pool '" + site_.pool->name + "': shared '" + entry_.name + "'"; }
@@ -77,9 +79,6 @@ class Build {
   std::optional<KeyValues> built_;
   bool flooded_ = false;
   std::optional<ExitStatus> status_;
-
- public:
-  uint64_t used = 0, named = 0;
 };
 
 Result<Fd> Build::make_memfd() const {
