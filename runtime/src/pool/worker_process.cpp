@@ -51,6 +51,7 @@ InitMessage init_message(const Generation& gen, const SpawnSite& site, uint32_t 
   for (const auto& p : config.sandbox.filesystem) init.sandbox_paths.emplace_back(p.path.string(), p.write);
   init.params = config.params;
   for (const auto& r : config.resources) init.resources.push_back({r.name, r.module.string(), r.priority, r.params});
+  for (const auto& seg : gen.shared) init.shared.push_back({seg->name, seg->size});
   return init;
 }
 
@@ -72,9 +73,10 @@ std::string files_stamp(const PoolConfig& config) {
 }
 
 
-GenerationPtr make_generation(const PoolConfig& config, uint32_t number) {
+GenerationPtr make_generation(const PoolConfig& config, uint32_t number, std::vector<SharedSegmentPtr> shared) {
   auto gen = std::make_shared<Generation>();
   gen->number = number;
+  gen->shared = std::move(shared);
   gen->config = config;
   const std::vector<std::pair<std::string, std::string>> env(config.env.begin(), config.env.end());
   gen->env = environment_with(env, {config.env_inherit_all, config.env_inherit});
@@ -83,7 +85,7 @@ GenerationPtr make_generation(const PoolConfig& config, uint32_t number) {
   for (const auto& r : config.resources) paths.push_back(r.module);
   if (paths.size() <= kWorkerMaxPinnedFiles) {
     for (const auto& path : paths) {
-      auto fd = move_fd_above(Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)), 16);
+      auto fd = move_fd_above(Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)), kSpawnSourceMinFd);
       // A file that cannot be opened is the worker's to report, by its path, as before.
       if (!fd || !*fd) {
         gen->files.clear();
@@ -112,9 +114,7 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(const SpawnSite& sit
   // starts never sees what an old one (stopping beside it, or dead) left there.
   auto seg = create_segment(site.layout, index);
   if (!seg) return seg.error();
-  // Above the numbers a worker's descriptors take (3..6), so the spawn's dup2 never maps
-  // a descriptor onto itself (which would leave it close-on-exec).
-  auto moved = move_fd_above(std::move(*seg), 16);
+  auto moved = move_fd_above(std::move(*seg), kSpawnSourceMinFd);
   if (!moved) return moved.error();
   p->segment_ = std::move(*moved);
   auto block = map_shared(p->segment_.get(), SegmentLayout::block_offset(), kPageSize);
@@ -133,7 +133,7 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(const SpawnSite& sit
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return ipc_error("socketpair");
   Fd host_end(sv[0]);
-  auto worker_end = move_fd_above(Fd(sv[1]), 16);
+  auto worker_end = move_fd_above(Fd(sv[1]), kSpawnSourceMinFd);
   if (!worker_end) return worker_end.error();
   // The worker's stdout and stderr: one pipe the loop reads, so that every line reaches
   // the host's log prefixed with the pool and worker index, and nothing a plugin prints
@@ -153,6 +153,22 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(const SpawnSite& sit
              {log_pipe->write.get(), kWorkerLogFd}};
   for (size_t n = 0; n < p->gen_->files.size(); ++n)
     req.fds.emplace_back(p->gen_->files[n].get(), kWorkerFirstFileFd + static_cast<int>(n));
+  if (p->gen_->shared.size() > kWorkerMaxShared)
+    return Error{Errc::config, "shared: " + std::to_string(p->gen_->shared.size()) + " entries, at most " +
+                                   std::to_string(kWorkerMaxShared)};
+  // A segment's descriptor is wherever its build left it: one below kSpawnSourceMinFd is
+  // handed over through a copy above it, closed once the child has its own.
+  std::vector<Fd> lifted;
+  for (size_t n = 0; n < p->gen_->shared.size(); ++n) {
+    int fd = p->gen_->shared[n]->fd.get();
+    if (fd < kSpawnSourceMinFd) {
+      Fd copy(::fcntl(fd, F_DUPFD_CLOEXEC, kSpawnSourceMinFd));
+      if (!copy) return ipc_error("fcntl(F_DUPFD_CLOEXEC)");
+      fd = copy.get();
+      lifted.push_back(std::move(copy));
+    }
+    req.fds.emplace_back(fd, kWorkerFirstSharedFd + static_cast<int>(n));
+  }
   req.stdout_to = out_pipe->write.get();
   req.stdin_null = true;  // a plugin that reads stdin must not eat the host's input
   // A stop asked right after the spawn waits (queued) until the worker's handler is in
