@@ -135,7 +135,7 @@ TEST_CASE("check: each broken plugin is one line at the position the config name
       at(config, plugin_line(0), kPluginColumn) + "pool 'no_run': plugin " + fixture("fx_no_run") +
           ": missing symbol shoal_run (not a shoal plugin?)",
       at(config, plugin_line(1), kPluginColumn) + "pool 'abi_2': plugin " + fixture("fx_abi_major_2") +
-          ": built for ABI 2.3 while this runtime speaks 1.0",
+          ": built for ABI 2.3 while this runtime speaks 1.1",
       at(config, plugin_line(3), kPluginColumn) + "pool 'not_elf': plugin " + not_elf.string() +
           ": not a shared object (no ELF header)",
       at(config, plugin_line(4), kPluginColumn) + "pool 'missing': plugin " + missing.string() + ": file not found",
@@ -169,7 +169,7 @@ TEST_CASE("check: a plugin whose static constructor crashes is checked without l
   const auto blocks = inspect_blocks(inspect.out);
   REQUIRE(blocks.size() == 1);
   CHECK(blocks[0].at("kind") == "task plugin");
-  CHECK(blocks[0].at("abi") == "1.0");
+  CHECK(blocks[0].at("abi") == "1.1");
   CHECK_FALSE(fs::exists(marker));
 
   // The control: loading it for real runs the constructor, which crashes every worker,
@@ -315,7 +315,7 @@ TEST_CASE("inspect: kind, ABI, exports and needed libraries of each kind of file
   const auto& echo = blocks[0];
   CHECK(echo.at("file") == SHOAL_PLUGIN_ECHO);
   CHECK(echo.at("kind") == "task plugin");
-  CHECK(echo.at("abi") == "1.0");
+  CHECK(echo.at("abi") == "1.1");
   CHECK(words(echo.at("exports")) == std::vector<std::string>{"shoal_fini", "shoal_init", "shoal_plugin_abi",
                                                               "shoal_plugin_abi_version", "shoal_plugin_params",
                                                               "shoal_run"});
@@ -331,7 +331,7 @@ TEST_CASE("inspect: kind, ABI, exports and needed libraries of each kind of file
 
   CHECK(blocks[2].at("file") == fixture("fx_abi_major_2"));
   CHECK(blocks[2].at("kind") == "task plugin");
-  CHECK(blocks[2].at("abi") == "2.3 (incompatible: this runtime speaks 1.0)");
+  CHECK(blocks[2].at("abi") == "2.3 (incompatible: this runtime speaks 1.1)");
   CHECK(blocks[3].at("kind") == "incomplete task plugin (missing shoal_run)");
   CHECK(blocks[3].at("abi") == "unknown until loaded (no shoal_plugin_abi_version)");
 }
@@ -355,6 +355,6 @@ TEST_CASE("inspect: a stripped plugin still shows its exports and ABI", "[integr
   const auto blocks = inspect_blocks(r.out);
   REQUIRE(blocks.size() == 1);
   CHECK(blocks[0].at("kind") == "task plugin");
-  CHECK(blocks[0].at("abi") == "1.0");
+  CHECK(blocks[0].at("abi") == "1.1");
   CHECK(words(blocks[0].at("exports")).size() == 6);
 }

@@ -118,7 +118,7 @@ TEST_CASE("install: plugins in C++ and C and an embedding host, built against th
                                                            ": ok (2 pools, 2 shared objects)"});
     auto inspect = step({shoal, "inspect", reverse.string()});
     require_ok(inspect);
-    CHECK(inspect.out.find("\nkind: task plugin\nabi: 1.0\n") != std::string::npos);
+    CHECK(inspect.out.find("\nkind: task plugin\nabi: 1.1\n") != std::string::npos);
     const auto needs = inspect.out.find("\nneeds: ");
     REQUIRE(needs != std::string::npos);
     CHECK(inspect.out.find("libstdc++", needs) == std::string::npos);  // no C++ runtime

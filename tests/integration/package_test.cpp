@@ -86,7 +86,7 @@ TEST_CASE("package: the .deb unpacked into a scratch root has every file and bui
   }
   CHECK(read_file(usr / "share/doc/shoal/copyright") == read_file(std::string(SHOAL_SOURCE_DIR) + "/LICENSE"));
   const std::string shoal = (usr / "bin/shoal").string();
-  const std::string version_line = "shoal " SHOAL_PROJECT_VERSION " (plugin ABI 1.0)\n";
+  const std::string version_line = "shoal " SHOAL_PROJECT_VERSION " (plugin ABI 1.1)\n";
   auto version = build_step(deadline, {shoal, "--version"});
   require_ok(version);
   CHECK(version.out == version_line);

@@ -78,7 +78,7 @@ TEST_CASE("a shoal_run exported as data is refused before loading, not crashed o
 
 TEST_CASE("a plugin built for another ABI major names both versions", "[integration][plugin]") {
   std::string path = fixture("fx_abi_major_2");
-  CHECK(start_error(path) == "pool test: plugin " + path + ": built for ABI 2.3 while this runtime speaks 1.0");
+  CHECK(start_error(path) == "pool test: plugin " + path + ": built for ABI 2.3 while this runtime speaks 1.1");
 }
 
 TEST_CASE("an unresolved symbol fails at load time (RTLD_NOW), not mid-task", "[integration][plugin]") {
