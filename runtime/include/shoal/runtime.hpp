@@ -305,6 +305,7 @@ class Runtime {
 
  private:
   Runtime(Config config, RuntimeOptions options);
+  friend struct RuntimeCompat;  // config() for hosts built against 1.2 (SHOAL_1.0), inside libshoal
   struct State;
   std::unique_ptr<State> state_;
 };

@@ -1,5 +1,6 @@
 #include <shoal/runtime.hpp>
 
+#include "compat/v1_2.hpp"
 #include "config/values.hpp"
 
 #include <map>
@@ -17,6 +18,10 @@ struct Runtime::State {
   // A pool that failed to start stays failed: asking again must not spawn its workers
   // (and run their inits) once more.
   std::map<std::string, Error, std::less<>> failed;
+  // Runtime::config()@SHOAL_1.0 hands a 1.2 host a reference into this, which must live
+  // as long as the Runtime; built on the first such call only (a 1.3 host never pays).
+  std::once_flag config_1_2_once;
+  std::unique_ptr<const shoal_v1_2::Config> config_1_2;
 };
 
 Runtime::Runtime(Config config, RuntimeOptions options) : state_(std::make_unique<State>()) {
@@ -42,6 +47,14 @@ Result<Runtime> Runtime::from_string(std::string_view yaml, const std::filesyste
 }
 
 const Config& Runtime::config() const noexcept { return state_->config; }
+
+const shoal_v1_2::Config& RuntimeCompat::config_1_2(const Runtime& runtime) {
+  Runtime::State& state = *runtime.state_;
+  std::call_once(state.config_1_2_once, [&state] {
+    state.config_1_2 = std::make_unique<const shoal_v1_2::Config>(shoal_v1_2::frozen_view(state.config));
+  });
+  return *state.config_1_2;
+}
 
 Result<Pool*> Runtime::pool(std::string_view name) {
   std::lock_guard lock(state_->mu);
