@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -265,7 +266,7 @@ TEST_CASE("shared data: a reload whose build fails leaves the old workers servin
   {
     auto pool = start_pool(config);
     pids = pool->worker_pids();
-    config.shared = {entry("data", a, 5000, "fail")};
+    config.shared = {entry("data", dir.path() / "failed", 5000, "fail")};
     auto reloaded = pool->reload(config);
     REQUIRE_FALSE(reloaded.ok());
     INFO(reloaded.error().message);
@@ -278,6 +279,33 @@ TEST_CASE("shared data: a reload whose build fails leaves the old workers servin
     CHECK(stats.last_reload == reloaded.error().message.substr(std::string("pool test: ").size()));
     all_answer(*pool, {{"sum numbers", sum_line(1000)}}, 9);
     CHECK(lines_in(a) == 1);
+    CHECK(lines_in(dir.path() / "failed") == 1);  // the builder ran, and failed, once
+    pool->close();
+    pool->join();
+  }
+  CHECK(all_gone(pids));
+  CHECK(no_child_left());
+}
+
+TEST_CASE("shared data: kill -9 of workers maps the segment again without a build", "[integration][shared]") {
+  TempDir dir;
+  std::vector<int> pids;
+  {
+    auto pool = start_pool(reader_pool(4, {entry("data", dir.path() / "events")}));
+    pids = pool->worker_pids();
+    for (uint32_t round = 0; round < 3; ++round) {
+      const auto before = pool->worker_pids();
+      for (int pid : before) REQUIRE(::kill(pid, SIGKILL) == 0);
+      REQUIRE(all_gone(before));
+      const auto deadline = std::chrono::steady_clock::now() + 20s * kSlow;
+      while (pool->stats().restarts < 4u * (round + 1) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+      settled(*pool, "data", 4);
+      const auto now = pool->worker_pids();
+      pids.insert(pids.end(), now.begin(), now.end());
+      all_answer(*pool, {{"sum numbers", sum_line(1000)}, {"index", "count=1000 ok"}}, 8);
+    }
+    CHECK(lines_in(dir.path() / "events") == 1);
     pool->close();
     pool->join();
   }
