@@ -33,18 +33,19 @@ using detail::ParamProblem;
 constexpr std::string_view kCheckUsage =
     "Usage: shoal check CONFIG\n"
     "\n"
-    "Validates CONFIG and every task plugin and resource module it names, without loading\n"
-    "any of them (so no plugin code runs): each file must exist, be an ELF shared object\n"
-    "for this machine, export the symbols its role requires (shoal_plugin_abi,\n"
-    "shoal_init, shoal_run, shoal_fini; or shoal_resource_abi, shoal_resource_open,\n"
-    "shoal_resource_close) and, when it declares its ABI version as data\n"
-    "(shoal_plugin_abi_version / shoal_resource_abi_version), have this runtime's major.\n"
-    "A file that declares its params (shoal_plugin_params / shoal_resource_params) has\n"
-    "each configured param checked against them: an unknown name, a value of the wrong\n"
-    "type or out of range, a missing required param. Each library it needs (DT_NEEDED,\n"
-    "and theirs in turn) must be found as the dynamic loader of a worker would find it:\n"
-    "RPATH, LD_LIBRARY_PATH (the pool's env, or this one), RUNPATH, /etc/ld.so.cache,\n"
-    "the default directories.\n"
+    "Validates CONFIG and every task plugin, resource module and shared-data builder it\n"
+    "names, without loading any of them (so no plugin code runs): each file must exist,\n"
+    "be an ELF shared object for this machine, export the symbols its role requires\n"
+    "(shoal_plugin_abi, shoal_init, shoal_run, shoal_fini; or shoal_resource_abi,\n"
+    "shoal_resource_open, shoal_resource_close; or shoal_shared_abi, shoal_shared_build)\n"
+    "and, when it declares its ABI version as data (shoal_plugin_abi_version /\n"
+    "shoal_resource_abi_version / shoal_shared_abi_version), have this runtime's major.\n"
+    "A file that declares its params (shoal_plugin_params / shoal_resource_params /\n"
+    "shoal_shared_params) has each configured param checked against them: an unknown\n"
+    "name, a value of the wrong type or out of range, a missing required param. Each\n"
+    "library it needs (DT_NEEDED, and theirs in turn) must be found as the dynamic\n"
+    "loader of a worker would find it: RPATH, LD_LIBRARY_PATH (the pool's env, or this\n"
+    "one), RUNPATH, /etc/ld.so.cache, the default directories.\n"
     "\n"
     "Standard output gets one line per problem:\n"
     "  FILE:LINE:COLUMN: message\n"
@@ -172,6 +173,11 @@ void check_pool_files(const Config& config, const PoolConfig& pool, CheckReport&
     check_file(config,
                {resource.module_at, owner + " resource '" + resource.name + "'", resource.module,
                 ModuleKind::resource_module, resource.params, resource.params_at},
+               search, report);
+  for (const SharedConfig& entry : pool.shared)
+    check_file(config,
+               {entry.builder_at, owner + " shared '" + entry.name + "'", entry.builder, ModuleKind::shared_builder,
+                entry.params, entry.params_at},
                search, report);
 }
 

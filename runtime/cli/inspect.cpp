@@ -33,17 +33,19 @@ constexpr std::string_view kInspectUsage =
     "Shows what each shared object offers shoal, read from the file without loading it,\n"
     "as lines of 'key: value' (one blank line between files):\n"
     "  file:     the path as given\n"
-    "  kind:     task plugin, resource module, both, incomplete (naming the missing\n"
-    "            symbols), or not a shoal plugin\n"
-    "  abi:      the ABI version it declares as data (shoal_plugin_abi_version or\n"
-    "            shoal_resource_abi_version) and whether this runtime accepts it, or\n"
-    "            'unknown until loaded' when it declares none\n"
+    "  kind:     task plugin, resource module, shared-data builder, several of them,\n"
+    "            incomplete (naming the missing symbols), or not a shoal plugin\n"
+    "  abi:      the ABI version it declares as data (shoal_plugin_abi_version,\n"
+    "            shoal_resource_abi_version or shoal_shared_abi_version) and whether\n"
+    "            this runtime accepts it, or 'unknown until loaded' when it declares\n"
+    "            none\n"
     "  exports:  its shoal_* symbols\n"
     "  other exports: how many other symbols it exports\n"
     "  needs:    its DT_NEEDED libraries, in order\n"
     "  soname:   its DT_SONAME\n"
-    "  params:   the params it declares (shoal_plugin_params or shoal_resource_params),\n"
-    "            as a table on the lines below (name, type, default or required, doc);\n"
+    "  params:   the params it declares (shoal_plugin_params, shoal_resource_params or\n"
+    "            shoal_shared_params), as a table on the lines below (name, type,\n"
+    "            default or required, doc);\n"
     "            'none' when it takes none, 'not declared' when it says nothing\n"
     "Lists are separated by spaces; '-' stands for an empty one.\n"
     "\n"
@@ -63,24 +65,26 @@ std::string joined(const std::vector<std::string>& items) {
 }
 
 using detail::Fit;
+using detail::kAllModuleKinds;
+using Fits = std::array<Fit, detail::kModuleKinds>;
 
-std::string kind_line(const ElfExports& elf, Fit plugin, Fit resource) {
-  const char* plugin_name = detail::kind_name(ModuleKind::task_plugin);
-  const char* resource_name = detail::kind_name(ModuleKind::resource_module);
-  if (plugin == Fit::complete && resource == Fit::complete) return std::string(plugin_name) + " and " + resource_name;
-  if (plugin == Fit::complete) return plugin_name;
-  if (resource == Fit::complete) return resource_name;
-  std::string out;
-  for (auto [kind, f] :
-       {std::pair{ModuleKind::task_plugin, plugin}, std::pair{ModuleKind::resource_module, resource}}) {
-    if (f != Fit::partial) continue;
+Fit fit_of(const Fits& fits, ModuleKind kind) { return fits[static_cast<size_t>(kind)]; }
+
+std::string kind_line(const ElfExports& elf, const Fits& fits) {
+  std::string complete, partial;
+  for (ModuleKind kind : kAllModuleKinds) {
+    if (fit_of(fits, kind) == Fit::complete) complete += (complete.empty() ? "" : " and ") + std::string(detail::kind_name(kind));
+    if (fit_of(fits, kind) != Fit::partial) continue;
     std::string missing;
     for (std::string_view s : detail::missing_exports(elf, kind))
       missing += (missing.empty() ? "" : " ") + std::string(s);
-    out += (out.empty() ? "" : "; ") + std::string("incomplete ") + detail::kind_name(kind) + " (missing " + missing +
-           ")";
+    partial += (partial.empty() ? "" : "; ") + std::string("incomplete ") + detail::kind_name(kind) + " (missing " +
+               missing + ")";
   }
-  return out.empty() ? "not a shoal plugin (no task plugin or resource module symbols)" : out;
+  if (!complete.empty()) return complete;
+  return partial.empty()
+             ? "not a shoal plugin (no task plugin, resource module or shared-data builder symbols)"
+             : partial;
 }
 
 std::string abi_text(const std::string& path, const ElfExports& elf, ModuleKind kind) {
@@ -92,15 +96,17 @@ std::string abi_text(const std::string& path, const ElfExports& elf, ModuleKind 
   return text;
 }
 
-std::string abi_line(const std::string& path, const ElfExports& elf, Fit plugin, Fit resource) {
-  const bool as_plugin = plugin != Fit::none, as_resource = resource != Fit::none;
-  if (as_plugin && as_resource)
-    return abi_text(path, elf, ModuleKind::task_plugin) + " (" + detail::kind_name(ModuleKind::task_plugin) + "); " +
-           abi_text(path, elf, ModuleKind::resource_module) + " (" + detail::kind_name(ModuleKind::resource_module) +
-           ")";
-  if (as_plugin) return abi_text(path, elf, ModuleKind::task_plugin);
-  if (as_resource) return abi_text(path, elf, ModuleKind::resource_module);
-  return "-";
+// One kind: its ABI alone; several: each followed by the kind it is for.
+std::string abi_line(const std::string& path, const ElfExports& elf, const Fits& fits) {
+  std::vector<ModuleKind> kinds;
+  for (ModuleKind kind : kAllModuleKinds)
+    if (fit_of(fits, kind) != Fit::none) kinds.push_back(kind);
+  if (kinds.empty()) return "-";
+  if (kinds.size() == 1) return abi_text(path, elf, kinds.front());
+  std::string out;
+  for (ModuleKind kind : kinds)
+    out += (out.empty() ? "" : "; ") + abi_text(path, elf, kind) + " (" + detail::kind_name(kind) + ")";
+  return out;
 }
 
 // The declared params as a table under "params:", so that `inspect` is the module's
@@ -126,9 +132,11 @@ std::string params_table(const detail::ParamDecls& decls) {
 
 // "params: ..." for the role the file has (the task plugin's when it is both). False in
 // `ok` when the declaration is malformed: the file would fail `shoal check`.
-std::string params_lines(const ElfExports& elf, Fit plugin, Fit resource, bool& ok) {
-  if (plugin == Fit::none && resource == Fit::none) return "params: -\n";
-  const ModuleKind kind = plugin != Fit::none ? ModuleKind::task_plugin : ModuleKind::resource_module;
+std::string params_lines(const ElfExports& elf, const Fits& fits, bool& ok) {
+  const auto* first = std::find_if(kAllModuleKinds.begin(), kAllModuleKinds.end(),
+                                   [&](ModuleKind k) { return fit_of(fits, k) != Fit::none; });
+  if (first == kAllModuleKinds.end()) return "params: -\n";
+  const ModuleKind kind = *first;
   const auto& text = detail::declared_params(elf, kind);
   if (!text) return std::string("params: not declared (no ") + detail::params_symbol(kind) + ")\n";
   auto decls = detail::parse_param_decls(*text);
@@ -141,16 +149,16 @@ std::string params_lines(const ElfExports& elf, Fit plugin, Fit resource, bool& 
 }
 
 std::string describe(const std::string& path, const ElfExports& elf, bool& ok) {
-  const Fit plugin = detail::fit(elf, ModuleKind::task_plugin);
-  const Fit resource = detail::fit(elf, ModuleKind::resource_module);
+  Fits fits{};
+  for (ModuleKind kind : kAllModuleKinds) fits[static_cast<size_t>(kind)] = detail::fit(elf, kind);
   std::string text = "file: " + detail::printable(path) + "\n";
-  text += "kind: " + kind_line(elf, plugin, resource) + "\n";
-  text += "abi: " + abi_line(path, elf, plugin, resource) + "\n";
+  text += "kind: " + kind_line(elf, fits) + "\n";
+  text += "abi: " + abi_line(path, elf, fits) + "\n";
   text += "exports: " + joined(elf.symbols) + "\n";
   text += "other exports: " + std::to_string(elf.other_exports) + "\n";
   text += "needs: " + joined(elf.needed) + "\n";
   text += "soname: " + (elf.soname.empty() ? std::string("-") : detail::printable(elf.soname)) + "\n";
-  text += params_lines(elf, plugin, resource, ok);
+  text += params_lines(elf, fits, ok);
   return text;
 }
 

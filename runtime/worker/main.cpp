@@ -35,7 +35,8 @@ constexpr std::string_view kUsage =
     "A worker process of a shoal pool. The host (`shoal run`, `shoal serve` or a program\n"
     "linked with libshoal) starts one per worker slot with its shared memory and control\n"
     "socket already open as descriptors 3 to 6; it is not meant to be started by hand.\n"
-    "Its arguments (--pool NAME --index N) only name it in ps(1).\n"
+    "Its arguments (--pool NAME --index N; --pool NAME --shared NAME for the process\n"
+    "that builds a `shared:` entry) only name it in ps(1).\n"
     "\n"
     "Options:\n"
     "  -h, --help   show this help\n"
@@ -101,6 +102,7 @@ int main(int argc, char** argv) {
   const auto started = worker->start();
   int code = started == shoal::detail::Started::fatal    ? shoal::detail::kExitFatal
              : started == shoal::detail::Started::failed ? shoal::detail::kExitStartFailed
+             : started == shoal::detail::Started::built  ? 0
                                                          : worker->serve();
   // _exit: the chain has run; static destructors of foreign code must not run after
   // their fini, and the worker's own threads are still alive.

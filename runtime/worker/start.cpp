@@ -166,6 +166,10 @@ void Worker::choose_module_sources() {
   // reader's own descriptor 7). One renamed over since is loaded through the descriptor:
   // its generation's code, under the name /proc/self/fd/N. A rename between this check
   // and the load goes unseen (the new file loads): a window of microseconds once.
+  if (init_.builder_role()) {
+    module_sources_.push_back(init_.build_builder);
+    return;
+  }
   auto source = [&](size_t n, const std::string& path) {
     if (!init_.pinned_files) return path;
     const int fd = kWorkerFirstFileFd + static_cast<int>(n);
@@ -242,7 +246,9 @@ Started Worker::start() {
   choose_module_sources();
   if (init_.recover_only) local_stop_.store(static_cast<uint32_t>(LocalStop::recover_only));
   chain_.set_owner("worker " + std::to_string(init_.index) + " (pid " + std::to_string(::getpid()) + ")");
-  if (!map_segment() || !map_shared_data() || !apply_limits() || !harden()) return Started::fatal;
+  if (!(init_.builder_role() ? map_build_segment() : map_segment()) || !map_shared_data() || !apply_limits() ||
+      !harden())
+    return Started::fatal;
 
   host_.struct_size = sizeof(shoal_host);
   host_.abi_version = SHOAL_ABI_VERSION;
@@ -264,6 +270,9 @@ Started Worker::start() {
   // the thread that applies it and what it starts afterwards, never threads that already
   // run (and a plugin shares their address space).
   if (!apply_sandbox()) return Started::fatal;
+  // The builder role needs none of the threads: it has no tasks to stop, and the host
+  // kills its process group on any end.
+  if (init_.builder_role()) return build();
   start_threads();
   // A failure after some resources opened still closes them, in chain order.
   if (!open_resources() || !load_plugin_and_init()) {

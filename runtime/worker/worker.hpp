@@ -53,7 +53,8 @@ namespace shoal::detail {
 enum class LocalStop : uint32_t { none = 0, signal = 1, host_gone = 2, recycle = 3, channel_lost = 4, recover_only = 5 };
 // fatal: no new process could start either (kExitFatal); failed: init or an open refused,
 // which may pass (kExitStartFailed).
-enum class Started { ready, fatal, failed, stopped };
+// built: the builder role's build succeeded and was reported (exit 0).
+enum class Started { ready, fatal, failed, stopped, built };
 enum class Phase : uint32_t { starting = 0, idle = 1, in_task = 2, in_chain = 3 };
 
 class Worker {
@@ -98,6 +99,10 @@ class Worker {
   bool apply_declared_params(const std::optional<std::string>& text, std::map<std::string, std::string>& params,
                              shoal_ctx& ctx, ModuleKind kind, const std::string& path, const std::string& prefix);
   void choose_module_sources();
+  // build.cpp: the builder role (shared data)
+  bool map_build_segment();
+  Started build();
+  Started out_of_space(const std::string& detail);
   // control.cpp
   void start_threads();
   void control_loop();
@@ -131,6 +136,7 @@ class Worker {
   // The pool's shared read-only segments (init_.shared), mapped in start() before any
   // plugin thread exists and never changed after: host->shared reads it from any thread.
   SharedReader shared_;
+  Mapping build_map_;  // the builder role's memfd, read-write
   WorkerBlock* block_ = nullptr;
   // What descriptors 4 and 5 were when the worker started: a plugin may close them and
   // open files that land on the same numbers. Their loss ends the worker, which cannot

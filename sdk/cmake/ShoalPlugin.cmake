@@ -1,8 +1,10 @@
 # shoal_add_plugin(<name> SOURCES ... [LIBRARIES ...])
-# The one way to build a task plugin or resource module, in this tree and outside it
-# (after find_package(shoal)): a position-independent MODULE named <name>.so, hidden
-# visibility, and -z defs so a plugin that reaches for host symbols fails to link
-# instead of failing to load in a worker.
+# The one way to build a task plugin, resource module or shared-data builder, in this
+# tree and outside it (after find_package(shoal)): a position-independent MODULE named
+# <name>.so, hidden visibility, and -z defs so a plugin that reaches for host symbols
+# fails to link instead of failing to load in a worker. A C++ builder (shoal/shared.hpp)
+# adds the Boost headers, of the Boost the runtime was built with (Interprocess is
+# header-only): find_package(Boost 1.74 REQUIRED) and LIBRARIES Boost::headers.
 function(shoal_add_plugin name)
   cmake_parse_arguments(P "" "" "SOURCES;LIBRARIES" ${ARGN})
   # A misspelled keyword would otherwise turn into a source file or be dropped silently.

@@ -60,7 +60,8 @@ TEST_CASE("install: plugins in C++ and C and an embedding host, built against th
   require_ok(step({SHOAL_CMAKE, "--install", SHOAL_BUILD_DIR, "--prefix", prefix.string()}));
   for (const char* file : {"include/shoal/plugin.h", "include/shoal/plugin.hpp", "include/shoal/resource.h",
                            "include/shoal/runtime.hpp", "include/shoal/config.hpp", "include/shoal/result.hpp",
-                           "include/shoal/export.hpp", "bin/shoal", "bin/shoal-worker"})
+                           "include/shoal/export.hpp", "include/shoal/shared.h", "include/shoal/shared.hpp",
+                           "bin/shoal", "bin/shoal-worker"})
     CHECK(fs::exists(prefix / file));
   for (const char* file : {"libshoal.so", "pkgconfig/shoal.pc", "cmake/shoal/shoalConfig.cmake",
                            "cmake/shoal/shoalConfigVersion.cmake", "cmake/shoal/shoalTargets.cmake",
@@ -87,6 +88,10 @@ TEST_CASE("install: plugins in C++ and C and an embedding host, built against th
   SECTION("a C++ plugin project and a plain C plugin run through the installed shoal") {
     const fs::path upper = build_project("external_plugin", dir.path(), prefix) / "upper.so";
     REQUIRE(fs::exists(upper));
+    // Its shared-data builder, built beside it with shoal/shared.hpp and Boost's headers.
+    auto builder = step({shoal, "inspect", (upper.parent_path() / "words.so").string()});
+    require_ok(builder);
+    CHECK(builder.out.find("\nkind: shared-data builder\n") != std::string::npos);
 
     // The C plugin: cc, the flags shoal.pc gives, and no C++ anywhere.
     const Env pkg_env = {{"PKG_CONFIG_PATH", (libdir / "pkgconfig").string()}};

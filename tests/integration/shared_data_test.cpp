@@ -210,7 +210,7 @@ TEST_CASE("shared data: a builder that fails fails Pool::start and leaves nothin
   auto pool = Pool::start(reader_pool(4, {entry("good", dir.path() / "a"), entry("bad", dir.path() / "b", 10, "fail")}));
   REQUIRE_FALSE(pool.ok());
   INFO(pool.error().message);
-  CHECK(pool.error().message.rfind("pool test: ", 0) == 0);
+  CHECK(pool.error().message.rfind("pool 'test': shared 'bad': ", 0) == 0);
   CHECK(pool.error().message.find("builder said no") != std::string::npos);
   CHECK(pool.error().message.find('\n') == std::string::npos);
   CHECK(no_child_left());  // no worker was spawned, no builder is left
@@ -270,7 +270,7 @@ TEST_CASE("shared data: a reload whose build fails leaves the old workers servin
     auto reloaded = pool->reload(config);
     REQUIRE_FALSE(reloaded.ok());
     INFO(reloaded.error().message);
-    CHECK(reloaded.error().message.rfind("pool test: reload failed, generation 0 serves on: ", 0) == 0);
+    CHECK(reloaded.error().message.rfind("pool test: reload failed, generation 0 serves on: shared 'data': ", 0) == 0);
     CHECK(reloaded.error().message.find("builder said no") != std::string::npos);
     CHECK(pool->worker_pids() == pids);
     const PoolStats stats = pool->stats();

@@ -747,3 +747,57 @@ TEST_CASE("metrics: a listen address in its short and long forms and the ones re
   CHECK(typo.message == "unknown key 'lisen' in metrics (did you mean 'listen'?)");
   CHECK(fail(pool("") + "metrics: {}\n").message == "metrics: missing required key 'listen'");
 }
+
+TEST_CASE("shared: entries with their positions, and each bad entry at its line and column", "[unit][config][shared]") {
+  const Config c = load(pool("    shared:\n"
+                             "      - name: words\n"
+                             "        builder: lib/words.so\n"
+                             "        size: 16MiB\n"
+                             "        params: {file: w.txt, count: 3}\n"
+                             "      - {name: squares, builder: /abs/sq.so, size: 4096}\n"));
+  REQUIRE(c.pools.at(0).shared.size() == 2);
+  const shoal::SharedConfig& w = c.pools[0].shared[0];
+  CHECK(w.name == "words");
+  CHECK(w.builder == fs::path("/base/lib/words.so"));
+  CHECK(w.size == (uint64_t{16} << 20));
+  CHECK(w.params == std::map<std::string, std::string>{{"file", "w.txt"}, {"count", "3"}});
+  CHECK((w.builder_at.line == 6 && w.builder_at.column == 18));
+  CHECK((w.size_at.line == 7 && w.size_at.column == 15));
+  CHECK((w.params_at.at("count").key.line == 8 && w.params_at.at("count").key.column == 31));
+  CHECK((w.params_at.at("count").value.line == 8 && w.params_at.at("count").value.column == 38));
+  CHECK(c.pools[0].shared[1].name == "squares");
+  CHECK(c.pools[0].shared[1].size == 4096);
+  CHECK(load(pool("")).pools.at(0).shared.empty());
+
+  struct Bad {
+    std::string yaml;
+    int line, column;
+    std::string message;
+  };
+  std::string seventeen = "    shared:\n";
+  for (int i = 0; i < 17; ++i) seventeen += "      - {name: s" + std::to_string(i) + ", builder: b.so, size: 1KiB}\n";
+  const Bad cases[] = {
+      {pool("    shared:\n      - {name: w, builder: b.so, size: 1MiB, parms: {}}\n"), 5, 46,
+       "unknown key 'parms' in shared[0] (did you mean 'params'?)"},
+      {pool("    shared:\n      - {name: w, builder: b.so, size: 0}\n"), 5, 40,
+       "shared[0].size: expected a size from 1 byte to 1TiB such as 256MiB, found '0'"},
+      {pool("    shared:\n      - {name: w, builder: b.so, size: 2TiB}\n"), 5, 40,
+       "shared[0].size: expected a size from 1 byte to 1TiB such as 256MiB, found '2TiB'"},
+      {pool("    shared:\n      - {name: w, builder: b.so}\n"), 5, 9, "shared[0]: missing required key 'size'"},
+      {pool("    shared:\n      - {name: w, size: 1KiB}\n"), 5, 9, "shared[0]: missing required key 'builder'"},
+      {pool("    shared:\n      - {name: w/x, builder: b.so, size: 1KiB}\n"), 5, 16,
+       "shared[0].name: expected a name of letters, digits, '_', '.' or '-', found 'w/x'"},
+      {pool("    shared:\n      - {name: w, builder: a.so, size: 1KiB}\n      - {name: w, builder: b.so, size: 1KiB}\n"),
+       6, 16, "shared[1].name: duplicate shared entry name 'w' (first at 5:16)"},
+      {pool("    shared: {name: w}\n"), 4, 13, "shared: expected a sequence of shared entries, found a mapping"},
+      {pool(seventeen), 5, 7, "shared: 17 shared entries, more than the 16 a pool may have"},
+      {pool("    shraed: []\n"), 4, 5, "unknown key 'shraed' in pool 'digest' (did you mean 'shared'?)"},
+  };
+  for (const Bad& b : cases) {
+    INFO(b.yaml);
+    const Failure f = fail(b.yaml);
+    CHECK(f.line == b.line);
+    CHECK(f.column == b.column);
+    CHECK(f.message == b.message);
+  }
+}

@@ -140,9 +140,9 @@ TEST_CASE("elf: a plugin's exports, ABI version and needed libraries, read witho
     CHECK(elf->exports(name));
   CHECK_FALSE(elf->exports("shoal_recover"));
   CHECK(std::is_sorted(elf->symbols.begin(), elf->symbols.end()));
-  REQUIRE(elf->plugin_abi.has_value());
-  CHECK(*elf->plugin_abi == SHOAL_ABI_VERSION);
-  CHECK_FALSE(elf->resource_abi.has_value());
+  REQUIRE(shoal::detail::declared_abi(*elf, ModuleKind::task_plugin).has_value());
+  CHECK(*shoal::detail::declared_abi(*elf, ModuleKind::task_plugin) == SHOAL_ABI_VERSION);
+  CHECK_FALSE(shoal::detail::declared_abi(*elf, ModuleKind::resource_module).has_value());
   CHECK(std::find(elf->needed.begin(), elf->needed.end(), "libc.so.6") != elf->needed.end());
   CHECK(shoal::detail::missing_exports(*elf, ModuleKind::task_plugin).empty());
   CHECK(shoal::detail::missing_exports(*elf, ModuleKind::resource_module).size() == 3);

@@ -172,3 +172,33 @@ TEST_CASE("init message: the shared segments come through in order and a bad one
   CHECK(error_of(with("shared.0.name", "w")) == "init message: shared segment 0 has no name or size");
   CHECK(error_of(with("shared.1.size", "64")) == "init message: shared segment 0 has no name or size");
 }
+
+TEST_CASE("init message: the builder role's fields come through and need a name and a size", "[unit][init][shared]") {
+  InitMessage b;
+  b.pool = "digest";
+  b.host_pid = 7;
+  b.limit_open_files = 64;
+  b.build_name = "words";
+  b.build_builder = "/opt/words.so";
+  b.build_size = uint64_t{16} << 20;
+  b.build_params = {{"file", "/data/words.txt"}, {"count", "3"}};
+  auto d = decode_init(encode_init(b));
+  REQUIRE(std::holds_alternative<InitMessage>(d));
+  const InitMessage& m = std::get<InitMessage>(d);
+  CHECK(m.builder_role());
+  CHECK(m.build_name == b.build_name);
+  CHECK(m.build_builder == b.build_builder);
+  CHECK(m.build_size == b.build_size);
+  CHECK(m.build_params == b.build_params);
+  CHECK(m.params.empty());  // a builder's params are its own, never the plugin's
+  CHECK(m.limit_open_files == 64);
+  CHECK_FALSE(std::get<InitMessage>(decode_init(encode_init(full()))).builder_role());
+
+  b.build_size = 0;
+  CHECK(std::get<std::string>(decode_init(encode_init(b))) ==
+        "init message: build.name or build.size missing in the builder role");
+  b.build_size = 1;
+  b.build_name.clear();
+  CHECK(std::get<std::string>(decode_init(encode_init(b))) ==
+        "init message: build.name or build.size missing in the builder role");
+}

@@ -143,10 +143,10 @@ TEST_CASE("params: configured values are checked and made canonical", "[unit][pa
 TEST_CASE("params: the declaration is read from the file, and a bad symbol is refused", "[unit][params][elf]") {
   auto elf = read_elf_exports(SHOAL_PLUGIN_ECHO, "plugin");
   REQUIRE(elf.ok());
-  REQUIRE(elf->plugin_params.has_value());
-  CHECK(*elf->plugin_params == SHOAL_PARAMS_FORMAT);  // echo takes no params
-  CHECK_FALSE(elf->resource_params.has_value());
-  CHECK(declared_params(*elf, ModuleKind::task_plugin) == elf->plugin_params);
+  REQUIRE(declared_params(*elf, ModuleKind::task_plugin).has_value());
+  CHECK(*declared_params(*elf, ModuleKind::task_plugin) == SHOAL_PARAMS_FORMAT);  // echo takes no params
+  CHECK_FALSE(declared_params(*elf, ModuleKind::resource_module).has_value());
+  CHECK_FALSE(declared_params(*elf, ModuleKind::shared_builder).has_value());
 
   // A data symbol of that name that is not a NUL-terminated array (size 0 here).
   shoal::test::TempDir dir;

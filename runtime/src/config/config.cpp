@@ -16,6 +16,7 @@
 
 #include "common/printable.hpp"
 #include "config/values.hpp"
+#include "ipc/control.hpp"
 
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
@@ -47,6 +48,9 @@ constexpr std::size_t kMaxNodes = 100000;
 constexpr std::size_t kMaxFileBytes = std::size_t{16} << 20;
 constexpr int kMaxDepth = 499;         // yaml-cpp 0.7 refuses a 500th level (DepthGuard<500>)
 constexpr std::size_t kMaxShown = 60;  // characters of a value quoted in a message
+// A segment is one memfd every worker maps whole: 1 TiB is far past any real table and
+// keeps a typo (`size: 1PiB`) from reaching ftruncate.
+constexpr uint64_t kMaxSharedSize = uint64_t{1} << 40;
 constexpr std::string_view kNameRule = "a name of letters, digits, '_', '.' or '-'";
 
 struct Ctx {
@@ -444,19 +448,48 @@ constexpr Field<ResourceConfig> kResourceFields[] = {
      [](Ctx& c, const Located& v, ResourceConfig& r) { return read_params(c, v, r.params, r.params_at); }},
 };
 
-Status read_resources(Ctx& ctx, const Located& at, std::vector<ResourceConfig>& out) {
-  if (!at.node.IsSequence()) return expected(ctx, at, "a sequence of resources");
+constexpr Field<SharedConfig> kSharedFields[] = {
+    {"name", true, [](Ctx& c, const Located& v, SharedConfig& e) { return read_name(c, v, e.name); }},
+    {"builder", true,
+     [](Ctx& c, const Located& v, SharedConfig& e) {
+       e.builder_at = source_position(v.mark);
+       return read_path(c, v, e.builder);
+     }},
+    {"size", true,
+     [](Ctx& c, const Located& v, SharedConfig& e) {
+       e.size_at = source_position(v.mark);
+       return read_size(c, v, 1, kMaxSharedSize, "a size from 1 byte to 1TiB such as 256MiB", e.size);
+     }},
+    {"params", false,
+     [](Ctx& c, const Located& v, SharedConfig& e) { return read_params(c, v, e.params, e.params_at); }},
+};
+
+// How messages name the entries of a list: "resource"/"resources", "shared entry"/...
+struct EntryNames {
+  std::string_view one, many;
+};
+
+// A list of named entries (`resources:`, `shared:`): each read with `fields`, names unique
+// in the list, at most `max` entries.
+template <class T, std::size_t N>
+Status read_named_list(Ctx& ctx, const Located& at, const Field<T> (&fields)[N], EntryNames what, std::size_t max,
+                       std::vector<T>& out) {
+  if (!at.node.IsSequence()) return expected(ctx, at, "a sequence of " + std::string(what.many));
+  if (at.node.size() > max)
+    return error_at(ctx, at.mark,
+                    with_label(at.label, std::to_string(at.node.size()) + " " + std::string(what.many) +
+                                             ", more than the " + std::to_string(max) + " a pool may have"));
   std::map<std::string, YAML::Mark> names;
   return for_each_item(ctx, at, [&](const Located& item) {
-    ResourceConfig r;
-    if (auto s = read_fields(ctx, item, kResourceFields, r); !s) return s;
+    T entry;
+    if (auto s = read_fields(ctx, item, fields, entry); !s) return s;
     const YAML::Mark mark = item.node["name"].Mark();  // present: required, not repeated
-    const auto [first, fresh] = names.emplace(r.name, mark);
+    const auto [first, fresh] = names.emplace(entry.name, mark);
     if (!fresh)
       return Status(error_at(ctx, mark,
-                             item.label + ".name: duplicate resource name " + in_quotes(r.name) +
+                             item.label + ".name: duplicate " + std::string(what.one) + " name " + in_quotes(entry.name) +
                                  " (first at " + position(first->second) + ")"));
-    out.push_back(std::move(r));
+    out.push_back(std::move(entry));
     return Status();
   });
 }
@@ -570,7 +603,14 @@ constexpr Field<PoolConfig> kPoolFields[] = {
     {"env", false, [](Ctx& c, const Located& v, PoolConfig& p) { return read_env(c, v, p.env); }},
     {"env_inherit", false, read_env_inherit},
     {"resources", false,
-     [](Ctx& c, const Located& v, PoolConfig& p) { return read_resources(c, v, p.resources); }},
+     [](Ctx& c, const Located& v, PoolConfig& p) {
+       return read_named_list(c, v, kResourceFields, {"resource", "resources"}, std::numeric_limits<std::size_t>::max(),
+                              p.resources);
+     }},
+    {"shared", false,
+     [](Ctx& c, const Located& v, PoolConfig& p) {
+       return read_named_list(c, v, kSharedFields, {"shared entry", "shared entries"}, detail::kWorkerMaxShared, p.shared);
+     }},
 };
 
 uint32_t default_workers() { return std::clamp(std::thread::hardware_concurrency(), 1u, 1024u); }

@@ -74,6 +74,13 @@ constexpr std::array kDurationUnits{
 
 }  // namespace
 
+std::string size_text(uint64_t bytes) {
+  for (auto unit = kSizeUnits.rbegin(); unit != kSizeUnits.rend(); ++unit)
+    if (unit->suffix.ends_with("iB") && bytes != 0 && bytes % unit->factor == 0)
+      return std::to_string(bytes / unit->factor) + std::string(unit->suffix);
+  return std::to_string(bytes) + (bytes == 1 ? " byte" : " bytes");
+}
+
 bool parse_scaled(std::string_view text, std::span<const Unit> units, uint64_t max, uint64_t& out) {
   std::size_t i = 0;
   uint64_t whole = 0, num = 0, den = 1;

@@ -26,6 +26,10 @@ struct Unit {
 /// unit whose factor is above 1 ("1.5KiB" yes, "1.5B" no). Fails above `max`.
 bool parse_scaled(std::string_view text, std::span<const Unit> units, uint64_t max, uint64_t& out);
 
+/// `bytes` as a config would write it: "16MiB" when a binary unit divides it exactly,
+/// else "12345 bytes" (messages that name a size key quote it so).
+std::string size_text(uint64_t bytes);
+
 /// A decimal integer as written: optional sign, then digits (no 0x, no '_', no '.').
 struct IntText {
   bool negative = false;

@@ -20,7 +20,9 @@ namespace shoal::detail {
 // chain_done: worker -> host, once its finalizer chain has run to the end. A worker that
 // exits without sending it (a signal, `_exit`, a finalizer cut short) left something
 // open: its replacement runs the recover hooks first.
-enum class MsgType : uint8_t { init = 1, ready = 2, fatal = 3, note = 4, chain_done = 5 };
+// built: a builder process (shared data) -> host, once its build succeeded: a kv body
+// with "used" (bytes of the segment in use) and "named" (named objects).
+enum class MsgType : uint8_t { init = 1, ready = 2, fatal = 3, note = 4, chain_done = 5, built = 6 };
 
 // The Init message carries every param of the pool: it may be large.
 inline constexpr uint32_t kMaxControlMessage = 16u << 20;

@@ -17,6 +17,7 @@ namespace {
 constexpr std::string_view kResource = "resource.";
 constexpr std::string_view kParam = "param.";
 constexpr std::string_view kShared = "shared.";
+constexpr std::string_view kBuildParam = "build.param.";
 // More would be a config no one writes; the bound keeps a bad index from allocating.
 constexpr size_t kMaxResources = 4096;
 constexpr uint64_t kMaxRingCapacity = uint64_t{1} << 62;
@@ -69,6 +70,9 @@ void scalars(M& m, F&& f) {
   f("limit.no_new_privs", m.no_new_privs);
   f("sandbox", m.sandbox);
   f("pinned_files", m.pinned_files);
+  f("build.name", m.build_name);
+  f("build.builder", m.build_builder);
+  f("build.size", m.build_size);
 }
 
 template <class T>
@@ -95,6 +99,7 @@ std::string encode_init(const InitMessage& m) {
   scalars(m, [&](const char* key, const auto& field) { put(kv, key, field); });
   for (const auto& [path, write] : m.sandbox_paths) put(kv, write ? "sandbox.write" : "sandbox.read", path);
   for (const auto& [k, v] : m.params) put(kv, std::string(kParam) + k, v);
+  for (const auto& [k, v] : m.build_params) put(kv, std::string(kBuildParam) + k, v);
   for (size_t i = 0; i < m.resources.size(); ++i) {
     const auto& r = m.resources[i];
     const std::string pre = std::string(kResource) + std::to_string(i) + ".";
@@ -140,6 +145,8 @@ std::variant<InitMessage, std::string> decode_init(std::string_view body) {
       m.sandbox_paths.emplace_back(value, key == "sandbox.write");
     } else if (key.starts_with(kParam)) {
       m.params[key.substr(kParam.size())] = value;
+    } else if (key.starts_with(kBuildParam)) {
+      m.build_params[key.substr(kBuildParam.size())] = value;
     } else if (key.starts_with(kResource)) {
       // resource.<i>.<field>: name, module, priority, param.<key>
       const size_t dot = key.find('.', kResource.size());
@@ -171,6 +178,11 @@ std::variant<InitMessage, std::string> decode_init(std::string_view body) {
     } else {
       return "init message: unknown key '" + printable(key, 64) + "'";
     }
+  }
+  if (m.builder_role()) {
+    if (m.build_name.empty() || m.build_size == 0)
+      return std::string("init message: build.name or build.size missing in the builder role");
+    return m;
   }
   if (m.plugin.empty() || m.workers == 0 || m.capacity == 0 || m.index >= m.workers)
     return std::string("init message: plugin, workers, capacity or index missing or out of range");

@@ -52,6 +52,14 @@ struct InitMessage {
   std::map<std::string, std::string> params;
   std::vector<InitResource> resources;
   std::vector<InitShared> shared;  ///< in `shared:` order, at most kWorkerMaxShared
+
+  // builder role: with build_builder set the process builds one `shared:` entry into
+  // its memfd (descriptor 3) and exits (worker/build.cpp); plugin, resources and rings
+  // are not used. The pool's limits and sandbox above still apply.
+  std::string build_name, build_builder;
+  uint64_t build_size = 0;
+  std::map<std::string, std::string> build_params;
+  bool builder_role() const noexcept { return !build_builder.empty(); }
 };
 
 /// The message body (key/value pairs, encode_kv).

@@ -28,10 +28,16 @@ namespace {
 // the check allocate without bound.
 constexpr uint64_t kMaxTableBytes = uint64_t{64} << 20;
 constexpr uint64_t kMaxNeeded = 4096;
-constexpr std::string_view kPluginAbiSymbol = "shoal_plugin_abi_version";
-constexpr std::string_view kResourceAbiSymbol = "shoal_resource_abi_version";
-constexpr std::string_view kPluginParamsSymbol = "shoal_plugin_params";
-constexpr std::string_view kResourceParamsSymbol = "shoal_resource_params";
+// Indexed by ModuleKind.
+constexpr std::string_view kAbiSymbols[kModuleKinds] = {"shoal_plugin_abi_version", "shoal_resource_abi_version",
+                                                        "shoal_shared_abi_version"};
+constexpr std::string_view kParamsSymbols[kModuleKinds] = {"shoal_plugin_params", "shoal_resource_params",
+                                                           "shoal_shared_params"};
+
+// The kind whose symbol in `table` is `name`, as an index; kModuleKinds when none.
+size_t kind_of_symbol(const std::string_view (&table)[kModuleKinds], std::string_view name) {
+  return static_cast<size_t>(std::find(std::begin(table), std::end(table), name) - std::begin(table));
+}
 
 // A read-only descriptor with reads that stay inside the file it had when opened.
 class File {
@@ -170,14 +176,14 @@ class Reader {
       name_bytes += name->size();
       if (name_bytes > kMaxTableBytes)
         return malformed("exported names add up to more than " + std::to_string(kMaxTableBytes >> 20) + " MiB");
-      if (*name == kPluginAbiSymbol || *name == kResourceAbiSymbol) {
+      if (const size_t k = kind_of_symbol(kAbiSymbols, *name); k < kModuleKinds) {
         auto value = read_abi_value(sym, *name);
         if (!value) return value.error();
-        (*name == kPluginAbiSymbol ? out.plugin_abi : out.resource_abi) = *value;
-      } else if (*name == kPluginParamsSymbol || *name == kResourceParamsSymbol) {
+        out.abi[k] = *value;
+      } else if (const size_t p = kind_of_symbol(kParamsSymbols, *name); p < kModuleKinds) {
         auto text = read_params_text(sym, *name);
         if (!text) return text.error();
-        (*name == kPluginParamsSymbol ? out.plugin_params : out.resource_params) = std::move(*text);
+        out.params[p] = std::move(*text);
       } else if (name->starts_with("shoal_") && !is_code(sym)) {
         out.data_symbols.emplace_back(*name);
       }
@@ -334,21 +340,15 @@ std::vector<std::string_view> missing_exports(const ElfExports& elf, ModuleKind 
   return missing;
 }
 
-const char* abi_symbol(ModuleKind kind) {
-  return kind == ModuleKind::task_plugin ? kPluginAbiSymbol.data() : kResourceAbiSymbol.data();
-}
+const char* abi_symbol(ModuleKind kind) { return kAbiSymbols[static_cast<size_t>(kind)].data(); }
 
-std::optional<uint32_t> declared_abi(const ElfExports& elf, ModuleKind kind) {
-  return kind == ModuleKind::task_plugin ? elf.plugin_abi : elf.resource_abi;
-}
+std::optional<uint32_t> declared_abi(const ElfExports& elf, ModuleKind kind) { return elf.abi[static_cast<size_t>(kind)]; }
 
 const std::optional<std::string>& declared_params(const ElfExports& elf, ModuleKind kind) {
-  return kind == ModuleKind::task_plugin ? elf.plugin_params : elf.resource_params;
+  return elf.params[static_cast<size_t>(kind)];
 }
 
-const char* params_symbol(ModuleKind kind) {
-  return kind == ModuleKind::task_plugin ? kPluginParamsSymbol.data() : kResourceParamsSymbol.data();
-}
+const char* params_symbol(ModuleKind kind) { return kParamsSymbols[static_cast<size_t>(kind)].data(); }
 
 Fit fit(const ElfExports& elf, ModuleKind kind) {
   const size_t missing = missing_exports(elf, kind).size();
@@ -362,9 +362,9 @@ Result<ElfExports> check_module_file(const std::filesystem::path& path, ModuleKi
   if (!elf) return elf.error();
   const auto missing = missing_exports(*elf, kind);
   if (!missing.empty()) {
-    const ModuleKind other = kind == ModuleKind::task_plugin ? ModuleKind::resource_module : ModuleKind::task_plugin;
-    if (fit(*elf, other) == Fit::complete)
-      return plugin_error(what, path, std::string("is a ") + kind_name(other) + ", not a " + kind_name(kind));
+    for (ModuleKind other : kAllModuleKinds)
+      if (other != kind && fit(*elf, other) == Fit::complete)
+        return plugin_error(what, path, std::string("is a ") + kind_name(other) + ", not a " + kind_name(kind));
     std::string names;
     for (std::string_view name : missing) names += (names.empty() ? "" : ", ") + std::string(name);
     return plugin_error(what, path,
@@ -374,7 +374,7 @@ Result<ElfExports> check_module_file(const std::filesystem::path& path, ModuleKi
   // The loader resolves these by name and calls them: data under one of these names
   // passes dlsym and crashes the worker at the first call.
   std::vector<std::string_view> entry_points(required_exports(kind).begin(), required_exports(kind).end());
-  entry_points.push_back(kind == ModuleKind::task_plugin ? "shoal_recover" : "shoal_resource_recover");
+  if (const char* optional = optional_entry_point(kind)) entry_points.push_back(optional);
   for (std::string_view name : entry_points)
     if (std::find(elf->data_symbols.begin(), elf->data_symbols.end(), name) != elf->data_symbols.end())
       return plugin_error(what, path,

@@ -9,6 +9,7 @@
 
 #include <shoal/result.hpp>
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -36,14 +37,12 @@ struct ElfExports {
   std::string soname;                ///< DT_SONAME, empty when there is none
   std::string runpath;               ///< DT_RUNPATH, empty when there is none
   std::string rpath;                 ///< DT_RPATH, empty when there is none
-  /// Value of the `shoal_plugin_abi_version` data symbol, when the file defines it.
-  std::optional<uint32_t> plugin_abi;
-  /// Value of the `shoal_resource_abi_version` data symbol, when the file defines it.
-  std::optional<uint32_t> resource_abi;
-  /// The text of `shoal_plugin_params` / `shoal_resource_params` (plugin/params.hpp),
-  /// without its NUL, when the file defines it.
-  std::optional<std::string> plugin_params;
-  std::optional<std::string> resource_params;
+  /// Per ModuleKind: the value of its ABI data symbol (abi_symbol(kind)), when the file
+  /// defines it.
+  std::array<std::optional<uint32_t>, kModuleKinds> abi;
+  /// Per ModuleKind: the text of its params symbol (params_symbol(kind),
+  /// plugin/params.hpp) without its NUL, when the file defines it.
+  std::array<std::optional<std::string>, kModuleKinds> params;
 
   bool exports(std::string_view name) const;
 };
@@ -65,13 +64,15 @@ std::vector<std::string_view> missing_exports(const ElfExports& elf, ModuleKind 
 /// The ABI version `elf` declares for `kind` (its data symbol), if it declares one.
 std::optional<uint32_t> declared_abi(const ElfExports& elf, ModuleKind kind);
 
-/// The name of that data symbol: "shoal_plugin_abi_version" or "shoal_resource_abi_version".
+/// The name of that data symbol: "shoal_plugin_abi_version", "shoal_resource_abi_version"
+/// or "shoal_shared_abi_version".
 const char* abi_symbol(ModuleKind kind);
 
 /// The params declaration `elf` holds for `kind`, if it holds one.
 const std::optional<std::string>& declared_params(const ElfExports& elf, ModuleKind kind);
 
-/// The name of its data symbol: "shoal_plugin_params" or "shoal_resource_params".
+/// The name of its data symbol: "shoal_plugin_params", "shoal_resource_params" or
+/// "shoal_shared_params".
 const char* params_symbol(ModuleKind kind);
 
 /// How far `elf` goes towards `kind`: every required export; some of them, or only the

@@ -35,14 +35,32 @@ constexpr uint16_t kHostMachine = EM_AARCH64;
 
 uint16_t host_machine() noexcept { return kHostMachine; }
 
-const char* role_name(ModuleKind kind) { return kind == ModuleKind::task_plugin ? "plugin" : "resource module"; }
+namespace {
 
-const char* kind_name(ModuleKind kind) { return kind == ModuleKind::task_plugin ? "task plugin" : "resource module"; }
+// What tells the kinds apart, in one table indexed by ModuleKind.
+struct KindNames {
+  const char* role;
+  const char* kind;
+  std::span<const char* const> exports;
+  const char* optional_entry;
+};
+constexpr KindNames kKindNames[kModuleKinds] = {
+    {"plugin", "task plugin", kPluginExports, "shoal_recover"},
+    {"resource module", "resource module", kResourceExports, "shoal_resource_recover"},
+    {"shared-data builder", "shared-data builder", kSharedBuilderExports, nullptr},
+};
 
-std::span<const char* const> required_exports(ModuleKind kind) {
-  if (kind == ModuleKind::task_plugin) return kPluginExports;
-  return kResourceExports;
-}
+const KindNames& names_of(ModuleKind kind) { return kKindNames[static_cast<size_t>(kind)]; }
+
+}  // namespace
+
+const char* role_name(ModuleKind kind) { return names_of(kind).role; }
+
+const char* kind_name(ModuleKind kind) { return names_of(kind).kind; }
+
+std::span<const char* const> required_exports(ModuleKind kind) { return names_of(kind).exports; }
+
+const char* optional_entry_point(ModuleKind kind) { return names_of(kind).optional_entry; }
 
 Error plugin_error(const char* what, const std::filesystem::path& path, const std::string& cause) {
   return Error{Errc::plugin, std::string(what) + " " + printable(path.string()) + ": " + cause};
@@ -167,6 +185,19 @@ Result<ResourceApi> load_resource_module(const std::filesystem::path& path, cons
   api.close = lib->fn<void(shoal_ctx*, void*)>("shoal_resource_close");
   api.recover =
       lib->fn<void(const shoal_host*, shoal_ctx*, const char*, uint32_t, const char*)>("shoal_resource_recover");
+  api.params = lib->params();
+  api.abi_version = api.abi();
+  if (auto abi = check_abi(api.abi_version, path, what); !abi) return abi.error();
+  return api;
+}
+
+Result<SharedBuilderApi> load_shared_builder(const std::filesystem::path& path) {
+  const char* what = role_name(ModuleKind::shared_builder);
+  auto lib = Library::open(path, path, ModuleKind::shared_builder);
+  if (!lib) return lib.error();
+  SharedBuilderApi api;
+  api.abi = lib->fn<uint32_t()>("shoal_shared_abi");
+  api.build = lib->fn<shoal_status(const shoal_host*, shoal_ctx*, shoal_shared_builder*)>("shoal_shared_build");
   api.params = lib->params();
   api.abi_version = api.abi();
   if (auto abi = check_abi(api.abi_version, path, what); !abi) return abi.error();

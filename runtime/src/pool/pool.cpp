@@ -97,7 +97,7 @@ Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const Runtim
   // Every segment is built and sealed before any worker exists: a build that fails
   // leaves nothing to stop.
   auto shared = shared_segments(impl->config, {impl->site.exe, &impl->config, 0, options.start_cancel_fd}, {});
-  if (!shared) return Error{shared.error().code, "pool " + impl->config.name + ": " + shared.error().message};
+  if (!shared) return shared.error();  // names the pool and the entry
   impl->generation = make_generation(impl->config, 0, std::move(*shared));
   impl->published_generation = impl->generation;
   impl->counters = std::make_unique<detail::PoolCounters>(impl->config.workers);

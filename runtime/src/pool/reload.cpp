@@ -110,8 +110,10 @@ Result<void> Pool::reload(const PoolConfig& config) {
   const auto began = Clock::now();
   auto shared = impl_->build_for_reload(op->config);
   if (!shared) {
-    const std::string why = "reload failed, generation " + std::to_string(stats().generation) +
-                            " serves on: " + shared.error().message;
+    // The build's line starts "pool 'NAME': shared 'ENTRY': ": the pool is named once.
+    std::string cause = shared.error().message;
+    if (const std::string own = "pool '" + name + "': "; cause.starts_with(own)) cause.erase(0, own.size());
+    const std::string why = "reload failed, generation " + std::to_string(stats().generation) + " serves on: " + cause;
     impl_->counters->on_reload(stats().generation, false, why, Clock::now() - began);
     logf(LogLevel::warn, "pool %s: %s", name.c_str(), why.c_str());
     return Error{shared.error().code, "pool " + name + ": " + why};

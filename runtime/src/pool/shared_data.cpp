@@ -15,6 +15,11 @@ namespace detail {
 
 Result<std::vector<SharedSegmentPtr>> shared_segments(const PoolConfig& config, const SharedBuildSite& site,
                                                       const std::vector<SharedSegmentPtr>& reuse) {
+  // The YAML's own bound (config.cpp); a PoolConfig made in code meets it here, before
+  // anything is built: each segment takes one of the worker's descriptor numbers.
+  if (config.shared.size() > kWorkerMaxShared)
+    return Error{Errc::config, std::to_string(config.shared.size()) + " shared entries, more than the " +
+                                   std::to_string(kWorkerMaxShared) + " a pool may have"};
   std::vector<SharedSegmentPtr> out;
   for (const SharedConfig& entry : config.shared) {
     // An entry whose config and builder file are as they were keeps its segment: its

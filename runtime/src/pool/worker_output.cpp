@@ -34,17 +34,17 @@ Result<WorkerPipe> worker_pipe(int flags) {
 
 namespace {
 
-// One line a plugin printed, as the host logs it.
-void log_output_line(std::string_view pool, uint32_t worker, std::string_view line) {
+// One line a plugin (or a builder) printed, as the host logs it.
+void log_output_line(const LogOrigin& origin, std::string_view line) {
   std::string text;
   if (log_format() == LogFormat::json) {
-    text = log_json(LogLevel::info, line, {pool, static_cast<int>(worker), {}}, "output");
+    text = log_json(LogLevel::info, line, origin, "output");
   } else {
     text = "shoal: ";
-    text += pool;
-    text += '[';
-    text += std::to_string(worker);
-    text += "]: ";
+    text += origin.pool;
+    if (origin.worker >= 0) text += '[' + std::to_string(origin.worker) + ']';
+    if (!origin.component.empty()) text += (origin.pool.empty() ? "" : " ") + std::string(origin.component);
+    text += ": ";
     // ESC, CR, backspace, C1 and broken UTF-8 would reach the operator's terminal as
     // commands (move the cursor, rewrite a line, retitle the window): escaped, visibly.
     text += printable(line);
@@ -53,68 +53,76 @@ void log_output_line(std::string_view pool, uint32_t worker, std::string_view li
   log_raw(text);
 }
 
-}  // namespace
-
-// Reads of a worker's output and log pipes after its exit: what it wrote before it died
+// Reads of a child's output and log pipes after its exit: what it wrote before it died
 // (up to 1 MiB) reaches the log; what outlives it is dropped with the pipe.
 constexpr int kFinalDrainRounds = 64;
 
-void WorkerProcess::on_output(bool final) {
-  if (!output_) return;
-  auto emit = [&](std::string_view line) { log_output_line(config().name, index_, line); };
+}  // namespace
+
+bool drain_output(int fd, std::string& partial, const LogOrigin& origin, bool final) {
+  auto emit = [&](std::string_view line) { log_output_line(origin, line); };
+  bool open = true;
   char buf[16384];
   // Bounded per wake-up: a plugin that prints without end must not starve the tasks. The
   // last drain after the exit is bounded too (1 MiB): a daemon the plugin started with
   // setsid keeps the pipe's write end, and could keep it full for ever.
   for (int rounds = 0; rounds < (final ? kFinalDrainRounds : 4); ++rounds) {
-    ssize_t n = ::read(output_.get(), buf, sizeof buf);
+    ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       if (n == 0) {  // every writer is gone: the last line ends here
-        unwatch(output_);
+        open = false;
         final = true;
       }
       break;
     }
-    partial_.append(buf, static_cast<size_t>(n));
+    partial.append(buf, static_cast<size_t>(n));
     size_t start = 0;
-    for (size_t nl; (nl = partial_.find('\n', start)) != std::string::npos; start = nl + 1)
-      emit(std::string_view(partial_).substr(start, nl - start));
-    partial_.erase(0, start);
+    for (size_t nl; (nl = partial.find('\n', start)) != std::string::npos; start = nl + 1)
+      emit(std::string_view(partial).substr(start, nl - start));
+    partial.erase(0, start);
     // A line without an end in sight is cut rather than held without bound.
-    if (partial_.size() > 4096) {
-      emit(partial_);
-      partial_.clear();
+    if (partial.size() > 4096) {
+      emit(partial);
+      partial.clear();
     }
   }
-  if (final && !partial_.empty()) {
-    emit(partial_);
-    partial_.clear();
+  if (final && !partial.empty()) {
+    emit(partial);
+    partial.clear();
   }
+  return open;
 }
 
-void WorkerProcess::on_log(bool final) {
-  if (!log_) return;
+bool drain_log(int fd, const LogOrigin& origin, bool final) {
   char buf[kLogRecordMax];
   static_assert(kLogRecordMax <= PIPE_BUF, "a record must be one packet");
   // Bounded per wake-up, like the output: a flood of records must not starve the tasks.
   for (int rounds = 0; rounds < (final ? 4 * kFinalDrainRounds : 64); ++rounds) {
-    ssize_t n = ::read(log_.get(), buf, sizeof buf);
+    ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      if (n == 0) unwatch(log_);
-      break;
-    }
+    if (n <= 0) return n != 0;
     const std::string_view packet(buf, static_cast<size_t>(n));
     auto record = decode_log_record(packet);
     if (!record) {  // not written by the worker's log_line: the plugin's bytes, as data
-      log_output_line(config().name, index_, packet);
+      log_output_line(origin, packet);
       continue;
     }
     // The component is the worker's word (a plugin's, even): escaped like the message.
     const std::string component = printable(record->component, 64);
-    log_line(record->level, record->message, {config().name, static_cast<int>(index_), component});
+    log_line(record->level, record->message, {origin.pool, origin.worker, component});
   }
+  return true;
+}
+
+void WorkerProcess::on_output(bool final) {
+  if (!output_) return;
+  if (!drain_output(output_.get(), partial_, {config().name, static_cast<int>(index_), {}}, final)) unwatch(output_);
+}
+
+void WorkerProcess::on_log(bool final) {
+  if (!log_) return;
+  if (!drain_log(log_.get(), {config().name, static_cast<int>(index_), {}}, final)) unwatch(log_);
 }
 
 }  // namespace shoal::detail

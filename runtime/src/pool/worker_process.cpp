@@ -27,8 +27,7 @@ Error ipc_error(const char* what) { return Error{Errc::ipc, std::string(what) + 
 InitMessage init_message(const Generation& gen, const SpawnSite& site, uint32_t index, std::string recover,
                          bool recover_only) {
   const PoolConfig& config = gen.config;
-  InitMessage init;
-  init.pool = config.name;
+  InitMessage init = pool_init_message(config);
   init.plugin = config.plugin.string();
   init.index = index;
   init.workers = std::max(site.workers, index + 1);
@@ -38,22 +37,16 @@ InitMessage init_message(const Generation& gen, const SpawnSite& site, uint32_t 
   init.fini_timeout_ns = config.fini_timeout.count();
   init.fini_priority = config.fini_priority;
   init.max_memory = config.max_memory;
-  init.host_pid = ::getpid();
-  init.limit_address_space = config.limits.address_space;
-  init.limit_cpu_seconds = config.limits.cpu_seconds;
-  init.limit_open_files = config.limits.open_files;
-  init.core_dumps = config.limits.core_dumps;
-  init.no_new_privs = config.limits.no_new_privs;
   init.recover = std::move(recover);
   init.recover_only = recover_only;
-  init.sandbox = config.sandbox.enabled;
   init.pinned_files = !gen.files.empty();
-  for (const auto& p : config.sandbox.filesystem) init.sandbox_paths.emplace_back(p.path.string(), p.write);
   init.params = config.params;
   for (const auto& r : config.resources) init.resources.push_back({r.name, r.module.string(), r.priority, r.params});
   for (const auto& seg : gen.shared) init.shared.push_back({seg->name, seg->size});
   return init;
 }
+
+}  // namespace
 
 // What identifies a file's content for a reload: a file written beside and renamed over
 // the old one (the way to deploy) is a new inode, one rewritten in place a new mtime.
@@ -64,7 +57,24 @@ std::string file_stamp(const std::filesystem::path& path) {
          std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
 }
 
-}  // namespace
+InitMessage pool_init_message(const PoolConfig& config) {
+  InitMessage init;
+  init.pool = config.name;
+  init.host_pid = ::getpid();
+  init.limit_address_space = config.limits.address_space;
+  init.limit_cpu_seconds = config.limits.cpu_seconds;
+  init.limit_open_files = config.limits.open_files;
+  init.core_dumps = config.limits.core_dumps;
+  init.no_new_privs = config.limits.no_new_privs;
+  init.sandbox = config.sandbox.enabled;
+  for (const auto& p : config.sandbox.filesystem) init.sandbox_paths.emplace_back(p.path.string(), p.write);
+  return init;
+}
+
+std::vector<std::string> worker_environment(const PoolConfig& config) {
+  const std::vector<std::pair<std::string, std::string>> env(config.env.begin(), config.env.end());
+  return environment_with(env, {config.env_inherit_all, config.env_inherit});
+}
 
 std::string files_stamp(const PoolConfig& config) {
   std::string s = file_stamp(config.plugin);
@@ -78,8 +88,7 @@ GenerationPtr make_generation(const PoolConfig& config, uint32_t number, std::ve
   gen->number = number;
   gen->shared = std::move(shared);
   gen->config = config;
-  const std::vector<std::pair<std::string, std::string>> env(config.env.begin(), config.env.end());
-  gen->env = environment_with(env, {config.env_inherit_all, config.env_inherit});
+  gen->env = worker_environment(config);
   gen->files_stamp = files_stamp(config);
   std::vector<std::filesystem::path> paths{config.plugin};
   for (const auto& r : config.resources) paths.push_back(r.module);
@@ -153,20 +162,10 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(const SpawnSite& sit
              {log_pipe->write.get(), kWorkerLogFd}};
   for (size_t n = 0; n < p->gen_->files.size(); ++n)
     req.fds.emplace_back(p->gen_->files[n].get(), kWorkerFirstFileFd + static_cast<int>(n));
-  if (p->gen_->shared.size() > kWorkerMaxShared)
-    return Error{Errc::config, "shared: " + std::to_string(p->gen_->shared.size()) + " entries, at most " +
-                                   std::to_string(kWorkerMaxShared)};
-  // A segment's descriptor is wherever its build left it: one below kSpawnSourceMinFd is
-  // handed over through a copy above it, closed once the child has its own.
-  std::vector<Fd> lifted;
+  // build_shared leaves each segment's descriptor at kSpawnSourceMinFd or above.
   for (size_t n = 0; n < p->gen_->shared.size(); ++n) {
-    int fd = p->gen_->shared[n]->fd.get();
-    if (fd < kSpawnSourceMinFd) {
-      Fd copy(::fcntl(fd, F_DUPFD_CLOEXEC, kSpawnSourceMinFd));
-      if (!copy) return ipc_error("fcntl(F_DUPFD_CLOEXEC)");
-      fd = copy.get();
-      lifted.push_back(std::move(copy));
-    }
+    const int fd = p->gen_->shared[n]->fd.get();
+    SHOAL_CHECK(fd >= kSpawnSourceMinFd);
     req.fds.emplace_back(fd, kWorkerFirstSharedFd + static_cast<int>(n));
   }
   req.stdout_to = out_pipe->write.get();

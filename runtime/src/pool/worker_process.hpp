@@ -10,7 +10,9 @@
 #ifndef SHOAL_POOL_WORKER_PROCESS_HPP
 #define SHOAL_POOL_WORKER_PROCESS_HPP
 
+#include "common/log.hpp"
 #include "ipc/control.hpp"
+#include "ipc/init_message.hpp"
 #include "ipc/ring.hpp"
 #include "ipc/segment.hpp"
 #include "pool/task.hpp"
@@ -51,6 +53,13 @@ using GenerationPtr = std::shared_ptr<const Generation>;
 GenerationPtr make_generation(const PoolConfig& config, uint32_t number, std::vector<SharedSegmentPtr> shared);
 /// Generation::files_stamp of `config`'s files as they are now.
 std::string files_stamp(const PoolConfig& config);
+/// What every process of `config` is told, worker or builder: the pool's name, the
+/// host's pid, its limits and its sandbox.
+InitMessage pool_init_message(const PoolConfig& config);
+/// The environment of `config`'s processes (workers, builders): env and env_inherit.
+std::vector<std::string> worker_environment(const PoolConfig& config);
+/// One file's part of it (device, inode, size, mtime); empty when it cannot be read.
+std::string file_stamp(const std::filesystem::path& path);
 
 /// The pool-wide things every spawn needs.
 struct SpawnSite {
@@ -72,6 +81,13 @@ struct WorkerPipe {
   Fd read, write;
 };
 Result<WorkerPipe> worker_pipe(int flags);
+
+/// Reads a child's output pipe (its stdout and stderr) into the host's log, one line per
+/// line, attributed to `origin` whatever the bytes say; `partial` keeps a line not yet
+/// ended. `final`: the child is gone, read what is left (bounded). False at EOF.
+bool drain_output(int fd, std::string& partial, const LogOrigin& origin, bool final);
+/// Reads a child's log-record pipe into the host's log as `origin`'s. False at EOF.
+bool drain_log(int fd, const LogOrigin& origin, bool final);
 
 class WorkerProcess {
  public:

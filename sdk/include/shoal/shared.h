@@ -33,7 +33,8 @@ struct shoal_shared_builder {
   uint32_t boost_version; /* BOOST_VERSION of the worker: a C++ builder's must equal it */
   uint64_t size;          /* bytes of the segment (the entry's `size`) */
   /** A block of `size` bytes that readers find under `name` (host->shared), zeroed,
-   *  aligned for any type. NULL when it does not fit the segment (the build then fails
+   *  aligned to 8 bytes (Boost.Interprocess 1.74 places named blocks so whatever their
+   *  type: what needs more goes in an allocate()d block). NULL when it does not fit the segment (the build then fails
    *  naming the `size` key to raise), when `name` is empty or already taken. */
   void *(*construct)(shoal_shared_builder *b, const char *name, size_t size);
   /** An unnamed block of `size` bytes aligned to `align` (a power of two), for what a
