@@ -26,11 +26,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-size_t shm_entries() {
-  size_t n = 0;
-  for ([[maybe_unused]] const auto& e : fs::directory_iterator("/dev/shm")) ++n;
-  return n;
-}
+size_t shm_entries() { return entries_in("/dev/shm"); }
 
 // The builder fixture's objects for `count` numbers, its "built" lines in `events`.
 SharedConfig entry(const std::string& name, const fs::path& events, uint64_t count = 1000,
@@ -93,8 +89,6 @@ SharedStats settled(Pool& pool, const std::string& name, uint32_t mappings) {
   FAIL("segment " << name << " never had " << mappings << " mappings");
   return {};
 }
-
-bool no_child_left() { return ::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD; }
 
 }  // namespace
 
