@@ -93,6 +93,20 @@ std::string stats_json(const RunStats& stats) {
     else detail::append_json_string(out, p.last_reload);
     out += ",\"last_reload_duration_s\":";
     append_number(out, static_cast<double>(p.last_reload_duration.count()) / 1e9);
+    // `shared:` segments: each one the pool's processes map, with who built it and how
+    // many processes map it now (a reload's old one until its last process is gone).
+    out += ",\"shared\":[";
+    for (size_t k = 0; k < p.shared.size(); ++k) {
+      const SharedStats& sh = p.shared[k];
+      if (k > 0) out += ',';
+      out += "{\"name\":";
+      detail::append_json_string(out, sh.name);
+      out += ",\"generation\":" + std::to_string(sh.generation) + ",\"size\":" + std::to_string(sh.size) +
+             ",\"used\":" + std::to_string(sh.used) + ",\"build_time_s\":";
+      append_number(out, static_cast<double>(sh.build_time.count()) / 1e9);
+      out += ",\"mappings\":" + std::to_string(sh.mappings) + '}';
+    }
+    out += "]";
     out += ",\"task_ms\":{\"p50\":";
     append_number(out, ms(p.p50));
     out += ",\"p99\":";

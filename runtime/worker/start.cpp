@@ -40,6 +40,7 @@ const char* host_param(shoal_ctx* c, const char* key) {
 }
 void host_log(shoal_ctx* c, int32_t level, const char* msg) { c->worker->log(c, level, msg ? msg : ""); }
 uint32_t host_worker_index(shoal_ctx* c) { return c->worker->index(); }
+const void* host_shared(shoal_ctx* c, const char* name, size_t* size) { return c->worker->shared(name, size); }
 
 }  // namespace
 
@@ -74,6 +75,19 @@ bool Worker::map_segment() {
   block_ = reinterpret_cast<WorkerBlock*>(block_map_.data());
   tasks_ = RingConsumer(&block_->tasks, task_map_.data(), init_.capacity);
   results_ = RingProducer(&block_->results, result_map_.data(), init_.capacity);
+  return true;
+}
+
+bool Worker::map_shared_data() {
+  // Mapped before the limits (address_space counts them once, as it would any mapping)
+  // and before any resource opens: a resource's open may read them too. The descriptors
+  // close at once: a plugin gets the data, never a descriptor to fstat or mmap again.
+  for (size_t i = 0; i < init_.shared.size(); ++i) {
+    const int fd = kWorkerFirstSharedFd + static_cast<int>(i);
+    std::string why = shared_.add(init_.shared[i].name, fd, init_.shared[i].size);
+    if (!why.empty()) return fatal(Errc::ipc, why);
+    ::close(fd);
+  }
   return true;
 }
 
@@ -232,7 +246,8 @@ Started Worker::start() {
   choose_module_sources();
   if (init_.recover_only) local_stop_.store(static_cast<uint32_t>(LocalStop::recover_only));
   chain_.set_owner("worker " + std::to_string(init_.index) + " (pid " + std::to_string(::getpid()) + ")");
-  if (!(init_.builder_role() ? map_build_segment() : map_segment()) || !apply_limits() || !harden())
+  if (!(init_.builder_role() ? map_build_segment() : map_segment()) || !map_shared_data() || !apply_limits() ||
+      !harden())
     return Started::fatal;
 
   host_.struct_size = sizeof(shoal_host);
@@ -246,6 +261,7 @@ Started Worker::start() {
   host_.param = host_param;
   host_.log = host_log;
   host_.worker_index = host_worker_index;
+  host_.shared = host_shared;
   plugin_ctx_ = shoal_ctx{this, &init_.params, "plugin", nullptr, {}};
   statm_fd_ = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 

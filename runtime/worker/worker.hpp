@@ -17,6 +17,7 @@
 #include "ipc/segment.hpp"
 #include "plugin/loader.hpp"
 #include "plugin/params.hpp"
+#include "shared/reader.hpp"
 
 #include <shoal/plugin.h>
 
@@ -75,6 +76,7 @@ class Worker {
   void report_error(shoal_status code, const char* msg);
   bool should_stop() const noexcept;
   void* resource(const char* name) const;
+  const void* shared(const char* name, size_t* size) const noexcept { return shared_.find(name, size); }
   void log(const shoal_ctx* ctx, int32_t level, const char* msg) const;
   uint32_t index() const noexcept { return init_.index; }
   void add_finalizer(int32_t priority, shoal_finalizer_fn fn, void* arg);
@@ -86,6 +88,7 @@ class Worker {
   /// Sends the Fatal message (`code` for Pool::start's error, `message` for people).
   bool fatal(Errc code, const std::string& message);
   bool map_segment();
+  bool map_shared_data();
   bool apply_limits();
   // confine.cpp
   bool harden();
@@ -130,6 +133,9 @@ class Worker {
   std::vector<std::string> module_sources_;
 
   Mapping block_map_, task_map_, result_map_;
+  // The pool's shared read-only segments (init_.shared), mapped in start() before any
+  // plugin thread exists and never changed after: host->shared reads it from any thread.
+  SharedReader shared_;
   Mapping build_map_;  // the builder role's memfd, read-write
   WorkerBlock* block_ = nullptr;
   // What descriptors 4 and 5 were when the worker started: a plugin may close them and

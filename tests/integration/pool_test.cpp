@@ -21,16 +21,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool no_child_left() {
-  // Every worker has been reaped by its pool: this process has no child at all.
-  return ::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD;
-}
-
-size_t shm_entries() {
-  size_t n = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/dev/shm")) ++n;
-  return n;
-}
+size_t shm_entries() { return entries_in("/dev/shm"); }
 
 }  // namespace
 

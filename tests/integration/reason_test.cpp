@@ -24,8 +24,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool no_child_left() { return ::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD; }
-
 // A copy of the fault plugin in `dir`: overwritten in place later, a respawned worker
 // cannot load it (plugin_load_test), and the pool fails.
 std::filesystem::path plugin_copy(const TempDir& dir) {

@@ -1,6 +1,6 @@
 // The version matrix (tests/version_matrix/README.md): plugins built against the frozen
-// ABI 1.0 header, claiming 1.0, 1.1 or 2.0, each loaded by today's worker in a real pool,
-// or refused with its one line, as sdk/docs/plugin-abi.md ("Versions") says.
+// ABI 1.0 or 1.1 header, claiming 1.0, 1.1, 1.2 or 2.0, each loaded by today's worker in a
+// real pool, or refused with its one line, as sdk/docs/plugin-abi.md ("Versions") says.
 #include "support/json_rows.hpp"
 #include "support/test_env.hpp"
 
@@ -42,9 +42,10 @@ PoolConfig matrix_pool(const std::string& plugin, const fs::path& trail) {
 
 std::string version_text(uint32_t v) { return std::to_string(v >> 16) + "." + std::to_string(v & 0xffff); }
 
-// A plugin built against 1.0 that this worker accepts: every 1.0 host member works, a
-// member of a later minor is absent unless this worker has it, and each worker runs
-// init, then the finalizer it registered (priority 200), then fini.
+// A plugin of major 1 that this worker accepts: every 1.0 host member works, a member
+// of a later minor is present exactly when this worker has it (1.1's host->shared: yes;
+// 1.2: no), and each worker runs init, then the finalizer it registered (priority 200),
+// then fini.
 void runs_with_the_1_0_table(const std::string& plugin, const std::string& built) {
   TempDir dir;
   const fs::path trail = dir.path() / "trail";
@@ -55,10 +56,12 @@ void runs_with_the_1_0_table(const std::string& plugin, const std::string& built
     const std::vector<std::string> inputs = {"a", "bb", "fail", "ccc"};
     auto outcomes = pool->map(inputs);
     REQUIRE(outcomes.size() == inputs.size());
-    // The worker's table as this build defines it; a 1.1 member exists once it is past 1.0's 80 bytes.
+    // The worker's table as this build defines it: 1.0's 80 bytes, 1.1's host->shared
+    // (88), nothing of 1.2 yet.
+    static_assert(sizeof(shoal_host) == 88, "a new minor: add its row to the matrix");
     const std::string tail = "\\|built " + built + "\\|host " + version_text(SHOAL_ABI_VERSION) + " size " +
-                             std::to_string(sizeof(shoal_host)) + "\\|1\\.1 member: " +
-                             (sizeof(shoal_host) > 80 ? "present" : "absent") + "\\|store=v1\\.0\\|worker [01]$";
+                             std::to_string(sizeof(shoal_host)) +
+                             "\\|1\\.1 member: present\\|1\\.2 member: absent\\|store=v1\\.0\\|worker [01]$";
     for (size_t i : {0u, 1u, 3u}) {
       INFO(inputs[i] << ": " << outcomes[i].output << outcomes[i].error);
       CHECK(outcomes[i].status == Status::ok);
@@ -120,9 +123,14 @@ TEST_CASE("version matrix: a plugin built against the 1.0 header loads and runs"
   runs_with_the_1_0_table(matrix("vm_plugin_1_0"), "1.0");
 }
 
-TEST_CASE("version matrix: a plugin claiming 1.1 that uses only 1.0 members loads and runs",
+TEST_CASE("version matrix: a plugin built against the 1.1 header finds host->shared and runs",
           "[integration][matrix]") {
   runs_with_the_1_0_table(matrix("vm_plugin_1_1"), "1.1");
+}
+
+TEST_CASE("version matrix: a plugin claiming 1.2 (a newer minor) loads and runs without the 1.2 member",
+          "[integration][matrix]") {
+  runs_with_the_1_0_table(matrix("vm_plugin_1_2"), "1.2");
 }
 
 TEST_CASE("version matrix: a plugin for major 2 is refused at worker start with its one line",
@@ -135,12 +143,14 @@ TEST_CASE("version matrix: a plugin for major 2 is refused at worker start with 
   }
 }
 
-TEST_CASE("version matrix: shoal check passes 1.0 and 1.1 and refuses a declared major 2", "[integration][matrix]") {
+TEST_CASE("version matrix: shoal check passes 1.0 1.1 and 1.2 and refuses a declared major 2",
+          "[integration][matrix]") {
   TempDir dir;
   const auto config = dir.write("matrix.yaml", "pools:\n" + pool_yaml("v10", matrix("vm_plugin_1_0")) +
                                                    pool_yaml("v11", matrix("vm_plugin_1_1")) +
                                                    pool_yaml("v20", matrix("vm_plugin_2_0")) +
-                                                   pool_yaml("v20fn", matrix("vm_plugin_2_0_fn")));
+                                                   pool_yaml("v20fn", matrix("vm_plugin_2_0_fn")) +
+                                                   pool_yaml("v12", matrix("vm_plugin_1_2")));
   auto r = check(config);
   INFO(describe(r));
   CHECK(r.exit_code == 2);
@@ -148,8 +158,9 @@ TEST_CASE("version matrix: shoal check passes 1.0 and 1.1 and refuses a declared
   CHECK(lines_of(r.out) == std::vector<std::string>{at + "9:13: pool 'v20': plugin " + matrix("vm_plugin_2_0") +
                                                     ": built for ABI 2.0 while this runtime speaks 1.1"});
   const auto err = lines_of(r.err);
-  REQUIRE(err.size() == 4);
-  // The frozen 1.0 header predates declared params: a note, not a problem.
+  REQUIRE(err.size() == 5);
+  // The matrix plugin declares no params (the frozen 1.0 header predates them): a note,
+  // not a problem.
   const std::string no_params = " declares no shoal_plugin_params: its params are not checked";
   CHECK(err[0] == "shoal: check: note: " + at + "3:13: pool 'v10': " + matrix("vm_plugin_1_0") + no_params);
   CHECK(err[1] == "shoal: check: note: " + at + "6:13: pool 'v11': " + matrix("vm_plugin_1_1") + no_params);
@@ -157,5 +168,6 @@ TEST_CASE("version matrix: shoal check passes 1.0 and 1.1 and refuses a declared
   CHECK(err[2] == "shoal: check: note: " + at + "12:13: pool 'v20fn': " + matrix("vm_plugin_2_0_fn") +
                       " declares no shoal_plugin_abi_version or shoal_plugin_params: its ABI version is known only"
                       " once a worker loads it, and its params are not checked");
-  CHECK(err[3] == "shoal: check: " + config.string() + ": 1 problem");
+  CHECK(err[3] == "shoal: check: note: " + at + "15:13: pool 'v12': " + matrix("vm_plugin_1_2") + no_params);
+  CHECK(err[4] == "shoal: check: " + config.string() + ": 1 problem");
 }

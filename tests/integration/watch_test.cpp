@@ -96,6 +96,7 @@ TEST_CASE("watch: --stats agrees with the rows of the same run", "[integration][
   CHECK(pool.at("reloads") == 0);
   CHECK(pool.at("last_reload").is_null());
   CHECK(pool.at("last_reload_duration_s") == 0.0);
+  CHECK(pool.at("shared") == json::array());  // no `shared:` data configured
 
   REQUIRE(pool.at("workers").size() == 2);
   uint64_t segv_exits = 0, worker_tasks = 0;

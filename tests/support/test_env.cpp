@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include <signal.h>
 #include <unistd.h>
@@ -87,6 +88,14 @@ bool all_gone(const std::vector<int>& pids, std::chrono::milliseconds limit) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+}
+
+bool no_child_left() { return ::waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD; }
+
+size_t entries_in(const std::filesystem::path& dir) {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir)) ++n;
+  return n;
 }
 
 bool wait_for_file(const std::filesystem::path& path, std::chrono::milliseconds limit) {

@@ -61,6 +61,12 @@ Outcome get(std::future<Outcome> f, std::chrono::seconds limit = std::chrono::se
 /// True once every pid in `pids` is gone (reaped or never existed), waiting up to `limit`.
 bool all_gone(const std::vector<int>& pids, std::chrono::milliseconds limit = std::chrono::milliseconds(5000));
 
+/// True when this process has no child at all: every worker and builder was reaped.
+bool no_child_left();
+
+/// The entries of folder `dir` now (/dev/shm: a memfd leaves none there; /proc/self/fd).
+size_t entries_in(const std::filesystem::path& dir);
+
 /// True once `path` exists, waiting up to `limit`.
 bool wait_for_file(const std::filesystem::path& path, std::chrono::milliseconds limit);
 

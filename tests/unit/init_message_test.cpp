@@ -152,6 +152,27 @@ TEST_CASE("init message: the segment is mapped only if the layout and the descri
   CHECK(segment_mismatch(m, m.segment_size).empty());
 }
 
+TEST_CASE("init message: the shared segments come through in order and a bad one is refused", "[unit][init]") {
+  InitMessage sent = full();
+  sent.shared = {{"words", 1 << 20}, {"routes", 4096}};
+  auto d = decode_init(encode_init(sent));
+  REQUIRE(std::holds_alternative<InitMessage>(d));
+  const auto& got = std::get<InitMessage>(d).shared;
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].name == "words");
+  CHECK(got[0].size == 1 << 20);
+  CHECK(got[1].name == "routes");
+  CHECK(got[1].size == 4096);
+  CHECK(std::get<InitMessage>(decode_init(encode_init(full()))).shared.empty());
+
+  CHECK(error_of(with("shared.0.size", "1k")) == "init message: shared.0.size: malformed value '1k'");
+  CHECK(error_of(with("shared.0.colour", "x")) == "init message: unknown key 'shared.0.colour'");
+  CHECK(error_of(with("shared.x.name", "w")) == "init message: unknown key 'shared.x.name'");
+  CHECK(error_of(with("shared.16.name", "w")) == "init message: unknown key 'shared.16.name'");
+  CHECK(error_of(with("shared.0.name", "w")) == "init message: shared segment 0 has no name or size");
+  CHECK(error_of(with("shared.1.size", "64")) == "init message: shared segment 0 has no name or size");
+}
+
 TEST_CASE("init message: the builder role's fields come through and need a name and a size", "[unit][init][shared]") {
   InitMessage b;
   b.pool = "digest";

@@ -1,14 +1,17 @@
-/* One plugin of the version matrix, built against the frozen 1.0 header
- * (abi_1_0/shoal/plugin.h) and claiming the ABI MATRIX_MAJOR.MATRIX_MINOR. It calls every
- * 1.0 host member, so that a run proves each still works for a plugin built against 1.0:
+/* One plugin of the version matrix, built against a frozen header (abi_1_0/shoal/plugin.h
+ * or abi_1_1/shoal/plugin.h, whichever the row puts first) and claiming the ABI
+ * MATRIX_MAJOR.MATRIX_MINOR. It calls every 1.0 host member, so that a run proves each
+ * still works for a plugin built against 1.0:
  *   init  param, resource, worker_index, add_finalizer, log
  *   run   should_stop, reserve, emit (and emit(NULL, 1): SHOAL_E_INVALID); report_error
  *         for the input "fail"
  *   fini  runs after the finalizer (priority 200 before fini's 100)
+ * Built against the 1.1 header it also tests for host->shared with SHOAL_HOST_HAS and
+ * calls it (a pool without `shared:` data answers NULL for any name).
  * init, the finalizer and fini each append "WORD INDEX" to the file the param "trail"
  * names: a plugin the worker refuses leaves no "init" there.
  * Output of a task: "INPUT|built MAJOR.MINOR|host MAJOR.MINOR size N|1.1 member: absent
- * or present|RESOURCE|worker I". */
+ * or present|1.2 member: absent or present|RESOURCE|worker I". */
 #include <shoal/plugin.h>
 
 #include <stddef.h>
@@ -23,13 +26,26 @@
 #endif
 #define MATRIX_VERSION (((uint32_t)MATRIX_MAJOR << 16) | (uint32_t)MATRIX_MINOR)
 
-/* What a 1.1 header would hold: the 1.0 table with one member appended (append only).
- * A 1.1 plugin must test for it, as SHOAL_HOST_HAS does, before calling it. */
+#if SHOAL_ABI_MINOR >= 1
+/* Built against 1.1: the real member, tested the documented way. */
+#define MATRIX_HAS_1_1(h) SHOAL_HOST_HAS(h, shared)
+typedef shoal_host matrix_host_1_1;
+#else
+/* Built against 1.0: what the 1.1 header holds, the 1.0 table with one member appended
+ * (append only). The plugin cannot name it, only test the table's size for it. */
 typedef struct matrix_host_1_1 {
   shoal_host v1_0;
-  int32_t (*added_in_1_1)(shoal_ctx *ctx);
+  const void *(*shared)(shoal_ctx *ctx, const char *name, size_t *size);
 } matrix_host_1_1;
-#define MATRIX_HAS_1_1(h) ((h)->struct_size >= offsetof(matrix_host_1_1, added_in_1_1) + sizeof(void *))
+#define MATRIX_HAS_1_1(h) ((h)->struct_size >= offsetof(matrix_host_1_1, shared) + sizeof(void *))
+#endif
+/* What a 1.2 header would hold: one more member. No worker has it yet: a 1.2 plugin must
+ * test for it and do without. */
+typedef struct matrix_host_1_2 {
+  matrix_host_1_1 v1_1;
+  int32_t (*added_in_1_2)(shoal_ctx *ctx);
+} matrix_host_1_2;
+#define MATRIX_HAS_1_2(h) ((h)->struct_size >= offsetof(matrix_host_1_2, added_in_1_2) + sizeof(void *))
 
 #ifndef MATRIX_NO_DATA
 SHOAL_EXPORT const uint32_t shoal_plugin_abi_version = MATRIX_VERSION;
@@ -74,6 +90,12 @@ SHOAL_EXPORT shoal_status shoal_init(const shoal_host *host, shoal_ctx *ctx, voi
     host->report_error(ctx, SHOAL_E_FAILED, "matrix plugin: a resource nobody configured has a handle");
     return SHOAL_E_FAILED;
   }
+#if SHOAL_ABI_MINOR >= 1
+  if (SHOAL_HOST_HAS(host, shared) && host->shared(ctx, "no-such-object", NULL) != NULL) {
+    host->report_error(ctx, SHOAL_E_FAILED, "matrix plugin: host->shared found an object nobody built");
+    return SHOAL_E_FAILED;
+  }
+#endif
   if (host->add_finalizer(ctx, 200, on_finalizer, s) != SHOAL_OK) return SHOAL_E_FAILED;
   append_trail(s, "init");
   host->log(ctx, SHOAL_LOG_INFO, "matrix plugin ready");
@@ -96,9 +118,10 @@ SHOAL_EXPORT shoal_status shoal_run(shoal_ctx *ctx, void *user, shoal_bytes inpu
     h->report_error(ctx, SHOAL_E_FAILED, "matrix plugin: asked to fail");
     return SHOAL_E_FAILED;
   }
-  n = snprintf(tail, sizeof tail, "|built %u.%u|host %u.%u size %u|1.1 member: %s|%s|worker %u", (unsigned)MATRIX_MAJOR,
-               (unsigned)MATRIX_MINOR, (unsigned)(h->abi_version >> 16), (unsigned)(h->abi_version & 0xffffu),
-               (unsigned)h->struct_size, MATRIX_HAS_1_1(h) ? "present" : "absent", s->resource, (unsigned)s->index);
+  n = snprintf(tail, sizeof tail, "|built %u.%u|host %u.%u size %u|1.1 member: %s|1.2 member: %s|%s|worker %u",
+               (unsigned)MATRIX_MAJOR, (unsigned)MATRIX_MINOR, (unsigned)(h->abi_version >> 16),
+               (unsigned)(h->abi_version & 0xffffu), (unsigned)h->struct_size, MATRIX_HAS_1_1(h) ? "present" : "absent",
+               MATRIX_HAS_1_2(h) ? "present" : "absent", s->resource, (unsigned)s->index);
   if (n < 0 || (size_t)n >= sizeof tail) return SHOAL_E_FAILED;
   at = (char *)h->reserve(ctx, input.size);
   if (at == NULL) return SHOAL_E_NO_SPACE;

@@ -37,15 +37,19 @@ inline constexpr int kWorkerControlFd = 4;  // control socket
 inline constexpr int kWorkerEventFd = 5;    // eventfd that wakes the host's loop
 inline constexpr int kWorkerLogFd = 6;      // the worker's log records (common/log.hpp), a packet pipe
 // The plugin's file (7) and each resource module's (8, 9, ...) as the host opened them
-// for the worker's generation (InitMessage::pinned_files). Every descriptor the spawn
-// maps comes from above 16, so at most 9 files are pinned; a generation with more
-// resources pins none and its workers open the paths.
+// for the worker's generation (InitMessage::pinned_files), 7 .. 15 below the shared
+// segments, so at most 9 files are pinned; a generation with more resources pins none
+// and its workers open the paths.
 inline constexpr int kWorkerFirstFileFd = 7;
 inline constexpr size_t kWorkerMaxPinnedFiles = 9;
 // The pool's sealed shared-data segments (InitMessage::shared), read-only, in `shared:`
-// order from 16 on. A spawn's source descriptors then come from above 32.
+// order from 16 on.
 inline constexpr int kWorkerFirstSharedFd = 16;
 inline constexpr size_t kWorkerMaxShared = 16;
+// The lowest number a descriptor the host hands to a spawn may have: above every number
+// the spawn maps (3 .. 31), so that one dup2 never lands on a source a later one reads,
+// nor maps a descriptor onto itself (which would leave it close-on-exec).
+inline constexpr int kSpawnSourceMinFd = kWorkerFirstSharedFd + static_cast<int>(kWorkerMaxShared);
 
 // Worker exit codes the host interprets. Before Ready, with a Fatal message saying why:
 // kExitFatal: a new process would fail the same way (the plugin or a module cannot be

@@ -16,6 +16,7 @@ namespace {
 
 constexpr std::string_view kResource = "resource.";
 constexpr std::string_view kParam = "param.";
+constexpr std::string_view kShared = "shared.";
 constexpr std::string_view kBuildParam = "build.param.";
 // More would be a config no one writes; the bound keeps a bad index from allocating.
 constexpr size_t kMaxResources = 4096;
@@ -107,6 +108,11 @@ std::string encode_init(const InitMessage& m) {
     put(kv, pre + "priority", r.priority);
     for (const auto& [k, v] : r.params) put(kv, pre + std::string(kParam) + k, v);
   }
+  for (size_t i = 0; i < m.shared.size(); ++i) {
+    const std::string pre = std::string(kShared) + std::to_string(i) + ".";
+    put(kv, pre + "name", m.shared[i].name);
+    put(kv, pre + "size", m.shared[i].size);
+  }
   return encode_kv(kv);
 }
 
@@ -157,6 +163,18 @@ std::variant<InitMessage, std::string> decode_init(std::string_view body) {
         if (!assign(r.priority, value)) return bad(key, value);
       } else if (field.starts_with(kParam)) r.params[field.substr(kParam.size())] = value;
       else return "init message: unknown key '" + printable(key, 64) + "'";
+    } else if (key.starts_with(kShared)) {
+      // shared.<i>.<field>: name, size
+      const size_t dot = key.find('.', kShared.size());
+      const auto index = dot == std::string::npos
+                             ? std::nullopt
+                             : number<size_t>(std::string_view(key).substr(kShared.size(), dot - kShared.size()));
+      const std::string field = dot == std::string::npos ? std::string() : key.substr(dot + 1);
+      if (!index || *index >= kWorkerMaxShared || (field != "name" && field != "size"))
+        return "init message: unknown key '" + printable(key, 64) + "'";
+      if (m.shared.size() <= *index) m.shared.resize(*index + 1);
+      if (field == "name") m.shared[*index].name = value;
+      else if (!assign(m.shared[*index].size, value)) return bad(key, value);
     } else {
       return "init message: unknown key '" + printable(key, 64) + "'";
     }
@@ -171,6 +189,9 @@ std::variant<InitMessage, std::string> decode_init(std::string_view body) {
   for (size_t i = 0; i < m.resources.size(); ++i)
     if (m.resources[i].name.empty() || m.resources[i].module.empty())
       return "init message: resource " + std::to_string(i) + " has no name or module";
+  for (size_t i = 0; i < m.shared.size(); ++i)
+    if (m.shared[i].name.empty() || m.shared[i].size == 0)
+      return "init message: shared segment " + std::to_string(i) + " has no name or size";
   return m;
 }
 

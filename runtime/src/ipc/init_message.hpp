@@ -21,6 +21,12 @@ struct InitResource {
   std::map<std::string, std::string> params;
 };
 
+/// One sealed segment of the pool's `shared:` data, at kWorkerFirstSharedFd + its index.
+struct InitShared {
+  std::string name;
+  uint64_t size = 0;  ///< of the memfd: the worker refuses a descriptor of another size
+};
+
 struct InitMessage {
   /// Host and worker come from one build; a different version is refused, not guessed at.
   static constexpr uint32_t kVersion = 1;
@@ -45,6 +51,7 @@ struct InitMessage {
   std::vector<std::pair<std::string, bool>> sandbox_paths;  ///< path, writable
   std::map<std::string, std::string> params;
   std::vector<InitResource> resources;
+  std::vector<InitShared> shared;  ///< in `shared:` order, at most kWorkerMaxShared
 
   // builder role: with build_builder set the process builds one `shared:` entry into
   // its memfd (descriptor 3) and exits (worker/build.cpp); plugin, resources and rings

@@ -94,8 +94,14 @@ Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const Runtim
   // Before the first worker exists: once one runs, it may try /proc/HOST/fd at once.
   if (!options.keep_host_dumpable && ::prctl(PR_SET_DUMPABLE, 0) != 0) return ipc_error("prctl(PR_SET_DUMPABLE)");
   impl->site.layout.capacity = SegmentLayout::round_capacity(impl->config.queue_capacity);
-  impl->generation = make_generation(impl->config, 0);
+  // Every segment is built and sealed before any worker exists: a build that fails
+  // leaves nothing to stop.
+  auto shared = shared_segments(impl->config, {impl->site.exe, &impl->config, 0, options.start_cancel_fd}, {});
+  if (!shared) return shared.error();  // names the pool and the entry
+  impl->generation = make_generation(impl->config, 0, std::move(*shared));
+  impl->published_generation = impl->generation;
   impl->counters = std::make_unique<detail::PoolCounters>(impl->config.workers);
+  impl->publish_shared();
   impl->slots.resize(impl->config.workers);
   impl->site.workers = impl->config.workers;
   for (uint32_t i = 0; i < impl->config.workers; ++i) {
@@ -106,7 +112,7 @@ Result<std::unique_ptr<Pool>> Pool::start(const PoolConfig& config, const Runtim
   impl->epoll = Fd(::epoll_create1(EPOLL_CLOEXEC));
   if (!impl->epoll) return ipc_error("epoll_create1");
   impl->site.epoll = impl->epoll.get();
-  auto result_event = move_fd_above(Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), 16);
+  auto result_event = move_fd_above(Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), kSpawnSourceMinFd);
   if (!result_event) return result_event.error();
   impl->result_event = std::move(*result_event);
   impl->site.result_event = impl->result_event.get();

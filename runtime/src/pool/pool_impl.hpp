@@ -42,6 +42,11 @@ struct WorkerSlot {
 
 struct Operation;  // a reload or a resize a caller asked for (reload.cpp)
 
+/// The segments of `config.shared`, in order: those of `reuse` whose entry did not change
+/// (same name and stamp), the others built now in this thread (shared_data.cpp).
+Result<std::vector<SharedSegmentPtr>> shared_segments(const PoolConfig& config, const SharedBuildSite& site,
+                                                      const std::vector<SharedSegmentPtr>& reuse);
+
 enum class Phase { starting, running, stopping, done };
 
 }  // namespace detail
@@ -66,7 +71,9 @@ struct Pool::Impl {
   std::vector<std::unique_ptr<detail::WorkerProcess>> procs;
   uint32_t next_key = 0;
   detail::GenerationPtr generation;  // what new processes of unchanged slots run
-  uint32_t last_generation = 0;      // the highest number handed out: each roll takes the next
+  // The highest number handed out: each roll takes the next. Written by the loop only; a
+  // reload's caller reads it to label the segments it builds.
+  std::atomic<uint32_t> last_generation{0};
 
   // ---- shared with callers, under mu ----
   std::mutex mu;
@@ -86,6 +93,9 @@ struct Pool::Impl {
   enum class StartState { waiting, ok, failed } start_state = StartState::waiting;
   Error start_error;
   std::vector<int> pids;  // live worker pids
+  // `generation` for callers: a reload builds its shared segments against it, in its own
+  // thread. Set by the loop when the generation changes.
+  detail::GenerationPtr published_generation;
   std::unique_ptr<detail::PoolCounters> counters;  // its own locking (stats.hpp)
 
   // ---- loop thread only ----
@@ -159,6 +169,14 @@ struct Pool::Impl {
   /// or else the pool failed or was closed.
   Outcome stopped_outcome(bool terminated, const std::string& why) const;
   void update_pids();
+
+  // shared_data.cpp
+  /// Caller's thread: the segments a reload to `next` gives its generation.
+  Result<std::vector<detail::SharedSegmentPtr>> build_for_reload(const PoolConfig& next);
+  /// Loop thread: `generation` changed (published_generation, the stats).
+  void publish_generation();
+  /// Loop thread: a process started or ended (PoolStats::shared).
+  void publish_shared();
   bool all_slots_ready() const;
 
   // deadlines.cpp

@@ -30,6 +30,7 @@ struct Operation {
   Kind kind = Kind::reload;
   PoolConfig config;     // reload: the new config, validated
   uint32_t workers = 0;  // resize: the new count
+  std::vector<SharedSegmentPtr> shared;  // reload: the new generation's segments, built by the caller
   std::promise<Result<void>> done;
 
   // ---- loop thread ----
@@ -104,6 +105,20 @@ Result<void> Pool::reload(const PoolConfig& config) {
   if (SegmentLayout::round_capacity(config.queue_capacity) != impl_->site.layout.capacity)
     return Error{Errc::config, "pool " + name + ": queue.capacity cannot change in a reload (restart the pool)"};
   if (auto files = check_files(op->config); !files) return Error{files.error().code, "pool " + name + ": " + files.error().message};
+  // Built here, never on the loop thread: the pool serves on while a builder runs. A
+  // build that fails changes nothing, as a new process that cannot start would not.
+  const auto began = Clock::now();
+  auto shared = impl_->build_for_reload(op->config);
+  if (!shared) {
+    // The build's line starts "pool 'NAME': shared 'ENTRY': ": the pool is named once.
+    std::string cause = shared.error().message;
+    if (const std::string own = "pool '" + name + "': "; cause.starts_with(own)) cause.erase(0, own.size());
+    const std::string why = "reload failed, generation " + std::to_string(stats().generation) + " serves on: " + cause;
+    impl_->counters->on_reload(stats().generation, false, why, Clock::now() - began);
+    logf(LogLevel::warn, "pool %s: %s", name.c_str(), why.c_str());
+    return Error{shared.error().code, "pool " + name + ": " + why};
+  }
+  op->shared = std::move(*shared);
   return impl_->run_operation(std::move(op));
 }
 
@@ -189,7 +204,8 @@ void Pool::Impl::begin_reload(Operation& op) {
     config.retries = op.config.retries;
   }
   op.previous = generation;
-  if (same_processes(op.config, generation->config) && files_stamp(op.config) == generation->files_stamp) {
+  if (same_processes(op.config, generation->config) && files_stamp(op.config) == generation->files_stamp &&
+      op.shared == generation->shared) {
     counters->on_reload(generation->number, true, "ok", Clock::now() - op.began);
     logf(LogLevel::info, "pool %s: reloaded; no worker setting changed, generation %u serves on", config.name.c_str(),
          generation->number);
@@ -199,7 +215,7 @@ void Pool::Impl::begin_reload(Operation& op) {
     op.started = false;
     return;
   }
-  op.target = make_generation(op.config, ++last_generation);
+  op.target = make_generation(op.config, ++last_generation, std::move(op.shared));
   logf(LogLevel::info, "pool %s: reload: rolling %zu workers to generation %u", config.name.c_str(), slots.size(),
        op.target->number);
 }
@@ -238,6 +254,7 @@ void Pool::Impl::step_reload(Operation& op) {
     return end_operation(Error{op.failure.code, "pool " + config.name + ": " + why});
   }
   generation = op.target;
+  publish_generation();
   {
     std::lock_guard lock(mu);
     const auto timeout = config.task_timeout;

@@ -112,6 +112,11 @@ void PoolCounters::on_exit(uint32_t index, int pid, const std::string& cause, Ex
   }
 }
 
+void PoolCounters::set_shared(std::vector<SharedStats> shared) {
+  std::lock_guard lock(mu_);
+  shared_ = std::move(shared);
+}
+
 PoolStats PoolCounters::snapshot() const {
   PoolStats s;
   s.uptime = std::chrono::steady_clock::now() - started_;
@@ -122,6 +127,7 @@ PoolStats PoolCounters::snapshot() const {
     s.reloads = reloads_;
     s.last_reload = last_reload_;
     s.last_reload_duration = last_reload_took_;
+    s.shared = shared_;
     for (uint32_t i = 0; i < workers_; ++i) {
       WorkerStats& w = s.workers[i];
       w.index = i;

@@ -75,6 +75,8 @@ class PoolCounters {
   void set_workers(uint32_t workers);
   /// Loop thread: a reload ended ("ok", or why it was rolled back) after `took`.
   void on_reload(uint32_t generation, bool ok, const std::string& result, std::chrono::nanoseconds took);
+  /// Loop thread: the shared segments the pool's processes map now (PoolStats::shared).
+  void set_shared(std::vector<SharedStats> shared);
 
   PoolStats snapshot() const;
 
@@ -100,6 +102,7 @@ class PoolCounters {
   uint32_t generation_ = 0, reloads_ = 0;
   std::string last_reload_;
   std::chrono::nanoseconds last_reload_took_{0};
+  std::vector<SharedStats> shared_;
   std::array<std::atomic<uint64_t>, 6> outcomes_{};
   std::atomic<uint64_t> refused_{0};
   std::atomic<uint64_t> queued_{0}, in_flight_{0};

@@ -13,9 +13,12 @@ using namespace detail;
 
 
 void Pool::Impl::update_pids() {
-  std::lock_guard lock(mu);
-  pids.clear();
-  for (const auto& p : procs) pids.push_back(p->pid());
+  {
+    std::lock_guard lock(mu);
+    pids.clear();
+    for (const auto& p : procs) pids.push_back(p->pid());
+  }
+  publish_shared();
 }
 
 WorkerProcess* Pool::Impl::start_process(uint32_t index, GenerationPtr gen, WorkerProcess::Role role,

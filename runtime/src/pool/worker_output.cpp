@@ -24,7 +24,7 @@ Result<WorkerPipe> worker_pipe(int flags) {
   if (::pipe2(fds, O_CLOEXEC | flags) != 0) return Error{Errc::ipc, std::string("pipe2: ") + std::strerror(errno)};
   WorkerPipe p;
   p.read = Fd(fds[0]);
-  auto write = move_fd_above(Fd(fds[1]), 16);
+  auto write = move_fd_above(Fd(fds[1]), kSpawnSourceMinFd);
   if (!write) return write.error();
   p.write = std::move(*write);
   // F_GETFL/F_SETFL on a pipe just made can fail only with EBADF.

@@ -42,6 +42,7 @@ InitMessage init_message(const Generation& gen, const SpawnSite& site, uint32_t 
   init.pinned_files = !gen.files.empty();
   init.params = config.params;
   for (const auto& r : config.resources) init.resources.push_back({r.name, r.module.string(), r.priority, r.params});
+  for (const auto& seg : gen.shared) init.shared.push_back({seg->name, seg->size});
   return init;
 }
 
@@ -82,9 +83,10 @@ std::string files_stamp(const PoolConfig& config) {
 }
 
 
-GenerationPtr make_generation(const PoolConfig& config, uint32_t number) {
+GenerationPtr make_generation(const PoolConfig& config, uint32_t number, std::vector<SharedSegmentPtr> shared) {
   auto gen = std::make_shared<Generation>();
   gen->number = number;
+  gen->shared = std::move(shared);
   gen->config = config;
   gen->env = worker_environment(config);
   gen->files_stamp = files_stamp(config);
@@ -92,7 +94,7 @@ GenerationPtr make_generation(const PoolConfig& config, uint32_t number) {
   for (const auto& r : config.resources) paths.push_back(r.module);
   if (paths.size() <= kWorkerMaxPinnedFiles) {
     for (const auto& path : paths) {
-      auto fd = move_fd_above(Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)), 16);
+      auto fd = move_fd_above(Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)), kSpawnSourceMinFd);
       // A file that cannot be opened is the worker's to report, by its path, as before.
       if (!fd || !*fd) {
         gen->files.clear();
@@ -121,9 +123,7 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(const SpawnSite& sit
   // starts never sees what an old one (stopping beside it, or dead) left there.
   auto seg = create_segment(site.layout, index);
   if (!seg) return seg.error();
-  // Above the numbers a worker's descriptors take (3..6), so the spawn's dup2 never maps
-  // a descriptor onto itself (which would leave it close-on-exec).
-  auto moved = move_fd_above(std::move(*seg), 16);
+  auto moved = move_fd_above(std::move(*seg), kSpawnSourceMinFd);
   if (!moved) return moved.error();
   p->segment_ = std::move(*moved);
   auto block = map_shared(p->segment_.get(), SegmentLayout::block_offset(), kPageSize);
@@ -142,7 +142,7 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(const SpawnSite& sit
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return ipc_error("socketpair");
   Fd host_end(sv[0]);
-  auto worker_end = move_fd_above(Fd(sv[1]), 16);
+  auto worker_end = move_fd_above(Fd(sv[1]), kSpawnSourceMinFd);
   if (!worker_end) return worker_end.error();
   // The worker's stdout and stderr: one pipe the loop reads, so that every line reaches
   // the host's log prefixed with the pool and worker index, and nothing a plugin prints
@@ -162,6 +162,12 @@ Result<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(const SpawnSite& sit
              {log_pipe->write.get(), kWorkerLogFd}};
   for (size_t n = 0; n < p->gen_->files.size(); ++n)
     req.fds.emplace_back(p->gen_->files[n].get(), kWorkerFirstFileFd + static_cast<int>(n));
+  // build_shared leaves each segment's descriptor at kSpawnSourceMinFd or above.
+  for (size_t n = 0; n < p->gen_->shared.size(); ++n) {
+    const int fd = p->gen_->shared[n]->fd.get();
+    SHOAL_CHECK(fd >= kSpawnSourceMinFd);
+    req.fds.emplace_back(fd, kWorkerFirstSharedFd + static_cast<int>(n));
+  }
   req.stdout_to = out_pipe->write.get();
   req.stdin_null = true;  // a plugin that reads stdin must not eat the host's input
   // A stop asked right after the spawn waits (queued) until the worker's handler is in

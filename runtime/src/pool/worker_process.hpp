@@ -17,6 +17,7 @@
 #include "ipc/segment.hpp"
 #include "pool/task.hpp"
 #include "process/spawn.hpp"
+#include "shared/segment.hpp"
 
 #include <shoal/config.hpp>
 
@@ -43,9 +44,13 @@ struct Generation {
   // was validated with even after a new file was renamed over the path. Empty: not
   // pinned (a file could not be opened, or more than kWorkerMaxPinnedFiles).
   std::vector<Fd> files;
+  // The sealed segments of config.shared, in its order (kWorkerFirstSharedFd + i). A
+  // reload shares the unchanged ones with the generation before; each lives as long as
+  // the last generation holding it, so as long as the last process that maps it.
+  std::vector<SharedSegmentPtr> shared;
 };
 using GenerationPtr = std::shared_ptr<const Generation>;
-GenerationPtr make_generation(const PoolConfig& config, uint32_t number);
+GenerationPtr make_generation(const PoolConfig& config, uint32_t number, std::vector<SharedSegmentPtr> shared);
 /// Generation::files_stamp of `config`'s files as they are now.
 std::string files_stamp(const PoolConfig& config);
 /// What every process of `config` is told, worker or builder: the pool's name, the

@@ -55,7 +55,9 @@ class Build {
   Build(const SharedConfig& entry, const SharedBuildSite& site) : entry_(entry), site_(site) {}
   ~Build() { finish(); }
 
+  /// The sealed segment reopened read-only; used and named as the builder reported.
   Result<Fd> run();
+  uint64_t used = 0, named = 0;
 
  private:
   std::string who() const { return "pool '" + site_.pool->name + "': shared '" + entry_.name + "'"; }
@@ -77,9 +79,6 @@ class Build {
   std::optional<KeyValues> built_;
   bool flooded_ = false;
   std::optional<ExitStatus> status_;
-
- public:
-  uint64_t used = 0, named = 0;
 };
 
 Result<Fd> Build::make_memfd() const {
@@ -90,7 +89,7 @@ Result<Fd> Build::make_memfd() const {
     return fail(Errc::ipc, "ftruncate to " + size_text(entry_.size) + ": " + std::strerror(errno));
   // Above the numbers the builder's descriptors take, so the spawn's dup2 never maps a
   // descriptor onto itself.
-  auto moved = move_fd_above(std::move(fd), 16);
+  auto moved = move_fd_above(std::move(fd), kSpawnSourceMinFd);
   if (!moved) return fail(Errc::ipc, moved.error().message);
   return std::move(*moved);
 }
@@ -100,7 +99,7 @@ Result<void> Build::spawn(const Fd& memfd) {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     return fail(Errc::ipc, std::string("socketpair: ") + std::strerror(errno));
   Fd host_end(sv[0]);
-  auto worker_end = move_fd_above(Fd(sv[1]), 16);
+  auto worker_end = move_fd_above(Fd(sv[1]), kSpawnSourceMinFd);
   if (!worker_end) return fail(Errc::ipc, worker_end.error().message);
   auto out_pipe = worker_pipe(0);
   if (!out_pipe) return fail(Errc::ipc, out_pipe.error().message);
@@ -236,7 +235,7 @@ Result<Fd> Build::run() {
   const std::string self = "/proc/self/fd/" + std::to_string(memfd->get());
   Fd readonly(::open(self.c_str(), O_RDONLY | O_CLOEXEC));
   if (!readonly) return fail(Errc::ipc, "reopening the segment read-only: " + std::string(std::strerror(errno)));
-  auto moved = move_fd_above(std::move(readonly), 32);
+  auto moved = move_fd_above(std::move(readonly), kSpawnSourceMinFd);
   if (!moved) return fail(Errc::ipc, moved.error().message);
   return std::move(*moved);
 }

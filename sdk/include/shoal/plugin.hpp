@@ -125,6 +125,31 @@ class Host {
     if (host_->add_finalizer(ctx_, priority, fn, arg) != SHOAL_OK)
       throw std::runtime_error("add_finalizer failed");
   }
+  /// The object a builder named `name` (SharedBuilder::construct<T>, shoal/shared.hpp);
+  /// throws std::invalid_argument when no segment has it, when its size is not
+  /// sizeof(T), or when the worker speaks ABI 1.0 (no host->shared). Valid for the
+  /// worker's life, read-only: a write to it is a SIGSEGV. Look keys up without
+  /// allocating (std::string_view, a SharedMap's heterogeneous find): an allocation
+  /// through the segment's allocator writes to it.
+  template <class T>
+  const T& shared(const char* name) const {
+    const std::string_view bytes = shared_bytes(name);
+    if (bytes.size() != sizeof(T))
+      throw std::invalid_argument(std::string("shared object '") + name + "' is " + std::to_string(bytes.size()) +
+                                  " bytes, not the " + std::to_string(sizeof(T)) + " of the type asked for");
+    return *reinterpret_cast<const T*>(bytes.data());
+  }
+  /// The bytes of a named block (a C builder's construct), same errors but any size.
+  std::string_view shared_bytes(const char* name) const {
+    if (!SHOAL_HOST_HAS(host_, shared))
+      throw std::invalid_argument(std::string("shared object '") + name +
+                                  "': this worker speaks plugin ABI 1.0 (host->shared needs 1.1)");
+    size_t size = 0;
+    const void* p = host_->shared(ctx_, name, &size);
+    if (p == nullptr)
+      throw std::invalid_argument(std::string("shared object '") + name + "': no shared segment of the pool has it");
+    return {static_cast<const char*>(p), size};
+  }
   const shoal_host* raw() const noexcept { return host_; }
   shoal_ctx* ctx() const noexcept { return ctx_; }
 
