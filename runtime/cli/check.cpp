@@ -206,7 +206,7 @@ int check_command(int argc, char** argv) {
   const size_t pools = config->pools.size();
   print_info("check: " + detail::printable(path) + ": ok (" + std::to_string(pools) +
               (pools == 1 ? " pool, " : " pools, ") +
-              std::to_string(report.files) + (report.files == 1 ? " shared object)" : " shared objects)"));
+              std::to_string(report.files) + (report.files == 1 ? " module file)" : " module files)"));
   return 0;
 }
 

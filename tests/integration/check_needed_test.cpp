@@ -53,7 +53,7 @@ void check_config(const fs::path& config, const std::vector<std::string>& expect
   INFO(describe(r));
   CHECK(r.exit_code == (expected.empty() ? 0 : 2));
   CHECK(lines_of(r.out) == expected);
-  if (expected.empty()) CHECK(lines_of(r.err).back() == "shoal: check: " + config.string() + ": ok (1 pool, 1 shared object)");
+  if (expected.empty()) CHECK(lines_of(r.err).back() == "shoal: check: " + config.string() + ": ok (1 pool, 1 module file)");
 }
 
 // Runs one task through `config`: the worker's own loader decides. Returns the task's

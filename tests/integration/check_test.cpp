@@ -106,7 +106,7 @@ TEST_CASE("check: a good config passes and notes a module that declares no ABI v
   CHECK(err[0] == "shoal: check: note: " + at(config, 7, 17) + "pool 'echo' resource 'db': " + fixture("fx_resource") +
                       " declares no shoal_resource_abi_version or shoal_resource_params: its ABI version is known "
                       "only once a worker loads it, and its params are not checked");
-  CHECK(err[1] == "shoal: check: " + config.string() + ": ok (2 pools, 3 shared objects)");
+  CHECK(err[1] == "shoal: check: " + config.string() + ": ok (2 pools, 3 module files)");
 }
 
 TEST_CASE("check: each broken plugin is one line at the position the config names it", "[integration][cli][check]") {
@@ -163,7 +163,7 @@ TEST_CASE("check: a plugin whose static constructor crashes is checked without l
   INFO(describe(check));
   CHECK(check.exit_code == 0);
   CHECK(check.out.empty());
-  CHECK(lines_of(check.err).back() == "shoal: check: " + config.string() + ": ok (1 pool, 1 shared object)");
+  CHECK(lines_of(check.err).back() == "shoal: check: " + config.string() + ": ok (1 pool, 1 module file)");
   auto inspect = shoal_cli({"inspect", fixture("fx_ctor_crash")}, env);
   CHECK(inspect.exit_code == 0);
   const auto blocks = inspect_blocks(inspect.out);

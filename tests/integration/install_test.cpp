@@ -120,7 +120,7 @@ TEST_CASE("install: plugins in C++ and C and an embedding host, built against th
     CHECK(check.exit_code == 0);
     CHECK(check.out.empty());
     CHECK(lines_of(check.err) == std::vector<std::string>{"shoal: check: " + config.string() +
-                                                           ": ok (2 pools, 2 shared objects)"});
+                                                           ": ok (2 pools, 2 module files)"});
     auto inspect = step({shoal, "inspect", reverse.string()});
     require_ok(inspect);
     CHECK(inspect.out.find("\nkind: task plugin\nabi: 1.1\n") != std::string::npos);

@@ -123,7 +123,7 @@ TEST_CASE("params: check passes declared params and notes a plugin that declares
         std::vector<std::string>{"shoal: check: note: " + at(config, text, 6, "\"") + "pool 'free': " +
                                      fixture("fx_fault") + " declares no shoal_plugin_abi_version or shoal_plugin_params: its ABI version is known only "
                                      "once a worker loads it, and its params are not checked",
-                                 "shoal: check: " + config.string() + ": ok (2 pools, 2 shared objects)"});
+                                 "shoal: check: " + config.string() + ": ok (2 pools, 2 module files)"});
 }
 
 TEST_CASE("params: a pool built in C++ is refused at worker start with the same line", "[integration][params][pool]") {

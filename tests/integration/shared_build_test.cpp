@@ -339,7 +339,7 @@ TEST_CASE("shared build: check reads builders like plugins and inspect names the
                     .string()});
   INFO(good.out << good.err);
   CHECK(good.exit_code == 0);
-  CHECK(good.err.find("(1 pool, 2 shared objects)") != std::string::npos);
+  CHECK(good.err.find("(1 pool, 2 module files)") != std::string::npos);
 
   const ProcessResult inspect = shoal_cli({"inspect", fx, fixture("fx_shared_builder_cpp")});
   INFO(inspect.out << inspect.err);
