@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -65,7 +66,9 @@ Result<detail::SharedSegmentPtr> build(const SharedConfig& e, const PoolConfig& 
 int builder_pid(const fs::path& events) {
   const std::string text = read_file(events);
   const auto at = text.find("built pid=");
-  return at == std::string::npos ? 0 : std::stoi(text.substr(at + 10));
+  int pid = 0;
+  if (at != std::string::npos) (void)std::from_chars(text.data() + at + 10, text.data() + text.size(), pid);
+  return pid;  // 0 also while the line is half written
 }
 
 // The builder and its process group are gone (build_shared returns after both).
@@ -217,7 +220,9 @@ TEST_CASE("shared build: each failing builder is one line and an Errc and leaves
 TEST_CASE("shared build: a builder that hangs past start_timeout is killed with its group", "[integration][shared]") {
   TempDir dir;
   const fs::path events = dir.path() / "events";
-  const PoolConfig pool = builder_pool(std::chrono::milliseconds(300 * kSlow));
+  // Long enough for a sanitizer build's builder to start and write its event line (the
+  // pid require_gone needs) before the deadline kills it.
+  const PoolConfig pool = builder_pool(std::chrono::milliseconds(1000 * kSlow));
   const size_t fds_before = open_fds();
   const auto t0 = std::chrono::steady_clock::now();
   auto seg = build(entry("slow", fixture("fx_shared_builder"), 64 << 10, {{"mode", "hang"}, {"events", events.string()}}),
@@ -237,10 +242,13 @@ TEST_CASE("shared build: the cancel descriptor stops a hanging build", "[integra
   int cancel[2];
   REQUIRE(::pipe2(cancel, O_CLOEXEC) == 0);
   const size_t fds_before = open_fds();
-  // Cancels once the builder is in its build (its event line is there).
+  // Cancels once the builder is in its build: its event line is written whole (the file
+  // exists a moment before the line is in it, and require_gone needs the pid).
   std::thread canceller([&] {
-    if (wait_for_file(events, std::chrono::milliseconds(20000 * kSlow))) (void)!::write(cancel[1], "x", 1);
-    else (void)!::write(cancel[1], "t", 1);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(20000 * kSlow);
+    while (builder_pid(events) == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    (void)!::write(cancel[1], "x", 1);
   });
   auto seg = build(entry("held", fixture("fx_shared_builder"), 64 << 10, {{"mode", "hang"}, {"events", events.string()}}),
                    pool, cancel[0]);

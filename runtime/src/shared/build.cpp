@@ -159,7 +159,10 @@ Result<void> Build::wait() {
   const PoolConfig& pool = *site_.pool;
   const bool bounded = pool.start_timeout.count() != 0;
   const Clock::time_point deadline = bounded ? Clock::now() + pool.start_timeout : Clock::time_point::max();
-  const LogOrigin origin{pool.name, -1, "shared " + entry_.name};
+  // LogOrigin holds views: the component text must outlive it (a temporary here was a
+  // stack-use-after-scope that ASan caught and a plain build printed by luck).
+  const std::string component = "shared " + entry_.name;
+  const LogOrigin origin{pool.name, -1, component};
   while (!status_) {
     pollfd fds[5] = {{child_.pidfd.get(), POLLIN, 0}, {control_.get(), POLLIN, 0}, {output_.get(), POLLIN, 0},
                      {log_.get(), POLLIN, 0}, {site_.cancel_fd, POLLIN, 0}};
