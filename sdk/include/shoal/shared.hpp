@@ -100,19 +100,20 @@ shoal_status build_shared(const shoal_host* host, shoal_ctx* ctx, shoal_shared_b
     report(host, ctx, why.c_str());
     return SHOAL_E_INVALID;
   }
-  try {
+  // Only running out of segment is told apart; every other exception is a plugin's
+  // (guarded, as for init and run).
+  bool full = false;
+  const shoal_status rc = guarded(host, ctx, [&] {
     SharedBuilder builder(host, ctx, b);
-    fn(builder);
-    return SHOAL_OK;
-  } catch (const boost::interprocess::bad_alloc&) {
-  } catch (const std::bad_alloc&) {
-  } catch (const std::exception& e) {
-    report(host, ctx, e.what());
-    return SHOAL_E_FAILED;
-  } catch (...) {
-    report(host, ctx, "unknown exception");
-    return SHOAL_E_FAILED;
-  }
+    try {
+      fn(builder);
+    } catch (const boost::interprocess::bad_alloc&) {
+      full = true;
+    } catch (const std::bad_alloc&) {
+      full = true;
+    }
+  });
+  if (!full) return rc;
   host->report_error(ctx, SHOAL_E_NO_SPACE, "the segment is full");
   return SHOAL_E_NO_SPACE;
 }
