@@ -233,10 +233,11 @@ class Pool {
 
   /// Runs every input; calls `on_done(index, view)` as each completes, with the output
   /// still in the result ring: no copy and no allocation per outcome, for large outputs.
-  /// The callback runs on the pool's loop thread (on the calling thread when the pool
-  /// was already closed and every input is rejected at once), one call at a time; while
-  /// it runs, no other result of this pool is taken in, so it must be quick. Blocks until
-  /// all are done.
+  /// The callback runs on the calling thread while it reads results itself, else on the
+  /// pool's loop thread (and on the calling thread when the pool was already closed and
+  /// every input is rejected at once), never on another caller's thread, one call at a
+  /// time; while it runs, no other result of this pool is taken in, so it must be quick.
+  /// Blocks until all are done.
   SHOAL_API void map_views(std::span<const std::string> inputs,
                            const std::function<void(size_t index, const OutcomeView& outcome)>& on_done);
 
