@@ -101,7 +101,10 @@ void Pool::Impl::lead_once() {
 }
 
 void Pool::Impl::lead_while_waiting(BatchSink& own) {
-  if (detail::t_on_data_path) return;
+  if (detail::t_on_data_path) {
+    wake_loop();  // a callback's map: the loop takes its tasks in after this turn
+    return;
+  }
   bool leading = false;
   int64_t idle_until = now_ns() + kLeadSpinNs;
   for (int i = 0; !own.caller_may_return(); ++i) {
@@ -125,7 +128,11 @@ void Pool::Impl::lead_while_waiting(BatchSink& own) {
       __builtin_ia32_pause();
     }
   }
-  if (!leading) return;
+  if (!leading) {
+    // The batch's tasks wait in `incoming` for the loop (Pool::Impl::enqueue).
+    if (has_incoming.load(std::memory_order_seq_cst)) wake_loop();
+    return;
+  }
   std::lock_guard data(data_mu);
   --leaders;
   hand_back_if_deaf();

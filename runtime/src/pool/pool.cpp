@@ -159,6 +159,7 @@ void Pool::Impl::enqueue(Queued entry) {
   const uint64_t limit = max_payload(site.layout.capacity);
   std::string why;
   Reason reason = Reason::none;
+  const bool single = entry.task != nullptr;  // entry is moved from below
   {
     std::lock_guard lock(mu);
     // A batch's input sizes are checked as its tasks are dispatched, not in a pass here.
@@ -174,10 +175,12 @@ void Pool::Impl::enqueue(Queued entry) {
     }
   }
   if (why.empty()) {
-    // Into a ring on this thread when the data path is free (a batch: its first tasks),
-    // else the loop takes it in. A batch's caller then leads while it waits (lead.cpp).
-    lead_once();
-    if (has_incoming.load(std::memory_order_seq_cst)) wake_loop();
+    // A task goes into a ring on this thread when the data path is free, else the loop
+    // takes it in. A batch's caller leads as soon as it waits (lead.cpp), and wakes the
+    // loop only if it cannot: a turn here would dispatch before the loop stops listening
+    // for results, and the loop would wake for the first of them.
+    if (single) lead_once();
+    if (single && has_incoming.load(std::memory_order_seq_cst)) wake_loop();
     return;
   }
   // Refused before the loop saw it: this thread is the only one delivering for it.
