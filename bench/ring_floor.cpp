@@ -159,7 +159,16 @@ void ring_stream_floor(bool quick) {
     if (!results.has_data()) {
       // The pidfd too: a peer that died writes no eventfd.
       pollfd both[] = {{event_fd->get(), POLLIN, 0}, {child->pidfd.get(), POLLIN, 0}};
-      if (::poll(both, 2, 10'000) <= 0 || (both[1].revents & POLLIN) != 0) fail("the peer stopped answering");
+      const int ready = ::poll(both, 2, 10'000);
+      if (ready <= 0 || (both[1].revents & POLLIN) != 0) {
+        ExitStatus st;
+        fail("the peer stopped answering (" +
+             (ready <= 0 ? std::string("no result in 10 s") : reap(both[1].fd, st) ? describe(st) : "exited") +
+             "; tasks " + std::to_string(s.block->tasks.write_pos.load()) + " written, " +
+             std::to_string(s.block->tasks.read_pos.load()) + " read; results " +
+             std::to_string(s.block->results.write_pos.load()) + " written, " +
+             std::to_string(s.block->results.read_pos.load()) + " read)");
+      }
       eventfd_drain(event_fd->get());
     }
     listener.withdraw();
@@ -189,7 +198,7 @@ void ring_stream_floor(bool quick) {
         if (!rec) break;
         uint64_t echoed = 0;
         std::memcpy(&echoed, rec->payload, std::min<uint64_t>(rec->header.size, kPayload));
-        wrong += rec->header.task_id != expect_id || rec->header.size != kPayload || echoed != expect_id ? 1 : 0;
+        wrong += rec->header.task_id != expect_id || rec->header.size != kPayload || echoed != expect_id ? 1u : 0u;
         results.skip(*rec);
       }
       if (results.corrupt() || tasks.corrupt()) fail("a ring is corrupt");
