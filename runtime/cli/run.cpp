@@ -32,9 +32,9 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -125,7 +125,9 @@ struct RunOptions {
 };
 
 // Returns an exit code when the arguments settle the run (help, or a usage error).
-std::optional<int> parse_args(int argc, char** argv, RunOptions& opts) {
+// Not inlined: inlined into run_command, GCC 12 takes the destruction of `positional`
+// for a delete of `opts` (a false -Wfree-nonheap-object that -Werror makes fatal).
+[[gnu::noinline]] std::optional<int> parse_args(int argc, char** argv, RunOptions& opts) {
   const OptionSpec specs[] = {{"--pool", &opts.pool},
                               {"--input", &opts.input},
                               {"--output", &opts.output},
@@ -147,87 +149,186 @@ std::optional<int> parse_args(int argc, char** argv, RunOptions& opts) {
 }
 
 // ---------------------------------------------------------------------------------------
-// State shared by the reader thread, the pool's loop thread (callbacks) and the writer
+// Lines in, rows out. The reader thread hands the pool its lines a batch at a time
+// (Pool::map_views); the pool's loop thread formats each row straight from the result
+// ring into `rows` as its task completes; the main thread writes `rows` out in large
+// writes. Nothing is allocated per line once the buffers have grown: the batch's strings,
+// the rows and the parked rows keep their capacity from one batch to the next.
+
+// Rows are written in writes of about this size when they come faster than the output
+// takes them, and a row waits at most kGather for others to join it.
+constexpr size_t kWriteSize = 1u << 16;
+constexpr auto kGather = std::chrono::milliseconds(1);
+// The reader starts no batch while this much is formatted and not yet written, so a slow
+// output bounds memory: at most one batch's rows more are formatted meanwhile.
+constexpr size_t kMaxUnwritten = 4u << 20;
+// A batch ends at this many input bytes too: its lines are held until its last task ends.
+constexpr size_t kBatchBytes = 8u << 20;
+// A line string grown past this (a long line) is freed after its batch, not kept.
+constexpr size_t kKeepLine = 64u << 10;
 
 struct Shared {
-  explicit Shared(uint64_t window_size, bool ordered_output)
-      : window(window_size), ordered(ordered_output), slots(ordered_output ? window_size : 0) {}
+  explicit Shared(bool ordered_output) : ordered(ordered_output) {}
 
-  const uint64_t window;  // tasks submitted but not yet written, at most
   const bool ordered;
 
   std::mutex m;
-  std::condition_variable ready_cv;  // writer: an outcome it can write, or the input ended
-  std::condition_variable space_cv;  // reader: the window has room, or stop
-  uint64_t submitted = 0;
-  uint64_t completed = 0;
-  uint64_t written = 0;
-  bool input_done = false;
+  std::condition_variable ready_cv;  // writer: rows to write, or the input ended
+  std::condition_variable space_cv;  // reader: the writer caught up, or stop
+  std::string rows;                  // formatted, in output order, not yet taken by the writer
+  Counts counts;                     // rows formatted so far (in `rows` or written), by status
+  uint64_t submitted = 0;            // seqs given out: lines sent to the pool or refused
+  uint64_t completed = 0;            // of them, with their outcome (a parked row included)
+  bool input_done = false;           // the reader is done: every submitted seq has its row
   bool stop = false;
   int input_error = 0;
-  // Ordered: seq % window -> outcome. A seq is only submitted once seq - window has been
-  // written, so a slot never holds two outcomes.
-  std::vector<std::optional<Outcome>> slots;
-  // Unordered: completion order.
-  std::deque<std::pair<uint64_t, Outcome>> done;
   std::atomic<uint64_t> input_bytes{0};
 
-  bool writable() const {
-    return ordered ? slots[written % window].has_value() : !done.empty();
-  }
-  bool finished() const { return input_done && written == submitted; }
+  bool finished() const { return input_done && rows.empty(); }
 
-  // Runs on the pool's loop thread (or the reader's, for an immediate rejection): it only
-  // hands the outcome over; formatting and I/O stay on the writer so the loop is never
-  // held up by a slow output.
-  void deliver(uint64_t seq, Outcome&& outcome) {
-    std::lock_guard lock(m);
-    ++completed;
-    if (ordered) {
-      slots[seq % window] = std::move(outcome);
-      if (seq == written) ready_cv.notify_one();
-    } else {
-      const bool was_empty = done.empty();
-      done.emplace_back(seq, std::move(outcome));
-      if (was_empty) ready_cv.notify_one();
-    }
+  // Under `m`, after a row was appended at `before`: the writer is woken for the first
+  // row it would wait for, when a full write is ready, and when nothing else is coming.
+  void wake_writer(size_t before) {
+    if (before == 0 || (before < kWriteSize && rows.size() >= kWriteSize) || completed == submitted)
+      ready_cv.notify_one();
   }
 };
 
-void reader_main(Shared& shared, LineReader& reader, Pool& pool, uint64_t max_input) {
-  std::string line;
-  LineReader::Read r;
-  while ((r = reader.next(line)) == LineReader::Read::line || r == LineReader::Read::too_long) {
-    uint64_t seq = 0;
-    {
-      std::unique_lock lock(shared.m);
-      shared.space_cv.wait(lock, [&] { return shared.stop || shared.submitted - shared.written < shared.window; });
-      if (shared.stop) break;
-      seq = shared.submitted++;
+// The reader thread's side: reads lines into a batch, runs it through the pool, and
+// formats its rows on the pool's loop thread in the order the output wants them.
+class Batches {
+ public:
+  Batches(Shared& shared, Pool& pool, size_t max_lines)
+      : shared_(shared), pool_(pool), lines_(max_lines), parked_at_(shared.ordered ? max_lines : 0),
+        on_done_([this](size_t index, const OutcomeView& v) { deliver(index, v); }) {}
+
+  void run(LineReader& reader, uint64_t max_input) {
+    LineReader::Read r;
+    for (;;) {
+      r = reader.next(lines_[count_]);
+      shared_.input_bytes.store(reader.consumed(), std::memory_order_relaxed);
+      if (r == LineReader::Read::line) {
+        bytes_ += lines_[count_++].size();
+        // A full batch goes out; so does a short one when the next line is not there yet.
+        if (count_ < lines_.size() && bytes_ < kBatchBytes && !reader.would_block()) continue;
+      }
+      if (count_ > 0 && !send()) break;
+      if (r == LineReader::Read::too_long) {
+        // The pool would refuse it with the same words; it is never read into memory.
+        Outcome refused;
+        refused.reason = Reason::input_too_large;
+        refused.error = detail::too_large_message(reader.too_long_size(), max_input, pool_.config().name);
+        if (!refuse(refused)) break;
+        continue;
+      }
+      if (r != LineReader::Read::line) break;
     }
-    shared.input_bytes.store(reader.consumed(), std::memory_order_relaxed);
-    if (r == LineReader::Read::too_long) {  // the pool would refuse it with the same words
-      Outcome refused;
-      refused.reason = Reason::input_too_large;
-      refused.error = detail::too_large_message(reader.too_long_size(), max_input, pool.config().name);
-      shared.deliver(seq, std::move(refused));
-      continue;
-    }
-    // Not under the mutex: a task rejected at once runs its callback on this thread.
-    pool.submit(line, [&shared, seq](Outcome&& outcome) {
-      // The pool's line names the worker that died; which input it was is known here.
-      if (outcome.status == Status::crashed || outcome.status == Status::timeout)
-        detail::log_line(detail::LogLevel::warn, "input line " + std::to_string(seq + 1) + " (seq " +
-                                                     std::to_string(seq) + ") " +
-                                                     std::string(to_string(outcome.status)) + ": " + outcome.error);
-      shared.deliver(seq, std::move(outcome));
-    });
+    std::lock_guard lock(shared_.m);
+    if (r == LineReader::Read::error) shared_.input_error = reader.error();
+    shared_.input_done = true;
+    shared_.ready_cv.notify_all();
   }
-  std::lock_guard lock(shared.m);
-  if (r == LineReader::Read::error) shared.input_error = reader.error();
-  shared.input_done = true;
-  shared.ready_cv.notify_all();
-}
+
+ private:
+  // Takes `n` seqs once the writer has caught up; false on stop.
+  bool take_seqs(std::unique_lock<std::mutex>& lock, uint64_t n) {
+    shared_.space_cv.wait(lock, [&] { return shared_.stop || shared_.rows.size() < kMaxUnwritten; });
+    if (shared_.stop) return false;
+    first_seq_ = shared_.submitted;
+    shared_.submitted += n;
+    return true;
+  }
+
+  bool send() {
+    const size_t n = std::exchange(count_, 0);
+    bytes_ = 0;
+    {
+      std::unique_lock lock(shared_.m);
+      if (!take_seqs(lock, n)) return false;
+    }
+    batch_size_ = n;
+    next_ = 0;
+    parked_.clear();
+    std::fill_n(parked_at_.begin(), shared_.ordered ? n : 0, Parked{});
+    // Blocks until the batch's last row is formatted: the next batch starts from there,
+    // so the rows of one batch never wait for another's.
+    pool_.map_views(std::span<const std::string>(lines_.data(), n), on_done_);
+    for (size_t i = 0; i < n; ++i)
+      if (lines_[i].capacity() > kKeepLine) std::string().swap(lines_[i]);
+    return true;
+  }
+
+  bool refuse(const Outcome& refused) {
+    std::unique_lock lock(shared_.m);
+    if (!take_seqs(lock, 1)) return false;
+    const size_t before = shared_.rows.size();
+    append_row(shared_.rows, first_seq_, refused);
+    ++shared_.counts.by_status[static_cast<size_t>(refused.status)];
+    ++shared_.completed;
+    shared_.wake_writer(before);
+    return true;
+  }
+
+  template <typename O>
+  static void append_row(std::string& out, uint64_t seq, const O& outcome) {
+    detail::append_outcome_json(out, seq, outcome);
+    out.push_back('\n');
+  }
+
+  // On the pool's loop thread (one call at a time), with the output still in the result
+  // ring: it must be quick, as no other result is taken in meanwhile. A row that comes
+  // before its turn (ordered output) is parked here, off the mutex, until the rows
+  // before it are in.
+  void deliver(size_t index, const OutcomeView& v) {
+    const uint64_t seq = first_seq_ + index;
+    // The pool's line names the worker that died; which input it was is known here.
+    if (v.status == Status::crashed || v.status == Status::timeout)
+      detail::log_line(detail::LogLevel::warn, "input line " + std::to_string(seq + 1) + " (seq " +
+                                                   std::to_string(seq) + ") " + std::string(to_string(v.status)) +
+                                                   ": " + std::string(v.error));
+    if (shared_.ordered && index != next_) {
+      const size_t at = parked_.size();
+      append_row(parked_, seq, v);
+      parked_at_[index] = Parked{at, parked_.size() - at, v.status, true};
+      std::lock_guard lock(shared_.m);
+      ++shared_.completed;
+      return;
+    }
+    std::lock_guard lock(shared_.m);
+    const size_t before = shared_.rows.size();
+    append_row(shared_.rows, seq, v);
+    ++shared_.counts.by_status[static_cast<size_t>(v.status)];
+    ++shared_.completed;
+    if (shared_.ordered) {
+      while (++next_ < batch_size_ && parked_at_[next_].done) {
+        const Parked& p = parked_at_[next_];
+        shared_.rows.append(parked_, p.at, p.size);
+        ++shared_.counts.by_status[static_cast<size_t>(p.status)];
+      }
+    }
+    shared_.wake_writer(before);
+  }
+
+  struct Parked {
+    size_t at = 0, size = 0;
+    Status status = Status::ok;
+    bool done = false;
+  };
+
+  Shared& shared_;
+  Pool& pool_;
+  std::vector<std::string> lines_;  // the batch being read, then run
+  size_t count_ = 0;                // lines in it
+  size_t bytes_ = 0;
+  uint64_t first_seq_ = 0;          // the seq of lines_[0]
+  // Ordered output, the loop thread's while a batch runs: the first row not yet handed
+  // over, and the rows that completed before it.
+  size_t batch_size_ = 0;
+  size_t next_ = 0;
+  std::string parked_;
+  std::vector<Parked> parked_at_;
+  const std::function<void(size_t, const OutcomeView&)> on_done_;
+};
 
 int run(const RunOptions& opts) {
   // Before any thread exists, so every thread the runtime starts inherits the mask.
@@ -332,12 +433,13 @@ int run(const RunOptions& opts) {
     output_fd = output_owner.get();
   }
 
-  // Bounds memory whatever the input length: at most `window` tasks are queued, running
-  // or waiting for an earlier line to be written. Wide enough that a slow task at the
-  // head of the order does not idle the other workers for long.
+  // Lines per batch. Bounds memory whatever the input length: at most one batch of tasks
+  // is queued or running. Wide enough that a slow task does not idle the other workers
+  // for long (the next batch starts when its last task ends), and that the gap between
+  // batches is small beside a batch.
   uint64_t workers = pool.config().workers;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
-  const uint64_t window = std::clamp<uint64_t>(workers * 256, 4096, 65536);
+  const size_t window = std::clamp<uint64_t>(workers * 256, 4096, 65536);
 
   Fd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (wake.get() < 0) {
@@ -346,36 +448,27 @@ int run(const RunOptions& opts) {
   }
   const auto stop_reader = [&wake] { detail::eventfd_signal(wake.get()); };
 
-  Shared shared(window, !opts.unordered);
+  Shared shared(!opts.unordered);
   // A line longer than any task input is skipped, not held: its row is `rejected`.
   const uint64_t max_input = detail::max_input(pool.config().queue_capacity);
   LineReader reader(input_fd, wake.get(), max_input);
+  Batches batches(shared, pool, window);
   Progress progress(::isatty(STDERR_FILENO) == 1, input_size);
   // When stdout and stderr share a terminal, output lines would land in the middle of the
-  // bar; erase it before each flush and let the next tick redraw it.
+  // bar; erase it before each write and let the next tick redraw it.
   const bool output_on_terminal = output_fd == STDOUT_FILENO && ::isatty(STDOUT_FILENO) == 1;
 
   if (input_size > 0) progress.count_lines(input_fd);
   status.set(ServiceStatus::Phase::ready, "running pool " + pool_name);
 
   Clock::time_point next_stats = start + opts.stats_every;
-  std::thread reader_thread(reader_main, std::ref(shared), std::ref(reader), std::ref(pool), max_input);
+  std::thread reader_thread([&] { batches.run(reader, max_input); });
 
-  Counts counts;
-  std::string out;
-  out.reserve(1 << 17);
+  std::string out;  // swapped with shared.rows: both keep their capacity
   int output_error = 0;
   int stopped_by = 0;
   bool terminated = false;
 
-  const auto flush = [&] {
-    if (out.empty()) return;
-    if (output_error == 0) {
-      if (output_on_terminal) progress.clear();
-      output_error = write_all(output_fd, out.data(), out.size());
-    }
-    out.clear();
-  };
   // Stops taking input and ends the pool's work: queued tasks come back `cancelled`, so
   // every task already submitted still gets its row.
   const auto stop_run = [&](std::unique_lock<std::mutex>& lock) {
@@ -390,40 +483,28 @@ int run(const RunOptions& opts) {
     }
     lock.lock();
   };
+  const auto more_coming = [&] { return !shared.input_done && shared.completed != shared.submitted; };
 
   constexpr auto kTick = std::chrono::milliseconds(100);
   Clock::time_point last_tick = start;
-  std::vector<std::pair<uint64_t, Outcome>> batch;
   std::unique_lock lock(shared.m);
   for (;;) {
-    if (shared.ordered) {
-      while (shared.slots[shared.written % window].has_value()) {
-        auto& slot = shared.slots[shared.written % window];
-        batch.emplace_back(shared.written, std::move(*slot));
-        slot.reset();
-        ++shared.written;
-      }
-    } else {
-      shared.written += shared.done.size();
-      batch.insert(batch.end(), std::make_move_iterator(shared.done.begin()),
-                   std::make_move_iterator(shared.done.end()));
-      shared.done.clear();
-    }
-    if (!batch.empty()) {
+    if (!shared.rows.empty()) {
+      // A short write waits a moment for more rows, unless no task is out to bring them.
+      if (shared.rows.size() < kWriteSize && more_coming())
+        shared.ready_cv.wait_for(lock, kGather, [&] { return shared.rows.size() >= kWriteSize || !more_coming(); });
+      out.swap(shared.rows);
       shared.space_cv.notify_one();
       lock.unlock();
-      for (auto& [seq, outcome] : batch) {
-        ++counts.by_status[static_cast<size_t>(outcome.status)];
-        if (output_error != 0) continue;
-        detail::append_outcome_json(out, seq, outcome);
-        out.push_back('\n');
-        if (out.size() >= (1u << 16)) flush();
+      if (output_error == 0) {
+        if (output_on_terminal) progress.clear();
+        output_error = write_all(output_fd, out.data(), out.size());
       }
-      batch.clear();
+      out.clear();
       lock.lock();
-      // Stay on the fast path while outcomes keep coming (flushing once the queue is
-      // empty), but still look at signals and the progress bar every tick.
-      if (output_error == 0 && shared.writable() && Clock::now() - last_tick < kTick) continue;
+      // Stay on the fast path while rows keep coming, but still look at signals and the
+      // progress bar every tick.
+      if (output_error == 0 && !shared.rows.empty() && Clock::now() - last_tick < kTick) continue;
     }
     last_tick = Clock::now();
     status.beat();
@@ -431,9 +512,9 @@ int run(const RunOptions& opts) {
     if (shared.finished()) break;
 
     const uint64_t submitted = shared.submitted, completed = shared.completed;
+    const Counts counts = shared.counts;
     const bool input_done = shared.input_done;
     lock.unlock();
-    flush();
     if (!stopped_by) {
       if (int sig = signals.poll(); sig != 0) {
         stopped_by = sig;
@@ -451,12 +532,12 @@ int run(const RunOptions& opts) {
     lock.lock();
     if (stopped_by && !shared.stop) stop_run(lock);
     // A timed wait: the signalfd and the progress bar are looked at on each tick.
-    shared.ready_cv.wait_for(lock, kTick, [&] { return shared.writable() || shared.finished(); });
+    shared.ready_cv.wait_for(lock, kTick, [&] { return !shared.rows.empty() || shared.finished(); });
   }
   const int input_error = shared.input_error;
   const uint64_t submitted = shared.submitted;  // every one of them has its row by now
+  const Counts counts = shared.counts;
   lock.unlock();
-  flush();
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   reader_thread.join();
 

@@ -456,3 +456,65 @@ TEST_CASE("cli: a crashed and a timed-out task are logged with their input line"
   CHECK(r.err.find("input line 1 ") == std::string::npos);
   CHECK(r.err.find("input line 4 ") == std::string::npos);
 }
+
+TEST_CASE("cli: 100,000 lines of every status come back one row per line, in input order",
+          "[integration][cli]") {
+  // Rows are formatted as tasks complete, out of order, in batches: a row parked ahead of
+  // its turn, or a refusal between two batches, must still land at its own line.
+  TempDir dir;
+  const std::string config =
+      dir.write("fault.yaml", "pools:\n  f:\n    plugin: " + quoted(fixture("fx_fault")) +
+                                  "\n    workers: 2\n    task_timeout: 300ms\n    queue: {capacity: 4KiB}\n"
+                                  "    shutdown: {grace: 2s, fini_timeout: 2s}\n")
+          .string();
+  constexpr size_t kLines = 100000;
+  std::vector<std::string> expected(kLines, "ok");
+  std::string input;
+  for (size_t i = 0; i < kLines; ++i) {
+    if (i % 25013 == 7) {
+      input += "segv\n";
+      expected[i] = "crashed";
+    } else if (i % 33331 == 11) {
+      input += "wait-stop\n";
+      expected[i] = "timeout";
+    } else if (i % 20011 == 3) {
+      input += std::string(5000, 'x') + "\n";  // longer than a 4 KiB ring
+      expected[i] = "rejected";
+    } else if (i % 1000 == 999) {
+      input += "error e" + std::to_string(i) + "\n";
+      expected[i] = "error";
+    } else {
+      input += "echo " + std::to_string(i) + "\n";
+    }
+  }
+  const auto in = dir.write("in.txt", input);
+  for (const bool unordered : {false, true}) {
+    INFO((unordered ? "--unordered" : "ordered"));
+    std::vector<std::string> args = {"run", config, "--input", in.string()};
+    if (unordered) args.push_back("--unordered");
+    auto r = shoal_cli(args, "/dev/null");
+    INFO(describe(r).substr(0, 2000));
+    CHECK(r.exit_code == 1);
+    const auto rows = run_rows(r.out);
+    REQUIRE(rows.size() == kLines);
+    std::vector<int> seen(kLines, 0);
+    std::map<std::string, int> statuses;
+    for (size_t k = 0; k < rows.size(); ++k) {
+      const size_t i = std::stoul(rows[k].at("seq").text);
+      REQUIRE(i < kLines);
+      if (!unordered) REQUIRE(i == k);
+      ++seen[i];
+      const std::string& status = rows[k].at("status").text;
+      ++statuses[status];
+      INFO("seq " << i);
+      REQUIRE(status == expected[i]);
+      if (status == "ok") REQUIRE(rows[k].at("output").text == std::to_string(i));
+      if (status == "error") REQUIRE(rows[k].at("error").text == "e" + std::to_string(i));
+    }
+    CHECK(static_cast<size_t>(std::count(seen.begin(), seen.end(), 1)) == kLines);  // each line exactly once
+    CHECK(statuses.size() == 5);
+    const auto s = summary_of(r);
+    CHECK(s.tasks == kLines);
+    CHECK(s.failed == kLines - static_cast<uint64_t>(statuses["ok"]));
+  }
+}
