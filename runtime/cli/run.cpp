@@ -32,6 +32,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -149,23 +151,30 @@ struct RunOptions {
 }
 
 // ---------------------------------------------------------------------------------------
-// Lines in, rows out. The reader thread hands the pool its lines a batch at a time
-// (Pool::map_views); the pool's loop thread formats each row straight from the result
-// ring into `rows` as its task completes; the main thread writes `rows` out in large
-// writes. Nothing is allocated per line once the buffers have grown: the batch's strings,
-// the rows and the parked rows keep their capacity from one batch to the next.
+// Lines in, rows out. The reader thread reads lines into a batch and hands it to a thread
+// of its own that runs it through the pool (Pool::map_views); the pool's loop thread
+// formats each row straight from the result ring into `rows` as its task completes; the
+// main thread writes `rows` out in large writes. Several batches are in flight at once, so
+// a slow task holds back only its own batch: the reader fills the next one meanwhile and
+// the other workers take its lines. Nothing is allocated per line once the buffers have
+// grown: each batch slot keeps its strings, parked rows and thread from one batch to the
+// next.
 
 // Rows are written in writes of about this size when they come faster than the output
 // takes them, and a row waits at most kGather for others to join it.
 constexpr size_t kWriteSize = 1u << 16;
 constexpr auto kGather = std::chrono::milliseconds(1);
-// The reader starts no batch while this much is formatted and not yet written, so a slow
-// output bounds memory: at most one batch's rows more are formatted meanwhile.
-constexpr size_t kMaxUnwritten = 4u << 20;
+// The reader starts no batch while this much is formatted and not yet written (waiting for
+// the writer, or parked behind a slow line in ordered output), so a slow output or a slow
+// line bounds memory: at most the batches in flight format more meanwhile.
+constexpr size_t kMaxUnwritten = 16u << 20;
 // A batch ends at this many input bytes too: its lines are held until its last task ends.
-constexpr size_t kBatchBytes = 8u << 20;
+constexpr size_t kBatchBytes = 1u << 20;
 // A line string grown past this (a long line) is freed after its batch, not kept.
 constexpr size_t kKeepLine = 64u << 10;
+// Lines in flight, over all batches: what ordered output runs ahead of a slow line, and
+// what a slot per worker (each may hold a slow task) costs at most.
+constexpr size_t kLinesInFlight = 32768;
 
 struct Shared {
   explicit Shared(bool ordered_output) : ordered(ordered_output) {}
@@ -174,8 +183,9 @@ struct Shared {
 
   std::mutex m;
   std::condition_variable ready_cv;  // writer: rows to write, or the input ended
-  std::condition_variable space_cv;  // reader: the writer caught up, or stop
+  std::condition_variable space_cv;  // reader: the writer caught up, a batch slot is free, or stop
   std::string rows;                  // formatted, in output order, not yet taken by the writer
+  size_t parked_bytes = 0;           // ordered: rows formatted ahead of their turn
   Counts counts;                     // rows formatted so far (in `rows` or written), by status
   uint64_t submitted = 0;            // seqs given out: lines sent to the pool or refused
   uint64_t completed = 0;            // of them, with their outcome (a parked row included)
@@ -194,75 +204,190 @@ struct Shared {
   }
 };
 
-// The reader thread's side: reads lines into a batch, runs it through the pool, and
-// formats its rows on the pool's loop thread in the order the output wants them.
+// The reader thread's side: reads lines into batches, runs each through the pool on its
+// slot's thread, and formats their rows on the pool's loop thread in the order the output
+// wants them. The pool runs one views callback at a time, across all its map_views calls:
+// the loop-thread state below needs no lock of its own.
 class Batches {
  public:
-  Batches(Shared& shared, Pool& pool, size_t max_lines)
-      : shared_(shared), pool_(pool), lines_(max_lines), parked_at_(shared.ordered ? max_lines : 0),
-        on_done_([this](size_t index, const OutcomeView& v) { deliver(index, v); }) {}
+  Batches(Shared& shared, Pool& pool, size_t max_slots, size_t max_lines)
+      : shared_(shared), pool_(pool), max_slots_(max_slots), max_lines_(max_lines),
+        ring_(shared.ordered ? max_slots : 0) {
+    slots_.reserve(max_slots);
+  }
+
+  ~Batches() {
+    {
+      std::lock_guard lock(shared_.m);
+      quit_ = true;
+    }
+    for (auto& s : slots_) {
+      s->go_cv.notify_one();
+      s->thread.join();
+    }
+  }
 
   void run(LineReader& reader, uint64_t max_input) {
-    LineReader::Read r;
+    LineReader::Read r = LineReader::Read::stopped;
+    Slot* slot = nullptr;
+    size_t bytes = 0;
     for (;;) {
-      r = reader.next(lines_[count_]);
+      if (slot == nullptr && (slot = acquire()) == nullptr) break;
+      r = reader.next(slot->lines[slot->count]);
       shared_.input_bytes.store(reader.consumed(), std::memory_order_relaxed);
       if (r == LineReader::Read::line) {
-        bytes_ += lines_[count_++].size();
+        bytes += slot->lines[slot->count++].size();
         // A full batch goes out; so does a short one when the next line is not there yet.
-        if (count_ < lines_.size() && bytes_ < kBatchBytes && !reader.would_block()) continue;
+        if (slot->count < max_lines_ && bytes < kBatchBytes && !reader.would_block()) continue;
       }
-      if (count_ > 0 && !send()) break;
+      bytes = 0;
+      if (slot->count > 0 && !launch(*std::exchange(slot, nullptr))) break;
       if (r == LineReader::Read::too_long) {
         // The pool would refuse it with the same words; it is never read into memory.
         Outcome refused;
         refused.reason = Reason::input_too_large;
         refused.error = detail::too_large_message(reader.too_long_size(), max_input, pool_.config().name);
+        if (slot != nullptr) release(*std::exchange(slot, nullptr));
         if (!refuse(refused)) break;
         continue;
       }
       if (r != LineReader::Read::line) break;
     }
-    std::lock_guard lock(shared_.m);
+    std::unique_lock lock(shared_.m);
+    if (slot != nullptr) release_locked(*slot);
+    // Every batch's row is in before the input counts as done (and its lines outlive it).
+    wait_idle(lock);
     if (r == LineReader::Read::error) shared_.input_error = reader.error();
     shared_.input_done = true;
     shared_.ready_cv.notify_all();
   }
 
  private:
+  struct Parked {
+    size_t at = 0, size = 0;
+    Status status = Status::ok;
+    bool done = false;
+  };
+
+  // One batch in flight, and the thread that runs it (map_views blocks until its end).
+  struct Slot {
+    std::vector<std::string> lines;
+    size_t count = 0;         // lines in the batch
+    uint64_t first_seq = 0;   // the seq of lines[0]
+    uint64_t batch = 0;       // its place among the batches, in input order
+    // Under shared.m: the reader holds it (filling it, or it is in flight) until it ran
+    // (`returned`) and, in ordered output, every row of it went to `rows` (`handed_over`).
+    bool busy = false, go = false, returned = false, handed_over = false;
+    std::condition_variable go_cv;
+    // Ordered output, the loop thread's while the batch runs: the first row not yet handed
+    // over, and the rows that completed before it.
+    size_t next = 0;
+    std::string parked;
+    std::vector<Parked> parked_at;
+    std::function<void(size_t, const OutcomeView&)> on_done;
+    std::thread thread;
+  };
+
+  // A free slot, the lowest (few are used while tasks are quick), or a new one while
+  // there are fewer than max_slots_; nullptr on stop.
+  Slot* acquire() {
+    std::unique_lock lock(shared_.m);
+    for (;;) {
+      if (shared_.stop) return nullptr;
+      for (auto& s : slots_) {
+        if (!s->busy) {
+          s->busy = true;
+          return s.get();
+        }
+      }
+      if (slots_.size() < max_slots_) break;
+      shared_.space_cv.wait(lock);
+    }
+    auto& s = slots_.emplace_back(std::make_unique<Slot>());
+    s->busy = true;
+    s->lines.resize(max_lines_);
+    if (shared_.ordered) s->parked_at.resize(max_lines_);
+    s->on_done = [this, p = s.get()](size_t index, const OutcomeView& v) { deliver(*p, index, v); };
+    s->thread = std::thread([this, p = s.get()] { serve(*p); });
+    return s.get();
+  }
+
+  void release(Slot& s) {
+    std::lock_guard lock(shared_.m);
+    release_locked(s);
+  }
+
+  void release_locked(Slot& s) {
+    s.busy = false;
+    s.count = 0;
+    shared_.space_cv.notify_one();
+  }
+
+  void wait_idle(std::unique_lock<std::mutex>& lock) {
+    shared_.space_cv.wait(lock, [&] {
+      return std::none_of(slots_.begin(), slots_.end(), [](const auto& s) { return s->busy; });
+    });
+  }
+
   // Takes `n` seqs once the writer has caught up; false on stop.
-  bool take_seqs(std::unique_lock<std::mutex>& lock, uint64_t n) {
-    shared_.space_cv.wait(lock, [&] { return shared_.stop || shared_.rows.size() < kMaxUnwritten; });
+  bool take_seqs(std::unique_lock<std::mutex>& lock, uint64_t n, uint64_t& first) {
+    shared_.space_cv.wait(
+        lock, [&] { return shared_.stop || shared_.rows.size() + shared_.parked_bytes < kMaxUnwritten; });
     if (shared_.stop) return false;
-    first_seq_ = shared_.submitted;
+    first = shared_.submitted;
     shared_.submitted += n;
     return true;
   }
 
-  bool send() {
-    const size_t n = std::exchange(count_, 0);
-    bytes_ = 0;
-    {
-      std::unique_lock lock(shared_.m);
-      if (!take_seqs(lock, n)) return false;
+  // Hands a filled slot to its thread; false (the slot released) on stop.
+  bool launch(Slot& s) {
+    if (shared_.ordered) {
+      // Free, so no callback looks at it: the loop thread only reads launched batches.
+      s.next = 0;
+      s.parked.clear();
+      std::fill_n(s.parked_at.begin(), s.count, Parked{});
     }
-    batch_size_ = n;
-    next_ = 0;
-    parked_.clear();
-    std::fill_n(parked_at_.begin(), shared_.ordered ? n : 0, Parked{});
-    // Blocks until the batch's last row is formatted: the next batch starts from there,
-    // so the rows of one batch never wait for another's.
-    pool_.map_views(std::span<const std::string>(lines_.data(), n), on_done_);
-    for (size_t i = 0; i < n; ++i)
-      if (lines_[i].capacity() > kKeepLine) std::string().swap(lines_[i]);
+    std::unique_lock lock(shared_.m);
+    if (!take_seqs(lock, s.count, s.first_seq)) {
+      release_locked(s);
+      return false;
+    }
+    s.batch = launched_++;
+    if (shared_.ordered) ring_[s.batch % ring_.size()] = &s;
+    s.returned = false;
+    s.handed_over = !shared_.ordered;
+    s.go = true;
+    s.go_cv.notify_one();
     return true;
+  }
+
+  // A slot's thread: runs each batch it is given.
+  void serve(Slot& s) {
+    std::unique_lock lock(shared_.m);
+    for (;;) {
+      s.go_cv.wait(lock, [&] { return s.go || quit_; });
+      if (!s.go) return;
+      s.go = false;
+      lock.unlock();
+      // Blocks until the batch's last row is formatted.
+      pool_.map_views(std::span<const std::string>(s.lines.data(), s.count), s.on_done);
+      for (size_t i = 0; i < s.count; ++i)
+        if (s.lines[i].capacity() > kKeepLine) std::string().swap(s.lines[i]);
+      lock.lock();
+      s.returned = true;
+      if (s.handed_over) release_locked(s);
+    }
   }
 
   bool refuse(const Outcome& refused) {
     std::unique_lock lock(shared_.m);
-    if (!take_seqs(lock, 1)) return false;
+    // Ordered, its row comes after every row of the batches in flight: they end first.
+    // Rare (a line longer than any task input), so the stall costs nothing that matters.
+    if (shared_.ordered) wait_idle(lock);
+    uint64_t seq = 0;
+    if (!take_seqs(lock, 1, seq)) return false;
     const size_t before = shared_.rows.size();
-    append_row(shared_.rows, first_seq_, refused);
+    append_row(shared_.rows, seq, refused);
     ++shared_.counts.by_status[static_cast<size_t>(refused.status)];
     ++shared_.completed;
     shared_.wake_writer(before);
@@ -277,20 +402,21 @@ class Batches {
 
   // On the pool's loop thread (one call at a time), with the output still in the result
   // ring: it must be quick, as no other result is taken in meanwhile. A row that comes
-  // before its turn (ordered output) is parked here, off the mutex, until the rows
+  // before its turn (ordered output) is parked in its slot, off the mutex, until the rows
   // before it are in.
-  void deliver(size_t index, const OutcomeView& v) {
-    const uint64_t seq = first_seq_ + index;
+  void deliver(Slot& s, size_t index, const OutcomeView& v) {
+    const uint64_t seq = s.first_seq + index;
     // The pool's line names the worker that died; which input it was is known here.
     if (v.status == Status::crashed || v.status == Status::timeout)
       detail::log_line(detail::LogLevel::warn, "input line " + std::to_string(seq + 1) + " (seq " +
                                                    std::to_string(seq) + ") " + std::string(to_string(v.status)) +
                                                    ": " + std::string(v.error));
-    if (shared_.ordered && index != next_) {
-      const size_t at = parked_.size();
-      append_row(parked_, seq, v);
-      parked_at_[index] = Parked{at, parked_.size() - at, v.status, true};
+    if (shared_.ordered && (s.batch != head_ || index != s.next)) {
+      const size_t at = s.parked.size();
+      append_row(s.parked, seq, v);
+      s.parked_at[index] = Parked{at, s.parked.size() - at, v.status, true};
       std::lock_guard lock(shared_.m);
+      shared_.parked_bytes += s.parked.size() - at;
       ++shared_.completed;
       return;
     }
@@ -300,34 +426,42 @@ class Batches {
     ++shared_.counts.by_status[static_cast<size_t>(v.status)];
     ++shared_.completed;
     if (shared_.ordered) {
-      while (++next_ < batch_size_ && parked_at_[next_].done) {
-        const Parked& p = parked_at_[next_];
-        shared_.rows.append(parked_, p.at, p.size);
-        ++shared_.counts.by_status[static_cast<size_t>(p.status)];
-      }
+      ++s.next;
+      hand_over();
     }
     shared_.wake_writer(before);
   }
 
-  struct Parked {
-    size_t at = 0, size = 0;
-    Status status = Status::ok;
-    bool done = false;
-  };
+  // Loop thread, under shared.m: moves the parked rows that are now next into `rows`,
+  // through as many batches as have all their rows.
+  void hand_over() {
+    for (;;) {
+      Slot& s = *ring_[head_ % ring_.size()];
+      while (s.next < s.count && s.parked_at[s.next].done) {
+        const Parked& p = s.parked_at[s.next++];
+        shared_.rows.append(s.parked, p.at, p.size);
+        shared_.parked_bytes -= p.size;
+        ++shared_.counts.by_status[static_cast<size_t>(p.status)];
+      }
+      if (s.next < s.count) return;
+      s.handed_over = true;
+      if (s.returned) release_locked(s);
+      if (++head_ == launched_) return;
+    }
+  }
 
   Shared& shared_;
   Pool& pool_;
-  std::vector<std::string> lines_;  // the batch being read, then run
-  size_t count_ = 0;                // lines in it
-  size_t bytes_ = 0;
-  uint64_t first_seq_ = 0;          // the seq of lines_[0]
-  // Ordered output, the loop thread's while a batch runs: the first row not yet handed
-  // over, and the rows that completed before it.
-  size_t batch_size_ = 0;
-  size_t next_ = 0;
-  std::string parked_;
-  std::vector<Parked> parked_at_;
-  const std::function<void(size_t, const OutcomeView&)> on_done_;
+  const size_t max_slots_;
+  const size_t max_lines_;                // per batch
+  std::vector<std::unique_ptr<Slot>> slots_;  // the reader's; their flags under shared.m
+  bool quit_ = false;                     // under shared.m: the slot threads end
+  uint64_t launched_ = 0;                 // under shared.m: batches handed to the pool
+  // Ordered output: batch b's slot at b % max_slots (at most max_slots are in flight),
+  // written under shared.m at launch; the first batch whose rows are not all handed over,
+  // the loop thread's.
+  std::vector<Slot*> ring_;
+  uint64_t head_ = 0;
 };
 
 int run(const RunOptions& opts) {
@@ -433,13 +567,13 @@ int run(const RunOptions& opts) {
     output_fd = output_owner.get();
   }
 
-  // Lines per batch. Bounds memory whatever the input length: at most one batch of tasks
-  // is queued or running. Wide enough that a slow task does not idle the other workers
-  // for long (the next batch starts when its last task ends), and that the gap between
-  // batches is small beside a batch.
+  // A slot per worker, each of which may hold a slow task, and two to keep the others
+  // busy meanwhile; at least 8, so that ordered output runs 28,672 lines ahead of one slow
+  // line with few workers. The lines in flight stay within kLinesInFlight.
   uint64_t workers = pool.config().workers;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
-  const size_t window = std::clamp<uint64_t>(workers * 256, 4096, 65536);
+  const size_t slots = std::clamp<uint64_t>(workers + 2, 8, 256);
+  const size_t batch_lines = std::clamp<size_t>(kLinesInFlight / slots, 128, 4096);
 
   Fd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (wake.get() < 0) {
@@ -452,7 +586,7 @@ int run(const RunOptions& opts) {
   // A line longer than any task input is skipped, not held: its row is `rejected`.
   const uint64_t max_input = detail::max_input(pool.config().queue_capacity);
   LineReader reader(input_fd, wake.get(), max_input);
-  Batches batches(shared, pool, window);
+  Batches batches(shared, pool, slots, batch_lines);
   Progress progress(::isatty(STDERR_FILENO) == 1, input_size);
   // When stdout and stderr share a terminal, output lines would land in the middle of the
   // bar; erase it before each write and let the next tick redraw it.

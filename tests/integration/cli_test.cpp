@@ -9,7 +9,9 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <regex>
@@ -517,4 +519,101 @@ TEST_CASE("cli: 100,000 lines of every status come back one row per line, in inp
     CHECK(s.tasks == kLines);
     CHECK(s.failed == kLines - static_cast<uint64_t>(statuses["ok"]));
   }
+}
+
+namespace {
+
+// Two workers, tasks of the fault fixture: "sleep MS" holds a worker, "echo N" is quick.
+std::string two_worker_fault_pool(TempDir& dir) {
+  return dir
+      .write("fault2.yaml", "pools:\n  f:\n    plugin: " + quoted(fixture("fx_fault")) +
+                                "\n    workers: 2\n    shutdown: {grace: 5s, fini_timeout: 2s}\n")
+      .string();
+}
+
+// `lines` lines, "sleep MS" where `slow` says so and "echo N" elsewhere (N the seq).
+std::string echo_lines(size_t lines, const std::function<std::optional<int>(size_t)>& slow) {
+  std::string input;
+  for (size_t i = 0; i < lines; ++i) {
+    if (const auto ms = slow(i)) input += "sleep " + std::to_string(*ms) + "\n";
+    else input += "echo " + std::to_string(i) + "\n";
+  }
+  return input;
+}
+
+struct TimedRun {
+  ProcessResult result;
+  std::chrono::duration<double> took;
+};
+
+TimedRun timed_run(const std::string& config, const std::string& in, bool unordered) {
+  std::vector<std::string> args = {"run", config, "--input", in};
+  if (unordered) args.push_back("--unordered");
+  const auto start = std::chrono::steady_clock::now();
+  auto r = shoal_cli(args, "/dev/null");
+  return {std::move(r), std::chrono::steady_clock::now() - start};
+}
+
+}  // namespace
+
+TEST_CASE("cli: a slow line holds back no other line (--unordered)", "[integration][cli]") {
+  // The chunksize trap users leave Python's Pool for: one slow task must not keep the
+  // other worker idle, whatever the batches the lines travel in. While "sleep 3000" holds
+  // one worker, the other runs all 50,000 echo lines, so each of their rows is written
+  // before the slow one's.
+  TempDir dir;
+  const std::string config = two_worker_fault_pool(dir);
+  constexpr size_t kLines = 50001;
+  const auto quick = dir.write("quick.txt", echo_lines(kLines - 1, [](size_t) { return std::nullopt; }));
+  const auto mixed = dir.write("mixed.txt", echo_lines(kLines, [](size_t i) {
+    return i == 0 ? std::optional<int>(3000) : std::nullopt;
+  }));
+
+  const auto alone = timed_run(config, quick.string(), true);
+  REQUIRE(alone.result.exit_code == 0);
+  const auto r = timed_run(config, mixed.string(), true);
+  INFO(describe(r.result).substr(0, 2000));
+  REQUIRE(r.result.exit_code == 0);
+  const auto rows = run_rows(r.result.out);
+  REQUIRE(rows.size() == kLines);
+  size_t slow_at = rows.size();
+  for (size_t k = 0; k < rows.size(); ++k)
+    if (rows[k].at("seq").text == "0") slow_at = k;
+  CHECK(slow_at == kLines - 1);  // every echo row came first
+  // 3 s for the slow line, the echo lines beside it: the two do not add up. Generous for
+  // sanitizer builds, where the echo lines alone take seconds.
+  INFO("alone " << alone.took.count() << " s, with the slow line " << r.took.count() << " s");
+  CHECK(r.took < std::chrono::duration<double>(3.0) + alone.took + std::chrono::duration<double>(0.5 * kSlow));
+}
+
+TEST_CASE("cli: slow lines 20,000 lines apart run side by side in ordered output", "[integration][cli]") {
+  // Ordered output parks the rows after a slow line until it ends, but the lines after it
+  // still run: the parked rows are bounded, not the next slow line's start. Four "sleep
+  // 1000" at seq 0, 20,000, 40,000 and 60,000 on two workers run two at a time: about
+  // 2 s beside the echo lines, not 4 s one after the other (what batches run one after
+  // another gave: each slow line held back every line after its batch).
+  TempDir dir;
+  const std::string config = two_worker_fault_pool(dir);
+  constexpr size_t kLines = 80000;
+  const auto quick = dir.write("quick.txt", echo_lines(kLines, [](size_t) { return std::nullopt; }));
+  const auto mixed = dir.write("mixed.txt", echo_lines(kLines, [](size_t i) {
+    return i % 20000 == 0 ? std::optional<int>(1000) : std::nullopt;
+  }));
+
+  const auto alone = timed_run(config, quick.string(), false);
+  REQUIRE(alone.result.exit_code == 0);
+  const auto r = timed_run(config, mixed.string(), false);
+  INFO(describe(r.result).substr(0, 2000));
+  REQUIRE(r.result.exit_code == 0);
+  const auto rows = run_rows(r.result.out);
+  REQUIRE(rows.size() == kLines);
+  for (size_t k = 0; k < rows.size(); ++k) {
+    INFO("row " << k);
+    REQUIRE(rows[k].at("seq").text == std::to_string(k));
+    REQUIRE(rows[k].at("output").text == (k % 20000 == 0 ? "slept" : std::to_string(k)));
+  }
+  // Two rounds of 1 s, and a second of margin either way: the four one after another
+  // cross the bound.
+  INFO("alone " << alone.took.count() << " s, with the slow lines " << r.took.count() << " s");
+  CHECK(r.took < std::chrono::duration<double>(3.0) + alone.took);
 }
