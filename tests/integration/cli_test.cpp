@@ -554,6 +554,29 @@ TimedRun timed_run(const std::string& config, const std::string& in, bool unorde
   return {std::move(r), std::chrono::steady_clock::now() - start};
 }
 
+// `lines` lines with the slow ones `slow` names, run on two workers; and the same count of
+// echo lines alone, to measure what the quick ones cost on this build.
+struct SlowRun {
+  std::chrono::duration<double> alone;
+  TimedRun mixed;
+  std::vector<Row> rows;
+};
+
+SlowRun run_with_slow_lines(size_t lines, const std::function<std::optional<int>(size_t)>& slow, bool unordered) {
+  TempDir dir;
+  const std::string config = two_worker_fault_pool(dir);
+  const auto quick = dir.write("quick.txt", echo_lines(lines, [](size_t) { return std::nullopt; }));
+  const auto mixed = dir.write("mixed.txt", echo_lines(lines, slow));
+  const auto alone = timed_run(config, quick.string(), unordered);
+  REQUIRE(alone.result.exit_code == 0);
+  auto r = timed_run(config, mixed.string(), unordered);
+  INFO(describe(r.result).substr(0, 2000));
+  REQUIRE(r.result.exit_code == 0);
+  auto rows = run_rows(r.result.out);
+  REQUIRE(rows.size() == lines);
+  return {alone.took, std::move(r), std::move(rows)};
+}
+
 }  // namespace
 
 TEST_CASE("cli: a slow line holds back no other line (--unordered)", "[integration][cli]") {
@@ -561,29 +584,17 @@ TEST_CASE("cli: a slow line holds back no other line (--unordered)", "[integrati
   // other worker idle, whatever the batches the lines travel in. While "sleep 3000" holds
   // one worker, the other runs all 50,000 echo lines, so each of their rows is written
   // before the slow one's.
-  TempDir dir;
-  const std::string config = two_worker_fault_pool(dir);
   constexpr size_t kLines = 50001;
-  const auto quick = dir.write("quick.txt", echo_lines(kLines - 1, [](size_t) { return std::nullopt; }));
-  const auto mixed = dir.write("mixed.txt", echo_lines(kLines, [](size_t i) {
-    return i == 0 ? std::optional<int>(3000) : std::nullopt;
-  }));
-
-  const auto alone = timed_run(config, quick.string(), true);
-  REQUIRE(alone.result.exit_code == 0);
-  const auto r = timed_run(config, mixed.string(), true);
-  INFO(describe(r.result).substr(0, 2000));
-  REQUIRE(r.result.exit_code == 0);
-  const auto rows = run_rows(r.result.out);
-  REQUIRE(rows.size() == kLines);
+  const auto [alone, r, rows] =
+      run_with_slow_lines(kLines, [](size_t i) { return i == 0 ? std::optional<int>(3000) : std::nullopt; }, true);
+  INFO("alone " << alone.count() << " s, with the slow line " << r.took.count() << " s");
   size_t slow_at = rows.size();
   for (size_t k = 0; k < rows.size(); ++k)
     if (rows[k].at("seq").text == "0") slow_at = k;
   CHECK(slow_at == kLines - 1);  // every echo row came first
   // 3 s for the slow line, the echo lines beside it: the two do not add up. Generous for
   // sanitizer builds, where the echo lines alone take seconds.
-  INFO("alone " << alone.took.count() << " s, with the slow line " << r.took.count() << " s");
-  CHECK(r.took < std::chrono::duration<double>(3.0) + alone.took + std::chrono::duration<double>(0.5 * kSlow));
+  CHECK(r.took < std::chrono::duration<double>(3.0) + alone + std::chrono::duration<double>(0.5 * kSlow));
 }
 
 TEST_CASE("cli: slow lines 20,000 lines apart run side by side in ordered output", "[integration][cli]") {
@@ -592,21 +603,10 @@ TEST_CASE("cli: slow lines 20,000 lines apart run side by side in ordered output
   // 1000" at seq 0, 20,000, 40,000 and 60,000 on two workers run two at a time: about
   // 2 s beside the echo lines, not 4 s one after the other (what batches run one after
   // another gave: each slow line held back every line after its batch).
-  TempDir dir;
-  const std::string config = two_worker_fault_pool(dir);
   constexpr size_t kLines = 80000;
-  const auto quick = dir.write("quick.txt", echo_lines(kLines, [](size_t) { return std::nullopt; }));
-  const auto mixed = dir.write("mixed.txt", echo_lines(kLines, [](size_t i) {
-    return i % 20000 == 0 ? std::optional<int>(1000) : std::nullopt;
-  }));
-
-  const auto alone = timed_run(config, quick.string(), false);
-  REQUIRE(alone.result.exit_code == 0);
-  const auto r = timed_run(config, mixed.string(), false);
-  INFO(describe(r.result).substr(0, 2000));
-  REQUIRE(r.result.exit_code == 0);
-  const auto rows = run_rows(r.result.out);
-  REQUIRE(rows.size() == kLines);
+  const auto [alone, r, rows] = run_with_slow_lines(
+      kLines, [](size_t i) { return i % 20000 == 0 ? std::optional<int>(1000) : std::nullopt; }, false);
+  INFO("alone " << alone.count() << " s, with the slow lines " << r.took.count() << " s");
   for (size_t k = 0; k < rows.size(); ++k) {
     INFO("row " << k);
     REQUIRE(rows[k].at("seq").text == std::to_string(k));
@@ -614,6 +614,5 @@ TEST_CASE("cli: slow lines 20,000 lines apart run side by side in ordered output
   }
   // Two rounds of 1 s, and a second of margin either way: the four one after another
   // cross the bound.
-  INFO("alone " << alone.took.count() << " s, with the slow lines " << r.took.count() << " s");
-  CHECK(r.took < std::chrono::duration<double>(3.0) + alone.took);
+  CHECK(r.took < std::chrono::duration<double>(3.0) + alone);
 }
