@@ -1,14 +1,18 @@
 // shoal_bench: the shoal side of bench/run. Prints one "name value unit" line per figure;
 // bench/report.py sets them beside bench/peers.py's Python figures from the same run.
 //
-//   shoal_bench [--quick] [--only map|submit|unordered|tiny|cpu|rtt|bandwidth|start|memory]
+//   shoal_bench [--quick] [--only map|submit|unordered|tiny|ring|cpu|rtt|bandwidth|start|memory|run]
 // Workloads (2 workers unless said): a) 1,000,000 tiny echo tasks through map; b) the
 // same through submit (one future each) and map_unordered; c) 20,000 CPU tasks of
 // ~100 µs against 2 x the in-process rate and against two in-process loops at once; d)
 // sequential round trips on one worker, busy and with 1 ms pauses, beside two threads'
 // bare spinning and futex round trips; e) 64 KiB and 1 MiB echo bandwidth against memcpy; f) start and
-// close+join of 2 and 16 workers; g) host and worker RSS around 10,000,000 tiny tasks.
-// The floor is the same plugin called in-process through its shoal_run symbol.
+// close+join of 2 and 16 workers; g) host and worker RSS around 10,000,000 tiny tasks;
+// h) lines through the `shoal run` CLI (cli_run.cpp).
+// The floors: the same plugin called in-process through its shoal_run symbol, and the
+// bare two-process ring stream (ring_floor.cpp, run right after the tiny map).
+#include "bench.hpp"
+
 #include <shoal/plugin.h>
 #include <shoal/runtime.hpp>
 
@@ -27,7 +31,9 @@
 #include <thread>
 #include <vector>
 
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::figure;
+using bench::seconds_since;
 using namespace std::chrono_literals;
 
 namespace {
@@ -36,13 +42,6 @@ bool g_quick = false;
 // --only map|submit|unordered: one part of the tiny workload alone, for a profiler.
 std::string_view g_part;
 bool part(std::string_view name) { return g_part.empty() || g_part == name; }
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-void figure(const char* name, double value, const char* unit) {
-  std::printf("%s %.6g %s\n", name, value, unit);
-  std::fflush(stdout);
-}
 
 long rss_kib(int pid) {
   std::ifstream in("/proc/" + (pid == 0 ? std::string("self") : std::to_string(pid)) + "/status");
@@ -372,7 +371,9 @@ void memory() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --only NAME runs one workload (for a profiler): map, submit or unordered (one part of tiny), tiny, cpu, rtt, bandwidth, start, memory.
+  // --only NAME runs one workload (for a profiler): map, submit or unordered (one part of
+  // tiny), tiny, ring, cpu, rtt, bandwidth, start, memory, run.
+  if (argc > 1 && std::strcmp(argv[1], "--ring-peer") == 0) return bench::ring_floor_peer(argc, argv);
   std::string_view only;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) g_quick = true;
@@ -383,8 +384,10 @@ int main(int argc, char** argv) {
     only = "tiny";
   }
   const std::pair<std::string_view, void (*)()> workloads[] = {
-      {"tiny", tiny_tasks}, {"cpu", cpu_tasks},       {"rtt", round_trips},
-      {"bandwidth", bandwidth}, {"start", start_stop}, {"memory", memory}};
+      {"tiny", tiny_tasks},     {"ring", [] { bench::ring_stream_floor(g_quick); }},
+      {"cpu", cpu_tasks},       {"rtt", round_trips},
+      {"bandwidth", bandwidth}, {"start", start_stop},
+      {"memory", memory},       {"run", [] { bench::shoal_run_lines(g_quick); }}};
   for (const auto& [name, fn] : workloads)
     if (only.empty() || only == name) fn();
   return 0;

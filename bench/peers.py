@@ -7,11 +7,15 @@ concurrent.futures.ProcessPoolExecutor, 2 workers. Prints "name value unit" line
 Tiny tasks echo an 8-byte payload. The CPU task runs the same arithmetic loop as
 bench/cpu_plugin.cpp, with its iteration count calibrated here to ~100 us in-process.
 Slow methods run fewer tasks (their rate is what is compared, not the total time).
+run_lines is `shoal run`'s job (bench.cpp's h_run_lines) done with Pool.imap and json.dumps.
 """
 import concurrent.futures as cf
+import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
+import tempfile
 import time
 
 QUICK = "--quick" in sys.argv
@@ -93,6 +97,57 @@ def tiny(ctx):
         figure("py_ppe_map_chunksize", rate(big, lambda: list(ex.map(echo, data, chunksize=1000))), "tasks/s")
 
 
+WORKER = 0
+
+
+def set_worker():
+    global WORKER
+    WORKER = mp.current_process()._identity[0]
+
+
+def echo_line(line):
+    # What a shoal worker reports beside the output: which worker, and the time in the call.
+    t0 = time.perf_counter()
+    out = line
+    return out, WORKER, (time.perf_counter() - t0) * 1e3
+
+
+def lines_to_rows(lines, out, results):
+    for seq, (output, worker, ms) in enumerate(results):
+        out.write(json.dumps({"seq": seq, "status": "ok", "output": output, "error": None, "worker": worker,
+                              "attempts": 1, "ms": round(ms, 3), "reason": None}))
+        out.write("\n")
+
+
+def run_lines(ctx):
+    """bench.cpp's h_run_lines in Python: the same lines, each through Pool(2).imap (chunksize
+    1024) and written as one json.dumps row with shoal run's fields, to /dev/null; pool start
+    and stop included, as the whole `shoal run` process is timed."""
+    n = 200_000 if QUICK else 1_000_000
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-peers-") as d:
+        path = os.path.join(d, "lines.txt")
+        with open(path, "w") as f:
+            f.writelines(f"{i:08d}\n" for i in range(n))
+
+        def read():
+            with open(path) as f:
+                return [line.rstrip("\r\n") for line in f]
+
+        def pooled():
+            with open(os.devnull, "w") as out, ctx.Pool(2, initializer=set_worker) as pool:
+                lines = read()
+                lines_to_rows(lines, out, pool.imap(echo_line, lines, chunksize=1024))
+
+        def in_process():
+            with open(os.devnull, "w") as out:
+                lines = read()
+                lines_to_rows(lines, out, map(echo_line, lines))
+
+        figure("py_pool_imap_json", statistics.median(rate(n, pooled) for _ in range(3)), "lines/s")
+        # Context: the same job in this one process, no pool (its floor in Python).
+        figure("py_lines_json_inprocess", statistics.median(rate(n, in_process) for _ in range(3)), "lines/s")
+
+
 def cpu(ctx, iterations):
     n = 4_000 if QUICK else 20_000
     t0 = time.perf_counter()
@@ -130,6 +185,7 @@ def main():
         iterations = int(sys.argv[sys.argv.index("--cpu-iterations") + 1])
     ctx = mp.get_context("fork")
     tiny(ctx)
+    run_lines(ctx)
     cpu(ctx, iterations or calibrate())
     for method in ("fork", "forkserver", "spawn"):
         for workers in (2, 16):
