@@ -5,8 +5,10 @@
 // plugin. Every task handed to a pool gets exactly one Outcome.
 //
 // Threads: Pool methods may be called from any thread. Each pool runs one event-loop
-// thread of its own that spawns and supervises its workers; only the callback form of
-// submit runs your code on it.
+// thread of its own that spawns and supervises its workers; the callback form of submit
+// runs your code on it, and so does map_views while its caller is not reading results
+// itself (a caller blocked in map, map_unordered or map_views moves its own tasks and
+// results while it waits, with no hand-over to the loop thread).
 #ifndef SHOAL_RUNTIME_HPP
 #define SHOAL_RUNTIME_HPP
 
