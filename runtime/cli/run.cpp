@@ -152,8 +152,9 @@ struct RunOptions {
 
 // ---------------------------------------------------------------------------------------
 // Lines in, rows out. The reader thread reads lines into a batch and hands it to a thread
-// of its own that runs it through the pool (Pool::map_views); the pool's loop thread
-// formats each row straight from the result ring into `rows` as its task completes; the
+// of its own that runs it through the pool (Pool::map_views); the views callback (on the
+// pool's loop thread, or on the batch's thread while it reads results itself) formats
+// each row straight from the result ring into `rows` as its task completes; the
 // main thread writes `rows` out in large writes. Several batches are in flight at once, so
 // a slow task holds back only its own batch: the reader fills the next one meanwhile and
 // the other workers take its lines. Nothing is allocated per line once the buffers have
@@ -205,9 +206,10 @@ struct Shared {
 };
 
 // The reader thread's side: reads lines into batches, runs each through the pool on its
-// slot's thread, and formats their rows on the pool's loop thread in the order the output
-// wants them. The pool runs one views callback at a time, across all its map_views calls:
-// the loop-thread state below needs no lock of its own.
+// slot's thread, and formats their rows in the views callback in the order the output
+// wants them. The pool runs one views callback at a time, across all its map_views calls
+// and whichever thread runs it (under its data-path lock, which orders them): the
+// callback-side state below needs no lock of its own.
 class Batches {
  public:
   Batches(Shared& shared, Pool& pool, size_t max_slots, size_t max_lines)
@@ -279,7 +281,7 @@ class Batches {
     // (`returned`) and, in ordered output, every row of it went to `rows` (`handed_over`).
     bool busy = false, go = false, returned = false, handed_over = false;
     std::condition_variable go_cv;
-    // Ordered output, the loop thread's while the batch runs: the first row not yet handed
+    // Ordered output, the views callback's while the batch runs: the first row not yet handed
     // over, and the rows that completed before it.
     size_t next = 0;
     std::string parked;
@@ -342,7 +344,7 @@ class Batches {
   // Hands a filled slot to its thread; false (the slot released) on stop.
   bool launch(Slot& s) {
     if (shared_.ordered) {
-      // Free, so no callback looks at it: the loop thread only reads launched batches.
+      // Free, so no callback looks at it: the callback only reads launched batches.
       s.next = 0;
       s.parked.clear();
       std::fill_n(s.parked_at.begin(), s.count, Parked{});
@@ -400,7 +402,7 @@ class Batches {
     out.push_back('\n');
   }
 
-  // On the pool's loop thread (one call at a time), with the output still in the result
+  // The views callback (one call at a time, pool-wide), with the output still in the result
   // ring: it must be quick, as no other result is taken in meanwhile. A row that comes
   // before its turn (ordered output) is parked in its slot, off the mutex, until the rows
   // before it are in.
@@ -459,7 +461,7 @@ class Batches {
   uint64_t launched_ = 0;                 // under shared.m: batches handed to the pool
   // Ordered output: batch b's slot at b % max_slots (at most max_slots are in flight),
   // written under shared.m at launch; the first batch whose rows are not all handed over,
-  // the loop thread's.
+  // the views callback's.
   std::vector<Slot*> ring_;
   uint64_t head_ = 0;
 };
