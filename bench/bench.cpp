@@ -126,8 +126,7 @@ void tiny_tasks() {
       rates.push_back(static_cast<double>(n) / seconds_since(t0));
     }
     figure("a_map_tiny_first", rates[0], "tasks/s");
-    std::sort(rates.begin(), rates.end());
-    figure("a_map_tiny", rates[1], "tasks/s");
+    figure("a_map_tiny", bench::median(rates), "tasks/s");
   }
   if (part("submit")) {
     const size_t m = n / 5;
@@ -340,11 +339,9 @@ void start_stop() {
       p->join();
       stop.push_back(seconds_since(t0) * 1e3);
     }
-    std::sort(start.begin(), start.end());
-    std::sort(stop.begin(), stop.end());
     std::string w = std::to_string(workers);
-    figure(("f_start_" + w).c_str(), start[2], "ms");
-    figure(("f_stop_" + w).c_str(), stop[2], "ms");
+    figure(("f_start_" + w).c_str(), bench::median(start), "ms");
+    figure(("f_stop_" + w).c_str(), bench::median(stop), "ms");
   }
 }
 

@@ -21,9 +21,11 @@ inline void figure(const char* name, double value, const char* unit) {
   std::fflush(stdout);
 }
 
+// The middle value; the mean of the two middle ones for an even count.
 inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /// floor_ring_stream (ring_floor.cpp): tiny tasks through one ring each way between this

@@ -35,6 +35,8 @@
 // Exits 0 whether the goals are met or not; 1 on a real error (a reload that failed, a
 // task lost, not ok, or run by another version than its generation's); 2 when a pool
 // cannot start.
+#include "bench.hpp"
+
 #include <shoal/runtime.hpp>
 
 #include <sys/resource.h>
@@ -71,11 +73,7 @@ struct Plan {
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
+using bench::median;
 
 double p99(std::vector<double> v) {
   if (v.empty()) return 0;

@@ -21,6 +21,7 @@
 // made dumpable for it (limits.core_dumps: a non-dumpable process's smaps_rollup is
 // unreadable to its siblings and to us). Every figure is the median over the repetitions
 // of that repetition's value or ratio. Exits 1 on a failed start or task.
+#include "bench.hpp"
 #include "shared_data.hpp"
 
 #include <shoal/runtime.hpp>
@@ -65,11 +66,7 @@ struct Plan {
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
+using bench::median;
 
 double pss_mib(int pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
