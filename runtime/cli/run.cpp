@@ -32,9 +32,11 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <deque>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -125,7 +127,9 @@ struct RunOptions {
 };
 
 // Returns an exit code when the arguments settle the run (help, or a usage error).
-std::optional<int> parse_args(int argc, char** argv, RunOptions& opts) {
+// Not inlined: inlined into run_command, GCC 12 takes the destruction of `positional`
+// for a delete of `opts` (a false -Wfree-nonheap-object that -Werror makes fatal).
+[[gnu::noinline]] std::optional<int> parse_args(int argc, char** argv, RunOptions& opts) {
   const OptionSpec specs[] = {{"--pool", &opts.pool},
                               {"--input", &opts.input},
                               {"--output", &opts.output},
@@ -147,87 +151,320 @@ std::optional<int> parse_args(int argc, char** argv, RunOptions& opts) {
 }
 
 // ---------------------------------------------------------------------------------------
-// State shared by the reader thread, the pool's loop thread (callbacks) and the writer
+// Lines in, rows out. The reader thread reads lines into a batch and hands it to a thread
+// of its own that runs it through the pool (Pool::map_views); the views callback (on the
+// pool's loop thread, or on the batch's thread while it reads results itself) formats
+// each row straight from the result ring into `rows` as its task completes; the
+// main thread writes `rows` out in large writes. Several batches are in flight at once, so
+// a slow task holds back only its own batch: the reader fills the next one meanwhile and
+// the other workers take its lines. Nothing is allocated per line once the buffers have
+// grown: each batch slot keeps its strings, parked rows and thread from one batch to the
+// next.
+
+// Rows are written in writes of about this size when they come faster than the output
+// takes them, and a row waits at most kGather for others to join it.
+constexpr size_t kWriteSize = 1u << 16;
+constexpr auto kGather = std::chrono::milliseconds(1);
+// The reader starts no batch while this much is formatted and not yet written (waiting for
+// the writer, or parked behind a slow line in ordered output), so a slow output or a slow
+// line bounds memory: at most the batches in flight format more meanwhile.
+constexpr size_t kMaxUnwritten = 16u << 20;
+// A batch ends at this many input bytes too: its lines are held until its last task ends.
+constexpr size_t kBatchBytes = 1u << 20;
+// A line string grown past this (a long line) is freed after its batch, not kept.
+constexpr size_t kKeepLine = 64u << 10;
+// Lines in flight, over all batches: what ordered output runs ahead of a slow line, and
+// what a slot per worker (each may hold a slow task) costs at most.
+constexpr size_t kLinesInFlight = 32768;
 
 struct Shared {
-  explicit Shared(uint64_t window_size, bool ordered_output)
-      : window(window_size), ordered(ordered_output), slots(ordered_output ? window_size : 0) {}
+  explicit Shared(bool ordered_output) : ordered(ordered_output) {}
 
-  const uint64_t window;  // tasks submitted but not yet written, at most
   const bool ordered;
 
   std::mutex m;
-  std::condition_variable ready_cv;  // writer: an outcome it can write, or the input ended
-  std::condition_variable space_cv;  // reader: the window has room, or stop
-  uint64_t submitted = 0;
-  uint64_t completed = 0;
-  uint64_t written = 0;
-  bool input_done = false;
+  std::condition_variable ready_cv;  // writer: rows to write, or the input ended
+  std::condition_variable space_cv;  // reader: the writer caught up, a batch slot is free, or stop
+  std::string rows;                  // formatted, in output order, not yet taken by the writer
+  size_t parked_bytes = 0;           // ordered: rows formatted ahead of their turn
+  Counts counts;                     // rows formatted so far (in `rows` or written), by status
+  uint64_t submitted = 0;            // seqs given out: lines sent to the pool or refused
+  uint64_t completed = 0;            // of them, with their outcome (a parked row included)
+  bool input_done = false;           // the reader is done: every submitted seq has its row
   bool stop = false;
   int input_error = 0;
-  // Ordered: seq % window -> outcome. A seq is only submitted once seq - window has been
-  // written, so a slot never holds two outcomes.
-  std::vector<std::optional<Outcome>> slots;
-  // Unordered: completion order.
-  std::deque<std::pair<uint64_t, Outcome>> done;
   std::atomic<uint64_t> input_bytes{0};
 
-  bool writable() const {
-    return ordered ? slots[written % window].has_value() : !done.empty();
-  }
-  bool finished() const { return input_done && written == submitted; }
+  bool finished() const { return input_done && rows.empty(); }
 
-  // Runs on the pool's loop thread (or the reader's, for an immediate rejection): it only
-  // hands the outcome over; formatting and I/O stay on the writer so the loop is never
-  // held up by a slow output.
-  void deliver(uint64_t seq, Outcome&& outcome) {
-    std::lock_guard lock(m);
-    ++completed;
-    if (ordered) {
-      slots[seq % window] = std::move(outcome);
-      if (seq == written) ready_cv.notify_one();
-    } else {
-      const bool was_empty = done.empty();
-      done.emplace_back(seq, std::move(outcome));
-      if (was_empty) ready_cv.notify_one();
-    }
+  // Under `m`, after a row was appended at `before`: the writer is woken for the first
+  // row it would wait for, when a full write is ready, and when nothing else is coming.
+  void wake_writer(size_t before) {
+    if (before == 0 || (before < kWriteSize && rows.size() >= kWriteSize) || completed == submitted)
+      ready_cv.notify_one();
   }
 };
 
-void reader_main(Shared& shared, LineReader& reader, Pool& pool, uint64_t max_input) {
-  std::string line;
-  LineReader::Read r;
-  while ((r = reader.next(line)) == LineReader::Read::line || r == LineReader::Read::too_long) {
-    uint64_t seq = 0;
+// The reader thread's side: reads lines into batches, runs each through the pool on its
+// slot's thread, and formats their rows in the views callback in the order the output
+// wants them. The pool runs one views callback at a time, across all its map_views calls
+// and whichever thread runs it (under its data-path lock, which orders them): the
+// callback-side state below needs no lock of its own.
+class Batches {
+ public:
+  Batches(Shared& shared, Pool& pool, size_t max_slots, size_t max_lines)
+      : shared_(shared), pool_(pool), max_slots_(max_slots), max_lines_(max_lines),
+        ring_(shared.ordered ? max_slots : 0) {
+    slots_.reserve(max_slots);
+  }
+
+  ~Batches() {
     {
-      std::unique_lock lock(shared.m);
-      shared.space_cv.wait(lock, [&] { return shared.stop || shared.submitted - shared.written < shared.window; });
-      if (shared.stop) break;
-      seq = shared.submitted++;
+      std::lock_guard lock(shared_.m);
+      quit_ = true;
     }
-    shared.input_bytes.store(reader.consumed(), std::memory_order_relaxed);
-    if (r == LineReader::Read::too_long) {  // the pool would refuse it with the same words
-      Outcome refused;
-      refused.reason = Reason::input_too_large;
-      refused.error = detail::too_large_message(reader.too_long_size(), max_input, pool.config().name);
-      shared.deliver(seq, std::move(refused));
-      continue;
+    for (auto& s : slots_) {
+      s->go_cv.notify_one();
+      s->thread.join();
     }
-    // Not under the mutex: a task rejected at once runs its callback on this thread.
-    pool.submit(line, [&shared, seq](Outcome&& outcome) {
-      // The pool's line names the worker that died; which input it was is known here.
-      if (outcome.status == Status::crashed || outcome.status == Status::timeout)
-        detail::log_line(detail::LogLevel::warn, "input line " + std::to_string(seq + 1) + " (seq " +
-                                                     std::to_string(seq) + ") " +
-                                                     std::string(to_string(outcome.status)) + ": " + outcome.error);
-      shared.deliver(seq, std::move(outcome));
+  }
+
+  void run(LineReader& reader, uint64_t max_input) {
+    LineReader::Read r = LineReader::Read::stopped;
+    Slot* slot = nullptr;
+    size_t bytes = 0;
+    for (;;) {
+      if (slot == nullptr && (slot = acquire()) == nullptr) break;
+      r = reader.next(slot->lines[slot->count]);
+      shared_.input_bytes.store(reader.consumed(), std::memory_order_relaxed);
+      if (r == LineReader::Read::line) {
+        bytes += slot->lines[slot->count++].size();
+        // A full batch goes out; so does a short one when the next line is not there yet.
+        if (slot->count < max_lines_ && bytes < kBatchBytes && !reader.would_block()) continue;
+      }
+      bytes = 0;
+      if (slot->count > 0 && !launch(*std::exchange(slot, nullptr))) break;
+      if (r == LineReader::Read::too_long) {
+        // The pool would refuse it with the same words; it is never read into memory.
+        Outcome refused;
+        refused.reason = Reason::input_too_large;
+        refused.error = detail::too_large_message(reader.too_long_size(), max_input, pool_.config().name);
+        if (slot != nullptr) release(*std::exchange(slot, nullptr));
+        if (!refuse(refused)) break;
+        continue;
+      }
+      if (r != LineReader::Read::line) break;
+    }
+    std::unique_lock lock(shared_.m);
+    if (slot != nullptr) release_locked(*slot);
+    // Every batch's row is in before the input counts as done (and its lines outlive it).
+    wait_idle(lock);
+    if (r == LineReader::Read::error) shared_.input_error = reader.error();
+    shared_.input_done = true;
+    shared_.ready_cv.notify_all();
+  }
+
+ private:
+  struct Parked {
+    size_t at = 0, size = 0;
+    Status status = Status::ok;
+    bool done = false;
+  };
+
+  // One batch in flight, and the thread that runs it (map_views blocks until its end).
+  struct Slot {
+    std::vector<std::string> lines;
+    size_t count = 0;         // lines in the batch
+    uint64_t first_seq = 0;   // the seq of lines[0]
+    uint64_t batch = 0;       // its place among the batches, in input order
+    // Under shared.m: the reader holds it (filling it, or it is in flight) until it ran
+    // (`returned`) and, in ordered output, every row of it went to `rows` (`handed_over`).
+    bool busy = false, go = false, returned = false, handed_over = false;
+    std::condition_variable go_cv;
+    // Ordered output, the views callback's while the batch runs: the first row not yet handed
+    // over, and the rows that completed before it.
+    size_t next = 0;
+    std::string parked;
+    std::vector<Parked> parked_at;
+    std::function<void(size_t, const OutcomeView&)> on_done;
+    std::thread thread;
+  };
+
+  // A free slot, the lowest (few are used while tasks are quick), or a new one while
+  // there are fewer than max_slots_; nullptr on stop.
+  Slot* acquire() {
+    std::unique_lock lock(shared_.m);
+    for (;;) {
+      if (shared_.stop) return nullptr;
+      for (auto& s : slots_) {
+        if (!s->busy) {
+          s->busy = true;
+          return s.get();
+        }
+      }
+      if (slots_.size() < max_slots_) break;
+      shared_.space_cv.wait(lock);
+    }
+    auto& s = slots_.emplace_back(std::make_unique<Slot>());
+    s->busy = true;
+    s->lines.resize(max_lines_);
+    if (shared_.ordered) s->parked_at.resize(max_lines_);
+    s->on_done = [this, p = s.get()](size_t index, const OutcomeView& v) { deliver(*p, index, v); };
+    s->thread = std::thread([this, p = s.get()] { serve(*p); });
+    return s.get();
+  }
+
+  void release(Slot& s) {
+    std::lock_guard lock(shared_.m);
+    release_locked(s);
+  }
+
+  void release_locked(Slot& s) {
+    s.busy = false;
+    s.count = 0;
+    shared_.space_cv.notify_one();
+  }
+
+  void wait_idle(std::unique_lock<std::mutex>& lock) {
+    shared_.space_cv.wait(lock, [&] {
+      return std::none_of(slots_.begin(), slots_.end(), [](const auto& s) { return s->busy; });
     });
   }
-  std::lock_guard lock(shared.m);
-  if (r == LineReader::Read::error) shared.input_error = reader.error();
-  shared.input_done = true;
-  shared.ready_cv.notify_all();
-}
+
+  // Takes `n` seqs once the writer has caught up; false on stop.
+  bool take_seqs(std::unique_lock<std::mutex>& lock, uint64_t n, uint64_t& first) {
+    shared_.space_cv.wait(
+        lock, [&] { return shared_.stop || shared_.rows.size() + shared_.parked_bytes < kMaxUnwritten; });
+    if (shared_.stop) return false;
+    first = shared_.submitted;
+    shared_.submitted += n;
+    return true;
+  }
+
+  // Hands a filled slot to its thread; false (the slot released) on stop.
+  bool launch(Slot& s) {
+    if (shared_.ordered) {
+      // Free, so no callback looks at it: the callback only reads launched batches.
+      s.next = 0;
+      s.parked.clear();
+      std::fill_n(s.parked_at.begin(), s.count, Parked{});
+    }
+    std::unique_lock lock(shared_.m);
+    if (!take_seqs(lock, s.count, s.first_seq)) {
+      release_locked(s);
+      return false;
+    }
+    s.batch = launched_++;
+    if (shared_.ordered) ring_[s.batch % ring_.size()] = &s;
+    s.returned = false;
+    s.handed_over = !shared_.ordered;
+    s.go = true;
+    s.go_cv.notify_one();
+    return true;
+  }
+
+  // A slot's thread: runs each batch it is given.
+  void serve(Slot& s) {
+    std::unique_lock lock(shared_.m);
+    for (;;) {
+      s.go_cv.wait(lock, [&] { return s.go || quit_; });
+      if (!s.go) return;
+      s.go = false;
+      lock.unlock();
+      // Blocks until the batch's last row is formatted.
+      pool_.map_views(std::span<const std::string>(s.lines.data(), s.count), s.on_done);
+      for (size_t i = 0; i < s.count; ++i)
+        if (s.lines[i].capacity() > kKeepLine) std::string().swap(s.lines[i]);
+      lock.lock();
+      s.returned = true;
+      if (s.handed_over) release_locked(s);
+    }
+  }
+
+  bool refuse(const Outcome& refused) {
+    std::unique_lock lock(shared_.m);
+    // Ordered, its row comes after every row of the batches in flight: they end first.
+    // Rare (a line longer than any task input), so the stall costs nothing that matters.
+    if (shared_.ordered) wait_idle(lock);
+    uint64_t seq = 0;
+    if (!take_seqs(lock, 1, seq)) return false;
+    const size_t before = shared_.rows.size();
+    append_row(shared_.rows, seq, refused);
+    ++shared_.counts.by_status[static_cast<size_t>(refused.status)];
+    ++shared_.completed;
+    shared_.wake_writer(before);
+    return true;
+  }
+
+  template <typename O>
+  static void append_row(std::string& out, uint64_t seq, const O& outcome) {
+    detail::append_outcome_json(out, seq, outcome);
+    out.push_back('\n');
+  }
+
+  // The views callback (one call at a time, pool-wide), with the output still in the result
+  // ring: it must be quick, as no other result is taken in meanwhile. A row that comes
+  // before its turn (ordered output) is parked in its slot, off the mutex, until the rows
+  // before it are in.
+  void deliver(Slot& s, size_t index, const OutcomeView& v) {
+    const uint64_t seq = s.first_seq + index;
+    // The pool's line names the worker that died; which input it was is known here.
+    if (v.status == Status::crashed || v.status == Status::timeout)
+      detail::log_line(detail::LogLevel::warn, "input line " + std::to_string(seq + 1) + " (seq " +
+                                                   std::to_string(seq) + ") " + std::string(to_string(v.status)) +
+                                                   ": " + std::string(v.error));
+    if (shared_.ordered && (s.batch != head_ || index != s.next)) {
+      const size_t at = s.parked.size();
+      append_row(s.parked, seq, v);
+      s.parked_at[index] = Parked{at, s.parked.size() - at, v.status, true};
+      std::lock_guard lock(shared_.m);
+      shared_.parked_bytes += s.parked.size() - at;
+      ++shared_.completed;
+      return;
+    }
+    std::lock_guard lock(shared_.m);
+    const size_t before = shared_.rows.size();
+    append_row(shared_.rows, seq, v);
+    ++shared_.counts.by_status[static_cast<size_t>(v.status)];
+    ++shared_.completed;
+    if (shared_.ordered) {
+      ++s.next;
+      hand_over();
+    }
+    shared_.wake_writer(before);
+  }
+
+  // Loop thread, under shared.m: moves the parked rows that are now next into `rows`,
+  // through as many batches as have all their rows.
+  void hand_over() {
+    for (;;) {
+      Slot& s = *ring_[head_ % ring_.size()];
+      while (s.next < s.count && s.parked_at[s.next].done) {
+        const Parked& p = s.parked_at[s.next++];
+        shared_.rows.append(s.parked, p.at, p.size);
+        shared_.parked_bytes -= p.size;
+        ++shared_.counts.by_status[static_cast<size_t>(p.status)];
+      }
+      if (s.next < s.count) return;
+      s.handed_over = true;
+      if (s.returned) release_locked(s);
+      if (++head_ == launched_) return;
+    }
+  }
+
+  Shared& shared_;
+  Pool& pool_;
+  const size_t max_slots_;
+  const size_t max_lines_;                // per batch
+  std::vector<std::unique_ptr<Slot>> slots_;  // the reader's; their flags under shared.m
+  bool quit_ = false;                     // under shared.m: the slot threads end
+  uint64_t launched_ = 0;                 // under shared.m: batches handed to the pool
+  // Ordered output: batch b's slot at b % max_slots (at most max_slots are in flight),
+  // written under shared.m at launch; the first batch whose rows are not all handed over,
+  // the views callback's.
+  std::vector<Slot*> ring_;
+  uint64_t head_ = 0;
+};
 
 int run(const RunOptions& opts) {
   // Before any thread exists, so every thread the runtime starts inherits the mask.
@@ -332,12 +569,13 @@ int run(const RunOptions& opts) {
     output_fd = output_owner.get();
   }
 
-  // Bounds memory whatever the input length: at most `window` tasks are queued, running
-  // or waiting for an earlier line to be written. Wide enough that a slow task at the
-  // head of the order does not idle the other workers for long.
+  // A slot per worker, each of which may hold a slow task, and two to keep the others
+  // busy meanwhile; at least 8, so that ordered output runs 28,672 lines ahead of one slow
+  // line with few workers. The lines in flight stay within kLinesInFlight.
   uint64_t workers = pool.config().workers;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
-  const uint64_t window = std::clamp<uint64_t>(workers * 256, 4096, 65536);
+  const size_t slots = std::clamp<uint64_t>(workers + 2, 8, 256);
+  const size_t batch_lines = std::clamp<size_t>(kLinesInFlight / slots, 128, 4096);
 
   Fd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (wake.get() < 0) {
@@ -346,36 +584,27 @@ int run(const RunOptions& opts) {
   }
   const auto stop_reader = [&wake] { detail::eventfd_signal(wake.get()); };
 
-  Shared shared(window, !opts.unordered);
+  Shared shared(!opts.unordered);
   // A line longer than any task input is skipped, not held: its row is `rejected`.
   const uint64_t max_input = detail::max_input(pool.config().queue_capacity);
   LineReader reader(input_fd, wake.get(), max_input);
+  Batches batches(shared, pool, slots, batch_lines);
   Progress progress(::isatty(STDERR_FILENO) == 1, input_size);
   // When stdout and stderr share a terminal, output lines would land in the middle of the
-  // bar; erase it before each flush and let the next tick redraw it.
+  // bar; erase it before each write and let the next tick redraw it.
   const bool output_on_terminal = output_fd == STDOUT_FILENO && ::isatty(STDOUT_FILENO) == 1;
 
   if (input_size > 0) progress.count_lines(input_fd);
   status.set(ServiceStatus::Phase::ready, "running pool " + pool_name);
 
   Clock::time_point next_stats = start + opts.stats_every;
-  std::thread reader_thread(reader_main, std::ref(shared), std::ref(reader), std::ref(pool), max_input);
+  std::thread reader_thread([&] { batches.run(reader, max_input); });
 
-  Counts counts;
-  std::string out;
-  out.reserve(1 << 17);
+  std::string out;  // swapped with shared.rows: both keep their capacity
   int output_error = 0;
   int stopped_by = 0;
   bool terminated = false;
 
-  const auto flush = [&] {
-    if (out.empty()) return;
-    if (output_error == 0) {
-      if (output_on_terminal) progress.clear();
-      output_error = write_all(output_fd, out.data(), out.size());
-    }
-    out.clear();
-  };
   // Stops taking input and ends the pool's work: queued tasks come back `cancelled`, so
   // every task already submitted still gets its row.
   const auto stop_run = [&](std::unique_lock<std::mutex>& lock) {
@@ -390,40 +619,28 @@ int run(const RunOptions& opts) {
     }
     lock.lock();
   };
+  const auto more_coming = [&] { return !shared.input_done && shared.completed != shared.submitted; };
 
   constexpr auto kTick = std::chrono::milliseconds(100);
   Clock::time_point last_tick = start;
-  std::vector<std::pair<uint64_t, Outcome>> batch;
   std::unique_lock lock(shared.m);
   for (;;) {
-    if (shared.ordered) {
-      while (shared.slots[shared.written % window].has_value()) {
-        auto& slot = shared.slots[shared.written % window];
-        batch.emplace_back(shared.written, std::move(*slot));
-        slot.reset();
-        ++shared.written;
-      }
-    } else {
-      shared.written += shared.done.size();
-      batch.insert(batch.end(), std::make_move_iterator(shared.done.begin()),
-                   std::make_move_iterator(shared.done.end()));
-      shared.done.clear();
-    }
-    if (!batch.empty()) {
+    if (!shared.rows.empty()) {
+      // A short write waits a moment for more rows, unless no task is out to bring them.
+      if (shared.rows.size() < kWriteSize && more_coming())
+        shared.ready_cv.wait_for(lock, kGather, [&] { return shared.rows.size() >= kWriteSize || !more_coming(); });
+      out.swap(shared.rows);
       shared.space_cv.notify_one();
       lock.unlock();
-      for (auto& [seq, outcome] : batch) {
-        ++counts.by_status[static_cast<size_t>(outcome.status)];
-        if (output_error != 0) continue;
-        detail::append_outcome_json(out, seq, outcome);
-        out.push_back('\n');
-        if (out.size() >= (1u << 16)) flush();
+      if (output_error == 0) {
+        if (output_on_terminal) progress.clear();
+        output_error = write_all(output_fd, out.data(), out.size());
       }
-      batch.clear();
+      out.clear();
       lock.lock();
-      // Stay on the fast path while outcomes keep coming (flushing once the queue is
-      // empty), but still look at signals and the progress bar every tick.
-      if (output_error == 0 && shared.writable() && Clock::now() - last_tick < kTick) continue;
+      // Stay on the fast path while rows keep coming, but still look at signals and the
+      // progress bar every tick.
+      if (output_error == 0 && !shared.rows.empty() && Clock::now() - last_tick < kTick) continue;
     }
     last_tick = Clock::now();
     status.beat();
@@ -431,9 +648,9 @@ int run(const RunOptions& opts) {
     if (shared.finished()) break;
 
     const uint64_t submitted = shared.submitted, completed = shared.completed;
+    const Counts counts = shared.counts;
     const bool input_done = shared.input_done;
     lock.unlock();
-    flush();
     if (!stopped_by) {
       if (int sig = signals.poll(); sig != 0) {
         stopped_by = sig;
@@ -451,12 +668,12 @@ int run(const RunOptions& opts) {
     lock.lock();
     if (stopped_by && !shared.stop) stop_run(lock);
     // A timed wait: the signalfd and the progress bar are looked at on each tick.
-    shared.ready_cv.wait_for(lock, kTick, [&] { return shared.writable() || shared.finished(); });
+    shared.ready_cv.wait_for(lock, kTick, [&] { return !shared.rows.empty() || shared.finished(); });
   }
   const int input_error = shared.input_error;
   const uint64_t submitted = shared.submitted;  // every one of them has its row by now
+  const Counts counts = shared.counts;
   lock.unlock();
-  flush();
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   reader_thread.join();
 

@@ -1,6 +1,10 @@
 // Randomized kill test: a steady load on a pool while a killer SIGKILLs a random worker at
 // random moments. Every submitted task must get exactly one outcome, the pool must come
-// back to full size, and the host's memory must stay flat.
+// back to full size, and the host's memory must stay flat. The load comes three ways at
+// once, so that a result read by a caller and a death seen by the loop thread race for
+// the same tasks (pool/lead.cpp): callbacks (delivered by the loop thread), a thread in
+// map_unordered (which reads results itself while it waits) and a thread waiting on
+// futures one at a time.
 //
 //   shoal_kill_stress [--kills N] [--workers W] [--seed S] [--plugin PATH]
 // prints "kills survived: K/N, tasks: submitted S, outcomes O, duplicates D, lost L, ..."
@@ -19,6 +23,7 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <random>
@@ -86,23 +91,26 @@ int main(int argc, char** argv) {
     _exit(3);
   }).detach();
 
-  auto submit_one = [&] {
+  // Mostly tiny tasks, some that take a millisecond, so kills land mid-task too.
+  auto payload_of = [](uint64_t id) { return id % 8 == 0 ? std::string("sleep 1") : "echo " + std::to_string(id); };
+  auto new_id = [&] {
     uint64_t id = submitted.fetch_add(1);
-    {
-      std::lock_guard lock(tally.mu);
-      tally.outcomes.push_back(0);
-    }
-    // Mostly tiny tasks, some that take a millisecond, so kills land mid-task too.
-    std::string payload = id % 8 == 0 ? "sleep 1" : "echo " + std::to_string(id);
-    std::string expect = id % 8 == 0 ? "slept" : std::to_string(id);
-    pool.submit(payload, [&tally, id, expect](shoal::Outcome&& o) {
-      std::lock_guard lock(tally.mu);
-      ++tally.outcomes[id];
-      bool good = (o.status == shoal::Status::ok && o.output == expect) ||
-                  (o.status == shoal::Status::crashed && o.attempts == 4);
-      if (!good) ++tally.bad;
-      tally.done.fetch_add(1);
-    });
+    std::lock_guard lock(tally.mu);
+    if (tally.outcomes.size() <= id) tally.outcomes.resize(id + 1, 0);
+    return id;
+  };
+  auto count = [&tally](uint64_t id, const shoal::Outcome& o) {
+    const std::string expect = id % 8 == 0 ? "slept" : std::to_string(id);
+    std::lock_guard lock(tally.mu);
+    ++tally.outcomes[id];
+    bool good = (o.status == shoal::Status::ok && o.output == expect) ||
+                (o.status == shoal::Status::crashed && o.attempts == 4);
+    if (!good) ++tally.bad;
+    tally.done.fetch_add(1);
+  };
+  auto submit_one = [&] {
+    const uint64_t id = new_id();
+    pool.submit(payload_of(id), [&count, id](shoal::Outcome&& o) { count(id, o); });
   };
 
   // Warm up, then measure the host's memory before the kills.
@@ -115,6 +123,30 @@ int main(int argc, char** argv) {
       // Keep a bounded number in flight.
       while (submitted.load() - tally.done.load() < 2000) submit_one();
       std::this_thread::sleep_for(200us);
+    }
+  });
+  std::thread mapper([&] {
+    std::vector<std::string> inputs;
+    std::vector<uint64_t> ids;
+    while (!killing_done.load()) {
+      inputs.clear();
+      ids.clear();
+      for (int i = 0; i < 500; ++i) {
+        ids.push_back(new_id());
+        inputs.push_back(payload_of(ids.back()));
+      }
+      pool.map_unordered(inputs, [&](size_t index, shoal::Outcome&& o) { count(ids[index], o); });
+    }
+  });
+  std::thread waiter([&] {
+    while (!killing_done.load()) {
+      const uint64_t id = new_id();
+      auto future = pool.submit(payload_of(id));
+      if (future.wait_for(60s) != std::future_status::ready) {
+        std::fprintf(stderr, "kill_stress: a future had no outcome after 60 s\n");
+        _exit(3);
+      }
+      count(id, future.get());
     }
   });
 
@@ -153,6 +185,8 @@ int main(int argc, char** argv) {
   }
   killing_done.store(true);
   loader.join();
+  mapper.join();
+  waiter.join();
 
   // Back to full size, then drain.
   auto deadline = Clock::now() + 20s;

@@ -5,8 +5,10 @@
 // plugin. Every task handed to a pool gets exactly one Outcome.
 //
 // Threads: Pool methods may be called from any thread. Each pool runs one event-loop
-// thread of its own that spawns and supervises its workers; only the callback form of
-// submit runs your code on it.
+// thread of its own that spawns and supervises its workers; the callback form of submit
+// runs your code on it, and so does map_views while its caller is not reading results
+// itself (a caller blocked in map, map_unordered or map_views moves its own tasks and
+// results while it waits, with no hand-over to the loop thread).
 #ifndef SHOAL_RUNTIME_HPP
 #define SHOAL_RUNTIME_HPP
 
@@ -233,10 +235,11 @@ class Pool {
 
   /// Runs every input; calls `on_done(index, view)` as each completes, with the output
   /// still in the result ring: no copy and no allocation per outcome, for large outputs.
-  /// The callback runs on the pool's loop thread (on the calling thread when the pool
-  /// was already closed and every input is rejected at once), one call at a time; while
-  /// it runs, no other result of this pool is taken in, so it must be quick. Blocks until
-  /// all are done.
+  /// The callback runs on the calling thread while it reads results itself, else on the
+  /// pool's loop thread (and on the calling thread when the pool was already closed and
+  /// every input is rejected at once), never on another caller's thread, one call at a
+  /// time; while it runs, no other result of this pool is taken in, so it must be quick.
+  /// Blocks until all are done.
   SHOAL_API void map_views(std::span<const std::string> inputs,
                            const std::function<void(size_t index, const OutcomeView& outcome)>& on_done);
 

@@ -28,6 +28,10 @@ std::string outcome_json(uint64_t seq, const Outcome& outcome);
 /// Same as outcome_json, appended to `out` (saves an allocation per line in a stream).
 void append_outcome_json(std::string& out, uint64_t seq, const Outcome& outcome);
 
+/// The same row for an outcome seen in place (Pool::map_views): the output is escaped
+/// straight from the result ring, with no Outcome and no copy in between.
+void append_outcome_json(std::string& out, uint64_t seq, const OutcomeView& outcome);
+
 }  // namespace shoal::detail
 
 #endif

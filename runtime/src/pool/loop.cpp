@@ -67,6 +67,14 @@ void Pool::Impl::complete_view(TaskPtr task, const OutcomeView& view) {
   guarded(config.name, [&] { to.first->put_view(to.second, view); });
 }
 
+// A caller's turn delivers only what cannot run anyone else's code on its thread: a
+// future, a map's outcome slot, or a view of its own map_views (lead.cpp).
+bool Pool::Impl::caller_delivers(const Task& task) const noexcept {
+  if (task.kind == Task::Kind::future) return true;
+  if (task.kind != Task::Kind::batch) return false;
+  return !task.batch->takes_views() || task.batch == leading_batch;
+}
+
 bool Pool::Impl::drain_results(WorkerProcess& w) {
   const bool timeouts = config.task_timeout.count() != 0;
   bool any = false;
@@ -76,6 +84,10 @@ bool Pool::Impl::drain_results(WorkerProcess& w) {
       w.results.release();
       kill_worker(w, "worker " + std::to_string(w.index()) + " wrote a result for a task it was not given", true);
       return any;
+    }
+    if (led_by_caller && !caller_delivers(*w.inflight.front())) {
+      left_for_loop = true;  // the rest of this ring waits for the loop, in order
+      break;
     }
     w.stalled = false;
     TaskPtr task = std::move(w.inflight.front());
@@ -274,7 +286,9 @@ void Pool::Impl::take_incoming() {
     pending.push_back(std::move(q));
   }
   batch.clear();
-  if (term || phase == Phase::done) cancel_pending(stopped_outcome(term, "pool terminated before the task started"));
+  // The loop's turn after a terminate cancels them: a caller's turn never runs callbacks.
+  if ((term || phase == Phase::done) && !led_by_caller)
+    cancel_pending(stopped_outcome(term, "pool terminated before the task started"));
 }
 
 bool Pool::Impl::retry_or_complete(TaskPtr& task, Outcome&& outcome) {
@@ -295,8 +309,8 @@ bool Pool::Impl::any_result_waiting() {
   return false;
 }
 
-void Pool::Impl::sleep_for_events(bool spin) {
-  if (spin) {
+void Pool::Impl::sleep_for_events(std::unique_lock<std::mutex>& data, bool spin) {
+  if (spin && leaders == 0) {
     int64_t until = now_ns() + kHostSpinNs;
     for (int i = 0;; ++i) {
       if (has_incoming.load(std::memory_order_relaxed) || any_result_waiting()) return;
@@ -307,13 +321,24 @@ void Pool::Impl::sleep_for_events(bool spin) {
   // Announce the sleep to callers and to every worker whose ring is drained, then look
   // once more: one that published just before the announcement is seen here, one that
   // publishes after it sees the announcement and writes an eventfd (ipc/wake.hpp).
+  //
+  // A leading caller reads the results itself: then the workers are not asked to wake
+  // the loop (it sleeps deaf), and the last leader to leave with tasks still out wakes it
+  // instead (lead.cpp). `leaders` and `loop_deaf` change only under data_mu, which this
+  // thread holds until epoll_wait: a leader that leaves later sees loop_deaf.
   WakeListener(loop_channel()).announce();
-  for (auto& p : procs)
-    if (p->drained()) WakeListener(host_channel(*p->block)).announce();
+  const bool led = leaders != 0;
+  loop_deaf = led;
+  if (!led)
+    for (auto& p : procs)
+      if (p->drained()) WakeListener(host_channel(*p->block)).announce();
   WakeListener::fence();
-  bool skip = has_incoming.load() || any_result_waiting();
+  bool skip = has_incoming.load() || (!led && any_result_waiting());
   epoll_event events[32];
+  data.unlock();
   int n = skip ? ::epoll_wait(epoll.get(), events, 32, 0) : ::epoll_wait(epoll.get(), events, 32, -1);
+  lock_for_loop(data);
+  loop_deaf = false;
   for (auto& p : procs) WakeListener(host_channel(*p->block)).withdraw();
   WakeListener(loop_channel()).withdraw();
   for (int i = 0; i < n; ++i) {
@@ -364,6 +389,8 @@ void Pool::Impl::unwatch(int fd) {
 }
 
 void Pool::Impl::run_loop() {
+  std::unique_lock data(data_mu);  // dropped only inside epoll_wait (sleep_for_events)
+  t_on_data_path = true;
   for (auto& slot : slots) {
     spawn_slot(slot);
     if (phase == Phase::done || start_state == StartState::failed) break;
@@ -402,7 +429,7 @@ void Pool::Impl::run_loop() {
     counters->set_load(pending_count, inflight_total);
     // Spin only when results come faster than a sleep and wake-up would take: with
     // longer tasks the spinning host would take CPU from the workers it waits for.
-    sleep_for_events(!progress && inflight_total > 0 && avg_task_ns < kHostSpinNs);
+    sleep_for_events(data, !progress && inflight_total > 0 && avg_task_ns < kHostSpinNs);
   }
   phase = Phase::done;
   {

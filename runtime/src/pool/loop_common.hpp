@@ -23,6 +23,10 @@ enum EventKind : uint32_t {
   kLog = static_cast<uint32_t>(ProcessEvent::log)
 };
 
+// This thread is on some pool's data path (a loop thread, or a caller in its turn): a
+// submit from a callback it runs must not try to lead (data_mu is not recursive).
+extern thread_local bool t_on_data_path;
+
 inline uint64_t event_key(EventKind kind, uint32_t index) { return (uint64_t{kind} << 32) | index; }
 
 inline int64_t now_ns() {

@@ -159,6 +159,7 @@ void Pool::Impl::enqueue(Queued entry) {
   const uint64_t limit = max_payload(site.layout.capacity);
   std::string why;
   Reason reason = Reason::none;
+  const bool single = entry.task != nullptr;  // entry is moved from below
   {
     std::lock_guard lock(mu);
     // A batch's input sizes are checked as its tasks are dispatched, not in a pass here.
@@ -174,7 +175,12 @@ void Pool::Impl::enqueue(Queued entry) {
     }
   }
   if (why.empty()) {
-    wake_loop();
+    // A task goes into a ring on this thread when the data path is free, else the loop
+    // takes it in. A batch's caller leads as soon as it waits (lead.cpp), and wakes the
+    // loop only if it cannot: a turn here would dispatch before the loop stops listening
+    // for results, and the loop would wake for the first of them.
+    if (single) lead_once();
+    if (single && has_incoming.load(std::memory_order_seq_cst)) wake_loop();
     return;
   }
   // Refused before the loop saw it: this thread is the only one delivering for it.
@@ -260,8 +266,9 @@ void prefer_huge_pages(void* data, size_t bytes) noexcept {
 // The outcomes of one map, map_unordered or map_views call. It is freed by the caller
 // once every outcome is in; the thread delivering the last one signals under the mutex,
 // so it is done with the batch before the caller can see the end. Outcomes are delivered
-// by one thread at a time: the loop thread, or, for a batch refused before the loop saw
-// it, the caller's thread, so the count down and the callbacks need no lock of their own.
+// by one thread at a time, under the pool's data_mu (the loop thread's or the leading
+// caller's turn), or, for a batch refused before the loop saw it, by the caller's thread
+// alone, so the count down and the callbacks need no lock of their own.
 class Batch final : public BatchSink {
  public:
   using ViewFn = std::function<void(size_t, const OutcomeView&)>;
@@ -320,25 +327,38 @@ class Batch final : public BatchSink {
     // The caller waits for the queue to become non-empty: one wake-up per burst.
     bool wake = done_.empty();
     done_.emplace_back(index, std::move(o));
-    if (wake) cv_.notify_one();
+    if (wake) {
+      any_done_.store(true, std::memory_order_release);
+      cv_.notify_one();
+    }
   }
 
-  void wait_all() {
+  // The caller leads the data path while it waits (lead.cpp), then sleeps until the loop
+  // delivers the rest.
+  void wait_all(Pool::Impl& impl) {
+    impl.lead_while_waiting(*this);
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return finished_; });
   }
 
-  std::vector<Outcome> wait_ordered() {
-    wait_all();
+  std::vector<Outcome> wait_ordered(Pool::Impl& impl) {
+    wait_all(impl);
     return std::move(ordered_);
   }
 
+  bool caller_may_return() const noexcept override {
+    return keep_order_ || views_ != nullptr ? done_all_.load(std::memory_order_acquire)
+                                            : any_done_.load(std::memory_order_acquire);
+  }
+
   // Hands out what has completed, as it completes; false once all were handed out.
-  bool next(std::vector<std::pair<size_t, Outcome>>& out) {
+  bool next(Pool::Impl& impl, std::vector<std::pair<size_t, Outcome>>& out) {
     if (handed_ == inputs.size()) return false;
+    impl.lead_while_waiting(*this);
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return !done_.empty(); });
     out.swap(done_);
+    any_done_.store(false, std::memory_order_relaxed);
     handed_ += out.size();
     return true;
   }
@@ -357,6 +377,7 @@ class Batch final : public BatchSink {
     if (--remaining_ != 0) return;
     std::lock_guard lock(mu_);
     finished_ = true;
+    done_all_.store(true, std::memory_order_release);
     cv_.notify_one();
   }
 
@@ -370,6 +391,8 @@ class Batch final : public BatchSink {
   std::condition_variable cv_;
   bool finished_ = false;
   std::vector<std::pair<size_t, Outcome>> done_;
+  // What caller_may_return reads without mu_: finished_, and done_ not empty.
+  std::atomic<bool> done_all_{false}, any_done_{false};
 };
 
 }  // namespace
@@ -378,7 +401,7 @@ std::vector<Outcome> Pool::map(std::span<const std::string> inputs) {
   if (inputs.empty()) return {};
   Batch batch(inputs, true);
   batch.submit(*impl_);
-  return batch.wait_ordered();
+  return batch.wait_ordered(*impl_);
 }
 
 void Pool::map_unordered(std::span<const std::string> inputs,
@@ -391,7 +414,7 @@ void Pool::map_unordered(std::span<const std::string> inputs,
   // The loop delivers into the batch until its last outcome: a callback that throws must
   // not end the batch early, so the rest are awaited (and dropped) before the rethrow.
   std::exception_ptr thrown;
-  while (batch.next(ready)) {
+  while (batch.next(*impl_, ready)) {
     for (auto& [i, o] : ready) {
       if (thrown) continue;
       try {
@@ -410,7 +433,7 @@ void Pool::map_views(std::span<const std::string> inputs,
   if (inputs.empty()) return;
   Batch batch(inputs, false, &on_done);
   batch.submit(*impl_);
-  batch.wait_all();
+  batch.wait_all(*impl_);
 }
 
 void Pool::close() {

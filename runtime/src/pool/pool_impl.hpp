@@ -1,6 +1,8 @@
 // Internals of a Pool. Two kinds of thread touch it: callers (submit, close, terminate,
-// join; they only touch the fields under `mu`) and the pool's loop thread, which owns
-// everything else: the pending queue, the workers, the rings' host sides.
+// join, map) and the pool's loop thread. Callers touch the fields under `mu`; everything
+// else (the pending queue, the workers, the rings' host sides) is the data path, under
+// `data_mu`: the loop thread holds it except while it sleeps, and a caller that waits
+// for its own outcomes may take it to move tasks and results itself (lead.cpp).
 #ifndef SHOAL_POOL_POOL_IMPL_HPP
 #define SHOAL_POOL_POOL_IMPL_HPP
 
@@ -98,7 +100,21 @@ struct Pool::Impl {
   detail::GenerationPtr published_generation;
   std::unique_ptr<detail::PoolCounters> counters;  // its own locking (stats.hpp)
 
-  // ---- loop thread only ----
+  // ---- the data path (lead.cpp): everything below is under data_mu ----
+  std::mutex data_mu;
+  // Callers leading now: while there are any, the loop neither spins nor asks the
+  // workers to wake it for results (the leaders read them): it sleeps `loop_deaf`. The
+  // last to leave wakes it if tasks are still out (hand_back_if_deaf).
+  uint32_t leaders = 0;
+  bool loop_deaf = false;
+  // The loop thread is about to block on data_mu: leaders let it in before their next turn.
+  std::atomic<bool> loop_waiting{false};
+  // During a caller's turn: the batch it waits for (its views may be delivered on its
+  // thread), and whether it left a result for the loop (a callback's, another's view).
+  bool led_by_caller = false;
+  const detail::BatchSink* leading_batch = nullptr;
+  bool left_for_loop = false;
+
   std::thread loop;
   detail::Phase phase = detail::Phase::starting;
   std::deque<detail::Queued> pending;
@@ -127,6 +143,7 @@ struct Pool::Impl {
   /// Removes fd from the loop's epoll before it is closed.
   void unwatch(int fd);
   bool drain_results(detail::WorkerProcess& w);
+  bool caller_delivers(const detail::Task& task) const noexcept;
   void dispatch();
   void take_incoming();
   bool pending_ready() const;
@@ -136,7 +153,24 @@ struct Pool::Impl {
   void cancel_pending(const Outcome& outcome);
   bool any_result_waiting();
   size_t dispatch_depth() const;
-  void sleep_for_events(bool spin);
+  void sleep_for_events(std::unique_lock<std::mutex>& data, bool spin);
+  /// Takes data_mu for the loop, letting a leading caller finish its turn first.
+  void lock_for_loop(std::unique_lock<std::mutex>& data);
+
+  // lead.cpp: callers on the data path
+  /// One turn of a caller holding data_mu: incoming tasks into the rings, results out of
+  /// them. False when the pool is not running (the loop's alone then) or nothing moved.
+  bool caller_turn();
+  /// The caller of `own` leads until own.caller_may_return() or nothing moved for a
+  /// short bounded spin; then the loop delivers the rest. Never blocks.
+  void lead_while_waiting(detail::BatchSink& own);
+  /// submit(): one turn if data_mu is free, so the task goes into a ring at once.
+  void lead_once();
+  bool turn_as_caller(const detail::BatchSink* own);
+  void become_leader();
+  /// Under data_mu, after a caller's turn or lead: the loop sleeps without the workers'
+  /// wake-ups and no leader is left to read their results: it is woken.
+  void hand_back_if_deaf();
   void on_process_event(uint32_t kind, uint32_t key);
   void complete(detail::TaskPtr task, Outcome&& outcome);
   void complete_view(detail::TaskPtr task, const OutcomeView& view);

@@ -30,6 +30,9 @@ class BatchSink {
   /// map_views: the loop hands results over in place (put_view) instead of as Outcomes.
   virtual bool takes_views() const noexcept { return false; }
   virtual void put_view(size_t /*index*/, const OutcomeView& /*view*/) {}
+  /// Any thread: its caller has something to take (an outcome, or the end); the caller
+  /// stops leading the data path then (lead.cpp).
+  virtual bool caller_may_return() const noexcept { return true; }
 
   const std::span<const std::string> inputs;
   size_t next = 0;  // the first input not yet dispatched; the loop thread's once queued
