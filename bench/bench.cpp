@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -267,27 +268,35 @@ void floor_round_trips() {
   percentiles("d_floor_futex", us);
 }
 
+// Sequential round trips on one worker, busy (back to back) and idle (1 ms apart), two
+// ways: Pool::apply, whose caller moves the task and its result itself (d_rtt_*), and a
+// future's get(), whose result the loop thread hands over (d_rtt_future_*).
 void round_trips() {
   floor_round_trips();
   auto p = pool(SHOAL_BENCH_ECHO, 1);
   const size_t busy = g_quick ? 20'000 : 100'000, idle = g_quick ? 500 : 2'000;
+  const std::pair<const char*, std::function<void()>> ways[] = {
+      {"d_rtt", [&] { (void)p->apply("x"); }}, {"d_rtt_future", [&] { (void)p->submit("x").get(); }}};
   std::vector<double> us;
   us.reserve(busy);
-  for (size_t i = 0; i < 1000; ++i) p->submit("x").get();
-  for (size_t i = 0; i < busy; ++i) {
-    auto t0 = Clock::now();
-    p->submit("x").get();
-    us.push_back(seconds_since(t0) * 1e6);
+  for (const auto& [name, trip] : ways) {
+    for (size_t i = 0; i < 1000; ++i) trip();
+    us.clear();
+    for (size_t i = 0; i < busy; ++i) {
+      auto t0 = Clock::now();
+      trip();
+      us.push_back(seconds_since(t0) * 1e6);
+    }
+    percentiles((std::string(name) + "_busy").c_str(), us);
+    us.clear();
+    for (size_t i = 0; i < idle; ++i) {
+      std::this_thread::sleep_for(1ms);
+      auto t0 = Clock::now();
+      trip();
+      us.push_back(seconds_since(t0) * 1e6);
+    }
+    percentiles((std::string(name) + "_idle").c_str(), us);
   }
-  percentiles("d_rtt_busy", us);
-  us.clear();
-  for (size_t i = 0; i < idle; ++i) {
-    std::this_thread::sleep_for(1ms);
-    auto t0 = Clock::now();
-    p->submit("x").get();
-    us.push_back(seconds_since(t0) * 1e6);
-  }
-  percentiles("d_rtt_idle", us);
   p->join();
 }
 

@@ -44,11 +44,11 @@ ratio("(a) map tiny (median of 3 maps): shoal ÷ Pool.map default chunksize", v(
       issue=True)
 ratio("(a) map tiny: shoal ÷ bare two-process ring stream, same run", v("a_map_tiny"), v("floor_ring_stream"), 0.25,
       issue=True)
-ratio("(d) busy round trip p50 ÷ bare spinning round trip p50, same run", v("d_rtt_busy_p50"), v("d_floor_spin_p50"), 3,
+ratio("(d) busy round trip (apply) p50 ÷ bare spinning round trip p50, same run", v("d_rtt_busy_p50"), v("d_floor_spin_p50"), 3,
       higher_is_better=False, issue=True)
-ratio("(d) busy round trip p99 ÷ bare spinning round trip p99, same run", v("d_rtt_busy_p99"), v("d_floor_spin_p99"), 10,
+ratio("(d) busy round trip (apply) p99 ÷ bare spinning round trip p99, same run", v("d_rtt_busy_p99"), v("d_floor_spin_p99"), 10,
       higher_is_better=False, issue=True)
-ratio("(d) idle round trip p50 ÷ bare futex round trip p50, same run", v("d_rtt_idle_p50"), v("d_floor_futex_p50"), 1.5,
+ratio("(d) idle round trip (apply) p50 ÷ bare futex round trip p50, same run", v("d_rtt_idle_p50"), v("d_floor_futex_p50"), 1.5,
       higher_is_better=False, issue=True)
 ratio("(c) 100 µs CPU tasks: shoal ÷ two in-process loops at once", v("c_cpu_map"), v("c_cpu_parallel"), 0.98, issue=True)
 ratio("(e) 1 MiB echo (map_views) ÷ memcpy", v("e_echo_1m"), v("e_memcpy_1m"), 0.5, issue=True)
@@ -65,7 +65,9 @@ ratio("(b) submit one by one: shoal ÷ ProcessPoolExecutor.submit", v("b_submit_
 ratio("(b) unordered: shoal ÷ Pool.imap_unordered", v("b_unordered_tiny"), v("py_pool_imap_unordered"), 1)
 ratio("(c) 100 µs CPU tasks: shoal ÷ ideal (2 × in-process)", v("c_cpu_map"), v("c_cpu_ideal"), 0.98)
 ratio("(c) Python Pool.map ÷ its ideal (for reference)", v("py_cpu_pool_map"), 2 / (v("py_cpu_task_us") * 1e-6), 0)
-ratio("(d) Pool.apply p50 ÷ shoal busy p50", v("py_pool_apply_rtt_p50"), v("d_rtt_busy_p50"), 1)
+ratio("(d) Pool.apply p50 ÷ shoal apply busy p50", v("py_pool_apply_rtt_p50"), v("d_rtt_busy_p50"), 1)
+ratio("(d) busy round trip through a future's get() p50 ÷ bare spinning p50", v("d_rtt_future_busy_p50"),
+      v("d_floor_spin_p50"), 0)
 ratio("(e) 64 KiB echo ÷ memcpy", v("e_echo_64k"), v("e_memcpy_64k"), 0)
 ratio("(e) 1 MiB echo through map (copied into Outcomes) ÷ memcpy", v("e_echo_map_1m"), v("e_memcpy_1m"), 0)
 ratio("(f) start 2 workers: shoal ÷ Python fork", v("f_start_2"), v("py_start_fork_2"), 1, higher_is_better=False)

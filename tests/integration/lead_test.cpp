@@ -158,3 +158,55 @@ TEST_CASE("data path: two map_views callers each get their own views one call at
   CHECK(loop_side.size() <= 1);
   pool->join();
 }
+
+TEST_CASE("data path: apply returns each task's one outcome, whatever became of it", "[integration][pool][lead]") {
+  auto cfg = pool_config(fixture("fx_fault"), 2);
+  cfg.queue_capacity = 8192;
+  auto pool = start_pool(cfg);
+  for (int i = 0; i < 2000; ++i) {
+    const Outcome o = pool->apply("echo " + std::to_string(i));
+    REQUIRE(o.status == Status::ok);
+    REQUIRE(o.output == std::to_string(i));
+  }
+  const Outcome error = pool->apply("error bad input");
+  CHECK(error.status == Status::error);
+  CHECK(error.error == "bad input");
+  const Outcome crash = pool->apply("segv");
+  CHECK(crash.status == Status::crashed);
+  CHECK(crash.error.find("SIGSEGV") != std::string::npos);
+  const Outcome big = pool->apply(std::string(9000, 'z'));
+  CHECK(big.status == Status::rejected);
+  CHECK(big.reason == Reason::input_too_large);
+  // The replacement of the crashed worker serves the next one.
+  CHECK(pool->apply("echo after").output == "after");
+  pool->close();
+  const Outcome closed = pool->apply("echo late");
+  CHECK(closed.status == Status::rejected);
+  CHECK(closed.reason == Reason::pool_closed);
+  pool->join();
+}
+
+TEST_CASE("data path: apply from several threads beside submits and a dying worker", "[integration][pool][lead]") {
+  auto pool = start_pool(pool_config(fixture("fx_fault"), 2));
+  std::atomic<size_t> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 1500; ++i) {
+        const std::string text = std::to_string(t) + ":" + std::to_string(i);
+        const Outcome o = pool->apply("echo " + text);
+        if (o.status != Status::ok || o.output != text) wrong.fetch_add(1);
+      }
+    });
+  std::vector<std::future<Outcome>> futures;
+  for (int i = 0; i < 3000; ++i) futures.push_back(pool->submit("echo f" + std::to_string(i)));
+  const Outcome crash = pool->apply("segv");  // a worker dies while the others lead
+  for (auto& t : threads) t.join();
+  CHECK(crash.status == Status::crashed);
+  CHECK(wrong.load() == 0);
+  for (int i = 0; i < 3000; ++i) {
+    const Outcome o = get(std::move(futures[static_cast<size_t>(i)]));
+    CHECK(o.output == "f" + std::to_string(i));
+  }
+  pool->join();
+}

@@ -223,6 +223,11 @@ class Pool {
   /// return quickly and must not call back into this pool's join.
   SHOAL_API void submit(std::string_view input, std::function<void(Outcome&&)> on_done);
 
+  /// Runs one task and returns its outcome (Python's Pool.apply): the same outcomes as
+  /// submit's future, but the calling thread moves the task and reads its result itself
+  /// while it waits, so a round trip needs no wake-up of the pool's loop thread. Since 1.3.
+  SHOAL_API Outcome apply(std::string_view input);
+
   /// Runs every input; returns their outcomes in input order. Blocks until all are done.
   SHOAL_API std::vector<Outcome> map(std::span<const std::string> inputs);
 

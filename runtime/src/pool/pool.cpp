@@ -397,6 +397,13 @@ class Batch final : public BatchSink {
 
 }  // namespace
 
+Outcome Pool::apply(std::string_view input) {
+  const std::string copy(input);
+  Batch batch(std::span<const std::string>(&copy, 1), true);
+  batch.submit(*impl_);
+  return std::move(batch.wait_ordered(*impl_).front());
+}
+
 std::vector<Outcome> Pool::map(std::span<const std::string> inputs) {
   if (inputs.empty()) return {};
   Batch batch(inputs, true);
