@@ -16,6 +16,9 @@ endif()
 if(SHOAL_SANITIZER)
   target_compile_options(shoal_options INTERFACE -fsanitize=${SHOAL_SANITIZER} -fno-omit-frame-pointer)
   target_link_options(shoal_options INTERFACE -fsanitize=${SHOAL_SANITIZER})
+  # Line tables are all a sanitizer report needs; full -g doubled the object files and
+  # the sanitizer stages' build time, which CI's 90 minutes cannot spare.
+  target_compile_options(shoal_options INTERFACE -g1)
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
     # GCC 12 reports maybe-uninitialized inside libstdc++ (std::regex, std::function)
     # once sanitizer instrumentation changes what it inlines: false positives in

@@ -132,8 +132,19 @@ TEST_CASE("shoal run with a worker that scribbles over its shared memory: every 
   auto all = run_rows(r.out);
   REQUIRE(all.size() == inputs.size());
   auto rows = rows_by_seq(all, inputs.size());
+  // DESIGN.md rule 10: what a worker writes, only its own tasks depend on. That includes
+  // results it published before it scribbled that the host had not read yet: shoal run
+  // formats its rows from the ring in place, so such a row may come out ok with whatever
+  // the scribble left there. Every other slot's rows must be exact.
+  const std::string scribbler = rows[50].at("worker").text;
   size_t ok = 0;
+  size_t spoiled = 0;
   for (size_t i = 0; i < rows.size(); ++i) {
+    if (i != 50 && rows[i].at("worker").text == scribbler && rows[i].at("status").text == "ok" &&
+        rows[i].at("output").text != inputs[i].substr(5)) {
+      ++spoiled;
+      continue;
+    }
     Outcome o;
     o.status = rows[i].at("status").text == "ok" ? Status::ok
                : rows[i].at("status").text == "crashed" ? Status::crashed
@@ -142,6 +153,7 @@ TEST_CASE("shoal run with a worker that scribbles over its shared memory: every 
     o.error = rows[i].at("error").text;
     check_echo_or_crashed(inputs, i, o, ok);
   }
+  INFO(spoiled << " rows of the scribbler's slot (" << scribbler << ") spoiled");
   CHECK(ok >= 150);
 }
 

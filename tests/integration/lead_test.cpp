@@ -210,3 +210,53 @@ TEST_CASE("data path: apply from several threads beside submits and a dying work
   }
   pool->join();
 }
+
+// The thread that runs a callback is the one that would deliver the outcomes a blocking
+// call on the same pool waits for: such a call is refused at once, never a hung pool.
+TEST_CASE("data path: a callback that calls its own pool's map, apply, reload or join gets a refusal, not a hang",
+          "[integration][pool][lead]") {
+  auto pool = start_pool(pool_config(fixture("fx_fault"), 2));
+  auto other = start_pool(pool_config(fixture("fx_fault"), 1));
+  struct Seen {
+    Outcome applied, other_pool;
+    std::vector<Outcome> mapped;
+    std::string reload_error, join_error;
+  };
+  std::promise<Seen> done;
+  pool->submit("echo outer", [&](Outcome&&) {
+    Seen s;
+    s.applied = pool->apply("echo inner");
+    s.mapped = pool->map(std::vector<std::string>{"echo a", "echo b"});
+    s.other_pool = other->apply("echo elsewhere");  // another pool's loop delivers it
+    auto r = pool->reload(pool->config());
+    if (!r.ok()) s.reload_error = r.error().message;
+    try {
+      pool->join();
+    } catch (const std::system_error& e) {
+      s.join_error = e.what();
+    }
+    done.set_value(std::move(s));
+  });
+  auto f = done.get_future();
+  REQUIRE(f.wait_for(std::chrono::seconds(20) * kSlow) == std::future_status::ready);
+  const Seen s = f.get();
+  CHECK(s.applied.status == Status::rejected);
+  CHECK(s.applied.reason == Reason::reentrant);
+  CHECK(s.applied.error.find("outcome callback of the same pool") != std::string::npos);
+  REQUIRE(s.mapped.size() == 2);
+  for (const auto& o : s.mapped) CHECK(o.reason == Reason::reentrant);
+  CHECK(s.other_pool.status == Status::ok);
+  CHECK(s.other_pool.output == "elsewhere");
+  CHECK(s.reload_error.find("cannot be called from an outcome callback") != std::string::npos);
+  CHECK(s.join_error.find("join from an outcome callback") != std::string::npos);
+  // The pool serves on, and from a map_views callback (on whichever thread runs it) the
+  // same calls are refused the same way.
+  std::vector<Reason> inner;
+  pool->map_views(std::vector<std::string>{"echo x", "echo y"}, [&](size_t, const OutcomeView&) {
+    inner.push_back(pool->apply("echo nested").reason);
+  });
+  CHECK(inner == std::vector<Reason>{Reason::reentrant, Reason::reentrant});
+  CHECK(pool->apply("echo after").output == "after");
+  pool->join();
+  other->join();
+}

@@ -239,12 +239,16 @@ TEST_CASE("SIGTERM to one worker from outside is a stop request, not a crash", "
   auto log = dir.path() / "events.log";
   auto pool = start_pool(lifecycle_config(log, 1));
   int first = pool->worker_pids().at(0);
-  auto running = pool->submit("sleep 200");
+  // wait-stop returns only once the worker saw the stop: a fixed sleep raced the kill,
+  // and a slow (sanitized, loaded) caller sent it after the worker had run everything.
+  auto running = pool->submit("wait-stop");
   std::vector<std::future<Outcome>> queued;
   for (int i = 0; i < 5; ++i) queued.push_back(pool->submit("echo " + std::to_string(i)));
+  REQUIRE(wait_events(log, 5s, [&](const Events& e) { return e.count(first) && e.at(first).size() == 4; }).size() == 1);
   ::kill(first, SIGTERM);
   Outcome r = get(std::move(running));
   CHECK(r.status == Status::ok);
+  CHECK(r.output == "stopped");
   for (int i = 0; i < 5; ++i) {
     Outcome o = get(std::move(queued[static_cast<size_t>(i)]));
     CHECK(o.status == Status::ok);
@@ -254,8 +258,12 @@ TEST_CASE("SIGTERM to one worker from outside is a stop request, not a crash", "
   pool->join();
   Events ev = read_events(log);
   CHECK(ev.size() == 2);
-  CHECK(ev[first] == full_life());
-  for (const auto& [pid, events] : ev) CHECK(events == full_life());
+  std::vector<std::string> stopped = kStart;
+  stopped.push_back("wait-stop");
+  stopped.insert(stopped.end(), kChain.begin(), kChain.end());
+  CHECK(ev[first] == stopped);
+  for (const auto& [pid, events] : ev)
+    if (pid != first) CHECK(events == full_life());
 }
 
 TEST_CASE("host SIGTERM or SIGHUP: shoal run finishes in-flight tasks and cancels the rest and every chain runs",

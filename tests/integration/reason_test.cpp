@@ -235,4 +235,5 @@ TEST_CASE("reason: to_string gives each code its enumerator's name", "[integrati
   CHECK(to_string(Reason::pool_failed) == "pool_failed");
   CHECK(to_string(Reason::input_too_large) == "input_too_large");
   CHECK(to_string(Reason::terminated) == "terminated");
+  CHECK(to_string(Reason::reentrant) == "reentrant");
 }

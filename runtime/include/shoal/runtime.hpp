@@ -51,6 +51,9 @@ SHOAL_API std::string_view to_string(Status s) noexcept;
 ///                    final, whatever pool it goes to
 ///   terminated       cancelled: Pool::terminate (or the pool's destruction) came before
 ///                    it started, or while it ran past shutdown.grace
+///   reentrant        rejected: map, map_unordered, map_views or apply was called from an
+///                    outcome callback of the same pool, whose outcomes that very thread
+///                    would have to deliver (since 1.4); submit from a callback is fine
 /// pool_closed, pool_failed and terminated say nothing against the task: another pool
 /// may run it. New reasons are added at the end.
 enum class Reason : uint8_t {
@@ -62,10 +65,11 @@ enum class Reason : uint8_t {
   pool_failed,
   input_too_large,
   terminated,
+  reentrant,
 };
 
 /// "none", "plugin_error", "crashed", "timed_out", "pool_closed", "pool_failed",
-/// "input_too_large", "terminated" (the enumerator's name).
+/// "input_too_large", "terminated", "reentrant" (the enumerator's name).
 SHOAL_API std::string_view to_string(Reason r) noexcept;
 
 /// What became of one task.
@@ -220,12 +224,16 @@ class Pool {
 
   /// Queues one task; `on_done` is called exactly once with its outcome, on the pool's
   /// loop thread (or on the calling thread when the task is rejected at once). It must
-  /// return quickly and must not call back into this pool's join.
+  /// return quickly. It may submit to this pool; map, map_unordered, map_views and apply
+  /// on this pool, which would wait for outcomes only its own thread can deliver, are
+  /// `rejected` (Reason::reentrant), reload and resize fail, and join throws
+  /// std::system_error (resource_deadlock_would_occur). The same holds in map_views'
+  /// callback.
   SHOAL_API void submit(std::string_view input, std::function<void(Outcome&&)> on_done);
 
   /// Runs one task and returns its outcome (Python's Pool.apply): the same outcomes as
   /// submit's future, but the calling thread moves the task and reads its result itself
-  /// while it waits, so a round trip needs no wake-up of the pool's loop thread. Since 1.3.
+  /// while it waits, so a round trip needs no wake-up of the pool's loop thread. Since 1.4.
   SHOAL_API Outcome apply(std::string_view input);
 
   /// Runs every input; returns their outcomes in input order. Blocks until all are done.

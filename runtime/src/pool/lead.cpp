@@ -43,14 +43,19 @@ constexpr int64_t kLeadSpinNs = kHostSpinNs;
 
 }  // namespace
 
-thread_local bool detail::t_on_data_path = false;
+thread_local const Pool::Impl* detail::t_data_path_of = nullptr;
 
 bool Pool::Impl::caller_turn() {
   if (phase != Phase::running || stop_requested || failed) return false;
   bool progress = false;
   if (has_incoming.load(std::memory_order_acquire)) {
     const size_t before = pending_count + inflight_total;
-    take_incoming();
+    if (take_incoming()) {
+      // Terminated: what is queued is the loop's to cancel; dispatching it here would
+      // start tasks after terminate() returned.
+      left_for_loop = true;
+      return false;
+    }
     progress = pending_count + inflight_total != before;
   }
   for (auto& p : procs)
@@ -64,15 +69,15 @@ bool Pool::Impl::caller_turn() {
   return progress;
 }
 
-bool Pool::Impl::turn_as_caller(const BatchSink* own) {
-  detail::t_on_data_path = true;
+bool Pool::Impl::turn_as_caller(const BatchSink* own) noexcept {
+  detail::t_data_path_of = this;
   led_by_caller = true;
   leading_batch = own;
   left_for_loop = false;
   const bool moved = caller_turn();
   led_by_caller = false;
   leading_batch = nullptr;
-  detail::t_on_data_path = false;
+  detail::t_data_path_of = nullptr;
   if (left_for_loop) wake_loop();  // a callback's outcome waits in a ring for the loop
   return moved;
 }
@@ -92,17 +97,19 @@ void Pool::Impl::become_leader() {
   loop_deaf = true;
 }
 
-void Pool::Impl::lead_once() {
-  if (detail::t_on_data_path) return;  // a callback of this thread's own turn: that turn takes it in
+void Pool::Impl::lead_once() noexcept {
+  if (detail::t_data_path_of != nullptr) return;  // a callback of this thread's own turn: that turn takes it in
   if (loop_waiting.load(std::memory_order_relaxed) || !data_mu.try_lock()) return;
   std::lock_guard data(data_mu, std::adopt_lock);
   turn_as_caller(nullptr);
   hand_back_if_deaf();
 }
 
-void Pool::Impl::lead_while_waiting(BatchSink& own) {
-  if (detail::t_on_data_path) {
-    wake_loop();  // a callback's map: the loop takes its tasks in after this turn
+void Pool::Impl::lead_while_waiting(BatchSink& own) noexcept {
+  if (detail::t_data_path_of != nullptr) {
+    // A callback of another pool's turn (one of this pool's own was refused at enqueue):
+    // this pool's loop takes the tasks in.
+    wake_loop();
     return;
   }
   bool leading = false;

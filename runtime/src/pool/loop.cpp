@@ -215,8 +215,9 @@ void Pool::Impl::dispatch() {
   size_t share = (pending_count + free_workers - 1) / free_workers;
   const bool timeouts = config.task_timeout.count() != 0;
   const uint64_t limit = max_payload(site.layout.capacity);
+  bool for_loop = false;
   for (auto& p : procs) {
-    if (pending.empty()) break;
+    if (pending.empty() || for_loop) break;
     WorkerProcess& w = *p;
     if (!w.usable()) continue;
     size_t room = w.inflight.size() < depth ? depth - w.inflight.size() : 0;
@@ -226,6 +227,12 @@ void Pool::Impl::dispatch() {
       if (!pending_ready()) break;
       const std::string_view input = pending_input();
       if (input.size() > limit) {  // a batch's input, checked only now (a submit's was at enqueue)
+        // Its refusal is a view for a map_views callback: never on another caller's thread.
+        const BatchSink* owner = pending.front().batch;
+        if (led_by_caller && owner->takes_views() && owner != leading_batch) {
+          left_for_loop = for_loop = true;
+          break;
+        }
         counters->on_refused();
         Outcome refused = rejection(Reason::input_too_large, too_large(input.size()));
         guarded(config.name, [&] { finish(pop_pending(), std::move(refused)); });
@@ -270,8 +277,8 @@ void Pool::Impl::dispatch() {
   }
 }
 
-void Pool::Impl::take_incoming() {
-  if (!has_incoming.load(std::memory_order_acquire)) return;
+bool Pool::Impl::take_incoming() {
+  if (!has_incoming.load(std::memory_order_acquire)) return false;
   std::vector<Queued>& batch = incoming_spare;
   batch.clear();
   bool term = false;
@@ -289,6 +296,7 @@ void Pool::Impl::take_incoming() {
   // The loop's turn after a terminate cancels them: a caller's turn never runs callbacks.
   if ((term || phase == Phase::done) && !led_by_caller)
     cancel_pending(stopped_outcome(term, "pool terminated before the task started"));
+  return term;
 }
 
 bool Pool::Impl::retry_or_complete(TaskPtr& task, Outcome&& outcome) {
@@ -390,7 +398,7 @@ void Pool::Impl::unwatch(int fd) {
 
 void Pool::Impl::run_loop() {
   std::unique_lock data(data_mu);  // dropped only inside epoll_wait (sleep_for_events)
-  t_on_data_path = true;
+  t_data_path_of = this;
   for (auto& slot : slots) {
     spawn_slot(slot);
     if (phase == Phase::done || start_state == StartState::failed) break;

@@ -23,9 +23,11 @@ enum EventKind : uint32_t {
   kLog = static_cast<uint32_t>(ProcessEvent::log)
 };
 
-// This thread is on some pool's data path (a loop thread, or a caller in its turn): a
-// submit from a callback it runs must not try to lead (data_mu is not recursive).
-extern thread_local bool t_on_data_path;
+// The pool whose data path this thread is on (its loop thread, or a caller in its turn),
+// else null. A submit from a callback it runs must not try to lead any pool (data_mu is
+// not recursive, and two held at once could deadlock), and a call into that same pool
+// that waits (map, apply, reload, join) would wait for itself: it is refused.
+extern thread_local const Pool::Impl* t_data_path_of;
 
 inline uint64_t event_key(EventKind kind, uint32_t index) { return (uint64_t{kind} << 32) | index; }
 

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <system_error>
 
 namespace shoal {
 
@@ -44,6 +45,7 @@ std::string_view to_string(Reason r) noexcept {
     case Reason::pool_failed: return "pool_failed";
     case Reason::input_too_large: return "input_too_large";
     case Reason::terminated: return "terminated";
+    case Reason::reentrant: return "reentrant";
   }
   return "none";
 }
@@ -166,6 +168,12 @@ void Pool::Impl::enqueue(Queued entry) {
     if (closed) {
       why = closed_reason;
       reason = closed_code;
+    } else if (!single && detail::t_data_path_of == this) {
+      // The thread that would deliver these outcomes is this one, inside a callback.
+      why = "pool " + config.name +
+            ": map, map_unordered, map_views and apply cannot be called from an outcome callback of the same pool"
+            " (it would wait for itself); submit can";
+      reason = Reason::reentrant;
     } else if (entry.task && entry.task->input.size() > limit) {
       why = too_large(entry.task->input.size());
       reason = Reason::input_too_large;
@@ -451,6 +459,9 @@ void Pool::close() {
 }
 
 void Pool::join() {
+  if (detail::t_data_path_of == impl_.get())
+    throw std::system_error(std::make_error_code(std::errc::resource_deadlock_would_occur),
+                            "pool " + impl_->config.name + ": join from an outcome callback of the same pool");
   close();
   if (impl_->loop.joinable()) impl_->loop.join();
 }

@@ -145,7 +145,9 @@ struct Pool::Impl {
   bool drain_results(detail::WorkerProcess& w);
   bool caller_delivers(const detail::Task& task) const noexcept;
   void dispatch();
-  void take_incoming();
+  /// Moves `incoming` to `pending`; true when a terminate asks for them to be cancelled
+  /// (the loop cancels them; a caller's turn leaves that to the loop).
+  bool take_incoming();
   bool pending_ready() const;
   std::string_view pending_input() const;
   detail::TaskPtr pop_pending();
@@ -157,16 +159,18 @@ struct Pool::Impl {
   /// Takes data_mu for the loop, letting a leading caller finish its turn first.
   void lock_for_loop(std::unique_lock<std::mutex>& data);
 
-  // lead.cpp: callers on the data path
+  // lead.cpp: callers on the data path. noexcept like the loop's own turn: a throw
+  // (bad_alloc) out of a turn would leave `leaders` and the turn's flags behind, and
+  // unwind a Batch whose tasks are still in the rings.
   /// One turn of a caller holding data_mu: incoming tasks into the rings, results out of
   /// them. False when the pool is not running (the loop's alone then) or nothing moved.
   bool caller_turn();
   /// The caller of `own` leads until own.caller_may_return() or nothing moved for a
   /// short bounded spin; then the loop delivers the rest. Never blocks.
-  void lead_while_waiting(detail::BatchSink& own);
+  void lead_while_waiting(detail::BatchSink& own) noexcept;
   /// submit(): one turn if data_mu is free, so the task goes into a ring at once.
-  void lead_once();
-  bool turn_as_caller(const detail::BatchSink* own);
+  void lead_once() noexcept;
+  bool turn_as_caller(const detail::BatchSink* own) noexcept;
   void become_leader();
   /// Under data_mu, after a caller's turn or lead: the loop sleeps without the workers'
   /// wake-ups and no leader is left to read their results: it is woken.

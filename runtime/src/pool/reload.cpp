@@ -139,7 +139,7 @@ Result<void> Pool::Impl::run_operation(std::unique_ptr<Operation> op) {
   {
     // `config` is read under the lock here: the loop replaces it at the end of a reload.
     std::lock_guard lock(mu);
-    if (loop.get_id() == std::this_thread::get_id())
+    if (detail::t_data_path_of == this)
       return Error{Errc::failed, "pool " + config.name + ": reload and resize cannot be called from an outcome callback"};
     if (closed) return Error{Errc::failed, "pool " + config.name + ": " + closed_reason};
     operations.push_back(std::move(op));
