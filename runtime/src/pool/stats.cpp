@@ -75,7 +75,8 @@ void PoolCounters::on_reload(uint32_t generation, bool ok, const std::string& re
 void PoolCounters::on_outcome(Status status, int32_t worker, std::chrono::nanoseconds duration) noexcept {
   const auto s = static_cast<size_t>(status);
   bump(outcomes_[s]);
-  // slots_ changes on this thread only: read without the lock.
+  // slots_ grows only in a resize, on the loop thread under data_mu, which every caller
+  // of this holds too: read without the lock.
   if (worker < 0 || static_cast<size_t>(worker) >= slots_.size()) return;
   Slot& slot = *slots_[static_cast<size_t>(worker)];
   bump(slot.outcomes[s]);

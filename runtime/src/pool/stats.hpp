@@ -17,7 +17,8 @@
 
 namespace shoal::detail {
 
-/// The single writer's increment: no locked instruction.
+/// The single writer's increment: no locked instruction. The writers of these counters
+/// all hold the pool's data_mu (the loop's turn or a caller's, pool/lead.cpp): one at a time.
 inline void bump(std::atomic<uint64_t>& c, uint64_t by = 1) noexcept {
   c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
 }
@@ -59,14 +60,14 @@ class PoolCounters {
  public:
   explicit PoolCounters(uint32_t workers);
 
-  /// Loop thread: one outcome delivered.
+  /// Under data_mu (the loop or a leading caller): one outcome delivered.
   void on_outcome(Status status, int32_t worker, std::chrono::nanoseconds duration) noexcept;
   /// Any thread: a task refused before it reached the loop (closed pool, input too big).
   void on_refused() noexcept { refused_.fetch_add(1, std::memory_order_relaxed); }
   /// Loop thread: a process was started in slot `index`, or one ended for `cause`.
   void on_start(uint32_t index, int pid);
   void on_exit(uint32_t index, int pid, const std::string& cause, ExitCause kind);
-  /// Loop thread, once per turn: the tasks queued in the pool and those handed to workers.
+  /// Under data_mu, once per turn: the tasks queued in the pool and those handed to workers.
   void set_load(uint64_t queued, uint64_t in_flight) noexcept {
     queued_.store(queued, std::memory_order_relaxed);
     in_flight_.store(in_flight, std::memory_order_relaxed);
