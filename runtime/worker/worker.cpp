@@ -45,6 +45,9 @@ void Worker::wake_self() noexcept {
 }
 
 void Worker::wake_host() noexcept {
+  // A caller that leads the data path and sleeps on this worker's result (pool/lead.cpp)
+  // is woken first: it, not the loop, is who reads the result then.
+  if (WakeNotifier(leader_channel(*block_)).notify()) waited_ = true;
   if (WakeNotifier(host_channel(*block_)).notify_once()) {
     waited_ = true;  // the syscalls are not the next task's time
     // A plugin may have closed the eventfd and opened a file of its own on the number:

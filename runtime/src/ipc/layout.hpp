@@ -18,7 +18,7 @@
 namespace shoal::detail {
 
 inline constexpr uint32_t kSegmentMagic = 0x53484f4cu;  // "SHOL"
-inline constexpr uint32_t kSegmentVersion = 4;  // 4: one memfd per worker
+inline constexpr uint32_t kSegmentVersion = 5;  // 4: one memfd per worker; 5: leader_wake
 inline constexpr size_t kPageSize = 4096;
 inline constexpr size_t kMinRingCapacity = 4096;
 
@@ -67,6 +67,13 @@ struct WorkerBlock {
   // In each worker's own block, never in a page every worker writes: a worker may damage
   // only what its own tasks depend on.
   alignas(64) std::atomic<uint32_t> host_sleeping{0};
+  // A caller leading the data path (pool/lead.cpp) that found nothing to do sleeps on
+  // leader_wake, counted in leader_sleepers: the worker wakes it where it would wake the
+  // host, so an idle round trip is two wake-ups, not four. Only the host writes the
+  // count (add to announce, subtract to withdraw), so one leader leaving never hides
+  // another's announcement. On host_sleeping's line: the worker reads both at once.
+  std::atomic<uint32_t> leader_wake{0};
+  std::atomic<uint32_t> leader_sleepers{0};
 };
 
 // Written by the host, for a reader of the memfd (a debugger); never mapped by a worker

@@ -10,6 +10,9 @@
 //     announces it in worker_sleeping (WakeListener::wait); the host, after publishing
 //     tasks, freeing result space or asking for a stop, calls
 //     WakeNotifier(worker_channel(*block)).notify(). The worker wakes itself with wake().
+//   worker -> leading caller (leader_channel): a caller leading the data path sleeps on
+//     leader_wake after the same L1..L4, announced in a count (several callers may wait
+//     on one worker); the worker notify()s it wherever it would wake the host.
 //   worker -> host (host_channel): the host sleeps in epoll_wait on its result eventfd
 //     and announces it in host_sleeping of each worker it drains (announce() on each,
 //     one fence(), re-check, epoll_wait, withdraw() on each); a worker that publishes a
@@ -66,6 +69,10 @@ inline WakeChannel worker_channel(WorkerBlock& b) noexcept { return {&b.worker_s
 /// Worker -> host: the host sleeps on its result eventfd (no futex word).
 inline WakeChannel host_channel(WorkerBlock& b) noexcept { return {&b.host_sleeping, nullptr}; }
 
+/// Worker -> a leading caller: it sleeps on leader_wake; leader_sleepers is a count
+/// (WakeListener::announce_counted), since several callers may wait on one worker.
+inline WakeChannel leader_channel(WorkerBlock& b) noexcept { return {&b.leader_sleepers, &b.leader_wake}; }
+
 /// The side that sleeps.
 class WakeListener {
  public:
@@ -95,6 +102,10 @@ class WakeListener {
   static void fence() noexcept { std::atomic_thread_fence(std::memory_order_seq_cst); }
   /// Relaxed: a notifier that still sees the flag only wakes a listener already awake.
   void withdraw() const noexcept { c_.sleeping->store(0, std::memory_order_relaxed); }
+  /// L2 and the withdrawal for a channel several listeners share (leader_channel): a
+  /// count, so the notifier still sees the others' announcements after one withdraws.
+  void announce_counted() const noexcept { c_.sleeping->fetch_add(1, std::memory_order_seq_cst); }
+  void withdraw_counted() const noexcept { c_.sleeping->fetch_sub(1, std::memory_order_relaxed); }
 
  private:
   WakeChannel c_;

@@ -40,6 +40,11 @@ namespace {
 // tiny task's round trip, no more (a longer spin takes a CPU from the workers, as the
 // loop's own spin would: kHostSpinNs).
 constexpr int64_t kLeadSpinNs = kHostSpinNs;
+// How long a leader sleeps on its worker's result before it hands over to the loop
+// anyway. A safety net, not a poll: every result it waits for, and every change that
+// makes it the wrong thing to wait for, wakes it; a worker that scribbles on its block
+// can only stop its own results from doing so, and then costs this much per sleep.
+constexpr int64_t kLeadSleepNs = 10'000'000;
 
 }  // namespace
 
@@ -66,6 +71,7 @@ bool Pool::Impl::caller_turn() {
   maybe_arm_steal();
   arm_task_timer();
   counters->set_load(pending_count, inflight_total);
+  wake_moved_sleepers();
   return progress;
 }
 
@@ -74,6 +80,7 @@ bool Pool::Impl::turn_as_caller(const BatchSink* own) noexcept {
   led_by_caller = true;
   leading_batch = own;
   left_for_loop = false;
+  woke_worker = false;
   const bool moved = caller_turn();
   led_by_caller = false;
   leading_batch = nullptr;
@@ -119,7 +126,7 @@ void Pool::Impl::lead_while_waiting(BatchSink& own) noexcept {
   bool leading = false;
   int64_t idle_until = now_ns() + kLeadSpinNs;
   for (int i = 0; !own.caller_may_return(); ++i) {
-    bool moved = false;
+    bool moved = false, woke = false;
     if (!loop_waiting.load(std::memory_order_relaxed) && data_mu.try_lock()) {
       std::lock_guard data(data_mu, std::adopt_lock);
       // Long tasks: a hand-over costs nothing beside them, and a spinning caller would
@@ -130,11 +137,17 @@ void Pool::Impl::lead_while_waiting(BatchSink& own) noexcept {
         become_leader();
       }
       moved = turn_as_caller(&own);
+      woke = woke_worker;
     }
     if (moved) {
       idle_until = now_ns() + kLeadSpinNs;
+      // The worker this turn woke is likely queued on this very CPU (the kernel puts a
+      // woken thread beside its waker): spinning here would keep it from running until
+      // the spin ran out. Asleep, this thread gives it the CPU.
+      if (woke) (void)sleep_on_result(own);
     } else if ((i & 15) == 15 && now_ns() > idle_until) {
-      break;
+      if (!leading || !sleep_on_result(own)) break;
+      idle_until = now_ns() + kLeadSpinNs;
     } else {
       __builtin_ia32_pause();
     }
@@ -147,6 +160,75 @@ void Pool::Impl::lead_while_waiting(BatchSink& own) noexcept {
   std::lock_guard data(data_mu);
   --leaders;
   hand_back_if_deaf();
+}
+
+// Sleeping on the result instead of handing over. A leader that hands over costs an
+// idle round trip four wake-ups: its worker's, then the loop's (woken by the hand-over
+// to listen for results), the loop's again for the result, and the caller's by the
+// batch's condition variable. Asleep on the worker's leader_wake, it is woken by the
+// worker itself (ipc/wake.hpp's L1..L5 with a counted announcement): two wake-ups, the
+// futex floor. It stays counted in `leaders` meanwhile, so the loop keeps sleeping deaf
+// and cannot take the result from under it.
+//
+// What else may end the wait, and who wakes it then (all under data_mu, as is the
+// registration, so none is missed): its batch's outcome delivered by anyone (a death's
+// settle, a timeout, terminate: BatchSink::wake_sleeper), and any turn after which its
+// worker is no longer the only one at work (a submit dispatched to another, a retry
+// queued, the worker ended: wake_moved_sleepers, before the worker's block is unmapped).
+// Each wake withdraws the announcement and detaches the batch from the channel, so
+// nobody touches a dead worker's block afterwards.
+WorkerProcess* Pool::Impl::sole_busy_worker() const {
+  if (phase != Phase::running || stop_requested || failed || pending_count != 0 ||
+      has_incoming.load(std::memory_order_acquire))
+    return nullptr;
+  WorkerProcess* busy = nullptr;
+  for (const auto& p : procs) {
+    if (p->inflight.empty()) continue;
+    if (busy != nullptr || !p->drained()) return nullptr;
+    busy = p.get();
+  }
+  return busy;
+}
+
+bool Pool::Impl::sleep_on_result(BatchSink& own) {
+  std::unique_lock data(data_mu);
+  WorkerProcess* w = sole_busy_worker();
+  if (w == nullptr) return false;
+  const WakeChannel channel = leader_channel(*w->block);
+  const WakeListener listen(channel);
+  const uint32_t seq = channel.word->load(std::memory_order_acquire);  // L1
+  listen.announce_counted();                                            // L2
+  WakeListener::fence();                                                // L3
+  if (own.caller_may_return() || w->results.has_data()) {              // L4
+    listen.withdraw_counted();
+    return true;
+  }
+  own.sleep_on = channel;
+  sleepers.push_back({&own, w});
+  data.unlock();
+  futex_wait(channel.word, seq, kLeadSleepNs);  // L5
+  data.lock();
+  std::erase_if(sleepers, [&](const Sleeper& s) { return s.batch == &own; });
+  if (own.sleep_on.word == nullptr) return true;  // woken by a delivery or a change
+  // Still attached, so its worker lives: the word is mapped.
+  const bool notified = channel.word->load(std::memory_order_relaxed) != seq;
+  listen.withdraw_counted();
+  own.sleep_on = {};
+  return notified;  // a bounded sleep that ran out: the loop takes over
+}
+
+void Pool::Impl::wake_moved_sleepers() noexcept {
+  if (sleepers.empty()) return;
+  const WorkerProcess* busy = sole_busy_worker();
+  for (const Sleeper& s : sleepers)
+    if (s.worker != busy) s.batch->wake_sleeper();
+}
+
+void BatchSink::wake_sleeper() noexcept {
+  if (sleep_on.word == nullptr) return;
+  WakeNotifier(sleep_on).wake();
+  WakeListener(sleep_on).withdraw_counted();
+  sleep_on = {};
 }
 
 void Pool::Impl::lock_for_loop(std::unique_lock<std::mutex>& data) {

@@ -273,7 +273,7 @@ void Pool::Impl::dispatch() {
     const size_t k = w.inflight.size();
     w.block->wake_after_task.store(w.inflight[k > keep ? k - keep - 1 : 0]->id, std::memory_order_relaxed);
     w.tasks.publish();
-    w.wake();
+    woke_worker |= w.wake();
   }
 }
 
@@ -435,6 +435,7 @@ void Pool::Impl::run_loop() {
     }
     arm_task_timer();
     counters->set_load(pending_count, inflight_total);
+    wake_moved_sleepers();
     // Spin only when results come faster than a sleep and wake-up would take: with
     // longer tasks the spinning host would take CPU from the workers it waits for.
     sleep_for_events(data, !progress && inflight_total > 0 && avg_task_ns < kHostSpinNs);

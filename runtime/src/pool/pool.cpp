@@ -338,6 +338,7 @@ class Batch final : public BatchSink {
     if (wake) {
       any_done_.store(true, std::memory_order_release);
       cv_.notify_one();
+      wake_sleeper();
     }
   }
 
@@ -387,6 +388,7 @@ class Batch final : public BatchSink {
     finished_ = true;
     done_all_.store(true, std::memory_order_release);
     cv_.notify_one();
+    wake_sleeper();
   }
 
   const bool keep_order_;

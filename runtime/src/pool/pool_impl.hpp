@@ -111,9 +111,16 @@ struct Pool::Impl {
   std::atomic<bool> loop_waiting{false};
   // During a caller's turn: the batch it waits for (its views may be delivered on its
   // thread), and whether it left a result for the loop (a callback's, another's view).
+  // Leaders asleep on a worker's result (sleep_on_result).
+  struct Sleeper {
+    detail::BatchSink* batch;
+    const detail::WorkerProcess* worker;  // compared only: it may be gone when the sleeper is woken
+  };
+  std::vector<Sleeper> sleepers;
   bool led_by_caller = false;
   const detail::BatchSink* leading_batch = nullptr;
   bool left_for_loop = false;
+  bool woke_worker = false;  // a dispatch of this turn woke a worker from its sleep
 
   std::thread loop;
   detail::Phase phase = detail::Phase::starting;
@@ -172,6 +179,15 @@ struct Pool::Impl {
   void lead_once() noexcept;
   bool turn_as_caller(const detail::BatchSink* own) noexcept;
   void become_leader();
+  /// A leader with nothing to do: sleeps until its worker's result or its own outcome
+  /// (or a bound) while the data path has exactly one worker at work; false otherwise.
+  bool sleep_on_result(detail::BatchSink& own);
+  /// Under data_mu: the one worker with tasks out while nothing else waits for one, or
+  /// null (a leader sleeps only then: one futex word cannot listen to two workers).
+  detail::WorkerProcess* sole_busy_worker() const;
+  /// Under data_mu, after anything that can start a second worker or end one: wakes the
+  /// sleepers whose worker is no longer the only one at work (each decides again).
+  void wake_moved_sleepers() noexcept;
   /// Under data_mu, after a caller's turn or lead: the loop sleeps without the workers'
   /// wake-ups and no leader is left to read their results: it is woken.
   void hand_back_if_deaf();

@@ -6,6 +6,8 @@
 
 #include <shoal/runtime.hpp>
 
+#include "ipc/wake.hpp"
+
 #include <atomic>
 #include <functional>
 #include <future>
@@ -39,6 +41,13 @@ class BatchSink {
   // Inputs below it may be dispatched: map() makes its outcome slots while its first
   // tasks run and raises this as it goes (release; the loop reads it with acquire).
   std::atomic<size_t> ready;
+  // The channel its caller sleeps on while it leads (a worker's leader_channel,
+  // lead.cpp), or none. Under data_mu: a delivery that lets the caller return wakes it,
+  // whoever delivered it.
+  WakeChannel sleep_on{};
+  /// Wakes that caller and withdraws its announcement (the channel may be unmapped
+  /// after: the worker may be gone by the time the caller runs again).
+  void wake_sleeper() noexcept;
 
  protected:
   ~BatchSink() = default;

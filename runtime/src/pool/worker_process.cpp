@@ -218,7 +218,7 @@ void WorkerProcess::unwatch(Fd& fd) {
   fd.reset();
 }
 
-void WorkerProcess::wake() noexcept { (void)WakeNotifier(worker_channel(*block)).notify(); }
+bool WorkerProcess::wake() noexcept { return WakeNotifier(worker_channel(*block)).notify(); }
 
 void WorkerProcess::stop(StopMode mode) {
   if (!child_.pidfd) return;  // reaped already: its end is being settled

@@ -140,7 +140,8 @@ class WorkerProcess {
   bool drained() const noexcept { return (phase_ == Phase::ready || phase_ == Phase::stopping) && !killed_; }
 
   /// Wakes it if it sleeps on its task ring or its result space.
-  void wake() noexcept;
+  /// True if it was asleep (announced): this call woke it.
+  bool wake() noexcept;
   /// Asks it to stop (StopMode::drain: after what it has claimed; now: within grace). A
   /// process still starting is signalled too: it runs its recover hooks, opens nothing
   /// more and closes what it opened. It is killed if it has not exited by the deadline.
