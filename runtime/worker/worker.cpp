@@ -22,6 +22,11 @@ namespace {
 // a 2 µs spin 47 and 49 µs; these 64 pauses 37 and 43 µs. Tiny-task throughput was the
 // same for all three.
 constexpr int kSpinPauses = 64;
+// Except after waking a caller that slept on this worker's result (pool/lead.cpp): that
+// caller is likely to send the next task as soon as it runs, a futex wake-up later
+// (~5 µs), and the loop thread sleeps meanwhile, so a spin takes no CPU anyone needs. A
+// 64-pause spin would end first, and each back-to-back task would wake both sides.
+constexpr int64_t kLingerNs = 20'000;
 // RSS is read at most this often for max_memory (a read of /proc per task would cost
 // more than a tiny task).
 constexpr int64_t kMemoryCheckNs = 1'000'000;
@@ -35,6 +40,14 @@ void Worker::wait_until(Pred ready) {
     if (ready()) return;
     __builtin_ia32_pause();
   }
+  if (linger_) {
+    linger_ = false;
+    for (const int64_t until = now_ns() + kLingerNs; now_ns() < until;)
+      for (int i = 0; i < 16; ++i) {
+        if (ready()) return;
+        __builtin_ia32_pause();
+      }
+  }
   // The one-second bound is a safety net only: every state change notifies.
   WakeListener(worker_channel(*block_)).wait(ready, 1'000'000'000);
 }
@@ -47,7 +60,7 @@ void Worker::wake_self() noexcept {
 void Worker::wake_host() noexcept {
   // A caller that leads the data path and sleeps on this worker's result (pool/lead.cpp)
   // is woken first: it, not the loop, is who reads the result then.
-  if (WakeNotifier(leader_channel(*block_)).notify()) waited_ = true;
+  if (WakeNotifier(leader_channel(*block_)).notify()) waited_ = linger_ = true;
   if (WakeNotifier(host_channel(*block_)).notify_once()) {
     waited_ = true;  // the syscalls are not the next task's time
     // A plugin may have closed the eventfd and opened a file of its own on the number:

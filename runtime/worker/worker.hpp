@@ -189,6 +189,7 @@ class Worker {
   // ring bookkeeping between them.
   int64_t last_end_ns_ = 0;
   bool waited_ = true;
+  bool linger_ = false;  // a leader was just woken for a result: its next task is near
   uint64_t woken_for_ = 0;  // the wake_after_task this worker already woke the host for
   std::string error_;
 };
