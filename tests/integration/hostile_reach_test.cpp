@@ -45,12 +45,6 @@ std::vector<std::optional<Outcome>> collect(std::vector<std::future<Outcome>>& f
   return out;
 }
 
-// Closes and joins in time; terminates when the join does not return.
-void bounded_join(Pool& pool) {
-  pool.close();
-  returns_within("close + join", 10s * kSlow, [&] { pool.join(); }, [&] { pool.terminate(); });
-}
-
 // Input i of a run with one hostile task at `bad`: "echo i" everywhere else.
 std::vector<std::string> echo_inputs(size_t n, size_t bad, const std::string& hostile) {
   std::vector<std::string> in;

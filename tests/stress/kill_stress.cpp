@@ -3,8 +3,8 @@
 // back to full size, and the host's memory must stay flat. The load comes three ways at
 // once, so that a result read by a caller and a death seen by the loop thread race for
 // the same tasks (pool/lead.cpp): callbacks (delivered by the loop thread), a thread in
-// map_unordered (which reads results itself while it waits) and a thread waiting on
-// futures one at a time.
+// map_unordered (which reads results itself while it waits), a thread waiting on
+// futures one at a time, and a thread calling apply with idle gaps.
 //
 //   shoal_kill_stress [--kills N] [--workers W] [--seed S] [--plugin PATH]
 // prints "kills survived: K/N, tasks: submitted S, outcomes O, duplicates D, lost L, ..."
@@ -150,6 +150,17 @@ int main(int argc, char** argv) {
     }
   });
 
+  // Pool::apply with idle gaps: its caller moves its one task itself and, when its worker
+  // is the only one at work, sleeps on that worker's result (pool/lead.cpp).
+  std::thread applier([&] {
+    std::mt19937 gaps(seed + 1);
+    while (!killing_done.load()) {
+      std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 2000)(gaps)));
+      const uint64_t id = new_id();
+      count(id, pool.apply(payload_of(id)));
+    }
+  });
+
   std::mt19937 rng(seed);
   struct Seen {
     Clock::time_point at;
@@ -187,6 +198,7 @@ int main(int argc, char** argv) {
   loader.join();
   mapper.join();
   waiter.join();
+  applier.join();
 
   // Back to full size, then drain.
   auto deadline = Clock::now() + 20s;

@@ -61,6 +61,12 @@ inline bool returns_within(const char* what, std::chrono::milliseconds limit, co
   return in_time;
 }
 
+/// Closes and joins in time; terminates when the join does not return.
+inline void bounded_join(Pool& pool) {
+  pool.close();
+  returns_within("close + join", std::chrono::seconds(10) * kSlow, [&] { pool.join(); }, [&] { pool.terminate(); });
+}
+
 inline PoolConfig hostile_config(uint32_t workers) {
   PoolConfig c = pool_config(fixture("fx_hostile"), workers);
   c.grace = std::chrono::milliseconds(300);

@@ -206,7 +206,12 @@ bool Pool::Impl::sleep_on_result(BatchSink& own) {
   own.sleep_on = channel;
   sleepers.push_back({&own, w});
   data.unlock();
-  futex_wait(channel.word, seq, kLeadSleepNs);  // L5
+  // L5. The worker may end before this call: on_exit wakes this sleeper (the word moves)
+  // before it unmaps the block, so the wait returns at once (EAGAIN, or EFAULT on an
+  // unmapped page). A replacement's block mapped at the same address in that window can
+  // hold seq by chance: then the bound ends the wait. The word is not touched again below
+  // unless the sleeper is still attached, i.e. its worker is still in procs.
+  futex_wait(channel.word, seq, kLeadSleepNs);
   data.lock();
   std::erase_if(sleepers, [&](const Sleeper& s) { return s.batch == &own; });
   if (own.sleep_on.word == nullptr) return true;  // woken by a delivery or a change
@@ -217,11 +222,11 @@ bool Pool::Impl::sleep_on_result(BatchSink& own) {
   return notified;  // a bounded sleep that ran out: the loop takes over
 }
 
-void Pool::Impl::wake_moved_sleepers() noexcept {
+void Pool::Impl::wake_moved_sleepers(const WorkerProcess* ending) noexcept {
   if (sleepers.empty()) return;
   const WorkerProcess* busy = sole_busy_worker();
   for (const Sleeper& s : sleepers)
-    if (s.worker != busy) s.batch->wake_sleeper();
+    if (s.worker != busy || s.worker == ending) s.batch->wake_sleeper();
 }
 
 void BatchSink::wake_sleeper() noexcept {

@@ -186,8 +186,9 @@ struct Pool::Impl {
   /// null (a leader sleeps only then: one futex word cannot listen to two workers).
   detail::WorkerProcess* sole_busy_worker() const;
   /// Under data_mu, after anything that can start a second worker or end one: wakes the
-  /// sleepers whose worker is no longer the only one at work (each decides again).
-  void wake_moved_sleepers() noexcept;
+  /// sleepers whose worker is no longer the only one at work (each decides again), and
+  /// those of `ending`, whose block is about to be unmapped.
+  void wake_moved_sleepers(const detail::WorkerProcess* ending = nullptr) noexcept;
   /// Under data_mu, after a caller's turn or lead: the loop sleeps without the workers'
   /// wake-ups and no leader is left to read their results: it is woken.
   void hand_back_if_deaf();
