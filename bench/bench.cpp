@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -268,6 +269,28 @@ void floor_round_trips() {
   percentiles("d_floor_futex", us);
 }
 
+// Context switches of process `pid`'s threads (0: this process): voluntary ones (a thread
+// went to sleep) and involuntary ones (it was preempted), of the calling thread and of
+// all others apart. Read around the busy round trips: where their p99 goes.
+struct Switches {
+  long self_vol = 0, self_invol = 0, other_vol = 0, other_invol = 0;
+};
+Switches switches(int pid) {
+  Switches s;
+  const std::string task_dir = "/proc/" + (pid == 0 ? std::string("self") : std::to_string(pid)) + "/task";
+  const std::string self_tid = std::to_string(pid == 0 ? ::gettid() : -1);
+  for (const auto& task : std::filesystem::directory_iterator(task_dir)) {
+    std::ifstream in(task.path() / "status");
+    const bool self = task.path().filename() == self_tid;
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0) (self ? s.self_vol : s.other_vol) += std::stol(line.substr(24));
+      if (line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
+        (self ? s.self_invol : s.other_invol) += std::stol(line.substr(27));
+    }
+  }
+  return s;
+}
+
 // Sequential round trips on one worker, busy (back to back) and idle (1 ms apart), two
 // ways: Pool::apply, whose caller moves the task and its result itself (d_rtt_*), and a
 // future's get(), whose result the loop thread hands over (d_rtt_future_*).
@@ -282,12 +305,28 @@ void round_trips() {
   for (const auto& [name, trip] : ways) {
     for (size_t i = 0; i < 1000; ++i) trip();
     us.clear();
+    const int worker = p->worker_pids().at(0);
+    const Switches host0 = switches(0), worker0 = switches(worker);
     for (size_t i = 0; i < busy; ++i) {
       auto t0 = Clock::now();
       trip();
       us.push_back(seconds_since(t0) * 1e6);
     }
+    const Switches host1 = switches(0), worker1 = switches(worker);
     percentiles((std::string(name) + "_busy").c_str(), us);
+    // Per 1000 trips: the caller's sleeps and preemptions, the other host threads' (the
+    // loop's) wake-ups, the worker's sleeps.
+    const double per = 1000.0 / static_cast<double>(busy);
+    const std::string prefix = std::string(name) + "_busy_switches_";
+    figure((prefix + "caller_sleeps").c_str(), static_cast<double>(host1.self_vol - host0.self_vol) * per, "/1000 trips");
+    figure((prefix + "caller_preempted").c_str(), static_cast<double>(host1.self_invol - host0.self_invol) * per,
+           "/1000 trips");
+    figure((prefix + "loop_sleeps").c_str(), static_cast<double>(host1.other_vol - host0.other_vol) * per, "/1000 trips");
+    figure((prefix + "worker_sleeps").c_str(), static_cast<double>(worker1.self_vol + worker1.other_vol - worker0.self_vol - worker0.other_vol) * per,
+           "/1000 trips");
+    figure((prefix + "worker_preempted").c_str(),
+           static_cast<double>(worker1.self_invol + worker1.other_invol - worker0.self_invol - worker0.other_invol) * per,
+           "/1000 trips");
     us.clear();
     for (size_t i = 0; i < idle; ++i) {
       std::this_thread::sleep_for(1ms);
