@@ -7,6 +7,7 @@
 #include "plugin/elf.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <variant>
 
 namespace shoal::detail {
@@ -47,6 +49,25 @@ const void* host_shared(shoal_ctx* c, const char* name, size_t* size) { return c
 bool Worker::fatal(Errc code, const std::string& message) {
   send_control(MsgType::fatal, encode_fatal(code, message));
   return false;
+}
+
+// The rings' pages are the memfd's, allocated (and zeroed) on first touch: by the host
+// writing a task or the worker writing a result, each side then faulting the page into
+// its own mapping. On this 2-vCPU VM, a tiny task's first lap of a 4 MiB ring paid that
+// at every 4 KiB: 1% of busy round trips took 20-45 µs instead of 0.4 (their p99; 0.53
+// µs once a lap had run). Allocated here, after `ready` so a start does not wait for it,
+// on a thread of its own so the first tasks do not either; the host's own page-table
+// entries are then minor faults on pages that exist. MADV_POPULATE_WRITE (Linux 5.14)
+// faults the pages in without writing to them, so it races with nothing the rings hold;
+// on an older kernel it fails and the pages come on first touch, as before.
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // <linux/mman.h>, absent from older C libraries' headers
+#endif
+void Worker::populate_rings() {
+  std::thread([tasks = task_map_.data(), results = result_map_.data(), bytes = init_.capacity] {
+    (void)::madvise(tasks, bytes, MADV_POPULATE_WRITE);
+    (void)::madvise(results, bytes, MADV_POPULATE_WRITE);
+  }).detach();
 }
 
 bool Worker::map_segment() {
@@ -284,6 +305,7 @@ Started Worker::start() {
   // A host that died meanwhile is EPIPE here, never a reason to skip the chain: serve()
   // sees the stop and runs it.
   send_control(MsgType::ready, {});
+  populate_rings();
   return Started::ready;
 }
 

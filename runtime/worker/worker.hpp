@@ -88,6 +88,7 @@ class Worker {
   /// Sends the Fatal message (`code` for Pool::start's error, `message` for people).
   bool fatal(Errc code, const std::string& message);
   bool map_segment();
+  void populate_rings();
   bool map_shared_data();
   bool apply_limits();
   // confine.cpp
@@ -189,7 +190,8 @@ class Worker {
   // ring bookkeeping between them.
   int64_t last_end_ns_ = 0;
   bool waited_ = true;
-  bool linger_ = false;  // a leader was just woken for a result: its next task is near
+  bool linger_ = false;
+  bool hot_ = false;  // a leader was just woken for a result: its next task is near
   uint64_t woken_for_ = 0;  // the wake_after_task this worker already woke the host for
   std::string error_;
 };
