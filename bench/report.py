@@ -51,7 +51,9 @@ ratio("(d) busy round trip (apply) p99 ÷ bare spinning round trip p99, same run
 ratio("(d) idle round trip (apply) p50 ÷ bare futex round trip p50, same run", v("d_rtt_idle_p50"), v("d_floor_futex_p50"), 1.5,
       higher_is_better=False, issue=True)
 ratio("(c) 100 µs CPU tasks: shoal ÷ two in-process loops at once", v("c_cpu_map"), v("c_cpu_parallel"), 0.98, issue=True)
-ratio("(e) 1 MiB echo (map_views) ÷ memcpy", v("e_echo_1m"), v("e_memcpy_1m"), 0.5, issue=True)
+ratio("(e) 1 MiB echo (map_views, inputs copied in) ÷ memcpy", v("e_echo_1m"), v("e_memcpy_1m"), 0.5, issue=True)
+ratio("(e) 1 MiB echo (map_views, inputs written in place by an InputWriter) ÷ memcpy", v("e_echo_written_1m"),
+      v("e_memcpy_1m"), 0.5, issue=True)
 ratio("(h) `shoal run` lines: shoal ÷ Pool.imap chunksize 1024 with json.dumps rows", v("h_run_lines"),
       v("py_pool_imap_json"), 10, issue=True)
 ratio("(a) first map of each process (fresh memory): shoal ÷ Pool.map's first", v("a_map_tiny_first"),

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <system_error>
 #include <thread>
 #include <variant>
 
@@ -64,10 +65,14 @@ bool Worker::fatal(Errc code, const std::string& message) {
 #define MADV_POPULATE_WRITE 23  // <linux/mman.h>, absent from older C libraries' headers
 #endif
 void Worker::populate_rings() {
-  std::thread([tasks = task_map_.data(), results = result_map_.data(), bytes = init_.capacity] {
-    (void)::madvise(tasks, bytes, MADV_POPULATE_WRITE);
-    (void)::madvise(results, bytes, MADV_POPULATE_WRITE);
-  }).detach();
+  try {
+    std::thread([tasks = task_map_.data(), results = result_map_.data(), bytes = init_.capacity] {
+      (void)::madvise(tasks, bytes, MADV_POPULATE_WRITE);
+      (void)::madvise(results, bytes, MADV_POPULATE_WRITE);
+    }).detach();
+  } catch (const std::system_error&) {
+    // No thread (limits.address_space leaves no room for its stack): first touch, as before.
+  }
 }
 
 bool Worker::map_segment() {

@@ -177,6 +177,22 @@ struct PoolStats {
   std::vector<SharedStats> shared;
 };
 
+/// Inputs that Pool::map_views writes in place (1.5). Input `index` is `size(index)`
+/// bytes; `write(index, dst)` fills `dst`, exactly that many bytes in a worker's task
+/// ring, before the worker may read them. Both run on the thread that moves tasks into
+/// the rings: the calling thread while it waits, else the pool's loop thread (never
+/// another caller's thread), one call at a time and with no other task of the pool
+/// dispatched meanwhile, so they must be quick and must not call into the pool. `size`
+/// must give the same value for an index each time it is asked (it may be asked more
+/// than once); `write` runs again for an index whose task is retried after its worker
+/// died. An input larger than the ring allows is rejected (input_too_large) without a
+/// call to `write`; a `write` that throws makes that task's outcome an `error` naming
+/// the exception, and nothing of it reaches a worker.
+struct InputWriter {
+  std::function<size_t(size_t index)> size;
+  std::function<void(size_t index, std::span<std::byte> dst)> write;
+};
+
 /// Options that do not belong in the YAML file.
 struct RuntimeOptions {
   /// Path of the shoal-worker executable. Empty: $SHOAL_WORKER, then `shoal-worker` beside
@@ -254,6 +270,12 @@ class Pool {
   /// time; while it runs, no other result of this pool is taken in, so it must be quick.
   /// Blocks until all are done.
   SHOAL_API void map_views(std::span<const std::string> inputs,
+                           const std::function<void(size_t index, const OutcomeView& outcome)>& on_done);
+  /// 1.5: map_views over `count` inputs that `inputs` writes straight into the workers'
+  /// task rings (InputWriter): a large input is written once, where its worker reads it,
+  /// instead of being built in a string and copied in. Throws std::invalid_argument if
+  /// `inputs.size` or `inputs.write` is empty.
+  SHOAL_API void map_views(size_t count, const InputWriter& inputs,
                            const std::function<void(size_t index, const OutcomeView& outcome)>& on_done);
 
   /// No more submissions; tasks already queued still run.

@@ -155,9 +155,9 @@ bool Pool::Impl::pending_ready() const {
   return q.task || q.batch->next < q.batch->ready.load(std::memory_order_acquire);
 }
 
-std::string_view Pool::Impl::pending_input() const {
+size_t Pool::Impl::pending_input_size() const {
   const Queued& q = pending.front();
-  return q.task ? q.task->input : std::string_view(q.batch->inputs[q.batch->next]);
+  return q.task ? input_size(*q.task) : q.batch->input_size(q.batch->next);
 }
 
 TaskPtr Pool::Impl::pop_pending() {
@@ -173,13 +173,13 @@ TaskPtr Pool::Impl::pop_pending() {
   // outcome slots and waits for nothing of this thread's meanwhile: this wait is bounded.
   while (b->next >= b->ready.load(std::memory_order_acquire)) std::this_thread::yield();
   TaskPtr t(task_cache.get());
-  t->input = b->inputs[b->next];
+  t->input = b->writer != nullptr ? std::string_view() : std::string_view(b->inputs[b->next]);
   t->batch = b;
   t->cache = &task_cache;
   t->index = b->next;
   t->attempts = 0;
   t->suspect = false;
-  if (++b->next == b->inputs.size()) pending.pop_front();
+  if (++b->next == b->count) pending.pop_front();
   return t;
 }
 
@@ -190,6 +190,29 @@ void Pool::Impl::push_pending_front(TaskPtr task) {
 
 void Pool::Impl::cancel_pending(const Outcome& outcome) {
   while (!pending.empty()) complete(pop_pending(), Outcome(outcome));
+}
+
+// An InputWriter's input is written where the worker will read it, unpublished until the
+// ring's cursor advances: a writer that throws leaves nothing behind but an error outcome.
+bool Pool::Impl::write_input(TaskPtr& t, std::span<std::byte> dst) {
+  if (t->batch == nullptr || t->batch->writer == nullptr) {
+    std::memcpy(dst.data(), t->input.data(), dst.size());
+    return true;
+  }
+  std::string why;
+  try {
+    t->batch->writer->write(t->index, dst);
+    return true;
+  } catch (const std::exception& e) {
+    why = e.what();
+  } catch (...) {
+    why = "an exception that is not a std::exception";
+  }
+  Outcome thrown;
+  thrown.status = Status::error;
+  thrown.error = "input writer for index " + std::to_string(t->index) + " threw: " + why;
+  complete(std::move(t), std::move(thrown));
+  return false;
 }
 
 void Pool::Impl::dispatch() {
@@ -225,35 +248,41 @@ void Pool::Impl::dispatch() {
     if (max_tasks != 0) room = std::min<size_t>(room, max_tasks - w.dispatched);
     for (size_t n = std::min(room, share); n > 0 && !pending.empty(); --n) {
       if (!pending_ready()) break;
-      const std::string_view input = pending_input();
-      if (input.size() > limit) {  // a batch's input, checked only now (a submit's was at enqueue)
+      // An InputWriter is the caller's code: never run on another caller's thread.
+      const Queued& front = pending.front();
+      const BatchSink* owner = front.task ? front.task->batch : front.batch;
+      if (led_by_caller && owner != nullptr && owner->writer != nullptr && owner != leading_batch) {
+        left_for_loop = for_loop = true;
+        break;
+      }
+      const size_t size = pending_input_size();
+      if (size > limit) {  // a batch's input, checked only now (a submit's was at enqueue)
         // Its refusal is a view for a map_views callback: never on another caller's thread.
-        const BatchSink* owner = pending.front().batch;
-        if (led_by_caller && owner->takes_views() && owner != leading_batch) {
+        if (led_by_caller && owner != nullptr && owner->takes_views() && owner != leading_batch) {
           left_for_loop = for_loop = true;
           break;
         }
         counters->on_refused();
-        Outcome refused = rejection(Reason::input_too_large, too_large(input.size()));
+        Outcome refused = rejection(Reason::input_too_large, too_large(size));
         guarded(config.name, [&] { finish(pop_pending(), std::move(refused)); });
         continue;
       }
       // A suspect task runs alone: only into an empty queue, and nothing after it.
       const bool suspect = pending.front().task && pending.front().task->suspect;
       if (suspect && !w.inflight.empty()) break;
-      std::byte* at = w.tasks.reserve(record_bytes(input.size()));
+      std::byte* at = w.tasks.reserve(record_bytes(size));
       if (at == nullptr) {
         if (w.tasks.corrupt()) kill_worker(w, "worker " + std::to_string(w.index()) + " corrupted its task ring", true);
         break;
       }
       TaskPtr t = pop_pending();
+      if (!write_input(t, std::span(at + sizeof(RecordHeader), size))) continue;
       t->id = next_task_id++;
       RecordHeader h{};
       h.task_id = t->id;
-      h.size = static_cast<uint32_t>(input.size());
+      h.size = static_cast<uint32_t>(size);
       write_header(at, h);
-      std::memcpy(at + sizeof(RecordHeader), input.data(), input.size());
-      w.tasks.advance(record_bytes(input.size()));
+      w.tasks.advance(record_bytes(size));
       if (timeouts && w.inflight.empty()) w.front_started = std::chrono::steady_clock::now();
       w.last_dispatched = t->id;
       w.inflight.push_back(std::move(t));

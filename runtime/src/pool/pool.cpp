@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
 #include <system_error>
 
 namespace shoal {
@@ -198,7 +199,7 @@ void Pool::Impl::enqueue(Queued entry) {
     return;
   }
   entry.batch->make_all_slots();
-  for (size_t i = 0; i < entry.batch->inputs.size(); ++i) {
+  for (size_t i = 0; i < entry.batch->count; ++i) {
     counters->on_refused();
     entry.batch->put(i, rejection(reason, why));
   }
@@ -281,6 +282,8 @@ class Batch final : public BatchSink {
  public:
   using ViewFn = std::function<void(size_t, const OutcomeView&)>;
 
+  Batch(size_t n, const InputWriter& w, const ViewFn* views)
+      : BatchSink(n, w), keep_order_(false), views_(views), remaining_(n) {}
   Batch(std::span<const std::string> in, bool keep_order, const ViewFn* views = nullptr)
       : BatchSink(in), keep_order_(keep_order && views == nullptr), views_(views), remaining_(in.size()) {
     if (keep_order_) {
@@ -295,17 +298,17 @@ class Batch final : public BatchSink {
   // bytes each, and on a virtual machine whose fresh pages fault in slowly, making the
   // 88 MB of a million outcomes took longer than running the tasks, every worker idle.
   void submit(Pool::Impl& impl) {
-    if (keep_order_) make_slots(std::min(inputs.size(), kFirstSlots));
+    if (keep_order_) make_slots(std::min(count, kFirstSlots));
     impl.enqueue(Queued{TaskPtr(), this});
-    while (ordered_.size() < inputs.size()) {
-      make_slots(std::min(inputs.size(), ordered_.size() + kMoreSlots));
+    while (ordered_.size() < count) {
+      make_slots(std::min(count, ordered_.size() + kMoreSlots));
       impl.has_incoming.store(true, std::memory_order_seq_cst);  // the loop dispatches more
       impl.wake_loop();
     }
   }
 
   void make_all_slots() override {
-    if (keep_order_) make_slots(inputs.size());
+    if (keep_order_) make_slots(count);
   }
 
   bool takes_views() const noexcept override { return views_ != nullptr; }
@@ -362,7 +365,7 @@ class Batch final : public BatchSink {
 
   // Hands out what has completed, as it completes; false once all were handed out.
   bool next(Pool::Impl& impl, std::vector<std::pair<size_t, Outcome>>& out) {
-    if (handed_ == inputs.size()) return false;
+    if (handed_ == count) return false;
     impl.lead_while_waiting(*this);
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return !done_.empty(); });
@@ -449,6 +452,15 @@ void Pool::map_views(std::span<const std::string> inputs,
                      const std::function<void(size_t index, const OutcomeView& outcome)>& on_done) {
   if (inputs.empty()) return;
   Batch batch(inputs, false, &on_done);
+  batch.submit(*impl_);
+  batch.wait_all(*impl_);
+}
+
+void Pool::map_views(size_t count, const InputWriter& inputs,
+                     const std::function<void(size_t index, const OutcomeView& outcome)>& on_done) {
+  if (count == 0) return;
+  if (!inputs.size || !inputs.write) throw std::invalid_argument("map_views: an InputWriter needs both size and write");
+  Batch batch(count, inputs, &on_done);
   batch.submit(*impl_);
   batch.wait_all(*impl_);
 }

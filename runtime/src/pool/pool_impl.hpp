@@ -156,7 +156,9 @@ struct Pool::Impl {
   /// (the loop cancels them; a caller's turn leaves that to the loop).
   bool take_incoming();
   bool pending_ready() const;
-  std::string_view pending_input() const;
+  size_t pending_input_size() const;
+  /// Writes t's input at dst (its exact size); false if its writer threw: t is finished.
+  bool write_input(detail::TaskPtr& t, std::span<std::byte> dst);
   detail::TaskPtr pop_pending();
   void push_pending_front(detail::TaskPtr task);
   void cancel_pending(const Outcome& outcome);

@@ -25,7 +25,8 @@ namespace shoal::detail {
 /// entry. It lives until its last outcome is delivered.
 class BatchSink {
  public:
-  explicit BatchSink(std::span<const std::string> in) noexcept : inputs(in), ready(in.size()) {}
+  explicit BatchSink(std::span<const std::string> in) noexcept : inputs(in), count(in.size()), ready(in.size()) {}
+  BatchSink(size_t n, const InputWriter& w) noexcept : writer(&w), count(n), ready(n) {}
   virtual void put(size_t index, Outcome&& outcome) = 0;
   /// Makes every outcome slot now: the batch is refused on the caller's thread.
   virtual void make_all_slots() {}
@@ -36,7 +37,10 @@ class BatchSink {
   /// stops leading the data path then (lead.cpp).
   virtual bool caller_may_return() const noexcept { return true; }
 
-  const std::span<const std::string> inputs;
+  const std::span<const std::string> inputs;  // empty when a writer makes them
+  const InputWriter* const writer = nullptr;  // map_views with an InputWriter
+  const size_t count;                         // inputs
+  size_t input_size(size_t index) const { return writer != nullptr ? writer->size(index) : inputs[index].size(); }
   size_t next = 0;  // the first input not yet dispatched; the loop thread's once queued
   // Inputs below it may be dispatched: map() makes its outcome slots while its first
   // tasks run and raises this as it goes (release; the loop reads it with acquire).
@@ -122,7 +126,7 @@ using TaskPtr = std::unique_ptr<Task, TaskDeleter>;
 struct Queued {
   TaskPtr task;
   BatchSink* batch = nullptr;
-  size_t count() const noexcept { return task ? 1 : batch->inputs.size() - batch->next; }
+  size_t count() const noexcept { return task ? 1 : batch->count - batch->next; }
 };
 
 /// A batch task's storage goes back to its cache before its outcome is delivered, since
@@ -132,6 +136,11 @@ inline std::pair<BatchSink*, size_t> release_batch_task(TaskPtr task) noexcept {
   const std::pair<BatchSink*, size_t> to{task->batch, task->index};
   task.reset();
   return to;
+}
+
+/// Bytes of a task's input: its own, or what its batch's writer says.
+inline size_t input_size(const Task& t) {
+  return t.batch != nullptr && t.batch->writer != nullptr ? t.batch->input_size(t.index) : t.input.size();
 }
 
 /// Delivers the outcome and ends the task, exactly once.
