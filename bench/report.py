@@ -56,6 +56,8 @@ ratio("(e) 1 MiB echo (map_views, inputs written in place by an InputWriter) ÷ 
       v("e_memcpy_1m"), 0.5, issue=True)
 ratio("(h) `shoal run` lines: shoal ÷ Pool.imap chunksize 1024 with json.dumps rows", v("h_run_lines"),
       v("py_pool_imap_json"), 10, issue=True)
+ratio("(a) map_views tiny (no Outcome per task): shoal ÷ Pool.map default chunksize", v("a_map_views_tiny"),
+      v("py_pool_map_default"), 3)
 ratio("(a) first map of each process (fresh memory): shoal ÷ Pool.map's first", v("a_map_tiny_first"),
       v("py_pool_map_default_first"), 0)
 ratio("(a) map tiny: shoal ÷ 10 M tasks/s", v("a_map_tiny"), 10e6, 1)

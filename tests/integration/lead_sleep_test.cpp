@@ -29,12 +29,24 @@ namespace {
 // spin is a few µs), so each apply wakes it and its caller sleeps on the result.
 constexpr auto kIdleGap = 300us;
 
-// One worker's pid once it differs from `old` and the pool has it live, up to `limit`.
-int replacement_of(Pool& pool, int old, std::chrono::milliseconds limit) {
+// The one worker's pid once it differs from `old` and that process has served a task,
+// up to `limit`; -1 past it. A process killed before it served anything counts as a
+// failed start, and a few of those in a row fail the pool (on purpose: a crash loop).
+int replacement_of(Pool& pool, int old, std::chrono::milliseconds limit, const std::atomic<bool>& give_up) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    const auto pids = pool.worker_pids();
-    if (pids.size() == 1 && pids[0] > 0 && pids[0] != old && pool.live_workers() == 1) return pids[0];
+  int seen = -1;
+  uint64_t tasks_when_seen = 0;
+  while (std::chrono::steady_clock::now() < deadline && !give_up.load()) {
+    const PoolStats stats = pool.stats();
+    const int pid = stats.workers.size() == 1 ? stats.workers[0].pid : -1;
+    if (pid > 0 && pid != old) {
+      if (pid != seen) {
+        seen = pid;
+        tasks_when_seen = stats.workers[0].tasks;
+      } else if (stats.workers[0].tasks > tasks_when_seen) {
+        return pid;
+      }
+    }
     std::this_thread::sleep_for(1ms);
   }
   return -1;
@@ -77,13 +89,14 @@ TEST_CASE("data path: a worker killed while its caller sleeps on its result: cra
   constexpr int kKills = 15;
   std::atomic<bool> done{false};
   std::atomic<int> kills{0};
+  std::atomic<bool> caller_gone{false};
   std::thread killer([&] {
     int pid = pool->worker_pids().at(0);
-    for (int k = 0; k < kKills && pid > 0; ++k) {
+    for (int k = 0; k < kKills && pid > 0 && !caller_gone.load(); ++k) {
       std::this_thread::sleep_for(3ms);  // let a few round trips pass between kills
       ::kill(pid, SIGKILL);
       kills.fetch_add(1);
-      pid = replacement_of(*pool, pid, 20s * kSlow);
+      pid = replacement_of(*pool, pid, 20s * kSlow, caller_gone);
     }
     done.store(true);
   });
@@ -92,7 +105,7 @@ TEST_CASE("data path: a worker killed while its caller sleeps on its result: cra
   // A task of 1 ms every 40 keeps a worker busy most of the time, so most kills land on a
   // task; the 39 echoes between keep the pool's average task short, so that its caller
   // sleeps on the result instead of handing over to the loop.
-  for (int i = 0; !done.load(); ++i) {
+  for (int i = 0; !done.load() && other == 0; ++i) {
     const bool hold = i % 40 == 0;
     const Outcome o = pool->apply(hold ? "sleep 1" : "echo " + std::to_string(i));
     ++applies;
@@ -103,6 +116,7 @@ TEST_CASE("data path: a worker killed while its caller sleeps on its result: cra
     else if (++other == 1)
       odd = std::string(to_string(o.status)) + " " + o.output + " " + o.error;
   }
+  caller_gone.store(true);
   killer.join();
   INFO("applies " << applies << ", ok " << ok << ", crashed " << crashed << "; first other: " << odd);
   REQUIRE(kills.load() == kKills);
