@@ -36,11 +36,6 @@ std::string seconds_text(int64_t ns) {
 
 }  // namespace
 
-int64_t now_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 void Worker::stop_signal_handler(int sig) noexcept {
   const int saved_errno = errno;  // the interrupted code may be about to read it
   // A child a plugin forked without exec inherits this handler (exec resets it): the

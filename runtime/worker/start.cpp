@@ -60,15 +60,17 @@ bool Worker::fatal(Errc code, const std::string& message) {
 // on a thread of its own so the first tasks do not either; the host's own page-table
 // entries are then minor faults on pages that exist. MADV_POPULATE_WRITE (Linux 5.14)
 // faults the pages in without writing to them, so it races with nothing the rings hold;
-// on an older kernel it fails and the pages come on first touch, as before.
+// on an older kernel it fails and the pages come on first touch, as before. The same
+// thread then takes the task clock's second reading (task_clock.hpp).
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23  // <linux/mman.h>, absent from older C libraries' headers
 #endif
-void Worker::populate_rings() {
+void Worker::warm_up() {
   try {
-    std::thread([tasks = task_map_.data(), results = result_map_.data(), bytes = init_.capacity] {
+    std::thread([tasks = task_map_.data(), results = result_map_.data(), bytes = init_.capacity, clock = &clock_] {
       (void)::madvise(tasks, bytes, MADV_POPULATE_WRITE);
       (void)::madvise(results, bytes, MADV_POPULATE_WRITE);
+      clock->calibrate();  // task_clock.hpp: its second reading, milliseconds after the first
     }).detach();
   } catch (const std::system_error&) {
     // No thread (limits.address_space leaves no room for its stack): first touch, as before.
@@ -85,6 +87,7 @@ bool Worker::map_segment() {
     return fatal(Errc::ipc, std::string("shared-memory segment (descriptor 3): fstat: ") + std::strerror(errno));
   if (std::string why = segment_mismatch(init_, static_cast<uint64_t>(st.st_size)); !why.empty())
     return fatal(Errc::ipc, why);
+  clock_.start();
   const SegmentLayout layout{init_.capacity};
   auto block = map_shared(kWorkerSegmentFd, SegmentLayout::block_offset(), kPageSize);
   auto tasks = map_ring(kWorkerSegmentFd, layout.task_ring_offset(), init_.capacity);
@@ -310,7 +313,7 @@ Started Worker::start() {
   // A host that died meanwhile is EPIPE here, never a reason to skip the chain: serve()
   // sees the stop and runs it.
   send_control(MsgType::ready, {});
-  populate_rings();
+  warm_up();
   return Started::ready;
 }
 

@@ -42,7 +42,7 @@ void Worker::wait_until(Pred ready) {
   }
   if (linger_) {
     linger_ = false;
-    for (const int64_t until = now_ns() + kLingerNs; now_ns() < until;)
+    for (const int64_t until = clock_.now() + kLingerNs; clock_.now() < until;)
       for (int i = 0; i < 16; ++i) {
         if (ready()) return;
         __builtin_ia32_pause();
@@ -215,10 +215,10 @@ void Worker::run_task(const RecordView& task) {
   error_.clear();
   if (out_record_ == nullptr) return;  // host gone: the stop path takes over
   phase_.store(static_cast<uint32_t>(Phase::in_task));
-  const int64_t t0 = waited_ ? now_ns() : last_end_ns_;
+  const int64_t t0 = waited_ ? clock_.now() : last_end_ns_;
   waited_ = false;
   shoal_status rc = api_.run(&plugin_ctx_, user_, shoal_bytes{task.payload, task.header.size});
-  last_end_ns_ = now_ns();
+  last_end_ns_ = clock_.now();
   const int64_t elapsed = last_end_ns_ - t0;
   phase_.store(static_cast<uint32_t>(Phase::idle));
   // The control thread gave up on this task after grace and is running the chain; this

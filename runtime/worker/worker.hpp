@@ -10,6 +10,7 @@
 #ifndef SHOAL_WORKER_WORKER_HPP
 #define SHOAL_WORKER_WORKER_HPP
 
+#include "task_clock.hpp"
 #include "finalize/chain.hpp"
 #include "ipc/control.hpp"
 #include "ipc/init_message.hpp"
@@ -88,7 +89,7 @@ class Worker {
   /// Sends the Fatal message (`code` for Pool::start's error, `message` for people).
   bool fatal(Errc code, const std::string& message);
   bool map_segment();
-  void populate_rings();
+  void warm_up();
   bool map_shared_data();
   bool apply_limits();
   // confine.cpp
@@ -188,7 +189,8 @@ class Worker {
   // tasks take their start from the previous end: one clock read per task instead of two
   // (two were 7-10% of all CPU with tiny tasks); the duration then includes the ~50 ns of
   // ring bookkeeping between them.
-  int64_t last_end_ns_ = 0;
+  int64_t last_end_ns_ = 0;  // clock_'s timeline
+  TaskClock clock_;
   bool waited_ = true;
   bool linger_ = false;
   bool hot_ = false;  // a leader was just woken for a result: its next task is near
@@ -196,7 +198,6 @@ class Worker {
   std::string error_;
 };
 
-int64_t now_ns() noexcept;
 /// The Landlock ABI version of the running kernel; 0 when it has none.
 int landlock_abi() noexcept;
 
