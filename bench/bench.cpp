@@ -336,15 +336,15 @@ void round_trips() {
     // loop's) wake-ups, the worker's sleeps.
     const double per = 1000.0 / static_cast<double>(busy);
     const std::string prefix = std::string(name) + "_busy_switches_";
-    figure((prefix + "caller_sleeps").c_str(), static_cast<double>(host1.self_vol - host0.self_vol) * per, "/1000 trips");
+    figure((prefix + "caller_sleeps").c_str(), static_cast<double>(host1.self_vol - host0.self_vol) * per, "per_1000_trips");
     figure((prefix + "caller_preempted").c_str(), static_cast<double>(host1.self_invol - host0.self_invol) * per,
-           "/1000 trips");
-    figure((prefix + "loop_sleeps").c_str(), static_cast<double>(host1.other_vol - host0.other_vol) * per, "/1000 trips");
+           "per_1000_trips");
+    figure((prefix + "loop_sleeps").c_str(), static_cast<double>(host1.other_vol - host0.other_vol) * per, "per_1000_trips");
     figure((prefix + "worker_sleeps").c_str(), static_cast<double>(worker1.self_vol + worker1.other_vol - worker0.self_vol - worker0.other_vol) * per,
-           "/1000 trips");
+           "per_1000_trips");
     figure((prefix + "worker_preempted").c_str(),
            static_cast<double>(worker1.self_invol + worker1.other_invol - worker0.self_invol - worker0.other_invol) * per,
-           "/1000 trips");
+           "per_1000_trips");
     us.clear();
     for (size_t i = 0; i < idle; ++i) {
       std::this_thread::sleep_for(1ms);
