@@ -109,6 +109,9 @@ TEST_CASE("map_views and map_unordered keep no outcome slot per input", "[integr
   CHECK(views == inputs.size());
   CHECK(outcomes == inputs.size());
   INFO("peak RSS grew by " << grown << " KiB");
-  CHECK(grown < 16 * 1024);  // 500,000 slots would be 43,000 KiB
+  // 500,000 slots are 43,000 KiB per call, and both calls' made 106 MB of peak growth in
+  // the g++ build. A sanitizer's allocator keeps freed blocks aside for a while (ASan's
+  // quarantine): 21 MB of growth there without any slot.
+  CHECK(grown < (kSanitized ? 40 : 16) * 1024);
   pool->join();
 }
