@@ -365,12 +365,13 @@ void bandwidth() {
     // Zero copy out: each output is read where the worker wrote it (map_views); the check
     // touches every cache line of it, as a consumer would.
     size_t checked = 0;
-    auto t0 = Clock::now();
-    p->map_views(inputs, [&](size_t, const shoal::OutcomeView& v) {
+    const auto check = [&](size_t, const shoal::OutcomeView& v) {
       uint64_t sum = 0;
       for (size_t i = 0; i < v.output.size(); i += 64) sum += static_cast<unsigned char>(v.output[i]);
       checked += sum == 'b' * ((v.output.size() + 63) / 64) ? 1u : 0u;
-    });
+    };
+    auto t0 = Clock::now();
+    p->map_views(inputs, check);
     double gbs = static_cast<double>(n * size) / seconds_since(t0) / 1e9;
     if (checked != n) std::fprintf(stderr, "bench: %zu of %zu echo outputs wrong\n", n - checked, n);
     // Zero copy in as well: each input written straight into the ring (an InputWriter),
@@ -379,11 +380,7 @@ void bandwidth() {
     const shoal::InputWriter fill{[size](size_t) { return size; },
                                   [](size_t, std::span<std::byte> dst) { std::memset(dst.data(), 'b', dst.size()); }};
     t0 = Clock::now();
-    p->map_views(n, fill, [&](size_t, const shoal::OutcomeView& v) {
-      uint64_t sum = 0;
-      for (size_t i = 0; i < v.output.size(); i += 64) sum += static_cast<unsigned char>(v.output[i]);
-      checked += sum == 'b' * ((v.output.size() + 63) / 64) ? 1u : 0u;
-    });
+    p->map_views(n, fill, check);
     double write_gbs = static_cast<double>(n * size) / seconds_since(t0) / 1e9;
     if (checked != n) std::fprintf(stderr, "bench: %zu of %zu written echo outputs wrong\n", n - checked, n);
     // The same through map, each output copied into its Outcome (a fresh allocation).
