@@ -69,6 +69,8 @@ ratio("(b) submit one by one: shoal ÷ ProcessPoolExecutor.submit", v("b_submit_
 ratio("(b) unordered: shoal ÷ Pool.imap_unordered", v("b_unordered_tiny"), v("py_pool_imap_unordered"), 1)
 ratio("(c) 100 µs CPU tasks: shoal ÷ ideal (2 × in-process)", v("c_cpu_map"), v("c_cpu_ideal"), 0.98)
 ratio("(c) Python Pool.map ÷ its ideal (for reference)", v("py_cpu_pool_map"), 2 / (v("py_cpu_task_us") * 1e-6), 0)
+ratio("(d) busy round trip, the 10,000 trips right after 100 ms idle, p99 ÷ bare spinning p99 (the vCPU "
+      "co-location spell: NOTES.md)", v("d_rtt_busy_after_idle_p99"), v("d_floor_spin_p99"), 0)
 ratio("(d) Pool.apply p50 ÷ shoal apply busy p50", v("py_pool_apply_rtt_p50"), v("d_rtt_busy_p50"), 1)
 ratio("(d) busy round trip through a future's get() p50 ÷ bare spinning p50", v("d_rtt_future_busy_p50"),
       v("d_floor_spin_p50"), 0)

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -220,6 +222,43 @@ TEST_CASE("hostile cursors and headers are caught, never followed", "[unit][ring
     CHECK_FALSE(decode_record(buf.data(), 63).has_value());
     CHECK_FALSE(decode_record(buf.data(), 16).has_value());
   }
+}
+
+// A leader watches the producer's cursor between turns without the data lock
+// (pool/lead.cpp): what the consumer last saw, against what is published now.
+TEST_CASE("the producer's cursor shows what was published since the consumer last looked", "[unit][ring]") {
+  RingFixture r;
+  CHECK(r.consumer.producer_cursor().load() == r.consumer.producer_seen());
+  REQUIRE(r.push(1, "a"));
+  CHECK(r.consumer.producer_cursor().load() != r.consumer.producer_seen());
+  REQUIRE(r.pop().has_value());
+  CHECK_FALSE(r.pop().has_value());
+  CHECK(r.consumer.producer_cursor().load() == r.consumer.producer_seen());
+}
+
+// The block of a worker that ended while a caller led stays mapped for that caller's
+// watch, detached from the segment: the pointer still reads (zeros), and this process no
+// longer maps the dead worker's memfd, which would hold its rings' pages.
+TEST_CASE("a detached mapping reads zeros where it was and no longer maps its file", "[unit][ring]") {
+  const auto memfd_lines = [] {
+    std::ifstream maps("/proc/self/maps");
+    size_t n = 0;
+    for (std::string line; std::getline(maps, line);)
+      if (line.find("memfd:shoal-worker") != std::string::npos) ++n;
+    return n;
+  };
+  const size_t before = memfd_lines();
+  {
+    RingFixture r;
+    REQUIRE(r.push(1, "a"));
+    const std::atomic<uint64_t>& cursor = r.consumer.producer_cursor();
+    REQUIRE(cursor.load() != 0);
+    const size_t mapped = memfd_lines();
+    REQUIRE(r.block.detach());
+    CHECK(cursor.load() == 0);
+    CHECK(memfd_lines() == mapped - 1);
+  }
+  CHECK(memfd_lines() == before);
 }
 
 TEST_CASE("a million records cross between two real processes intact", "[unit][ring][process]") {

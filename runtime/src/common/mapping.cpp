@@ -21,6 +21,11 @@ Mapping::~Mapping() {
   if (addr_ != nullptr) ::munmap(addr_, len_);
 }
 
+bool Mapping::detach() noexcept {
+  if (addr_ == nullptr) return true;
+  return ::mmap(addr_, len_, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED;
+}
+
 Result<Mapping> map_shared(int fd, uint64_t offset, uint64_t len) {
   void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(offset));
   if (p == MAP_FAILED) return errno_error("mmap(MAP_SHARED)");

@@ -71,6 +71,10 @@ class RingConsumer {
   /// Publishes the read cursor (release store): every skipped record is free.
   void release() noexcept;
   bool corrupt() const noexcept { return corrupt_; }
+  /// The producer's cursor and its value as this side last read it: a thread that only
+  /// wants to know whether anything was published since compares the two.
+  const std::atomic<uint64_t>& producer_cursor() const noexcept { return header_->write_pos; }
+  uint64_t producer_seen() const noexcept { return write_cache_; }
 
  private:
   RingHeader* header_ = nullptr;

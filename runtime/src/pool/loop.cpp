@@ -300,7 +300,12 @@ void Pool::Impl::dispatch() {
     // microseconds, which with 100 µs tasks on 2 CPUs was 4-6% of the throughput.
     const size_t keep = std::max<size_t>(1, depth / 2);
     const size_t k = w.inflight.size();
-    w.block->wake_after_task.store(w.inflight[k > keep ? k - keep - 1 : 0]->id, std::memory_order_relaxed);
+    // A lone task's result wakes the host anyway (the worker is about to run dry), so 0
+    // does: then a stream of lone tasks (back-to-back apply) leaves the line as it is and
+    // in the worker's cache, where a store per task moved it to the host and back.
+    const uint64_t after = k > 1 ? w.inflight[k > keep ? k - keep - 1 : 0]->id : 0;
+    if (w.block->wake_after_task.load(std::memory_order_relaxed) != after)
+      w.block->wake_after_task.store(after, std::memory_order_relaxed);
     w.tasks.publish();
     woke_worker |= w.wake();
   }

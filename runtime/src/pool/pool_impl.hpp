@@ -117,6 +117,10 @@ struct Pool::Impl {
     const detail::WorkerProcess* worker;  // compared only: it may be gone when the sleeper is woken
   };
   std::vector<Sleeper> sleepers;
+  // Leaders read their workers' result cursors between turns without data_mu: the block
+  // of a process that ends while any caller leads stays mapped (detached from its
+  // segment) until none does.
+  std::vector<detail::Mapping> parked_blocks;
   bool led_by_caller = false;
   const detail::BatchSink* leading_batch = nullptr;
   bool left_for_loop = false;

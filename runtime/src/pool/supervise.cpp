@@ -149,6 +149,7 @@ void Pool::Impl::on_exit(WorkerProcess& w) {
   if (w.phase() != WorkerProcess::Phase::recovering) drain_results(w);  // outcomes published before it died still count
   on_worker_ended(w, w.ended(*status));
   wake_moved_sleepers(&w);  // a leader asleep on its block's word: before the unmap
+  if (leaders != 0) parked_blocks.push_back(w.park_block());
   // Done with it: its mappings and descriptors go with the object.
   for (auto it = procs.begin(); it != procs.end(); ++it)
     if (it->get() == &w) {

@@ -116,6 +116,14 @@ WorkerProcess::~WorkerProcess() {
     if (*fd) (void)::epoll_ctl(epoll_, EPOLL_CTL_DEL, fd->get(), nullptr);
 }
 
+Mapping WorkerProcess::park_block() noexcept {
+  block = nullptr;
+  // Should the kernel refuse, the page stays as it was: the segment is then held until
+  // the leaders are gone, no longer.
+  (void)block_map_.detach();
+  return std::move(block_map_);
+}
+
 Result<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(const SpawnSite& site, GenerationPtr gen, uint32_t index,
                                                             uint32_t key, std::string recover, bool recover_only) {
   std::unique_ptr<WorkerProcess> p(new WorkerProcess(std::move(gen), index, key, site.epoll));

@@ -165,6 +165,10 @@ class WorkerProcess {
   /// After collect_exit: reads what is left on its channels, closes them, classifies
   /// the end and hands over its tasks. The object is done after this.
   Ended ended(const ExitStatus& status);
+  /// Its block's page for a thread that may still read it without the data lock (a
+  /// leader's result watch, lead.cpp): detached from its segment, so keeping it holds no
+  /// ring pages. `block` is null afterwards.
+  Mapping park_block() noexcept;
 
   // ---- dispatch state, the pool's loop reads and writes it ----
   Role role = Role::serving;
