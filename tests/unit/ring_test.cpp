@@ -237,9 +237,10 @@ TEST_CASE("the producer's cursor shows what was published since the consumer las
 }
 
 // The block of a worker that ended while a caller led stays mapped for that caller's
-// watch, detached from the segment: the pointer still reads (zeros), and this process no
-// longer maps the dead worker's memfd, which would hold its rings' pages.
-TEST_CASE("a detached mapping reads zeros where it was and no longer maps its file", "[unit][ring]") {
+// watch (and for a caller about to sleep on its futex word), detached from the segment:
+// the pointer still reads what the page held, later writes to the segment no longer show
+// there, and this process no longer maps the dead worker's memfd (its rings' pages).
+TEST_CASE("a detached mapping keeps its last contents and no longer maps its file", "[unit][ring]") {
   const auto memfd_lines = [] {
     std::ifstream maps("/proc/self/maps");
     size_t n = 0;
@@ -253,10 +254,16 @@ TEST_CASE("a detached mapping reads zeros where it was and no longer maps its fi
     REQUIRE(r.push(1, "a"));
     const std::atomic<uint64_t>& cursor = r.consumer.producer_cursor();
     REQUIRE(cursor.load() != 0);
+    const uint64_t published = cursor.load();
     const size_t mapped = memfd_lines();
     REQUIRE(r.block.detach());
-    CHECK(cursor.load() == 0);
+    CHECK(cursor.load() == published);
     CHECK(memfd_lines() == mapped - 1);
+    // The segment moves on; the detached copy does not follow it.
+    auto again = map_shared(r.fd.get(), SegmentLayout::block_offset(), kPageSize);
+    REQUIRE(again.ok());
+    reinterpret_cast<WorkerBlock*>(again->data())->tasks.write_pos.store(published + 8);
+    CHECK(cursor.load() == published);
   }
   CHECK(memfd_lines() == before);
 }

@@ -5,6 +5,8 @@
 #include <sys/mman.h>
 #include <sys/types.h>
 
+#include <cstring>
+
 namespace shoal::detail {
 
 Mapping& Mapping::operator=(Mapping&& o) noexcept {
@@ -23,7 +25,17 @@ Mapping::~Mapping() {
 
 bool Mapping::detach() noexcept {
   if (addr_ == nullptr) return true;
-  return ::mmap(addr_, len_, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED;
+  // A private copy moved over the shared pages in one step (mremap replaces what is at
+  // the target): a reader never sees the range unmapped, nor zeros in place of the words.
+  void* copy = ::mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (copy == MAP_FAILED) return false;
+  std::memcpy(copy, addr_, len_);
+  if (::mprotect(copy, len_, PROT_READ) != 0 ||
+      ::mremap(copy, len_, len_, MREMAP_MAYMOVE | MREMAP_FIXED, addr_) == MAP_FAILED) {
+    ::munmap(copy, len_);
+    return false;
+  }
+  return true;
 }
 
 Result<Mapping> map_shared(int fd, uint64_t offset, uint64_t len) {

@@ -19,9 +19,10 @@ class Mapping {
   ~Mapping();
   std::byte* data() const noexcept { return static_cast<std::byte*>(addr_); }
   size_t size() const noexcept { return len_; }
-  /// Puts private zero pages where the mapped file was, at the same address: a thread
-  /// still holding a pointer into it reads zeros instead of faulting, and the file's pages
-  /// are no longer held by this mapping. False (nothing changed) if the kernel refused.
+  /// Puts a private, read-only copy of the pages where the mapped file was, at the same
+  /// address: a thread still holding a pointer into it reads the last contents instead of
+  /// faulting, and the file's pages are no longer held by this mapping. False (nothing
+  /// changed) if the kernel refused.
   bool detach() noexcept;
 
  private:

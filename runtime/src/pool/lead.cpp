@@ -240,9 +240,9 @@ bool Pool::Impl::sleep_on_result(BatchSink& own) {
   sleepers.push_back({&own, w});
   data.unlock();
   // L5. The worker may end before this call: on_exit wakes this sleeper (the word moves)
-  // before it unmaps the block, so the wait returns at once (EAGAIN, or EFAULT on an
-  // unmapped page). A replacement's block mapped at the same address in that window can
-  // hold seq by chance: then the bound ends the wait. The word is not touched again below
+  // before it parks the block (this thread leads, so the page stays, a private copy of
+  // it holding the moved word), so the wait returns at once (EAGAIN); a copy of zeros
+  // would hold seq 0 and keep it asleep to the bound. The word is not touched again below
   // unless the sleeper is still attached, i.e. its worker is still in procs.
   futex_wait(channel.word, seq, kLeadSleepNs);
   data.lock();

@@ -118,8 +118,8 @@ struct Pool::Impl {
   };
   std::vector<Sleeper> sleepers;
   // Leaders read their workers' result cursors between turns without data_mu: the block
-  // of a process that ends while any caller leads stays mapped (detached from its
-  // segment) until none does.
+  // of a process that ends while any caller leads stays mapped (a private copy, detached
+  // from its segment) until none does.
   std::vector<detail::Mapping> parked_blocks;
   bool led_by_caller = false;
   const detail::BatchSink* leading_batch = nullptr;

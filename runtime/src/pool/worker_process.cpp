@@ -118,8 +118,8 @@ WorkerProcess::~WorkerProcess() {
 
 Mapping WorkerProcess::park_block() noexcept {
   block = nullptr;
-  // Should the kernel refuse, the page stays as it was: the segment is then held until
-  // the leaders are gone, no longer.
+  // Should the kernel refuse, the page stays shared: the segment is then held until the
+  // leaders are gone, no longer.
   (void)block_map_.detach();
   return std::move(block_map_);
 }
