@@ -23,6 +23,8 @@ int64_t now_ns() noexcept;
 
 class TaskClock {
  public:
+  /// `read_ns` is CLOCK_MONOTONIC; a test passes a slow one to stand for a preemption.
+  explicit TaskClock(int64_t (*read_ns)() noexcept = now_ns) noexcept : read_ns_(read_ns) {}
   /// Main thread, before the first task: the first of the two readings.
   void start() noexcept;
   /// Another thread, at least a few milliseconds later: the second reading, and the
@@ -33,10 +35,11 @@ class TaskClock {
     if (ready_.load(std::memory_order_acquire))
       return base_ns_ + static_cast<int64_t>(static_cast<double>(__rdtsc() - base_tsc_) * ns_per_tick_);
 #endif
-    return now_ns();
+    return read_ns_();
   }
 
  private:
+  int64_t (*read_ns_)() noexcept;
   uint64_t base_tsc_ = 0;
   int64_t base_ns_ = 0;
   double ns_per_tick_ = 0;
