@@ -27,13 +27,14 @@ class LineReader {
   /// `max_line`: the longest line returned (without its \r\n); a longer one is skipped
   /// to its newline and reported as too_long, so memory stays bounded whatever the input
   /// (/dev/zero is one endless line).
-  LineReader(int fd, int wake_fd, size_t max_line = SIZE_MAX)
-      : fd_(fd), wake_fd_(wake_fd), max_line_(max_line), buf_(kChunk) {}
+  /// `separator` '\0': records end at a NUL byte and keep any \r (binary input).
+  LineReader(int fd, int wake_fd, size_t max_line = SIZE_MAX, char separator = '\n')
+      : fd_(fd), wake_fd_(wake_fd), max_line_(max_line), sep_(separator), buf_(kChunk) {}
 
   Read next(std::string& line) {
     for (;;) {
       const char* base = buf_.data();
-      if (const void* nl = std::memchr(base + begin_, '\n', end_ - begin_)) {
+      if (const void* nl = std::memchr(base + begin_, sep_, end_ - begin_)) {
         const size_t stop = static_cast<size_t>(static_cast<const char*>(nl) - base);
         const Read r = take(line, stop);
         begin_ = stop + 1;
@@ -66,7 +67,7 @@ class LineReader {
   /// descriptor has nothing to read yet. A caller that batches lines sends what it has
   /// then, instead of holding lines a slow producer wrote long ago.
   bool would_block() const {
-    if (eof_ || std::memchr(buf_.data() + begin_, '\n', end_ - begin_) != nullptr) return false;
+    if (eof_ || std::memchr(buf_.data() + begin_, sep_, end_ - begin_) != nullptr) return false;
     pollfd p{fd_, POLLIN, 0};
     return ::poll(&p, 1, 0) == 0;
   }
@@ -80,7 +81,7 @@ class LineReader {
   Read take(std::string& line, size_t stop) {
     line_bytes_ = skipped_ + (stop - begin_);
     uint64_t len = line_bytes_;
-    if (stop > begin_ && buf_[stop - 1] == '\r') --len;
+    if (sep_ == '\n' && stop > begin_ && buf_[stop - 1] == '\r') --len;
     skipped_ = 0;
     if (skipping_ || len > max_line_) {
       skipping_ = false;
@@ -127,6 +128,7 @@ class LineReader {
   int fd_;
   int wake_fd_;
   size_t max_line_;
+  char sep_;
   std::vector<char> buf_;
   size_t begin_ = 0, end_ = 0;
   uint64_t line_bytes_ = 0;

@@ -10,8 +10,10 @@
 
 #include "common/printable.hpp"
 #include "redis/client.hpp"
+#include "redis/link.hpp"
 #include "redis/streams.hpp"
 
+#include <shoal/client.hpp>
 #include <shoal/config.hpp>
 #include <shoal/runtime.hpp>
 
@@ -56,11 +58,7 @@ inline redis::Backoff reconnect_backoff() {
 inline void ignore_sigpipe() { ::signal(SIGPIPE, SIG_IGN); }
 
 /// The status word of a result ("ok", "crashed", …); nullopt for another word.
-inline std::optional<Status> status_from(std::string_view word) {
-  for (Status s : {Status::ok, Status::error, Status::crashed, Status::timeout, Status::cancelled, Status::rejected})
-    if (to_string(s) == word) return s;
-  return std::nullopt;
-}
+inline std::optional<Status> status_from(std::string_view word) { return redis::status_of(word); }
 
 /// The variable that may carry the Redis password instead of the URL (which `ps` shows
 /// when it is a flag). main() takes it out of the environment before anything starts, so
@@ -173,118 +171,45 @@ inline Result<std::chrono::milliseconds> connect_timeout_from(
   return std::chrono::duration_cast<std::chrono::milliseconds>(d);
 }
 
-/// One connection of a client that may wait for a server to come back (`submit`,
-/// `collect`): a failure closes it, and reconnect() pauses with back-off, a stop signal
-/// ending the pause, until it is open again, for at most `give_up` without one answer
-/// (0: no limit). A refused AUTH or SELECT, or a server that does not speak Redis, is
-/// fatal: retrying would never end.
-class RedisLink {
+/// A Redis client's line for the user (a retry is a warning).
+inline void say_on_stderr(bool warning, const std::string& line) {
+  warning ? print_warning(line) : print_info(line);
+}
+
+/// The Client of `submit` and `collect --job`: the target's settings, a stop signal
+/// ending its waits, its lines on standard error.
+inline ClientOptions client_options(const RedisTarget& target, StopSignals& signals, std::string name,
+                                    std::chrono::milliseconds give_up, Duration result_ttl = std::chrono::hours(24)) {
+  ClientOptions o;
+  o.url = target.settings.url;
+  o.password = target.url.password;
+  o.stream = target.settings.stream;
+  o.io_timeout = kIoTimeout;
+  o.reconnect_for = give_up;
+  o.max_stream_length = target.settings.max_stream_length;
+  o.max_input = target.settings.max_input;
+  o.result_ttl = std::chrono::duration_cast<std::chrono::milliseconds>(result_ttl);
+  o.interrupt_fd = signals.fd();
+  o.on_notice = say_on_stderr;
+  o.name = std::move(name);
+  return o;
+}
+
+/// The Redis link of `submit`, `collect` and `dead` (redis/link.hpp): a stop signal ends
+/// its waits, and its lines go to standard error.
+class RedisLink : public redis::Link {
  public:
   RedisLink(redis::Url url, StopSignals& signals, std::string command,
             std::chrono::milliseconds give_up = kDefaultConnectTimeout)
-      : url_(std::move(url)), signals_(signals), command_(std::move(command)), give_up_(give_up) {}
+      : redis::Link(std::move(url), std::move(command), give_up, kIoTimeout, hooks(signals)) {}
 
-  /// The most bytes one reply may take (redis::kMaxReplyBytes unless set before open()).
-  void set_max_reply(size_t bytes) { max_reply_ = bytes; }
-
-  Result<void> open() {
-    auto c = redis::Connection::open(url_, kIoTimeout);
-    if (!c) return c.error();
-    conn_ = std::move(*c);
-    conn_.set_interrupt_fd(signals_.fd());
-    conn_.set_max_reply(max_reply_);
-    backoff_.reset();
-    return {};
+  static Hooks hooks(StopSignals& signals) {
+    Hooks h;
+    h.interrupt_fd = signals.fd();
+    h.interrupted = [&signals] { return signals.poll(); };
+    h.say = say_on_stderr;
+    return h;
   }
-
-  redis::Connection& conn() { return conn_; }
-  explicit operator bool() const { return bool(conn_); }
-  const redis::Url& url() const { return url_; }
-
-  /// As below, but an error that retrying cannot cure (a server that does not speak
-  /// Redis, a reply past the bound) ends the command: fatal().
-  void lost(const Error& e) {
-    if (e.code == Errc::failed) {
-      conn_.close();
-      fatal_ = e.message;
-      return;
-    }
-    lost(e.message);
-  }
-
-  /// The connection failed (or Redis refused for a while): closes it and says so. A stop
-  /// signal that cut a wait short is no failure to report: it ends the command.
-  void lost(const std::string& why) {
-    conn_.close();
-    if (int sig = signals_.poll(); sig != 0) {
-      stopped_by_ = sig;
-      return;
-    }
-    if (failing_since_ == Clock::time_point{}) failing_since_ = Clock::now();
-    ++failures_;
-    last_error_ = why;
-    print_warning(command_ + ": " + why + "; retrying");
-  }
-
-  /// Opens the connection again after a pause; false when a stop signal came first
-  /// (stopped_by()) or the server refused for good (fatal()). Call while !*this.
-  bool reconnect() {
-    while (!conn_ && stopped_by_ == 0 && fatal_.empty()) {
-      if (give_up_.count() > 0 && failing_since_ != Clock::time_point{} && Clock::now() - failing_since_ >= give_up_) {
-        fatal_ = "no answer from " + url_.display + " for " + std::to_string(give_up_.count() / 1000) + " s (" +
-                 std::to_string(failures_) + " failed attempts, the last: " + last_error_ +
-                 "); --connect-timeout sets this limit";
-        break;
-      }
-      if (!pause(backoff_.next())) break;
-      auto c = redis::Connection::open(url_, kIoTimeout);
-      if (!c) {
-        ++failures_;
-        last_error_ = c.error().message;
-        if (c.error().code != Errc::io) fatal_ = c.error().message;
-        continue;
-      }
-      conn_ = std::move(*c);
-      conn_.set_interrupt_fd(signals_.fd());
-      conn_.set_max_reply(max_reply_);
-      print_info(command_ + ": connected again to " + url_.display);
-    }
-    return bool(conn_);
-  }
-
-  /// Waits `ms` unless a stop signal comes first; false then.
-  bool pause(std::chrono::milliseconds ms) {
-    pollfd p{signals_.fd(), POLLIN, 0};
-    ::poll(&p, 1, static_cast<int>(ms.count()));
-    if (int sig = signals_.poll(); sig != 0) stopped_by_ = sig;
-    return stopped_by_ == 0;
-  }
-
-  /// A command went through: the next outage starts with short pauses again, and its
-  /// own --connect-timeout.
-  void ok() {
-    backoff_.reset();
-    failing_since_ = {};
-    failures_ = 0;
-  }
-
-  int stopped_by() const { return stopped_by_; }
-  const std::string& fatal() const { return fatal_; }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  redis::Url url_;
-  StopSignals& signals_;
-  std::string command_;
-  std::chrono::milliseconds give_up_;
-  Clock::time_point failing_since_{};  // the first failure since the last answer
-  uint64_t failures_ = 0;
-  std::string last_error_;
-  size_t max_reply_ = redis::kMaxReplyBytes;
-  redis::Connection conn_;
-  redis::Backoff backoff_ = reconnect_backoff();
-  int stopped_by_ = 0;
-  std::string fatal_;
 };
 
 }  // namespace shoal::cli

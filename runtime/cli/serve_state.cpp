@@ -6,6 +6,8 @@
 
 #include <sys/eventfd.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -16,26 +18,27 @@ using detail::log_line;
 
 namespace {
 
-// The status word of a result JSON written by result_json; crashed when it has none.
-Status status_in(std::string_view json) {
-  constexpr std::string_view key = "\"status\":\"";
-  const auto at = json.find(key);
-  if (at == std::string_view::npos) return Status::crashed;
-  const std::string_view rest = json.substr(at + key.size());
-  return status_from(rest.substr(0, rest.find('"'))).value_or(Status::crashed);
-}
-
-// The generation of a result JSON written by result_json; 0 when it has none.
-uint32_t generation_in(std::string_view json) {
-  constexpr std::string_view key = "\"generation\":";
-  const auto at = json.rfind(key);
-  if (at == std::string_view::npos) return 0;
-  uint64_t n = 0;
-  for (size_t i = at + key.size(); i < json.size() && json[i] >= '0' && json[i] <= '9'; ++i) {
-    n = n * 10 + static_cast<uint64_t>(json[i] - '0');
-    if (n > UINT32_MAX) return 0;
-  }
-  return static_cast<uint32_t>(n);
+// The outcome in a result JSON written by result_json (a failed delivery's, kept in
+// STREAM:last): what a dead letter's result then says. A status it lacks is crashed.
+Outcome outcome_in(std::string_view text) {
+  Outcome o;
+  o.status = Status::crashed;
+  o.reason = Reason::crashed;
+  const auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object()) return o;
+  auto text_of = [&](const char* key) { return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : ""; };
+  o.status = status_from(text_of("status")).value_or(Status::crashed);
+  const std::string reason = text_of("reason");
+  for (uint8_t i = 0; i <= static_cast<uint8_t>(Reason::reentrant); ++i)
+    if (to_string(static_cast<Reason>(i)) == reason) o.reason = static_cast<Reason>(i);
+  o.output = text_of("output");
+  o.error = text_of("error");
+  if (j.contains("worker") && j["worker"].is_number_integer()) o.worker = j["worker"].get<int32_t>();
+  if (j.contains("attempts") && j["attempts"].is_number_unsigned()) o.attempts = j["attempts"].get<uint32_t>();
+  if (j.contains("generation") && j["generation"].is_number_unsigned()) o.generation = j["generation"].get<uint32_t>();
+  if (j.contains("ms") && j["ms"].is_number())
+    o.duration = std::chrono::nanoseconds(static_cast<int64_t>(j["ms"].get<double>() * 1e6));
+  return o;
 }
 
 // "ENTRY (id TASK-ID)" for a log line: the entry id is what `shoal dead` and redis-cli
@@ -213,23 +216,22 @@ void ServeState::finish(const std::string& entry, Outcome&& outcome, bool stoppi
         kind = Kind::release;
       break;
   }
-  std::string json = redis::result_json(d.task, outcome, consumer());
-  Pending p{kind, std::move(it->second), std::move(json), outcome.status, outcome.generation};
+  Pending p{kind, std::move(it->second), std::move(outcome)};
   held_.erase(it);
   outbox_.push_back(std::move(p));
 }
 
-std::string ServeState::outcome_of_dead(const redis::Task& task, uint32_t deliveries) const {
+Outcome ServeState::outcome_of_dead(uint32_t deliveries) {
   Outcome o;
   o.status = Status::crashed;
   o.reason = Reason::crashed;
   o.error = "delivered " + std::to_string(deliveries) +
             " times without an outcome: the hosts running it died or were stopped";
-  return redis::result_json(task, o, consumer());
+  return o;
 }
 
 void ServeState::count(const Pending& p) {
-  if (p.kind == Kind::result || p.kind == Kind::dead) ++counts_.by_status[static_cast<size_t>(p.status)];
+  if (p.kind == Kind::result || p.kind == Kind::dead) ++counts_.by_status[static_cast<size_t>(p.outcome.status)];
   if (p.kind == Kind::dead) ++dead_;
   if (p.kind == Kind::retry) ++retried_;
   if (p.kind == Kind::release) ++handed_back_;
@@ -264,6 +266,45 @@ bool ServeState::settle_sent() {
   return true;
 }
 
+bool ServeState::check_jobs() {
+  std::vector<std::string> fresh;
+  for (const auto& p : outbox_) {
+    const std::string& job = p.held.entry.task.job;
+    if ((p.kind == Kind::result || p.kind == Kind::dead) && !job.empty() && !jobs_.contains(job) &&
+        std::find(fresh.begin(), fresh.end(), job) == fresh.end())
+      fresh.push_back(job);
+  }
+  if (fresh.empty()) return true;
+  // A long-lived host sees job after job: what it knows of the old ones goes.
+  if (jobs_.size() + fresh.size() > 10000) jobs_.clear();
+  std::vector<redis::Args> asks;
+  for (const auto& job : fresh) {
+    asks.push_back({"TYPE", keys_.job_results(job)});
+    asks.push_back({"HGET", keys_.job_meta(job), "ttl"});
+  }
+  auto answers = conn_.pipeline(asks);
+  if (!answers) return lost(answers.error());
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    JobKeys k{keys_.job_results(fresh[i]), keys_.job_meta(fresh[i])};
+    const redis::ReplyView type = (*answers)[2 * i].view(), ttl = (*answers)[2 * i + 1].view();
+    if (type.is_error() && redis::is_transient(type)) return refused("TYPE", type);
+    if (type.is_string() && type.str() != "none" && type.str() != "stream") {
+      k.usable = false;
+      log_line(LogLevel::warn, "key " + k.results + " is a " + std::string(type.str()) +
+                                   ", not a stream: the results of job " + fresh[i] + " go to " + keys_.results);
+    }
+    if (ttl.is_string()) k.ttl_ms = std::max(0LL, std::atoll(std::string(ttl.str()).c_str()));
+    jobs_.emplace(fresh[i], std::move(k));
+  }
+  return true;
+}
+
+const ServeState::JobKeys* ServeState::job_keys(const redis::Task& t) const {
+  if (t.job.empty()) return nullptr;
+  auto it = jobs_.find(t.job);
+  return it != jobs_.end() && it->second.usable ? &it->second : nullptr;
+}
+
 bool ServeState::flush() {
   if (outbox_.empty()) return true;
   if (!settle_sent()) return false;
@@ -274,8 +315,10 @@ bool ServeState::flush() {
   // acknowledged nor leave an acknowledged entry in the stream (whose length is what
   // submit's back-pressure reads). Redis checks each command as it is queued (OOM, syntax)
   // and then runs none; check_types() rules out failures while it runs.
+  if (!check_jobs()) return false;
   std::vector<redis::Args> tx = {{"MULTI"}};
   redis::Args ack = {"XACK", keys_.tasks, s_.redis.group};
+  std::vector<const JobKeys*> touched;
   redis::Args del = {"XDEL", keys_.tasks};
   redis::Args forget = {"HDEL", keys_.last};
   for (auto& p : outbox_) {
@@ -285,14 +328,25 @@ bool ServeState::flush() {
     // JUSTID leaves the delivery count alone; the claim counts the next delivery.
     const redis::Args hand_back = {"XCLAIM", keys_.tasks, s_.redis.group, consumer(), "0", t.entry_id,
                                    "IDLE",   idle,        "JUSTID"};
+    const JobKeys* job = job_keys(t);
     switch (p.kind) {
-      case Kind::dead:
-        tx.push_back({"XADD", keys_.dead, "*", "id", t.task_id, "entry", t.entry_id, "deliveries",
-                      std::to_string(p.held.entry.deliveries), "input", t.input.value_or(""), "result", p.json});
+      case Kind::dead: {
+        redis::Args dead = {"XADD", keys_.dead, "*", "id", t.task_id, "entry", t.entry_id, "deliveries",
+                            std::to_string(p.held.entry.deliveries), "input", t.input.value_or(""), "result",
+                            redis::result_json(t, p.outcome, consumer())};
+        if (!t.job.empty()) dead.insert(dead.end(), {"job", t.job, "seq", std::to_string(t.seq)});
+        tx.push_back(std::move(dead));
         [[fallthrough]];
+      }
       case Kind::result:
-        tx.push_back({"XADD", keys_.results, "*", "id", t.task_id, "status", std::string(to_string(p.status)),
-                      "generation", std::to_string(p.generation), "result", p.json});
+        if (job != nullptr) {
+          tx.push_back(redis::result_entry(keys_, t, p.outcome, consumer()));
+          if (job->ttl_ms > 0 && std::find(touched.begin(), touched.end(), job) == touched.end()) touched.push_back(job);
+        } else {
+          tx.push_back({"XADD", keys_.results, "*", "id", t.task_id, "status", std::string(to_string(p.outcome.status)),
+                        "generation", std::to_string(p.outcome.generation), "result",
+                        redis::result_json(t, p.outcome, consumer())});
+        }
         ack.push_back(t.entry_id);
         del.push_back(t.entry_id);
         if (p.held.entry.deliveries > 1) {
@@ -301,7 +355,7 @@ bool ServeState::flush() {
         }
         break;
       case Kind::retry:
-        tx.push_back({"HSET", keys_.last, t.entry_id, p.json});
+        tx.push_back({"HSET", keys_.last, t.entry_id, redis::result_json(t, p.outcome, consumer())});
         tx.push_back(hand_back);
         break;
       case Kind::release:
@@ -315,6 +369,12 @@ bool ServeState::flush() {
     tx.push_back(std::move(del));
   }
   if (forget.size() > 2) tx.push_back(std::move(forget));
+  // A job's results and record live result_ttl past its last result (PEXPIRE never
+  // fails at EXEC, whatever the key's type).
+  for (const JobKeys* job : touched) {
+    tx.push_back({"PEXPIRE", job->results, std::to_string(job->ttl_ms)});
+    tx.push_back({"PEXPIRE", job->meta, std::to_string(job->ttl_ms)});
+  }
   tx.push_back({"EXEC"});
   auto replies = conn_.pipeline(tx);
   if (!replies) return lost(replies.error());
@@ -423,11 +483,8 @@ bool ServeState::claim(std::vector<Delivery>& out) {
                                  std::to_string(d.deliveries - 1 - d.handed_back) +
                                  " deliveries, the last without an outcome (its host died or was stopped): "
                                  "dead letter in " + keys_.dead);
-    std::string json =
-        history[0].is_string() ? std::string(history[0].str()) : outcome_of_dead(d.task, d.deliveries);
-    const Status status = status_in(json);
-    const uint32_t generation = generation_in(json);
-    outbox_.push_back(Pending{Kind::dead, Held{std::move(d), now}, std::move(json), status, generation});
+    Outcome o = history[0].is_string() ? outcome_in(history[0].str()) : outcome_of_dead(d.deliveries);
+    outbox_.push_back(Pending{Kind::dead, Held{std::move(d), now}, std::move(o)});
   }
   return true;
 }

@@ -129,9 +129,7 @@ class ServeState {
   struct Pending {
     Kind kind;
     Held held;
-    std::string json;
-    Status status;
-    uint32_t generation = 0;  ///< of the pool that ran it (Outcome::generation)
+    Outcome outcome;
     /// Went out in a transaction whose answer was lost: it may have been applied.
     bool sent = false;
   };
@@ -158,7 +156,18 @@ class ServeState {
   /// An outcome written: for the summary at exit.
   void count(const Pending& p);
   void schedule_retry();
-  std::string outcome_of_dead(const redis::Task& task, uint32_t deliveries) const;
+  static Outcome outcome_of_dead(uint32_t deliveries);
+  /// Where a job's results go, as far as this host knows it.
+  struct JobKeys {
+    std::string results, meta;
+    long long ttl_ms = 0;  ///< the job's `ttl`; 0: its keys never expire
+    bool usable = true;    ///< false: its results key is not a stream (they go to STREAM:results)
+  };
+  /// Looks up the jobs of the outbox's results not seen before: the type of their result
+  /// key (a transaction must not fail at EXEC, after its acknowledgements) and their ttl.
+  bool check_jobs();
+  /// The keys of the job of `t`; null when it has none or they are not usable.
+  const JobKeys* job_keys(const redis::Task& t) const;
 
   ServeSettings s_;
   redis::Keys keys_;
@@ -172,6 +181,7 @@ class ServeState {
   bool persistence_checked_ = false;
   std::string fatal_;
   std::unordered_map<std::string, Held> held_;
+  std::unordered_map<std::string, JobKeys> jobs_;
   std::vector<Pending> outbox_;
   std::string cursor_ = "0-0";
   Clock::time_point next_claim_{};

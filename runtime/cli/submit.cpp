@@ -1,23 +1,20 @@
-// `shoal submit`: one stream entry per input line (id, seq, input), XADDed in pipelined
-// batches. A batch goes out when it is full or when the input has nothing more to give
-// at once, so a slow producer's lines are queued as they come. A command Redis refused for
-// a while (OOM, LOADING) is sent again, alone; when the connection is lost the replies
-// of the commands in flight are unknown and they are all sent again: a task may then be
-// queued twice under the same id, which the collector's de-duplication absorbs.
+// `shoal submit`: one task per input record, queued as one job through shoal::Client
+// (shoal/client.hpp), which the hosts read and whose results `collect --job` prints. A
+// batch goes out when it is full or when the input has nothing more to give at once, so a
+// slow producer's lines are queued as they come.
+#include "base64.hpp"
 #include "line_reader.hpp"
 #include "options.hpp"
 #include "scale_out.hpp"
 #include "scale_out_shared.hpp"
 #include "terminal.hpp"
 
+#include <shoal/client.hpp>
+
 #include <fcntl.h>
-#include <sys/random.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <numeric>
 #include <string>
 #include <vector>
 
@@ -26,139 +23,42 @@ namespace shoal::cli {
 namespace {
 
 constexpr std::string_view kSubmitUsage =
-    "Usage: shoal submit [CONFIG] [--redis URL] [--stream NAME] [--input FILE|-] [--prefix TEXT]\n"
+    "Usage: shoal submit [CONFIG] [--redis URL] [--stream NAME] [--input FILE|-]\n"
+    "                    [--input-format lines|nul|base64] [--prefix TEXT | --job JOB]\n"
+    "                    [--no-seal] [--result-ttl DURATION]\n"
     "\n"
-    "Queues one task per input line on a Redis stream for 'shoal serve' hosts: the entry\n"
-    "holds the line (input), its 0-based number (seq) and a task id PREFIX-RUN:SEQ, where\n"
-    "RUN is random per submit, so that two submits never share an id. Prints how many\n"
-    "were queued and their ids. The stream never holds more than redis.max_stream_length\n"
-    "entries (tasks not yet finished): submit waits for room, nothing is dropped.\n"
+    "Queues one task per input record on a Redis stream for 'shoal serve' hosts, as one\n"
+    "job named PREFIX-RUN, where RUN is random per submit, so that two submits never\n"
+    "share one. Task ids are JOB:SEQ, SEQ counting from 0 in input order. Prints the job\n"
+    "and the ids queued; 'shoal collect --job JOB' prints its results and ends when all\n"
+    "are in. The stream never holds more than redis.max_stream_length entries (tasks not\n"
+    "yet finished): submit waits for room, nothing is dropped.\n"
     "\n"
     SHOAL_CLIENT_REDIS_OPTIONS
     "  --input FILE    read tasks from FILE (default -, standard input)\n"
-    "  --prefix TEXT   task ids are TEXT-RUN:SEQ (default: the time in ms)\n"
+    "  --input-format FORMAT\n"
+    "                  lines: one task per line, a trailing \\r dropped (default);\n"
+    "                  nul: records ended by a NUL byte, taken as they are (binary);\n"
+    "                  base64: one task per line, base64-encoded\n"
+    "  --prefix TEXT   the job is TEXT-RUN (default: the time in ms); A-Z a-z 0-9 . _ -\n"
+    "  --job JOB       add the tasks to JOB, left open by an earlier submit --no-seal\n"
+    "  --no-seal       leave the job open for more submits; collect ends at --expect then\n"
+    "  --result-ttl DURATION\n"
+    "                  a new job's results expire this long after its last one was\n"
+    "                  written (default 24h; 0 = kept until 'shoal collect --delete')\n"
     "  --connect-timeout DURATION\n"
     "                  give up (exit 2) after this long without an answer from Redis,\n"
     "                  across reconnects (default 60s; 0 = never)\n"
     "  -h, --help      show this help\n"
     "\n"
-    "Exit status: 0 every line queued; 1 a line longer than redis.max_input (64MiB) was\n"
-    "not queued (the others were); 2 usage, config, input or first connection error;\n"
-    "128+N stopped by signal N (the count printed is what was queued).\n";
+    "Exit status: 0 every record queued; 1 a record longer than redis.max_input (64MiB),\n"
+    "or not base64, was not queued (the others were); 2 usage, config, input or first\n"
+    "connection error; 128+N stopped by signal N (the count printed is what was queued).\n";
 
 constexpr size_t kBatch = 512;
 // A batch also goes out once its inputs reach this: 512 lines near redis.max_input would
 // otherwise be held (and copied for hiredis) all at once.
 constexpr size_t kBatchBytes = size_t{16} << 20;
-
-class Submitter {
- public:
-  Submitter(redis::Url url, const RedisConfig& cfg, StopSignals& signals, std::chrono::milliseconds give_up)
-      : link_(std::move(url), signals, "submit", give_up), cfg_(cfg), keys_(redis::Keys::of(cfg.stream)) {}
-
-  Result<void> open() {
-    // XLEN and XADD answers are a few bytes: anything near this is not Redis.
-    link_.set_max_reply(64 << 10);
-    return link_.open();
-  }
-
-  // Queues the batch, never letting the stream grow past max_stream_length; returns how
-  // many entries were queued: fewer than the batch when a signal or an error stopped it.
-  size_t send(const std::vector<redis::Args>& batch) {
-    // The commands not yet known to be queued, in input order.
-    std::vector<size_t> todo(batch.size());
-    std::iota(todo.begin(), todo.end(), size_t{0});
-    size_t done = 0;
-    bool waiting_reported = false;
-    redis::Backoff wait(std::chrono::milliseconds(20), std::chrono::seconds(1));
-    while (!todo.empty()) {
-      if (!link_ && !link_.reconnect()) break;
-      auto len = link_.conn().command({"XLEN", keys_.tasks});
-      if (!len) {
-        link_.lost(len.error());
-        continue;
-      }
-      if (!len->view().is_integer()) {
-        fatal_ = "XLEN " + keys_.tasks + ": " + len->view().error_text();
-        return done;
-      }
-      link_.ok();
-      const auto held = static_cast<uint64_t>(std::max<long long>(0, len->view().integer()));
-      if (held >= cfg_.max_stream_length) {
-        if (!waiting_reported) {
-          waiting_reported = true;
-          print_info("submit: " + keys_.tasks + " holds " + std::to_string(held) +
-                      " entries (redis.max_stream_length " + std::to_string(cfg_.max_stream_length) + "): waiting");
-        }
-        if (!link_.pause(wait.next())) break;
-        continue;
-      }
-      wait.reset();
-      const size_t room = static_cast<size_t>(std::min<uint64_t>(cfg_.max_stream_length - held, todo.size()));
-      std::vector<redis::Args> chunk;
-      chunk.reserve(room);
-      for (size_t i = 0; i < room; ++i) chunk.push_back(batch[todo[i]]);
-      auto replies = link_.conn().pipeline(chunk);
-      if (!replies) {
-        link_.lost(replies.error());
-        continue;
-      }
-      // Each command stands alone: the ones Redis took are queued, only those it refused
-      // for a while go again (sending the whole chunk again would queue the rest twice).
-      std::vector<size_t> again;
-      std::string refusal;
-      for (size_t i = 0; i < room; ++i) {
-        const redis::Reply& r = (*replies)[i];
-        if (!r.is_error()) {
-          ++done;
-          continue;
-        }
-        if (!redis::is_transient(r.view())) {
-          fatal_ = "XADD " + keys_.tasks + ": " + std::string(r.str());
-          return done;
-        }
-        again.push_back(todo[i]);
-        refusal = std::string(r.str());
-      }
-      again.insert(again.end(), todo.begin() + static_cast<std::ptrdiff_t>(room), todo.end());
-      todo = std::move(again);
-      if (!refusal.empty()) {
-        link_.lost("XADD " + keys_.tasks + ": " + refusal);
-        continue;
-      }
-      link_.ok();
-    }
-    return done;
-  }
-
-  int stopped_by() const { return link_.stopped_by(); }
-  const std::string& fatal() const { return fatal_.empty() ? link_.fatal() : fatal_; }
-
- private:
-  RedisLink link_;
-  const RedisConfig& cfg_;
-  redis::Keys keys_;
-  std::string fatal_;
-};
-
-std::string default_prefix() {
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
-  return std::to_string(ms.count());
-}
-
-// Collect keeps one result per task id: two submits must never share one, even with the
-// same --prefix (a time and a pid repeat across machines and containers). 64 random bits
-// per submit; the same id for every resend of the same line within it, which is what the
-// de-duplication is for.
-Result<std::string> run_token() {
-  uint64_t r = 0;
-  if (::getrandom(&r, sizeof r, 0) != static_cast<ssize_t>(sizeof r))
-    return Error{Errc::io, "getrandom: " + errno_text(errno)};
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(r));
-  return std::string(hex);
-}
 
 }  // namespace
 
@@ -166,11 +66,34 @@ std::string_view submit_usage() noexcept { return kSubmitUsage; }
 
 int submit_command(int argc, char** argv) {
   RedisFlags flags;
-  std::string input = "-", prefix, connect_timeout;
-  const OptionSpec specs[] = {{"--connect-timeout", &connect_timeout}, {"--redis", &flags.url}, {"--redis-password-file", &flags.password_file}, {"--stream", &flags.stream}, {"--input", &input},
-                              {"--prefix", &prefix}};
+  std::string input = "-", prefix, job, connect_timeout, format = "lines", ttl_text;
+  bool no_seal = false;
+  const OptionSpec specs[] = {{"--connect-timeout", &connect_timeout},
+                              {"--redis", &flags.url},
+                              {"--redis-password-file", &flags.password_file},
+                              {"--stream", &flags.stream},
+                              {"--input", &input},
+                              {"--input-format", &format},
+                              {"--prefix", &prefix},
+                              {"--job", &job},
+                              {"--no-seal", nullptr, &no_seal},
+                              {"--result-ttl", &ttl_text}};
   std::vector<std::string> positional;
   if (auto code = parse_options({"submit", kSubmitUsage, "CONFIG", 0, 1}, argc, argv, specs, positional)) return *code;
+  if (format != "lines" && format != "nul" && format != "base64") {
+    print_error("submit: --input-format: expected lines, nul or base64, found '" + detail::printable(format, 100) + "'");
+    return 2;
+  }
+  if (!job.empty() && !prefix.empty()) {
+    print_error("submit: --job and --prefix: give one (--job adds to a job that exists)");
+    return 2;
+  }
+  Duration ttl = std::chrono::hours(24);
+  if (!ttl_text.empty() && !parse_duration(ttl_text, ttl)) {
+    print_error("submit: --result-ttl: expected a duration such as 24h or 0, found '" +
+                detail::printable(ttl_text, 100) + "'");
+    return 2;
+  }
 
   StopSignals signals;
   ignore_sigpipe();
@@ -192,62 +115,99 @@ int submit_command(int argc, char** argv) {
     input_fd = input_owner.get();
   }
   auto give_up = connect_timeout_from(connect_timeout, "submit");
-  auto token = run_token();
-  if (!give_up || !token) {
-    print_error((give_up ? token.error() : give_up.error()).message);
+  if (!give_up) {
+    print_error(give_up.error().message);
     return 2;
   }
-  prefix = (prefix.empty() ? default_prefix() : prefix) + "-" + *token;
-
-  Submitter submitter(target->url, settings, signals, *give_up);
-  if (auto o = submitter.open(); !o) {
-    print_error(o.error().message);
+  auto client = Client::connect(client_options(*target, signals, "submit", *give_up, ttl));
+  if (!client) {
+    print_error(client.error().message);
     return 2;
+  }
+  if (job.empty()) {
+    auto made = client->create_job(prefix);
+    if (!made) {
+      print_error("submit: " + made.error().message);
+      return 2;
+    }
+    job = std::move(*made);
   }
   const std::string stream = settings.stream;
   // The signalfd doubles as the reader's wake-up: a signal ends a read that waits on a
-  // terminal or a pipe.
-  LineReader reader(input_fd, signals.fd(), settings.max_input);
-  std::vector<redis::Args> batch;
-  uint64_t queued = 0, seq = 0, line_no = 0, refused = 0;
+  // terminal or a pipe. A base64 line may be 4/3 of the input it carries.
+  const bool base64 = format == "base64";
+  LineReader reader(input_fd, signals.fd(), base64 ? settings.max_input / 3 * 4 + 4 : settings.max_input,
+                    format == "nul" ? '\0' : '\n');
+  std::vector<std::string> batch;
+  uint64_t queued = 0, line_no = 0, refused = 0;
+  std::string first_id, last_id, fatal;
   size_t batch_bytes = 0;
   std::string line;
   LineReader::Read r = LineReader::Read::line;
+  const std::string_view record = format == "nul" ? "record" : "line";
   for (;;) {
     r = reader.next(line);
     ++line_no;
     if (r == LineReader::Read::too_long) {
       // Held whole, /dev/zero (one endless line) would grow until bad_alloc.
-      print_error("submit: input line " + std::to_string(line_no) + " is " + std::to_string(reader.too_long_size()) +
-                  " bytes, more than redis.max_input (" + std::to_string(settings.max_input) +
-                  " bytes): not queued");
+      print_error("submit: input " + std::string(record) + " " + std::to_string(line_no) + " is " +
+                  std::to_string(reader.too_long_size()) + " bytes, more than redis.max_input (" +
+                  std::to_string(settings.max_input) + " bytes): not queued");
       ++refused;
       continue;
     }
     if (r == LineReader::Read::line) {
-      const std::string n = std::to_string(seq++);
+      if (base64) {
+        auto bytes = base64_decode(line);
+        if (!bytes || bytes->size() > settings.max_input) {
+          print_error("submit: input line " + std::to_string(line_no) +
+                      (bytes ? " decodes to more than redis.max_input (" + std::to_string(settings.max_input) +
+                                   " bytes)"
+                             : std::string(" is not base64")) +
+                      ": not queued");
+          ++refused;
+          continue;
+        }
+        line = std::move(*bytes);
+      }
       batch_bytes += line.size();
-      batch.push_back({"XADD", stream, "*", "id", prefix + ":" + n, "seq", n, "input", line});
+      batch.push_back(std::move(line));
+      line.clear();
       // A full batch goes out; so does a short one when the next line is not there yet.
       if (batch.size() < kBatch && batch_bytes < kBatchBytes && !reader.would_block()) continue;
     }
     if (!batch.empty()) {
-      const size_t sent = submitter.send(batch);
+      const std::vector<std::string_view> views(batch.begin(), batch.end());
+      uint64_t sent = 0;
+      auto ids = client->submit_many(job, views, &sent);
       queued += sent;
-      if (sent < batch.size()) break;
+      if (!ids) {
+        if (ids.error().code != Errc::cancelled) fatal = ids.error().message;
+        break;
+      }
+      if (first_id.empty() && !ids->empty()) first_id = ids->front();
+      if (!ids->empty()) last_id = ids->back();
       batch.clear();
       batch_bytes = 0;
     }
     if (r != LineReader::Read::line) break;
   }
-  int sig = submitter.stopped_by();
-  if (sig == 0 && r == LineReader::Read::stopped) sig = signals.poll();
-  std::string done = "queued " + std::to_string(queued) + (queued == 1 ? " task" : " tasks") + " to " + stream;
-  if (queued > 0) done += " (ids " + prefix + ":0 to " + prefix + ":" + std::to_string(queued - 1) + ")";
+  int sig = signals.poll();
+  bool sealed = false;
+  if (fatal.empty() && sig == 0 && !no_seal && r == LineReader::Read::eof) {
+    auto s = client->seal(job);
+    if (!s && s.error().code != Errc::cancelled) fatal = s.error().message;
+    sealed = bool(s);
+    if (!s) sig = signals.poll();
+  }
+  std::string done = "queued " + std::to_string(queued) + (queued == 1 ? " task" : " tasks") + " to " + stream +
+                     " as job " + job;
+  if (!first_id.empty()) done += " (ids " + first_id + " to " + last_id + ")";
+  if (!sealed) done += ", not sealed";
   done += "\n";
   write_all(STDOUT_FILENO, done.data(), done.size());
-  if (!submitter.fatal().empty()) {
-    print_error("submit: " + submitter.fatal());
+  if (!fatal.empty()) {
+    print_error(fatal);
     return 2;
   }
   if (r == LineReader::Read::error) {

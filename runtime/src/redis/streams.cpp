@@ -3,10 +3,34 @@
 #include "common/json.hpp"
 #include "config/values.hpp"
 
+#include <cctype>
+#include <limits>
+
 namespace shoal::detail::redis {
 
 Keys Keys::of(const std::string& stream) {
   return Keys{stream, stream + ":results", stream + ":dead", stream + ":last"};
+}
+
+std::string Keys::job_results(std::string_view job) const { return tasks + ":job:" + std::string(job) + ":results"; }
+std::string Keys::job_meta(std::string_view job) const { return tasks + ":job:" + std::string(job); }
+
+bool valid_job_name(std::string_view name, size_t max) {
+  if (name.empty() || name.size() > max) return false;
+  for (char c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) return false;
+  return true;
+}
+
+std::string_view job_of(std::string_view task_id) {
+  const size_t colon = task_id.rfind(':');
+  return colon == std::string_view::npos ? std::string_view() : task_id.substr(0, colon);
+}
+
+Args task_entry(const Keys& keys, std::string_view job, uint64_t seq, std::string_view input) {
+  const std::string n = std::to_string(seq);
+  return {"XADD", keys.tasks, "*", "id", std::string(job) + ":" + n, "job", std::string(job), "seq", n, "input",
+          std::string(input)};
 }
 
 std::optional<std::string_view> Entry::field(std::string_view name) const {
@@ -48,7 +72,57 @@ Task task_of(const Entry& entry) {
     if (!parse_int_in<uint64_t>(*seq, 0, UINT64_MAX, t.seq)) t.seq = 0;
   }
   if (const auto input = entry.field("input")) t.input = std::string(*input);
+  if (const auto job = entry.field("job"); job && valid_job_name(*job)) t.job = std::string(*job);
   return t;
+}
+
+Args result_entry(const Keys& keys, const Task& task, const Outcome& o, std::string_view consumer) {
+  return {"XADD", keys.job_results(task.job), "*", "id", task.task_id, "seq", std::to_string(task.seq), "status",
+          std::string(to_string(o.status)), "reason", std::string(to_string(o.reason)), "output", o.output, "error",
+          o.error, "worker", std::to_string(o.worker), "attempts", std::to_string(o.attempts), "ns",
+          std::to_string(o.duration.count()), "generation", std::to_string(o.generation), "consumer",
+          std::string(consumer)};
+}
+
+namespace {
+
+template <class T>
+T number_or(const Entry& e, std::string_view name, T fallback) {
+  T v{};
+  const auto text = e.field(name);
+  return text && parse_int_in<T>(*text, std::numeric_limits<T>::min(), std::numeric_limits<T>::max(), v) ? v
+                                                                                                        : fallback;
+}
+
+}  // namespace
+
+std::optional<Status> status_of(std::string_view word) {
+  for (Status s : {Status::ok, Status::error, Status::crashed, Status::timeout, Status::cancelled, Status::rejected})
+    if (to_string(s) == word) return s;
+  return std::nullopt;
+}
+
+std::optional<TaskResult> task_result(const Entry& e) {
+  const auto id = e.field("id");
+  const auto status = e.field("status");
+  if (!id || !status) return std::nullopt;
+  TaskResult r;
+  r.id = std::string(*id);
+  r.job = std::string(job_of(r.id));
+  r.seq = number_or<uint64_t>(e, "seq", 0);
+  Outcome& o = r.outcome;
+  o.status = status_of(*status).value_or(Status::rejected);
+  const std::string_view reason = e.field("reason").value_or("none");
+  for (uint8_t i = 0; i <= static_cast<uint8_t>(Reason::reentrant); ++i)
+    if (to_string(static_cast<Reason>(i)) == reason) o.reason = static_cast<Reason>(i);
+  o.output = std::string(e.field("output").value_or(""));
+  o.error = std::string(e.field("error").value_or(""));
+  o.worker = number_or<int32_t>(e, "worker", -1);
+  o.attempts = number_or<uint32_t>(e, "attempts", 0);
+  o.duration = std::chrono::nanoseconds(number_or<int64_t>(e, "ns", 0));
+  o.generation = number_or<uint32_t>(e, "generation", 0);
+  r.consumer = std::string(e.field("consumer").value_or(""));
+  return r;
 }
 
 std::string result_json(const Task& task, const Outcome& outcome, std::string_view consumer) {

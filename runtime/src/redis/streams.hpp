@@ -1,8 +1,15 @@
 // The Redis Streams layout of scale-out mode, shared by `shoal serve`, `submit` and
 // `collect` so that each writes exactly what the others read:
 //
-//   STREAM           tasks:   id TASK-ID, seq N, input BYTES   (XADD by submit or anyone)
-//   STREAM:results   results: id TASK-ID, status WORD, generation N, result JSON
+//   STREAM           tasks:   id TASK-ID, job JOB, seq N, input BYTES   (XADD by submit, a
+//                    Client, or anyone: `job` may be absent, `id` too)
+//   STREAM:job:JOB:results  a job's results, one field per Outcome member, bytes as they
+//                    are: id, seq, status, reason, output, error, worker, attempts, ns,
+//                    generation, consumer
+//   STREAM:job:JOB   hash: next (seqs handed out), total and sealed (set by seal), ttl (ms
+//                    the job's keys live after its last result; absent or 0: for ever)
+//   STREAM:results   results of entries without a job: id TASK-ID, status WORD,
+//                    generation N, result JSON
 //   STREAM:dead      dead letters: id, entry, deliveries, input, result
 //   STREAM:last      hash: entry id -> JSON of its last failed outcome (while it is retried),
 //                    and ENTRY/handed-back -> deliveries hosts handed back unrun (on a stop);
@@ -16,6 +23,7 @@
 
 #include "redis/client.hpp"
 
+#include <shoal/client.hpp>
 #include <shoal/runtime.hpp>
 
 #include <optional>
@@ -33,7 +41,19 @@ struct Keys {
   std::string dead;
   std::string last;
   static Keys of(const std::string& stream);
+  std::string job_results(std::string_view job) const;
+  std::string job_meta(std::string_view job) const;
 };
+
+/// A job name's bytes: [A-Za-z0-9._-], 1 to `max` of them. No ':' (the task id's
+/// separator, and Redis key namespaces) and nothing a shell or a terminal treats apart.
+bool valid_job_name(std::string_view name, size_t max = 100);
+
+/// The job of a task id JOB:SEQ (up to its last ':'); empty when it has none.
+std::string_view job_of(std::string_view task_id);
+
+/// The XADD that queues one task of `job`.
+Args task_entry(const Keys& keys, std::string_view job, uint64_t seq, std::string_view input);
 
 /// One stream entry: its id and field/value pairs in order.
 struct Entry {
@@ -60,8 +80,23 @@ struct Task {
   std::string task_id;  ///< the `id` field; the entry id when absent
   uint64_t seq = 0;     ///< the `seq` field; 0 when absent or not a number
   std::optional<std::string> input;  ///< nullopt when the entry has no `input` field
+  std::string job;      ///< the `job` field when it is a valid name; empty: no job
 };
 Task task_of(const Entry& entry);
+
+/// The XADD of a job's result, to keys.job_results(task.job).
+Args result_entry(const Keys& keys, const Task& task, const Outcome& outcome, std::string_view consumer);
+
+/// The status word of a result ("ok", "crashed", …); nullopt for another word.
+std::optional<Status> status_of(std::string_view word);
+
+/// A result entry of a job read back; nullopt when it lacks `id` or `status`.
+std::optional<TaskResult> task_result(const Entry& entry);
+
+/// Which of two results of one task id a reader keeps: the first, unless it is a dead
+/// letter's (crashed or timed out on every delivery: serve retries any other), whose task
+/// may have been requeued since; then the later one.
+inline bool replaces(Status kept) { return kept == Status::crashed || kept == Status::timeout; }
 
 /// The JSON of one result: the `shoal run` row plus "id", "consumer" and "generation".
 std::string result_json(const Task& task, const Outcome& outcome, std::string_view consumer);
