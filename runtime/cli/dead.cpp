@@ -195,11 +195,17 @@ class DeadLetters {
         return room.error();
       }
       const redis::Entry& e = **found;
-      // The task as submit queued it; a dead letter keeps its seq in the outcome only.
+      // The task as submit queued it, in its job; a dead letter written before jobs keeps
+      // its seq in the outcome only.
       redis::Args add = {"XADD", keys_.tasks, "*", "id", std::string(e.field("id").value_or(""))};
-      if (const auto outcome = outcome_of(e); outcome.is_object() && outcome.contains("seq") &&
-                                              outcome["seq"].is_number_unsigned())
+      if (const auto job = e.field("job"); job && redis::valid_job_name(*job))
+        add.insert(add.end(), {"job", std::string(*job)});
+      if (const auto seq = e.field("seq")) {
+        add.insert(add.end(), {"seq", std::string(*seq)});
+      } else if (const auto outcome = outcome_of(e); outcome.is_object() && outcome.contains("seq") &&
+                                                     outcome["seq"].is_number_unsigned()) {
         add.insert(add.end(), {"seq", std::to_string(outcome["seq"].get<uint64_t>())});
+      }
       add.insert(add.end(), {"input", std::string(e.field("input").value_or(""))});
       auto replies = link_.conn().pipeline({{"MULTI"}, add, {"XDEL", keys_.dead, id}, {"EXEC"}});
       if (!replies) return replies.error();

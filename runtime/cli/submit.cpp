@@ -127,7 +127,7 @@ int submit_command(int argc, char** argv) {
   if (job.empty()) {
     auto made = client->create_job(prefix);
     if (!made) {
-      print_error("submit: " + made.error().message);
+      print_error(made.error().message);
       return 2;
     }
     job = std::move(*made);

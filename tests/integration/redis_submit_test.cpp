@@ -164,20 +164,28 @@ TEST_CASE("redis submit: gives up after --connect-timeout without an answer", "[
   CHECK(read_file(err).find("--connect-timeout") != std::string::npos);
 }
 
-TEST_CASE("redis submit: two submits with the same --prefix keep every task apart", "[integration][redis][submit]") {
+TEST_CASE("redis submit: two jobs on one stream with the same --prefix are collected apart",
+          "[integration][redis][submit][job]") {
   Fleet fleet;
   submit(fleet, fleet.config("submit"), {"echo a0", "echo a1", "echo a2"});
-  const std::string first = id_prefix();
+  const std::string first = job();
   submit(fleet, fleet.config("submit"), {"echo b0", "echo b1", "echo b2"});
-  CHECK(id_prefix() != first);
+  const std::string second = job();
+  CHECK(second != first);
   Host a(fleet, fleet.config("a"), "a");
-  const auto rows = collect(fleet.config("collect"), 6);
-  for (size_t i = 0; i < 3; ++i) {
-    REQUIRE(rows.count(first + ":" + std::to_string(i)) == 1);
-    CHECK(rows.at(first + ":" + std::to_string(i)).at("output").text == "a" + std::to_string(i));
-    REQUIRE(rows.count(id(i)) == 1);
-    CHECK(rows.at(id(i)).at("output").text == "b" + std::to_string(i));
+  // collect() checks that every row it gets belongs to the job it asked for.
+  for (const auto& [j, letter] : {std::pair{first, "a"}, std::pair{second, "b"}}) {
+    const auto rows = collect(fleet.config("collect"), 3, 0, j);
+    for (size_t i = 0; i < 3; ++i) {
+      REQUIRE(rows.count(j + ":" + std::to_string(i)) == 1);
+      CHECK(rows.at(j + ":" + std::to_string(i)).at("output").text == letter + std::to_string(i));
+    }
   }
+  // Without --expect, a sealed job's collect ends by itself once its three are in.
+  auto whole = run_process({SHOAL_BIN, "collect", fleet.config("collect"), "--job", first}, {}, bounded(20s));
+  INFO(describe(whole));
+  CHECK(whole.exit_code == 0);
+  CHECK(lines_of(whole.out).size() == 3);
   a.signal(SIGTERM);
   CHECK(a.wait_exit(20s) == 0);
 }

@@ -85,7 +85,7 @@ TEST_CASE("terminal: shoal collect piped into head stops quietly with exit 141",
                        "for i = 1, 3000 do redis.call('XADD', KEYS[1], '*', 'id', 't:' .. i, 'status', 'ok', "
                        "'result', ARGV[1]) end return 0",
                        "1", kStream + ":results", result});
-  REQUIRE(fleet.results() == 3000);
+  REQUIRE(fleet.integer({"XLEN", kStream + ":results"}) == 3000);
   const auto rc_file = fleet.dir.path() / "rc";
   const std::string script = "\"$0\" collect \"$1\" --expect 3000 | head -n 3; echo \"${PIPESTATUS[0]}\" > \"$2\"";
   auto r = run_as_user({"bash", "-c", script, SHOAL_BIN, fleet.config("collect"), rc_file.string()});

@@ -85,7 +85,8 @@ struct Fleet {
   std::filesystem::path marker(const std::string& name) const { return dir.path() / (name + ".fini"); }
 
   int64_t integer(const redis::Args& args) const { return redis.command(args).view().integer(); }
-  int64_t results() const { return integer({"XLEN", kStream + ":results"}); }
+  /// The results of the last submit()'s job.
+  int64_t results() const;
 
   /// Consumers of the group, by name, with their pending counts.
   std::map<std::string, int64_t> consumers() const {
@@ -202,17 +203,24 @@ inline void wait_ready(const Fleet& fleet, const std::vector<const Host*>& hosts
   REQUIRE(ready);
 }
 
-/// The task ids of the last submit() are ID_PREFIX:0, ID_PREFIX:1, … (id() below), where
-/// ID_PREFIX is "t-" and the submit's own random part. Tests run one at a time.
+/// The job of the last submit(), whose task ids are JOB:0, JOB:1, … (id() below); JOB is
+/// "t-" and the submit's own random part. Tests run one at a time.
 inline std::string& id_prefix() {
   static std::string prefix = "t";
   return prefix;
 }
+inline const std::string& job() { return id_prefix(); }
+
+/// The stream of the results of the last submit()'s job.
+inline std::string results_key() { return kStream + ":job:" + job() + ":results"; }
+
+inline int64_t Fleet::results() const { return integer({"XLEN", results_key()}); }
 
 /// What `shoal submit --prefix t` printed for `n` tasks; sets id_prefix() from it.
 inline void check_submitted(const std::string& out, size_t n) {
   std::smatch m;
-  const std::regex printed("queued ([0-9]+) tasks? to " + kStream + " \\(ids (t-[0-9a-f]{16}):0 to \\2:([0-9]+)\\)\n");
+  const std::regex printed("queued ([0-9]+) tasks? to " + kStream +
+                           " as job (t-[0-9a-f]{16}) \\(ids \\2:0 to \\2:([0-9]+)\\)\n");
   INFO("submit printed: " << out);
   REQUIRE(std::regex_match(out, m, printed));
   CHECK(m[1].str() == std::to_string(n));
@@ -231,9 +239,12 @@ inline void submit(const Fleet& fleet, const std::string& config, const std::vec
   check_submitted(r.out, inputs.size());
 }
 
-/// `shoal collect --expect N`: the rows by task id (each id printed once, checked).
-inline std::map<std::string, Row> collect(const std::string& config, size_t expect, int expected_exit = 0) {
-  auto r = run_process({SHOAL_BIN, "collect", config, "--expect", std::to_string(expect)}, {}, bounded(40s));
+/// `shoal collect --job JOB --expect N` (the last submit()'s job unless given): the rows
+/// by task id (each id printed once, checked).
+inline std::map<std::string, Row> collect(const std::string& config, size_t expect, int expected_exit = 0,
+                                          const std::string& of_job = job()) {
+  auto r = run_process({SHOAL_BIN, "collect", config, "--job", of_job, "--expect", std::to_string(expect)}, {},
+                       bounded(40s));
   INFO(describe(r));
   REQUIRE_FALSE(r.timed_out);
   CHECK(r.exit_code == expected_exit);
@@ -243,6 +254,7 @@ inline std::map<std::string, Row> collect(const std::string& config, size_t expe
     auto row = Parser(line).row();
     REQUIRE(row.has_value());
     CHECK(row->keys == kKeys);
+    CHECK(row->at("id").text.starts_with(of_job + ":"));  // jobs never mix
     CHECK(rows.emplace(row->at("id").text, *row).second);
   }
   CHECK(rows.size() == expect);

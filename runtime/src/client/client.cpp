@@ -49,6 +49,9 @@ constexpr const char* kSeal =
 // A blocked read is cut into slices this long so that a deadline is met in time.
 constexpr auto kBlockSlice = std::chrono::milliseconds(200);
 constexpr size_t kBatch = 512;
+// Every reply but a read of results is a few bytes: anything near this is not Redis, and
+// must not be read up to redis::kMaxReplyBytes first.
+constexpr size_t kSmallReply = 64 << 10;
 
 Result<std::string> random_hex() {
   uint64_t r = 0;
@@ -85,7 +88,7 @@ struct Client::Impl {
     redis::Link::Hooks h;
     h.interrupt_fd = o.interrupt_fd;
     h.say = o.on_notice;
-    h.limit_name = "ClientOptions::reconnect_for";
+    h.limit_name = "ClientOptions::reconnect_for (shoal's --connect-timeout)";
     return h;
   }
 
@@ -96,9 +99,10 @@ struct Client::Impl {
 
   // One command, retried across reconnects and transient refusals; a final refusal is
   // Errc::failed naming `what`.
-  Result<redis::Reply> call(const redis::Args& args, bool retry_after_loss = true) {
+  Result<redis::Reply> call(const redis::Args& args, bool retry_after_loss = true, bool large_reply = false) {
     for (;;) {
       if (!link && !link.reconnect()) return stopped();
+      link.conn().set_max_reply(large_reply ? redis::kMaxReplyBytes : kSmallReply);
       auto r = link.conn().command(args);
       if (!r) {
         link.lost(r.error());
@@ -156,7 +160,7 @@ struct Client::Impl {
       args.insert(args.end(), {"BLOCK", std::to_string(std::min(left, kBlockSlice).count())});
     }
     args.insert(args.end(), {"STREAMS", keys.job_results(job), st.cursor});
-    auto r = call(args);
+    auto r = call(args, true, true);
     if (!r) return r.error();
     for (const auto& e : redis::parse_read(r->view())) {
       st.cursor = e.id;
@@ -207,7 +211,7 @@ struct Client::Impl {
     std::optional<TaskResult> found;
     std::string from = "-";
     for (;;) {
-      auto r = call({"XRANGE", keys.job_results(job), from, "+", "COUNT", "1000"});
+      auto r = call({"XRANGE", keys.job_results(job), from, "+", "COUNT", "1000"}, true, true);
       if (!r) return r.error();
       const auto entries = redis::parse_entries(r->view());
       for (const auto& e : entries) {
@@ -233,6 +237,7 @@ Result<Client> Client::connect(ClientOptions options) {
   auto token = random_hex();
   if (!token) return token.error();
   auto impl = std::make_unique<Impl>(std::move(options), std::move(*url), std::move(*token));
+  impl->link.set_max_reply(kSmallReply);
   if (auto o = impl->link.open(); !o) return o.error();
   return Client(std::move(impl));
 }
@@ -292,6 +297,7 @@ Result<std::vector<std::string>> Client::submit_many(std::string_view job_name,
     std::vector<redis::Args> batch;
     batch.reserve(n);
     for (size_t i = 0; i < n; ++i) batch.push_back(redis::task_entry(m.keys, job, first + i, inputs[at + i]));
+    if (m.link) m.link.conn().set_max_reply(kSmallReply);  // a read may have raised it
     const size_t sent = submitter.send(batch);
     if (queued) *queued += sent;
     if (sent < n) {
