@@ -19,7 +19,11 @@
 // commandstats deltas) and its read events (INFO stats total_reads_processed, about one
 // per round trip a client makes).
 //
-//   shoal_bench_redis [--quick] [--reps R] [--tasks N] [--hosts 1,2,4]
+//   shoal_bench_redis [--quick] [--reps R] [--tasks N] [--hosts 1,2,4] [--in-flight N] [--floor-count N]
+//
+// For a diagnosis, not used by bench/run: --in-flight N sets redis.in_flight of the hosts
+// and the COUNT of the floor's reads (default 4: 2 per worker, serve's default);
+// --floor-count N then sets the floor's COUNT alone.
 //
 // Prints "name value unit" lines as shoal_bench does (bench/report.py reads them):
 //   redis_floor_hK, redis_shoal_hK  tasks/s;   redis_ratio_hK  shoal ÷ floor (median of the
@@ -72,8 +76,12 @@ using namespace std::chrono_literals;
 // What both sides write and read, in one place: change these when `shoal submit` or
 // `shoal serve` change their entries.
 
-constexpr uint32_t kWorkers = 2;             // per shoal host
-constexpr size_t kReadCount = 2 * kWorkers;  // serve.cpp: in_flight is 2 per worker, a read asks COUNT free
+constexpr uint32_t kWorkers = 2;  // per shoal host
+// The floor's XREADGROUP COUNT: a host's in_flight, 2 per worker by default (serve.cpp),
+// which bounds what one of its reads asks for (COUNT free slots). --in-flight N sets both.
+size_t g_in_flight = 2 * kWorkers;
+bool g_in_flight_set = false;  // written into the hosts' config only when given
+size_t g_floor_count = 0;      // --floor-count N: the floor's COUNT alone (0: g_in_flight)
 constexpr size_t kFillBatch = 512;           // submit.cpp: kBatch XADDs per pipeline
 const std::string kStream = "bench:tasks";
 const std::string kGroup = "shoal";          // serve's default group
@@ -446,7 +454,8 @@ double self_cpu() {
   auto c = redis::Connection::open(url, 10s);
   if (!c) ::_exit(3);
   if (auto r = c->command({"CLIENT", "SETNAME", "floor:" + consumer}); !r || r->is_error()) ::_exit(3);
-  const redis::Args ask = {"XREADGROUP", "GROUP", kGroup, consumer, "COUNT", std::to_string(kReadCount),
+  const size_t count = g_floor_count != 0 ? g_floor_count : g_in_flight;
+  const redis::Args ask = {"XREADGROUP", "GROUP", kGroup, consumer,  "COUNT", std::to_string(count),
                            "BLOCK",      "1000",  "STREAMS", kStream, ">"};
   std::vector<redis::Args> tx;
   for (;;) {
@@ -526,7 +535,8 @@ void wait_blocked(redis::Connection& c, const std::vector<std::string>& names, c
   }
 }
 
-Sample sample(redis::Connection& c, pid_t redis_pid, const std::vector<pid_t>& hosts, const std::vector<pid_t>& workers) {
+Sample sample(redis::Connection& c, pid_t redis_pid, const std::vector<pid_t>& hosts,
+              const std::vector<pid_t>& workers) {
   Sample s;
   s.t = Clock::now();
   s.redis_cpu = cpu_of({redis_pid});
@@ -696,8 +706,16 @@ int main(int argc, char** argv) {
     else if (a == "--reps" && has_value) reps = std::max(1, std::atoi(argv[++i]));
     else if (a == "--tasks" && has_value) n = static_cast<size_t>(std::max(1000L, std::atol(argv[++i])));
     else if (a == "--hosts" && has_value) hosts = parse_hosts(argv[++i]);
+    else if (a == "--in-flight" && has_value) {
+      g_in_flight = static_cast<size_t>(std::clamp(std::atoi(argv[++i]), 1, 65536));
+      g_in_flight_set = true;
+    } else if (a == "--floor-count" && has_value) {
+      g_floor_count = static_cast<size_t>(std::clamp(std::atoi(argv[++i]), 1, 65536));
+    }
     else {
-      std::fprintf(stderr, "usage: shoal_bench_redis [--quick] [--reps R] [--tasks N] [--hosts 1,2,4]\n");
+      std::fprintf(stderr,
+                   "usage: shoal_bench_redis [--quick] [--reps R] [--tasks N] [--hosts 1,2,4] [--in-flight N] "
+                   "[--floor-count N]\n");
       return 2;
     }
   }
@@ -712,9 +730,13 @@ int main(int argc, char** argv) {
   Setup setup;
   setup.server = start_redis();
   setup.shoal_config = (g_dir / "host.yaml").string();
-  std::ofstream(setup.shoal_config) << "pools:\n  echo:\n    plugin: \"" SHOAL_BENCH_ECHO "\"\n    workers: "
-                                    << kWorkers << "\nredis:\n  url: " << setup.server.url_text
-                                    << "\n  stream: " << kStream << "\n  group: " << kGroup << "\n";
+  {
+    std::ofstream config(setup.shoal_config);
+    config << "pools:\n  echo:\n    plugin: \"" SHOAL_BENCH_ECHO "\"\n    workers: " << kWorkers
+           << "\nredis:\n  url: " << setup.server.url_text << "\n  stream: " << kStream << "\n  group: " << kGroup
+           << "\n";
+    if (g_in_flight_set) config << "  in_flight: " << g_in_flight << "\n";
+  }
 
   // Warm-up (not counted): the binaries, the plugin and Redis's allocator.
   for (Mode m : {Mode::floor, Mode::shoal}) (void)run(setup, m, 1, std::max<size_t>(n / 10, 1000), "warm");

@@ -3,8 +3,8 @@
 Markdown (bench/RESULTS.md).
 
 Usage: report.py DIR REPS COMMAND
-       report.py --redis-section DIR COMMAND   (the scale-out section alone, from DIR/redis.1:
-                                                 a shoal_bench_redis run on its own)"""
+       report.py --redis-section DIR COMMAND [NOTE]   (the scale-out section alone, from
+                                   DIR/redis.1: a shoal_bench_redis run on its own)"""
 import os
 import platform
 import re
@@ -77,8 +77,8 @@ def redis_section(fig, provenance):
           "echo → MULTI {XADD result ×k, XACK, XDEL} EXEC); shoal: K `shoal serve` hosts, echo plugin, 2 workers "
           f"each; both on one redis-server (append-only file, fsync every second) on the same {os.cpu_count()} "
           "CPUs, timed from the first XADD of the tasks to the last result. bench/NOTES.md explains the figures.\n")
-    print("| hosts | floor tasks/s | shoal tasks/s | shoal ÷ floor | floor ÷ floor at 1 host | shoal ÷ shoal at 1 host "
-          "| Redis CPU floor / shoal | clients' / hosts' + workers' CPU |")
+    print("| hosts | floor tasks/s | shoal tasks/s | shoal ÷ floor | floor ÷ floor at 1 host "
+          "| shoal ÷ shoal at 1 host | Redis CPU floor / shoal | clients' / hosts' + workers' CPU |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for k in hosts:
         f, s = v(f"redis_floor_h{k}"), v(f"redis_shoal_h{k}")
@@ -102,13 +102,14 @@ def redis_section(fig, provenance):
 
 if len(sys.argv) > 1 and sys.argv[1] == "--redis-section":
     redis_dir, redis_command = sys.argv[2], sys.argv[3]
+    note = f" ({sys.argv[4]})" if len(sys.argv) > 4 else ""
     rfig = load(redis_dir, "redis", 1)
     print("## Issue 20's targets\n")
     print("| figure | ratio | target | |\n| --- | ---: | --- | --- |")
     for r in redis_targets(rfig):
         print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |")
     print()
-    redis_section(rfig, f"Command: `{redis_command}`.")
+    redis_section(rfig, f"Command: `{redis_command}`{note}.")
     sys.exit(0)
 
 out_dir, reps, command = sys.argv[1], int(sys.argv[2]), sys.argv[3]
