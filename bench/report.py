@@ -1,27 +1,121 @@
 #!/usr/bin/env python3
-"""Medians of bench/run's repetitions, the ratios against the peers and the floor, as
-Markdown (bench/RESULTS.md). Usage: report.py DIR REPS COMMAND."""
+"""Medians of bench/run's repetitions, the ratios against the peers and the floors, as
+Markdown (bench/RESULTS.md).
+
+Usage: report.py DIR REPS COMMAND
+       report.py --redis-section DIR COMMAND [NOTE]   (the scale-out section alone, from
+                                   DIR/redis.1: a shoal_bench_redis run on its own)"""
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
 
-out_dir, reps, command = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
-
-def load(prefix):
+def load(out_dir, prefix, reps, required=True):
     runs = {}
     for i in range(1, reps + 1):
-        with open(os.path.join(out_dir, f"{prefix}.{i}")) as f:
+        path = os.path.join(out_dir, f"{prefix}.{i}")
+        if not required and not os.path.exists(path):
+            continue
+        with open(path) as f:
             for line in f:
                 name, value, unit = line.split()
                 runs.setdefault(name, ([], unit))[0].append(float(value))
     return {k: (statistics.median(v), u) for k, (v, u) in runs.items()}
 
 
-fig = load("shoal")
-fig.update(load("peers"))
+# Issue 20's scale-out figures (shoal_bench_redis): redis_floor_hK and redis_shoal_hK in
+# tasks/s, redis_ratio_hK (shoal ÷ floor, the median of each repetition's ratio), and
+# redis_MODE_hK_WHAT for the CPU and per-task counts.
+REDIS_ROWS = [  # (WHAT, label), in the order of the table
+    ("redis_cpu", "Redis server CPU (cpus)"),
+    ("hosts_cpu", "consumer processes' CPU: floor clients / shoal hosts (cpus)"),
+    ("workers_cpu", "shoal workers' CPU (cpus)"),
+    ("driver_cpu", "the bench's own CPU: fill and collector (cpus)"),
+    ("redis_cpu_us", "Redis CPU per task (µs)"),
+    ("redis_cmd_us", "Redis time inside commands per task (µs, commandstats usec)"),
+    ("reads_per_task", "Redis read events per task (≈ round trips; fill and polling included)"),
+    ("commands_per_task", "commands per task (all but the fill, XLEN, XREAD, INFO)"),
+    ("xreadgroup_per_task", "XREADGROUP per task"),
+    ("exec_per_task", "EXEC per task"),
+    ("xadd_per_task", "result XADD per task"),
+    ("xack_per_task", "XACK per task"),
+    ("xdel_per_task", "XDEL per task"),
+    ("xclaim_per_task", "XCLAIM per task"),
+    ("xautoclaim_per_task", "XAUTOCLAIM per task"),
+    ("xpending_per_task", "XPENDING per task"),
+    ("client_unblock_per_task", "CLIENT UNBLOCK per task"),
+    ("tasks_per_xreadgroup", "tasks per XREADGROUP (batch read)"),
+    ("results_per_exec", "results per EXEC (batch written)"),
+]
+
+
+def redis_hosts(fig):
+    return sorted(int(m.group(1)) for n in fig if (m := re.fullmatch(r"redis_floor_h(\d+)", n)))
+
+
+def redis_targets(fig):
+    """(label, ratio, target, met) rows: shoal ÷ floor ≥ 0.5 for each number of hosts."""
+    rows = []
+    for k in redis_hosts(fig):
+        if f"redis_ratio_h{k}" in fig:
+            r = fig[f"redis_ratio_h{k}"][0]
+            rows.append((f"`shoal serve` ÷ broker floor, {k} host{'s' if k > 1 else ''} (same Redis, same batching, "
+                         "same run)", f"{r:.2f}", "≥ 0.5", "met" if r >= 0.5 else "missed"))
+    return rows
+
+
+def redis_section(fig, provenance):
+    hosts = redis_hosts(fig)
+    if not hosts:
+        return
+    v = lambda name: fig[name][0] if name in fig else float("nan")
+    print("## Scale-out against the broker's floor (issue 20)\n")
+    print(f"{provenance} Floor: K forked minimal clients doing `shoal serve`'s cycle (XREADGROUP COUNT 4 BLOCK → "
+          "echo → MULTI {XADD result ×k, XACK, XDEL} EXEC); shoal: K `shoal serve` hosts, echo plugin, 2 workers "
+          f"each; both on one redis-server (append-only file, fsync every second) on the same {os.cpu_count()} "
+          "CPUs, timed from the first XADD of the tasks to the last result. bench/NOTES.md explains the figures.\n")
+    print("| hosts | floor tasks/s | shoal tasks/s | shoal ÷ floor | floor ÷ floor at 1 host "
+          "| shoal ÷ shoal at 1 host | Redis CPU floor / shoal | clients' / hosts' + workers' CPU |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for k in hosts:
+        f, s = v(f"redis_floor_h{k}"), v(f"redis_shoal_h{k}")
+        print(f"| {k} | {f:,.0f} | {s:,.0f} | {v(f'redis_ratio_h{k}'):.2f} | "
+              f"{f / v(f'redis_floor_h{hosts[0]}'):.2f} | {s / v(f'redis_shoal_h{hosts[0]}'):.2f} | "
+              f"{v(f'redis_floor_h{k}_redis_cpu'):.2f} / {v(f'redis_shoal_h{k}_redis_cpu'):.2f} | "
+              f"{v(f'redis_floor_h{k}_hosts_cpu'):.2f} / {v(f'redis_shoal_h{k}_hosts_cpu'):.2f} + "
+              f"{v(f'redis_shoal_h{k}_workers_cpu'):.2f} |")
+    print("\n(Linear scale-out would make the two \"÷ … at 1 host\" columns equal K, up to the floor.)\n")
+    print("Per task and CPU, by number of hosts (medians):\n")
+    cols = [(m, k) for k in hosts for m in ("floor", "shoal")]
+    print("| | " + " | ".join(f"{m} {k}" for m, k in cols) + " |")
+    print("| --- |" + " ---: |" * len(cols))
+    for what, label in REDIS_ROWS:
+        cells = [fig.get(f"redis_{m}_h{k}_{what}") for m, k in cols]
+        if all(c is None for c in cells):
+            continue
+        print(f"| {label} | " + " | ".join("" if c is None else f"{c[0]:.3g}" for c in cells) + " |")
+    print()
+
+
+if len(sys.argv) > 1 and sys.argv[1] == "--redis-section":
+    redis_dir, redis_command = sys.argv[2], sys.argv[3]
+    note = f" ({sys.argv[4]})" if len(sys.argv) > 4 else ""
+    rfig = load(redis_dir, "redis", 1)
+    print("## Issue 20's targets\n")
+    print("| figure | ratio | target | |\n| --- | ---: | --- | --- |")
+    for r in redis_targets(rfig):
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |")
+    print()
+    redis_section(rfig, f"Command: `{redis_command}`{note}.")
+    sys.exit(0)
+
+out_dir, reps, command = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fig = load(out_dir, "shoal", reps)
+fig.update(load(out_dir, "peers", reps))
+fig.update(load(out_dir, "redis", reps, required=False))
 
 
 def v(name):
@@ -91,15 +185,19 @@ print("# Benchmark results\n")
 print(f"Command: `{command}` — medians of {reps} repetitions, shoal and the Python peers run "
       "side by side in each repetition (same machine, same minute).\n")
 print(f"Machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, Python {platform.python_version()}.\n")
-for title, table in (("Issue 19's targets", issue19), ("Other ratios against their targets", rows)):
+for title, table in (("Issue 19's targets", issue19), ("Issue 20's targets", redis_targets(fig)),
+                     ("Other ratios against their targets", rows)):
+    if not table:
+        continue
     print(f"## {title}\n")
     print("| figure | ratio | target | |\n| --- | ---: | --- | --- |")
     for r in table:
         print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |")
     print()
+redis_section(fig, f"`shoal_bench_redis --reps 1` in each of the {reps} repetitions; medians.")
 print("## Every figure (median)\n")
 print("| name | value | unit |\n| --- | ---: | --- |")
-for name in sorted(fig):
+for name in sorted(n for n in fig if not n.startswith("redis_")):  # those are in the scale-out tables
     value, unit = fig[name]
     print(f"| {name} | {value:.4g} | {unit} |")
 notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
