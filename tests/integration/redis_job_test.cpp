@@ -135,7 +135,7 @@ TEST_CASE("client: a deadline that passes is Errc::timeout on time, and a later 
   CHECK(a.wait_exit(20s) == 0);
 }
 
-TEST_CASE("client: interrupt_fd ends a wait with Errc::cancelled; a job that does not exist is not_found",
+TEST_CASE("client: interrupt_fd ends a wait with Errc::cancelled and a job that does not exist is not_found",
           "[integration][redis][client]") {
   Fleet fleet;
   const int efd = ::eventfd(0, EFD_CLOEXEC);
