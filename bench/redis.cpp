@@ -92,17 +92,22 @@ const redis::Keys& keys() {
   return k;
 }
 
-// The entry `shoal submit` queues (submit.cpp): id PREFIX-RUN:SEQ, seq SEQ, input LINE;
-// the line is 8 bytes, the size of shoal_bench's tiny tasks.
+// A run's tasks are one job, as `shoal submit` queues them (shoal::Client): its hash
+// holds the result ttl (24 h, the default), so that the hosts renew the keys' expiry with
+// each transaction, as they do for a real job.
+std::string job_of_run(const std::string& run) { return kPrefix + "-" + run; }
+constexpr const char* kTtlMs = "86400000";
+
+// The entry of task SEQ (redis::task_entry, what submit queues); the input is 8 bytes,
+// the size of shoal_bench's tiny tasks.
 redis::Args task_entry(const std::string& run, uint64_t seq) {
   char input[32];
   std::snprintf(input, sizeof input, "%08llu", static_cast<unsigned long long>(seq % 100000000));
-  const std::string n = std::to_string(seq);
-  return {"XADD", kStream, "*", "id", kPrefix + "-" + run + ":" + n, "seq", n, "input", input};
+  return redis::task_entry(keys(), job_of_run(run), seq, input);
 }
 
 // The result entry the floor writes for an echoed task: the one ServeState::flush writes
-// for a result (serve_state.cpp), its JSON made by the same redis::result_json.
+// (redis::result_entry).
 redis::Args floor_result(const redis::Task& t, const std::string& consumer) {
   shoal::Outcome o;
   o.status = shoal::Status::ok;
@@ -110,8 +115,7 @@ redis::Args floor_result(const redis::Task& t, const std::string& consumer) {
   o.worker = 0;
   o.attempts = 1;
   o.duration = std::chrono::nanoseconds(1000);
-  return {"XADD", keys().results, "*", "id", t.task_id, "status", std::string(shoal::to_string(o.status)),
-          "generation", "0", "result", redis::result_json(t, o, consumer)};
+  return redis::result_entry(keys(), t, o, consumer);
 }
 
 // What a result entry is counted by: its task id (the `id` field), or its entry id when
@@ -463,18 +467,23 @@ double self_cpu() {
     if (!r || r->is_error()) ::_exit(3);
     const auto entries = redis::parse_read(r->view());
     if (entries.empty()) continue;
-    // ServeState::flush's transaction for k results: MULTI, XADD ×k, XACK, XDEL, EXEC,
-    // sent in one write.
+    // ServeState::flush's transaction for k results of one job: MULTI, XADD ×k, XACK,
+    // XDEL, PEXPIRE of the job's two keys, EXEC, sent in one write.
     tx.assign(1, {"MULTI"});
     redis::Args ack = {"XACK", kStream, kGroup};
     redis::Args del = {"XDEL", kStream};
+    std::string job;
     for (const auto& e : entries) {
-      tx.push_back(floor_result(redis::task_of(e), consumer));
+      const redis::Task t = redis::task_of(e);
+      job = t.job;
+      tx.push_back(floor_result(t, consumer));
       ack.push_back(e.id);
       del.push_back(e.id);
     }
     tx.push_back(std::move(ack));
     tx.push_back(std::move(del));
+    tx.push_back({"PEXPIRE", keys().job_results(job), kTtlMs});
+    tx.push_back({"PEXPIRE", keys().job_meta(job), kTtlMs});
     tx.push_back({"EXEC"});
     auto replies = c->pipeline(tx);
     if (!replies || !replies->back().view().is_array()) ::_exit(3);
@@ -582,6 +591,8 @@ RunResult run(const Setup& setup, Mode mode, int hosts_n, size_t n, const std::s
     for (size_t k = i; k < std::min(n, i + kFillBatch); ++k) batches.back().push_back(task_entry(run_id, k));
   }
 
+  const std::string results = keys().job_results(job_of_run(run_id));
+  command(c, {"HSET", keys().job_meta(job_of_run(run_id)), "ttl", kTtlMs, "next", std::to_string(n)});
   const Sample before = sample(c, setup.server.pid, pids, workers);
   const auto t0 = Clock::now();
   for (const auto& b : batches) {
@@ -603,15 +614,15 @@ RunResult run(const Setup& setup, Mode mode, int hosts_n, size_t n, const std::s
   while (seen.size() < n) {
     check_signal();
     check_alive(pids);
-    auto len = c.command({"XLEN", keys().results});
-    if (!len || !len->view().is_integer()) fail("XLEN " + keys().results + ": no answer");
+    auto len = c.command({"XLEN", results});
+    if (!len || !len->view().is_integer()) fail("XLEN " + results + ": no answer");
     const auto now = Clock::now();
     const size_t repeats = entries_read - seen.size();
     if (static_cast<size_t>(len->view().integer()) >= n + repeats) {
       t1 = now;
       after = sample(c, setup.server.pid, pids, workers);
       for (;;) {
-        auto r = command(c, {"XREAD", "COUNT", "10000", "STREAMS", keys().results, cursor});
+        auto r = command(c, {"XREAD", "COUNT", "10000", "STREAMS", results, cursor});
         const auto entries = redis::parse_read(r.view());
         if (entries.empty()) break;
         for (const auto& e : entries) seen.insert(result_key(e));
@@ -661,7 +672,8 @@ RunResult run(const Setup& setup, Mode mode, int hosts_n, size_t n, const std::s
   };
   // The commands the consumers send, per task; XADD without the fill's N.
   const double result_xadds = delta("xadd", 0) - static_cast<double>(n);
-  for (const char* cmd : {"xreadgroup", "exec", "xack", "xdel", "xclaim", "xautoclaim", "xpending", "client|unblock"}) {
+  for (const char* cmd :
+       {"xreadgroup", "exec", "xack", "xdel", "pexpire", "xclaim", "xautoclaim", "xpending", "client|unblock"}) {
     std::string what = std::string(cmd) + "_per_task";
     std::replace(what.begin(), what.end(), '|', '_');
     put(what, delta(cmd, 0) * per, "per_task");
