@@ -306,7 +306,7 @@ int Server::run() {
       wait_events(next_wakeup());
       continue;
     }
-    if (!state_.flush() || !state_.refresh()) continue;
+    if (!state_.flush() || !state_.refresh() || !state_.recover()) continue;
     if (stopping_ && state_.idle()) break;  // the last outcomes are written
     if (!stopping_ && state_.free_slots() > 0) {
       if (Clock::now() >= state_.next_claim()) {

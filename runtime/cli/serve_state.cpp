@@ -41,6 +41,14 @@ Outcome outcome_in(std::string_view text) {
   return o;
 }
 
+// What CLIENT SETNAME accepts: no spaces or control characters.
+std::string client_name(const std::string& consumer) {
+  std::string name = "shoal:" + consumer;
+  for (char& ch : name)
+    if (ch <= ' ' || ch > '~') ch = '_';
+  return name;
+}
+
 // "ENTRY (id TASK-ID)" for a log line: the entry id is what `shoal dead` and redis-cli
 // take, the task id what the submitter knows.
 std::string task_name(const redis::Task& t) {
@@ -132,6 +140,9 @@ bool ServeState::connect() {
   auto id = conn_.command({"CLIENT", "ID"});
   if (!id) return lost(id.error());
   client_id_ = std::to_string(id->view().integer());
+  // A connection that was cut off may linger in Redis's client list for a while.
+  own_client_ids_.push_back(client_id_);
+  if (own_client_ids_.size() > 8) own_client_ids_.erase(own_client_ids_.begin());
   if (auto t = redis::check_types(conn_, keys_); !t) {
     if (t.error().code == Errc::io) return lost(t.error());
     fatal_ = t.error().message;
@@ -149,14 +160,13 @@ bool ServeState::connect() {
   }
   // Operators (and the tests) find each host in CLIENT LIST by this name; Redis creates
   // a group's consumer only when a read returns entries, so XINFO cannot show an idle host.
-  std::string name = "shoal:" + consumer();
-  for (char& ch : name)
-    if (ch <= ' ' || ch > '~') ch = '_';
-  auto named = conn_.command({"CLIENT", "SETNAME", name});
+  auto named = conn_.command({"CLIENT", "SETNAME", client_name(consumer())});
   if (!named) return lost(named.error());
   if (ever_connected_) ++reconnects_;
   if (down_reported_) log_line(LogLevel::warn, "redis: connected again to " + s_.url.display);
   down_reported_ = false;
+  recover_due_ = true;
+  count_as_handed_back_ = ever_connected_;
   ever_connected_ = true;
   down_cause_.clear();
   backoff_.reset();
@@ -173,10 +183,14 @@ size_t ServeState::free_slots() const {
   return used >= s_.in_flight ? 0 : s_.in_flight - used;
 }
 
-bool ServeState::hold(const Delivery& entry) {
+bool ServeState::holds(std::string_view entry_id) const {
   bool known = false;
-  for_each_held([&](const Held& h) { known = known || h.entry.task.entry_id == entry.task.entry_id; });
-  if (known) return false;
+  for_each_held([&](const Held& h) { known = known || h.entry.task.entry_id == entry_id; });
+  return known;
+}
+
+bool ServeState::hold(const Delivery& entry) {
+  if (holds(entry.task.entry_id)) return false;
   held_.emplace(entry.task.entry_id, Held{entry, Clock::now()});
   return true;
 }
@@ -305,16 +319,39 @@ const ServeState::JobKeys* ServeState::job_keys(const redis::Task& t) const {
   return it != jobs_.end() && it->second.usable ? &it->second : nullptr;
 }
 
+redis::Args ServeState::hand_back(const std::vector<std::string>& ids) const {
+  // JUSTID leaves the delivery count alone; the claim counts the next delivery.
+  redis::Args cmd = {"XCLAIM", keys_.tasks, s_.redis.group, consumer(), "0"};
+  cmd.insert(cmd.end(), ids.begin(), ids.end());
+  cmd.insert(cmd.end(), {"IDLE", std::to_string(visibility().count() + 1), "JUSTID"});
+  return cmd;
+}
+
+// Redis checks each command as it is queued (OOM, syntax) and then runs none;
+// check_types() rules out failures while it runs.
+bool ServeState::transaction(const std::vector<redis::Args>& tx, std::string_view what) {
+  auto replies = conn_.pipeline(tx);
+  if (!replies) return lost(replies.error());
+  const redis::ReplyView done = replies->back().view();
+  if (!done.is_array()) {
+    // EXECABORT: a command was refused as it was queued; its own reply says why.
+    for (const auto& r : *replies)
+      if (r.is_error() && !r.str().starts_with("EXECABORT")) return refused(what, r.view());
+    return refused(what, done);
+  }
+  for (size_t i = 0; i < done.size(); ++i)
+    if (done[i].is_error()) return refused(what, done[i]);
+  return true;
+}
+
 bool ServeState::flush() {
   if (outbox_.empty()) return true;
   if (!settle_sent()) return false;
   if (outbox_.empty()) return true;
-  const std::string idle = std::to_string(visibility().count() + 1);
   // One transaction: each result is stored together with the acknowledgement and deletion
   // of its entry, so a lost connection can neither repeat a result whose entry was
   // acknowledged nor leave an acknowledged entry in the stream (whose length is what
-  // submit's back-pressure reads). Redis checks each command as it is queued (OOM, syntax)
-  // and then runs none; check_types() rules out failures while it runs.
+  // submit's back-pressure reads).
   if (!check_jobs()) return false;
   std::vector<redis::Args> tx = {{"MULTI"}};
   redis::Args ack = {"XACK", keys_.tasks, s_.redis.group};
@@ -324,10 +361,6 @@ bool ServeState::flush() {
   for (auto& p : outbox_) {
     p.sent = true;
     const redis::Task& t = p.held.entry.task;
-    // Idle past the visibility timeout at once: the next XAUTOCLAIM of any host takes it.
-    // JUSTID leaves the delivery count alone; the claim counts the next delivery.
-    const redis::Args hand_back = {"XCLAIM", keys_.tasks, s_.redis.group, consumer(), "0", t.entry_id,
-                                   "IDLE",   idle,        "JUSTID"};
     const JobKeys* job = job_keys(t);
     switch (p.kind) {
       case Kind::dead: {
@@ -356,11 +389,11 @@ bool ServeState::flush() {
         break;
       case Kind::retry:
         tx.push_back({"HSET", keys_.last, t.entry_id, redis::result_json(t, p.outcome, consumer())});
-        tx.push_back(hand_back);
+        tx.push_back(hand_back({t.entry_id}));
         break;
       case Kind::release:
         tx.push_back({"HINCRBY", keys_.last, redis::handed_back_field(t.entry_id), "1"});
-        tx.push_back(hand_back);
+        tx.push_back(hand_back({t.entry_id}));
         break;
     }
   }
@@ -376,17 +409,7 @@ bool ServeState::flush() {
     tx.push_back({"PEXPIRE", job->meta, std::to_string(job->ttl_ms)});
   }
   tx.push_back({"EXEC"});
-  auto replies = conn_.pipeline(tx);
-  if (!replies) return lost(replies.error());
-  const redis::ReplyView done = replies->back().view();
-  if (!done.is_array()) {
-    // EXECABORT: a command was refused as it was queued; its own reply says why.
-    for (const auto& r : *replies)
-      if (r.is_error() && !r.str().starts_with("EXECABORT")) return refused("writing outcomes", r.view());
-    return refused("writing outcomes", done);
-  }
-  for (size_t i = 0; i < done.size(); ++i)
-    if (done[i].is_error()) return refused("writing outcomes", done[i]);
+  if (!transaction(tx, "writing outcomes")) return false;
   for (const auto& p : outbox_) count(p);
   outbox_.clear();
   return true;
@@ -429,6 +452,71 @@ bool ServeState::refresh() {
   if (!r) return lost(r.error());
   if (r->is_error()) return refused("XCLAIM", r->view());
   for (auto* t : touched) *t = now;
+  return true;
+}
+
+bool ServeState::consumer_shared() {
+  auto r = conn_.command({"CLIENT", "LIST", "TYPE", "normal"});
+  if (!r || r->is_error()) return false;  // cannot tell: a lost connection shows next time
+  const std::string name = " name=" + client_name(consumer()) + " ";
+  for (std::string_view rest = r->view().str(); !rest.empty();) {
+    const std::string_view line = rest.substr(0, rest.find('\n'));
+    rest.remove_prefix(std::min(rest.size(), line.size() + 1));
+    if (line.find(name) == std::string_view::npos || !line.starts_with("id=")) continue;
+    const std::string_view id = line.substr(3, line.find(' ') - 3);
+    if (std::find(own_client_ids_.begin(), own_client_ids_.end(), id) == own_client_ids_.end()) return true;
+  }
+  return false;
+}
+
+bool ServeState::recover() {
+  if (!recover_due_) return true;
+  // An entry this host holds is its own to finish (refresh re-owned it). Of the others,
+  // only those well within the visibility timeout: one near it may be claimed by another
+  // host between this XPENDING and the XCLAIM below, whose min-idle 0 would take it back
+  // from that host while it runs it; XAUTOCLAIM gets those a third of the timeout later.
+  const long long young = visibility().count() - visibility().count() / 3;
+  constexpr int kPage = 100;
+  std::vector<std::string> ids;
+  for (std::string from = "-";;) {
+    auto r = conn_.command({"XPENDING", keys_.tasks, s_.redis.group, from, "+", std::to_string(kPage), consumer()});
+    if (!r) return lost(r.error());
+    if (r->is_error()) return refused("XPENDING", r->view());
+    const redis::ReplyView page = r->view();  // [[id, consumer, idle ms, deliveries], …]
+    for (size_t i = 0; i < page.size(); ++i)
+      if (page[i][2].integer() < young && !holds(page[i][0].str())) ids.emplace_back(page[i][0].str());
+    if (page.size() < kPage) break;
+    from = "(" + std::string(page[page.size() - 1][0].str());
+  }
+  if (ids.empty()) {
+    recover_due_ = false;
+    return true;
+  }
+  const std::string entries = std::to_string(ids.size()) + (ids.size() == 1 ? " entry" : " entries");
+  // A second live process with this --consumer: what looks lost here is running there.
+  if (consumer_shared()) {
+    log_line(LogLevel::warn, "redis: another connection is named " + client_name(consumer()) + ": " + entries +
+                                 " pending to consumer " + consumer() +
+                                 " are left to the visibility timeout (give each host its own --consumer)");
+    recover_due_ = false;
+    return true;
+  }
+  // Reading them with XREADGROUP … 0 instead would count a delivery for every entry of
+  // this consumer, held ones included, and reset the idle time of those handed back.
+  std::vector<redis::Args> tx = {{"MULTI"}};
+  if (count_as_handed_back_)
+    for (const auto& id : ids) tx.push_back({"HINCRBY", keys_.last, redis::handed_back_field(id), "1"});
+  tx.push_back(hand_back(ids));
+  tx.push_back({"EXEC"});
+  if (!transaction(tx, "handing back")) return false;
+  log_line(LogLevel::warn, "redis: " + entries +
+                               (count_as_handed_back_ ? " delivered while the connection was down: handed back"
+                                                      : " pending to consumer " + consumer() +
+                                                            " from an earlier run: handed back as failed deliveries"));
+  handed_back_ += ids.size();
+  recover_due_ = false;
+  cursor_ = "0-0";
+  next_claim_ = Clock::now();
   return true;
 }
 
@@ -476,9 +564,7 @@ bool ServeState::claim(std::vector<Delivery>& out) {
       out.push_back(std::move(d));
       continue;
     }
-    bool ours = false;  // running here: its outcome decides
-    for_each_held([&](const Held& h) { ours = ours || h.entry.task.entry_id == d.task.entry_id; });
-    if (ours) continue;
+    if (holds(d.task.entry_id)) continue;  // running here: its outcome decides
     log_line(LogLevel::warn, "task " + task_name(d.task) + " failed " +
                                  std::to_string(d.deliveries - 1 - d.handed_back) +
                                  " deliveries, the last without an outcome (its host died or was stopped): "

@@ -12,6 +12,7 @@
 
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -102,6 +103,11 @@ class ServeState {
   bool flush();
   /// Resets the idle time of held entries past a third of the visibility timeout.
   bool refresh();
+  /// Once after each connect: hands back at once the entries pending to this consumer
+  /// that it does not hold, instead of leaving them for the visibility timeout. They are
+  /// deliveries whose answer an outage took (a Redis restart, a cut connection), or a
+  /// previous process's under the same --consumer. Then claim() is due at once.
+  bool recover();
   /// XAUTOCLAIM of entries idle past the visibility timeout: the ones to run go to `out`;
   /// those that failed too often go to the dead letters.
   bool claim(std::vector<Delivery>& out);
@@ -150,6 +156,14 @@ class ServeState {
   /// used up its deliveries once `failed` of them (crashes, timeouts, hosts that died with
   /// it) reach max_deliveries. Deliveries handed back unrun are not failures.
   bool exhausted(uint32_t failed) const { return failed >= s_.redis.max_deliveries; }
+  bool holds(std::string_view entry_id) const;
+  /// XCLAIM that leaves `ids` idle past the visibility timeout: the next XAUTOCLAIM of any
+  /// host takes them.
+  redis::Args hand_back(const std::vector<std::string>& ids) const;
+  /// MULTI … EXEC (both in `tx`) in one round trip; false when lost or refused.
+  bool transaction(const std::vector<redis::Args>& tx, std::string_view what);
+  /// Another connection than this process's carries this host's client name.
+  bool consumer_shared();
   bool ensure_group();
   /// Before a transaction goes out again: drops what the lost one did apply.
   bool settle_sent();
@@ -173,6 +187,7 @@ class ServeState {
   redis::Keys keys_;
   redis::Connection conn_;
   std::string client_id_;
+  std::vector<std::string> own_client_ids_;  ///< this process's latest connections
   redis::Backoff backoff_ = reconnect_backoff();
   Clock::time_point next_attempt_{};
   bool down_reported_ = false;
@@ -183,6 +198,11 @@ class ServeState {
   std::unordered_map<std::string, Held> held_;
   std::unordered_map<std::string, JobKeys> jobs_;
   std::vector<Pending> outbox_;
+  bool recover_due_ = false;
+  /// A reconnect: this process never got the deliveries recover() finds, so they count as
+  /// handed back. On the first connect they were a previous process's, which may have
+  /// died of the task: failed deliveries, as XAUTOCLAIM would count them.
+  bool count_as_handed_back_ = false;
   std::string cursor_ = "0-0";
   Clock::time_point next_claim_{};
   Counts counts_;

@@ -59,12 +59,14 @@ struct HostOptions {
   std::string grace = "3s";
   unsigned max_deliveries = 3;
   std::string url;          ///< empty: the fleet's redis-server
+  std::string visibility;   ///< redis.visibility_timeout; empty: kSlow seconds
   std::string redis_extra;  ///< more keys of the redis: section, each "  key: value\n"
 
   HostOptions& with_workers(unsigned n) { return workers = n, *this; }
   HostOptions& with_grace(std::string g) { return grace = std::move(g), *this; }
   HostOptions& with_max_deliveries(unsigned n) { return max_deliveries = n, *this; }
   HostOptions& with_url(std::string u) { return url = std::move(u), *this; }
+  HostOptions& with_visibility(std::string v) { return visibility = std::move(v), *this; }
   HostOptions& with_redis(std::string extra) { return redis_extra = std::move(extra), *this; }
 };
 
@@ -78,8 +80,9 @@ struct Fleet {
                              "\"\n    workers: " + std::to_string(o.workers) + "\n    shutdown: {grace: " + o.grace +
                              ", fini_timeout: 2s}\n    params: {fini_marker: \"" + marker(name).string() +
                              "\"}\nredis:\n  url: " + (o.url.empty() ? redis.url() : o.url) +
-                             "\n  stream: " + kStream + "\n  visibility_timeout: " + std::to_string(kSlow) +
-                             "s\n  max_deliveries: " + std::to_string(o.max_deliveries) + "\n" + o.redis_extra;
+                             "\n  stream: " + kStream + "\n  visibility_timeout: " +
+                             (o.visibility.empty() ? std::to_string(kSlow) + "s" : o.visibility) +
+                             "\n  max_deliveries: " + std::to_string(o.max_deliveries) + "\n" + o.redis_extra;
     return dir.write(name + ".yaml", text).string();
   }
   std::filesystem::path marker(const std::string& name) const { return dir.path() / (name + ".fini"); }
@@ -111,14 +114,16 @@ struct Fleet {
 
 /// `shoal serve` in the background; killed and reaped by the destructor if still running.
 /// `env` ("NAME=VALUE" each) is added to its environment (through env(1), which execs it:
-/// the pid stays the host's).
+/// the pid stays the host's). Its --consumer is `consumer`, or `name` when that is empty.
 class Host {
  public:
   Host(const Fleet& fleet, const std::string& config, const std::string& name,
-       const std::vector<std::string>& flags = {}, const std::vector<std::string>& env = {})
+       const std::vector<std::string>& flags = {}, const std::vector<std::string>& env = {},
+       const std::string& consumer = "")
       : name_(name),
         err_(fleet.dir.path() / (name + ".err")),
-        process_(argv(config, name, flags, env), "/dev/null", fleet.dir.path() / (name + ".out"), err_) {
+        process_(argv(config, consumer.empty() ? name : consumer, flags, env), "/dev/null",
+                 fleet.dir.path() / (name + ".out"), err_) {
     REQUIRE(process_.started());
   }
   const std::string& name() const { return name_; }
@@ -158,14 +163,14 @@ class Host {
   }
 
  private:
-  static std::vector<std::string> argv(const std::string& config, const std::string& name,
+  static std::vector<std::string> argv(const std::string& config, const std::string& consumer,
                                        const std::vector<std::string>& flags, const std::vector<std::string>& env) {
     std::vector<std::string> a;
     if (!env.empty()) {
       a.push_back("/usr/bin/env");
       a.insert(a.end(), env.begin(), env.end());
     }
-    a.insert(a.end(), {SHOAL_BIN, "serve", config, "--consumer", name});
+    a.insert(a.end(), {SHOAL_BIN, "serve", config, "--consumer", consumer});
     a.insert(a.end(), flags.begin(), flags.end());
     return a;
   }
