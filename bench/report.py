@@ -74,7 +74,7 @@ def redis_section(fig, provenance):
     v = lambda name: fig[name][0] if name in fig else float("nan")
     print("## Scale-out against the broker's floor (issue 20)\n")
     print(f"{provenance} Floor: K forked minimal clients doing `shoal serve`'s cycle (XREADGROUP COUNT 4 BLOCK → "
-          "echo → MULTI {XADD result ×k, XACK, XDEL} EXEC); shoal: K `shoal serve` hosts, echo plugin, 2 workers "
+          "echo → MULTI {XADD result ×k, XACK, XDEL, PEXPIRE ×2} EXEC); shoal: K `shoal serve` hosts, echo plugin, 2 workers "
           f"each; both on one redis-server (append-only file, fsync every second) on the same {os.cpu_count()} "
           "CPUs, timed from the first XADD of the tasks to the last result. bench/NOTES.md explains the figures.\n")
     print("| hosts | floor tasks/s | shoal tasks/s | shoal ÷ floor | floor ÷ floor at 1 host "

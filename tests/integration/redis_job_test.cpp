@@ -55,6 +55,12 @@ std::map<std::string, shoal::TaskResult> collect_all(shoal::Client& c, const std
   return out;
 }
 
+// SIGTERM to each, then each exits 0.
+void stop_all(const std::vector<Host*>& hosts) {
+  for (Host* h : hosts) h->signal(SIGTERM);
+  for (Host* h : hosts) CHECK(h->wait_exit(20s) == 0);
+}
+
 }  // namespace
 
 TEST_CASE("client: submit a job, wait for each result by id in reverse order, collect it whole",
@@ -204,10 +210,7 @@ TEST_CASE("client: jobs on two streams with a host each, and two jobs on one str
   // The CLI's collect of one job prints that job only, whatever --expect asks.
   const auto rows_b = collect(fleet.config("collect"), 5, 0, *jb);
   for (const auto& [id, row] : rows_b) CHECK(row.at("output").text.starts_with("B"));
-  a.signal(SIGTERM);
-  b.signal(SIGTERM);
-  CHECK(a.wait_exit(20s) == 0);
-  CHECK(b.wait_exit(20s) == 0);
+  stop_all({&a, &b});
 }
 
 TEST_CASE("client: payloads with every byte value round-trip through two hosts unchanged",
@@ -272,10 +275,7 @@ TEST_CASE("client: payloads with every byte value round-trip through two hosts u
                                bounded(10s));
     CHECK(decoded.out == payloads.at(seq));
   }
-  a.signal(SIGTERM);
-  b.signal(SIGTERM);
-  CHECK(a.wait_exit(20s) == 0);
-  CHECK(b.wait_exit(20s) == 0);
+  stop_all({&a, &b});
 }
 
 TEST_CASE("collect --job --timeout prints what came, names what is missing and exits 3",
