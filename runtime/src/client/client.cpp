@@ -97,8 +97,9 @@ struct Client::Impl {
     return Error{Errc::io, options.name + ": " + link.fatal()};
   }
 
-  // One command, retried across reconnects and transient refusals; a final refusal is
-  // Errc::failed naming `what`.
+  // One command, retried across reconnects and transient refusals (with
+  // `retry_after_loss` false, a lost answer is Errc::io: the caller finds out whether it
+  // was applied); a final refusal is Errc::failed naming the command.
   Result<redis::Reply> call(const redis::Args& args, bool retry_after_loss = true, bool large_reply = false) {
     for (;;) {
       if (!link && !link.reconnect()) return stopped();
