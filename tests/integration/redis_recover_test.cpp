@@ -81,6 +81,9 @@ TEST_CASE("redis: a Redis restart that takes the answer to a read costs no visib
   // In one write, so that Redis runs both in one turn of its loop: the XADD serves the
   // host's blocked read (recorded in the append-only file) and SHUTDOWN exits before
   // that turn ends, when the answer would have been written.
+  // The third task is the job's too: its seq reserved and counted in the sealed total,
+  // as a producer adding to the job would (collect ends at the total).
+  fleet.redis.command({"HSET", kStream + ":job:" + job(), "next", "3", "total", "3"});
   {
     auto c = fleet.redis.connect();
     auto r = c.pipeline({{"XADD", kStream, "*", "id", id(2), "job", job(), "seq", "2", "input",
