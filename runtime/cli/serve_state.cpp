@@ -28,9 +28,7 @@ Outcome outcome_in(std::string_view text) {
   if (!j.is_object()) return o;
   auto text_of = [&](const char* key) { return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : ""; };
   o.status = status_from(text_of("status")).value_or(Status::crashed);
-  const std::string reason = text_of("reason");
-  for (uint8_t i = 0; i <= static_cast<uint8_t>(Reason::reentrant); ++i)
-    if (to_string(static_cast<Reason>(i)) == reason) o.reason = static_cast<Reason>(i);
+  if (j.contains("reason") && j["reason"].is_string()) o.reason = redis::reason_of(text_of("reason"));
   o.output = text_of("output");
   o.error = text_of("error");
   if (j.contains("worker") && j["worker"].is_number_integer()) o.worker = j["worker"].get<int32_t>();

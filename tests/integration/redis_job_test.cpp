@@ -1,6 +1,7 @@
 // Jobs (issue 20): shoal::Client against a real redis-server and real `shoal serve` hosts,
 // jobs kept apart on one stream and on two, `collect --job --timeout`, result retention,
 // and payloads with every byte value.
+#include "support/cut_proxy.hpp"
 #include "support/redis_fleet.hpp"
 
 #include <shoal/client.hpp>
@@ -110,6 +111,49 @@ TEST_CASE("client: submit a job, wait for each result by id in reverse order, co
   a.signal(SIGTERM);
   CHECK(a.wait_exit(20s) == 0);
   check_drained(fleet);
+}
+
+TEST_CASE("client: a seq reservation whose answer is lost leaves no gap and collect ends at the total",
+          "[integration][redis][client]") {
+  Fleet fleet;
+  const auto url = redis::parse_url(fleet.redis.url());
+  REQUIRE(url.ok());
+  // The reservation script reaches Redis and runs; its answer never comes back. Sent
+  // again as it was, it would reserve a second range: ids from 3, a total of 6, and a
+  // collect waiting for three tasks that do not exist.
+  CutProxy proxy(fleet.redis.port(), CutProxy::Options::cut("'HINCRBY', KEYS[1], 'next'", [u = *url] {
+                   auto c = redis::Connection::open(u, 1s);
+                   if (!c) return false;
+                   auto keys = c->command({"KEYS", kStream + ":job:*"});
+                   if (!keys) return false;
+                   for (size_t i = 0; i < keys->view().size(); ++i) {
+                     auto next = c->command({"HGET", std::string(keys->view()[i].str()), "next"});
+                     if (next && next->view().is_string() && next->str() != "0") return true;
+                   }
+                   return false;
+                 }));
+  REQUIRE(proxy.ok());
+  Host a(fleet, fleet.config("a"), "a");
+  wait_ready(fleet, {&a});
+  shoal::ClientOptions o;
+  o.url = proxy.url();
+  o.stream = kStream;
+  auto c = shoal::Client::connect(o);
+  REQUIRE(c.ok());
+  auto job = c->create_job("t");
+  REQUIRE(job.ok());
+  const std::vector<std::string> inputs = {"echo 0", "echo 1", "echo 2"};
+  auto ids = c->submit_many(*job, views(inputs));
+  INFO((ids ? std::string() : ids.error().message));
+  REQUIRE(ids.ok());
+  CHECK(proxy.cuts() == 1);
+  REQUIRE(ids->size() == 3);
+  for (size_t i = 0; i < 3; ++i) CHECK((*ids)[i] == *job + ":" + std::to_string(i));
+  CHECK(fleet.redis.command({"HGET", kStream + ":job:" + *job, "next"}).str() == "3");
+  REQUIRE(c->seal(*job).ok());
+  const auto rows = collect_all(*c, *job);
+  CHECK(rows.size() == 3);
+  stop_all({&a});
 }
 
 TEST_CASE("client: a deadline that passes is Errc::timeout on time, and a later wait gets the result",

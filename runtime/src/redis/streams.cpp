@@ -102,6 +102,12 @@ std::optional<Status> status_of(std::string_view word) {
   return std::nullopt;
 }
 
+Reason reason_of(std::string_view word) {
+  for (uint8_t i = 0; i <= static_cast<uint8_t>(Reason::reentrant); ++i)
+    if (to_string(static_cast<Reason>(i)) == word) return static_cast<Reason>(i);
+  return Reason::none;
+}
+
 std::optional<TaskResult> task_result(const Entry& e) {
   const auto id = e.field("id");
   const auto status = e.field("status");
@@ -112,9 +118,7 @@ std::optional<TaskResult> task_result(const Entry& e) {
   r.seq = number_or<uint64_t>(e, "seq", 0);
   Outcome& o = r.outcome;
   o.status = status_of(*status).value_or(Status::rejected);
-  const std::string_view reason = e.field("reason").value_or("none");
-  for (uint8_t i = 0; i <= static_cast<uint8_t>(Reason::reentrant); ++i)
-    if (to_string(static_cast<Reason>(i)) == reason) o.reason = static_cast<Reason>(i);
+  o.reason = reason_of(e.field("reason").value_or("none"));
   o.output = std::string(e.field("output").value_or(""));
   o.error = std::string(e.field("error").value_or(""));
   o.worker = number_or<int32_t>(e, "worker", -1);

@@ -89,6 +89,8 @@ Args result_entry(const Keys& keys, const Task& task, const Outcome& outcome, st
 
 /// The status word of a result ("ok", "crashed", …); nullopt for another word.
 std::optional<Status> status_of(std::string_view word);
+/// The reason word of a result ("plugin_error", …); Reason::none for another word.
+Reason reason_of(std::string_view word);
 
 /// A result entry of a job read back; nullopt when it lacks `id` or `status`.
 std::optional<TaskResult> task_result(const Entry& entry);
